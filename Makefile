@@ -1,0 +1,50 @@
+# deskgate: `make run` starts the daemon on the dev config, `make test` runs every test.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+DEV_CONFIG := contrib/deskgate.dev.yaml
+FUZZTIME ?= 10s
+
+.PHONY: all build run test unit e2e fuzz bench lint clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/deskgate ./cmd/deskgate
+
+var/admin.token:
+	mkdir -p var
+	umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > $@
+
+run: build var/admin.token
+	./bin/deskgate check-config --config $(DEV_CONFIG)
+	./bin/deskgate serve --config $(DEV_CONFIG)
+
+# Every test: unit, end-to-end (real binary, swaks, Postfix), crash, and a short fuzz run.
+test: build
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+	$(MAKE) fuzz
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test)
+
+e2e: build
+	$(GO) test -count=1 -v ./test/...
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./gateway/mailparse
+	$(GO) test -run='^$$' -fuzz='^FuzzClassify$$' -fuzztime=$(FUZZTIME) ./gateway/addr
+	$(GO) test -run='^$$' -fuzz='^FuzzFindTags$$' -fuzztime=$(FUZZTIME) ./gateway/addr
+
+bench: build
+	$(GO) build -o bin/deskgate-bench ./test/bench
+	./bin/deskgate-bench
+
+lint:
+	test -z "$$(gofmt -l .)"
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+
+clean:
+	rm -rf bin

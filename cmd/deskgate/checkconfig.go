@@ -1,0 +1,40 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/deskgate/deskgate/config"
+)
+
+func checkConfigCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check-config",
+		Short: "validate the config file; print every problem with its key path",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := configPath()
+			_, err := config.Load(path)
+			if err != nil {
+				printProblems(cmd, path, err)
+				return exitError{1}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", path)
+			return nil
+		},
+	}
+}
+
+func printProblems(cmd *cobra.Command, path string, err error) {
+	var ps config.Problems
+	if errors.As(err, &ps) {
+		for _, p := range ps {
+			fmt.Fprintln(cmd.ErrOrStderr(), p.String())
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d problem(s)\n", path, len(ps))
+		return
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", path, err)
+}

@@ -1,0 +1,49 @@
+// Command deskgate is the help-desk mail gateway: the daemon and its admin CLI.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// DefaultConfigPath is used when neither --config nor $DESKGATE_CONFIG is given.
+const DefaultConfigPath = "/etc/deskgate/deskgate.yaml"
+
+var configFlag string
+
+func configPath() string {
+	if configFlag != "" {
+		return configFlag
+	}
+	if p := os.Getenv("DESKGATE_CONFIG"); p != "" {
+		return p
+	}
+	return DefaultConfigPath
+}
+
+// exitError carries an exit status without printing anything more.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func main() {
+	root := &cobra.Command{
+		Use:           "deskgate",
+		Short:         "Help-desk mail gateway: tickets, CCs and followers over SMTP and LMTP",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&configFlag, "config", "", "config file (default $DESKGATE_CONFIG, else "+DefaultConfigPath+")")
+	root.AddCommand(serveCmd(), checkConfigCmd(), versionCmd(), ticketsCmd())
+	if err := root.Execute(); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "deskgate:", err)
+		os.Exit(1)
+	}
+}

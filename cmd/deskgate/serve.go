@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/admin"
+	"github.com/deskgate/deskgate/gateway/inbound"
+	"github.com/deskgate/deskgate/store"
+)
+
+func serveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "run the daemon",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := configPath()
+			cfg, err := config.Load(path)
+			if err != nil {
+				printProblems(cmd, path, err)
+				fmt.Fprintln(cmd.ErrOrStderr(), "deskgate: not starting")
+				return exitError{1}
+			}
+			return serve(cfg, cmd.ErrOrStderr())
+		},
+	}
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(cfg *config.Config, logOut io.Writer) error {
+	logger := newLogger(cfg, logOut)
+	st, err := store.Open(cfg.DataDir)
+	if err != nil {
+		logger.Error("cannot open the store", "err", err)
+		return exitError{1}
+	}
+	defer st.Close()
+
+	in := inbound.New(cfg, st, logger)
+	if err := in.Listen(); err != nil {
+		logger.Error("cannot listen", "err", err)
+		return exitError{1}
+	}
+	var api *admin.Server
+	if cfg.Listen.Admin != "" {
+		token, err := admin.ReadToken(cfg.Admin.TokenFile)
+		if err != nil {
+			logger.Error("admin.token_file", "err", err)
+			return exitError{1}
+		}
+		api = admin.New(st, logger, token, nil, func(b *strings.Builder) { writeInboundMetrics(b, in) })
+		addr, err := api.Listen(cfg.Listen.Admin)
+		if err != nil {
+			logger.Error("cannot listen", "proto", "admin", "err", err)
+			in.Shutdown(context.Background())
+			return exitError{1}
+		}
+		logger.Info("listening", "proto", "admin", "addr", addr.String())
+	}
+	logger.Info("deskgate started", "version", version, "config", cfg.Path, "data_dir", cfg.DataDir)
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			reload(cfg.Path, logger, in, api)
+			continue
+		}
+		logger.Info("shutting down", "signal", sig.String())
+		break
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if api != nil {
+		api.Close()
+	}
+	// Sessions in the middle of a DATA get to finish, so that nothing acknowledged is
+	// cut off; the store is closed only after them.
+	in.Shutdown(ctx)
+	logger.Info("stopped")
+	return nil
+}
+
+// reload re-reads the config on SIGHUP. Listeners, data_dir and TLS need a restart; the
+// rest (agents, policy, limits, support addresses, token) applies to new sessions.
+func reload(path string, logger *slog.Logger, in *inbound.Server, api *admin.Server) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		logger.Error("reload refused; keeping the running config", "config", path, "problems", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return
+	}
+	in.SetConfig(cfg)
+	if api != nil && cfg.Admin.TokenFile != "" {
+		if token, err := admin.ReadToken(cfg.Admin.TokenFile); err == nil {
+			api.SetToken(token)
+		}
+	}
+	logger.Info("config reloaded", "config", path)
+}
+
+func writeInboundMetrics(b *strings.Builder, in *inbound.Server) {
+	fmt.Fprintf(b, "# HELP deskgate_messages_total Messages by result.\n# TYPE deskgate_messages_total counter\n")
+	fmt.Fprintf(b, "deskgate_messages_total{result=\"accepted\"} %d\n", in.Stats.Accepted.Load())
+	fmt.Fprintf(b, "deskgate_messages_total{result=\"duplicate\"} %d\n", in.Stats.Duplicates.Load())
+	fmt.Fprintf(b, "deskgate_messages_total{result=\"refused\"} %d\n", in.Stats.Refused.Load())
+	fmt.Fprintf(b, "deskgate_messages_total{result=\"tempfail\"} %d\n", in.Stats.TempFailed.Load())
+	fmt.Fprintf(b, "# HELP deskgate_sessions Open SMTP and LMTP sessions.\n# TYPE deskgate_sessions gauge\ndeskgate_sessions %d\n", in.ActiveSessions())
+}

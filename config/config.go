@@ -1,0 +1,148 @@
+// Package config loads deskgate's one YAML file into a typed, validated Config.
+// It is the only package that imports viper: everything else sees an immutable *Config.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole of deskgate.yaml after defaults, env overrides and validation.
+type Config struct {
+	Hostname       string         `mapstructure:"hostname"`
+	DataDir        string         `mapstructure:"data_dir"`
+	Listen         Listen         `mapstructure:"listen"`
+	TLS            TLS            `mapstructure:"tls"`
+	Support        Support        `mapstructure:"support"`
+	Limits         Limits         `mapstructure:"limits"`
+	Agents         []Agent        `mapstructure:"agents"`
+	Policy         Policy         `mapstructure:"policy"`
+	Notifications  Notifications  `mapstructure:"notifications"`
+	Authentication Authentication `mapstructure:"authentication"`
+	Upstream       Upstream       `mapstructure:"upstream"`
+	DKIM           DKIM           `mapstructure:"dkim"`
+	Admin          Admin          `mapstructure:"admin"`
+	Log            Log            `mapstructure:"log"`
+
+	// Path is the file this config was read from; not a key.
+	Path string `mapstructure:"-"`
+}
+
+type Listen struct {
+	SMTP  string `mapstructure:"smtp"`
+	LMTP  string `mapstructure:"lmtp"`
+	Admin string `mapstructure:"admin"`
+}
+
+type TLS struct {
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+}
+
+// Enabled reports whether STARTTLS is configured on the SMTP listener.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+type Support struct {
+	Name      string   `mapstructure:"name"`
+	Addresses []string `mapstructure:"addresses"`
+}
+
+type Limits struct {
+	MaxMessageBytes       ByteSize      `mapstructure:"max_message_bytes"`
+	MaxRecipients         int           `mapstructure:"max_recipients"`
+	MaxCCs                int           `mapstructure:"max_ccs"`
+	MaxSessions           int           `mapstructure:"max_sessions"`
+	MaxMailsPerSenderHour int           `mapstructure:"max_mails_per_sender_hour"`
+	ReadTimeout           time.Duration `mapstructure:"read_timeout"`
+	WriteTimeout          time.Duration `mapstructure:"write_timeout"`
+}
+
+// Agent roles.
+const (
+	RoleAgent      = "agent"
+	RoleLightAgent = "light_agent"
+)
+
+type Agent struct {
+	Email string `mapstructure:"email"`
+	Name  string `mapstructure:"name"`
+	Role  string `mapstructure:"role"`
+}
+
+type Policy struct {
+	CCsEnabled             bool     `mapstructure:"ccs_enabled"`
+	FollowersEnabled       bool     `mapstructure:"followers_enabled"`
+	AgentCCBecomesFollower bool     `mapstructure:"agent_cc_becomes_follower"`
+	CCBlocklist            []string `mapstructure:"cc_blocklist"`
+	CCRemoval              string   `mapstructure:"cc_removal"`
+	ReplyAudience          string   `mapstructure:"reply_audience"`
+	CCAttachments          bool     `mapstructure:"cc_attachments"`
+}
+
+type Notifications struct {
+	TicketCreated string `mapstructure:"ticket_created"`
+	Assigned      string `mapstructure:"assigned"`
+	Solved        string `mapstructure:"solved"`
+}
+
+type Authentication struct {
+	DNSResolver        string   `mapstructure:"dns_resolver"`
+	TrustedAuthservIDs []string `mapstructure:"trusted_authserv_ids"`
+	AgentIdentity      string   `mapstructure:"agent_identity"`
+}
+
+type Upstream struct {
+	Address      string `mapstructure:"address"`
+	TLS          string `mapstructure:"tls"`
+	Username     string `mapstructure:"username"`
+	PasswordFile string `mapstructure:"password_file"`
+}
+
+// MaildirPrefix marks an upstream address that delivers into a local Maildir.
+const MaildirPrefix = "maildir:"
+
+type DKIM struct {
+	Domain         string `mapstructure:"domain"`
+	Selector       string `mapstructure:"selector"`
+	PrivateKeyFile string `mapstructure:"private_key_file"`
+}
+
+// Enabled reports whether outgoing mail is to be signed.
+func (d DKIM) Enabled() bool { return d.Domain != "" || d.Selector != "" || d.PrivateKeyFile != "" }
+
+type Admin struct {
+	TokenFile string `mapstructure:"token_file"`
+}
+
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// AgentByEmail returns the configured agent with that address (case-insensitive).
+func (c *Config) AgentByEmail(email string) (Agent, bool) {
+	for _, a := range c.Agents {
+		if equalFoldASCII(a.Email, email) {
+			return a, true
+		}
+	}
+	return Agent{}, false
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,295 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvPrefix starts every environment override: DESKGATE_<SECTION>_<KEY>.
+const EnvPrefix = "DESKGATE"
+
+// Problem is one thing wrong with a config, named by its key path.
+type Problem struct {
+	Key string
+	Msg string
+}
+
+func (p Problem) String() string {
+	if p.Key == "" {
+		return p.Msg
+	}
+	return p.Key + ": " + p.Msg
+}
+
+// Problems is every problem found in one config file; Load returns it as its error.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+func defaults() map[string]any {
+	host, _ := os.Hostname()
+	return map[string]any{
+		"hostname":                            host,
+		"data_dir":                            "/var/lib/deskgate",
+		"listen.smtp":                         ":25",
+		"listen.lmtp":                         "",
+		"listen.admin":                        "127.0.0.1:8025",
+		"tls.cert_file":                       "",
+		"tls.key_file":                        "",
+		"support.name":                        "Support",
+		"support.addresses":                   []string{},
+		"limits.max_message_bytes":            "25MiB",
+		"limits.max_recipients":               100,
+		"limits.max_ccs":                      48,
+		"limits.max_sessions":                 200,
+		"limits.max_mails_per_sender_hour":    60,
+		"limits.read_timeout":                 "5m",
+		"limits.write_timeout":                "5m",
+		"agents":                              []any{},
+		"policy.ccs_enabled":                  true,
+		"policy.followers_enabled":            true,
+		"policy.agent_cc_becomes_follower":    true,
+		"policy.cc_blocklist":                 []string{},
+		"policy.cc_removal":                   "email",
+		"policy.reply_audience":               "notification",
+		"policy.cc_attachments":               true,
+		"notifications.ticket_created":        "requester",
+		"notifications.assigned":              "requester_and_ccs",
+		"notifications.solved":                "requester_and_ccs",
+		"authentication.dns_resolver":         "",
+		"authentication.trusted_authserv_ids": []string{},
+		"authentication.agent_identity":       "dmarc",
+		"upstream.address":                    "",
+		"upstream.tls":                        "starttls",
+		"upstream.username":                   "",
+		"upstream.password_file":              "",
+		"dkim.domain":                         "",
+		"dkim.selector":                       "",
+		"dkim.private_key_file":               "",
+		"admin.token_file":                    "",
+		"log.level":                           "info",
+		"log.format":                          "text",
+	}
+}
+
+// EnvName is the environment variable that overrides a key ("limits.max_ccs" ->
+// DESKGATE_LIMITS_MAX_CCS).
+func EnvName(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// Keys lists every config key, in the order of the file.
+func Keys() []string {
+	var keys []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := f.Tag.Get("mapstructure")
+			if tag == "-" || tag == "" {
+				continue
+			}
+			key := prefix + tag
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+				walk(f.Type, key+".")
+				continue
+			}
+			keys = append(keys, key)
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "")
+	return keys
+}
+
+// Load reads, decodes and validates the config file at path. On any problem the error is
+// a Problems listing all of them.
+func Load(path string) (*Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+	for k, val := range defaults() {
+		v.SetDefault(k, val)
+	}
+	for _, k := range Keys() {
+		// Binding every key makes env overrides reach Unmarshal even when the file
+		// does not name the key.
+		if err := v.BindEnv(k, EnvName(k)); err != nil {
+			return nil, Problems{{Key: k, Msg: err.Error()}}
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, Problems{{Msg: fmt.Sprintf("cannot read config file: %v", err)}}
+	}
+	defer f.Close()
+	if err := v.ReadConfig(f); err != nil {
+		return nil, Problems{{Msg: fmt.Sprintf("%s: %v", path, yamlError(err))}}
+	}
+
+	var cfg Config
+	var problems Problems
+	err = v.UnmarshalExact(&cfg, func(dc *mapstructure.DecoderConfig) {
+		dc.DecodeHook = decodeHook
+		dc.WeaklyTypedInput = true // env values are strings; "48" must still be an int
+	})
+	badKeys := map[string]bool{}
+	if err != nil {
+		for _, p := range decodeProblems(err) {
+			problems = append(problems, p)
+			badKeys[p.Key] = true
+		}
+	}
+	cfg.Path = path
+	for _, p := range validate(&cfg) {
+		if !badKeys[p.Key] {
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) > 0 {
+		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })
+		return &cfg, problems
+	}
+	return &cfg, nil
+}
+
+func yamlError(err error) error {
+	var pe viper.ConfigParseError
+	if errors.As(err, &pe) {
+		return pe.Unwrap()
+	}
+	return err
+}
+
+var (
+	byteSizeType = reflect.TypeOf(ByteSize(0))
+	durationType = reflect.TypeOf(time.Duration(0))
+	agentsType   = reflect.TypeOf([]Agent{})
+	stringsType  = reflect.TypeOf([]string{})
+)
+
+// decodeHook turns the strings that YAML and environment variables give into typed values.
+func decodeHook(from, to reflect.Type, data any) (any, error) {
+	switch to {
+	case byteSizeType:
+		switch d := data.(type) {
+		case string:
+			return ParseByteSize(d)
+		case int:
+			if d < 0 {
+				return nil, fmt.Errorf("%d is negative", d)
+			}
+			return ByteSize(d), nil
+		}
+	case durationType:
+		switch d := data.(type) {
+		case string:
+			dur, err := time.ParseDuration(d)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a duration (use Go durations such as 30s or 4h)", d)
+			}
+			return dur, nil
+		case int:
+			if d != 0 {
+				return nil, fmt.Errorf("%d has no unit (use Go durations such as 30s or 4h)", d)
+			}
+			return time.Duration(0), nil
+		}
+	case agentsType:
+		// From DESKGATE_AGENTS: a YAML (or JSON) list of agents.
+		if s, ok := data.(string); ok {
+			var list []any
+			if err := yaml.Unmarshal([]byte(s), &list); err != nil {
+				return nil, fmt.Errorf("not a YAML list of agents: %v", err)
+			}
+			return list, nil
+		}
+	case stringsType:
+		if s, ok := data.(string); ok {
+			if strings.TrimSpace(s) == "" {
+				return []string{}, nil
+			}
+			parts := strings.Split(s, ",")
+			for i := range parts {
+				parts[i] = strings.TrimSpace(parts[i])
+			}
+			return parts, nil
+		}
+	}
+	if to.Kind() == reflect.String && data != nil {
+		// Weak typing would turn a YAML list or map into a string silently; a list
+		// where a string belongs is a mistake worth naming.
+		switch from.Kind() {
+		case reflect.Slice, reflect.Map:
+			return nil, fmt.Errorf("expected a string, got a %s", kindWord(from.Kind()))
+		}
+	}
+	return data, nil
+}
+
+func kindWord(k reflect.Kind) string {
+	if k == reflect.Map {
+		return "mapping"
+	}
+	return "list"
+}
+
+// decodeProblems turns mapstructure's joined errors into one Problem per key.
+func decodeProblems(err error) Problems {
+	var out Problems
+	var walk func(error)
+	walk = func(e error) {
+		if multi, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, sub := range multi.Unwrap() {
+				walk(sub)
+			}
+			return
+		}
+		var de *mapstructure.DecodeError
+		if errors.As(e, &de) {
+			msg := de.Unwrap().Error()
+			if rest, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
+				for _, k := range strings.Split(rest, ", ") {
+					out = append(out, Problem{Key: joinKey(de.Name(), k), Msg: "unknown key"})
+				}
+				return
+			}
+			if inner := (*mapstructure.DecodeError)(nil); errors.As(de.Unwrap(), &inner) {
+				walk(de.Unwrap())
+				return
+			}
+			out = append(out, Problem{Key: de.Name(), Msg: cleanTypeMsg(msg)})
+			return
+		}
+		out = append(out, Problem{Msg: e.Error()})
+	}
+	walk(err)
+	return out
+}
+
+func joinKey(prefix, key string) string {
+	if prefix == "" {
+		return key
+	}
+	return prefix + "." + key
+}
+
+func cleanTypeMsg(msg string) string {
+	msg = strings.Replace(msg, "expected type 'string', got unconvertible type", "expected a string, got", 1)
+	msg = strings.Replace(msg, "cannot parse value as 'int': strconv.ParseInt: invalid syntax", "expected a whole number", 1)
+	msg = strings.Replace(msg, "cannot parse value as 'bool': strconv.ParseBool: invalid syntax", "expected true or false", 1)
+	return "wrong type: " + msg
+}

@@ -1,0 +1,313 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/mail"
+	"os"
+	"strconv"
+	"strings"
+)
+
+func validate(c *Config) Problems {
+	var ps Problems
+	add := func(key, format string, args ...any) {
+		ps = append(ps, Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+
+	if strings.TrimSpace(c.Hostname) == "" {
+		add("hostname", "required")
+	} else if strings.ContainsAny(c.Hostname, " \t\r\n@[]<>") {
+		add("hostname", "%q is not a host name", c.Hostname)
+	}
+	if c.DataDir == "" {
+		add("data_dir", "required")
+	}
+
+	if c.Listen.SMTP == "" && c.Listen.LMTP == "" {
+		add("listen", "at least one of listen.smtp and listen.lmtp must be set")
+	}
+	for key, addr := range map[string]string{"listen.smtp": c.Listen.SMTP, "listen.lmtp": c.Listen.LMTP} {
+		if addr != "" {
+			if err := checkListenAddr(addr, true); err != nil {
+				add(key, "%v", err)
+			}
+		}
+	}
+	if c.Listen.Admin != "" {
+		if err := checkListenAddr(c.Listen.Admin, false); err != nil {
+			add("listen.admin", "%v", err)
+		}
+		if c.Admin.TokenFile == "" {
+			add("admin.token_file", "required when listen.admin is set")
+		}
+	}
+	if c.Admin.TokenFile != "" {
+		if b, err := os.ReadFile(c.Admin.TokenFile); err != nil {
+			add("admin.token_file", "%v", fileErr(err))
+		} else if strings.TrimSpace(string(b)) == "" {
+			add("admin.token_file", "%s is empty", c.Admin.TokenFile)
+		}
+	}
+
+	if c.TLS.Enabled() {
+		switch {
+		case c.TLS.CertFile == "":
+			add("tls.cert_file", "required when tls.key_file is set")
+		case c.TLS.KeyFile == "":
+			add("tls.key_file", "required when tls.cert_file is set")
+		default:
+			certOK, keyOK := checkReadable(c.TLS.CertFile), checkReadable(c.TLS.KeyFile)
+			if certOK != nil {
+				add("tls.cert_file", "%v", certOK)
+			}
+			if keyOK != nil {
+				add("tls.key_file", "%v", keyOK)
+			}
+			if certOK == nil && keyOK == nil {
+				if _, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile); err != nil {
+					add("tls", "cannot load certificate and key: %v", err)
+				}
+			}
+		}
+	}
+
+	if len(c.Support.Addresses) == 0 {
+		add("support.addresses", "at least one support address is required")
+	}
+	seen := map[string]bool{}
+	for i, a := range c.Support.Addresses {
+		key := fmt.Sprintf("support.addresses[%d]", i)
+		if err := checkBareAddress(a); err != nil {
+			add(key, "%v", err)
+			continue
+		}
+		if strings.Contains(localPart(a), "+") {
+			add(key, "%q: a support address cannot contain '+' (deskgate uses LOCAL+... for ticket addresses)", a)
+		}
+		if seen[strings.ToLower(a)] {
+			add(key, "%q is listed twice", a)
+		}
+		seen[strings.ToLower(a)] = true
+	}
+	if strings.ContainsAny(c.Support.Name, "\r\n\"") {
+		add("support.name", "must not contain quotes or line breaks")
+	}
+
+	l := c.Limits
+	if l.MaxMessageBytes < 1024 {
+		add("limits.max_message_bytes", "%d is too small (at least 1KiB)", l.MaxMessageBytes)
+	}
+	if l.MaxRecipients < 1 {
+		add("limits.max_recipients", "must be at least 1, got %d", l.MaxRecipients)
+	}
+	if l.MaxCCs < 0 {
+		add("limits.max_ccs", "must not be negative, got %d", l.MaxCCs)
+	}
+	if l.MaxSessions < 1 {
+		add("limits.max_sessions", "must be at least 1, got %d", l.MaxSessions)
+	}
+	if l.MaxMailsPerSenderHour < 0 {
+		add("limits.max_mails_per_sender_hour", "must not be negative (0 turns the guard off), got %d", l.MaxMailsPerSenderHour)
+	}
+	if l.ReadTimeout <= 0 {
+		add("limits.read_timeout", "must be positive, got %s", l.ReadTimeout)
+	}
+	if l.WriteTimeout <= 0 {
+		add("limits.write_timeout", "must be positive, got %s", l.WriteTimeout)
+	}
+
+	agentSeen := map[string]bool{}
+	for i, a := range c.Agents {
+		key := fmt.Sprintf("agents[%d]", i)
+		if err := checkBareAddress(a.Email); err != nil {
+			add(key+".email", "%v", err)
+		} else if agentSeen[strings.ToLower(a.Email)] {
+			add(key+".email", "%q is listed twice", a.Email)
+		} else if seen[strings.ToLower(a.Email)] {
+			add(key+".email", "%q is a support address", a.Email)
+		}
+		agentSeen[strings.ToLower(a.Email)] = true
+		if a.Role != RoleAgent && a.Role != RoleLightAgent {
+			add(key+".role", "%q is not a role (agent or light_agent)", a.Role)
+		}
+		if strings.ContainsAny(a.Name, "\r\n") {
+			add(key+".name", "must not contain line breaks")
+		}
+	}
+
+	for i, p := range c.Policy.CCBlocklist {
+		if err := checkBlockPattern(p); err != nil {
+			add(fmt.Sprintf("policy.cc_blocklist[%d]", i), "%v", err)
+		}
+	}
+	oneOf(add, "policy.cc_removal", c.Policy.CCRemoval, "email", "expert_only")
+	oneOf(add, "policy.reply_audience", c.Policy.ReplyAudience, "notification", "ticket")
+	oneOf(add, "notifications.ticket_created", c.Notifications.TicketCreated, "requester", "requester_and_ccs", "none")
+	oneOf(add, "notifications.assigned", c.Notifications.Assigned, "requester", "requester_and_ccs", "none")
+	oneOf(add, "notifications.solved", c.Notifications.Solved, "requester", "requester_and_ccs", "none")
+
+	oneOf(add, "authentication.agent_identity", c.Authentication.AgentIdentity, "dmarc", "dkim", "trusted_relay", "none")
+	if r := c.Authentication.DNSResolver; r != "" {
+		if err := checkHostPort(r); err != nil {
+			add("authentication.dns_resolver", "%v", err)
+		}
+	}
+	if c.Authentication.AgentIdentity == "trusted_relay" && len(c.Authentication.TrustedAuthservIDs) == 0 {
+		add("authentication.trusted_authserv_ids", "required when agent_identity is trusted_relay")
+	}
+
+	up := c.Upstream
+	switch {
+	case up.Address == "":
+		add("upstream.address", `required: "host:port" of the relay, or "maildir:DIR"`)
+	case strings.HasPrefix(up.Address, MaildirPrefix):
+		if strings.TrimPrefix(up.Address, MaildirPrefix) == "" {
+			add("upstream.address", "maildir: needs a directory")
+		}
+	default:
+		if err := checkHostPort(up.Address); err != nil {
+			add("upstream.address", "%v", err)
+		}
+	}
+	oneOf(add, "upstream.tls", up.TLS, "starttls", "implicit", "none")
+	if up.PasswordFile != "" {
+		if err := checkReadable(up.PasswordFile); err != nil {
+			add("upstream.password_file", "%v", err)
+		}
+	}
+	if up.Username != "" && up.PasswordFile == "" {
+		add("upstream.password_file", "required when upstream.username is set")
+	}
+
+	if c.DKIM.Enabled() {
+		if c.DKIM.Domain == "" {
+			add("dkim.domain", "required when dkim is set")
+		}
+		if c.DKIM.Selector == "" {
+			add("dkim.selector", "required when dkim is set")
+		}
+		if c.DKIM.PrivateKeyFile == "" {
+			add("dkim.private_key_file", "required when dkim is set")
+		} else if err := checkPrivateKey(c.DKIM.PrivateKeyFile); err != nil {
+			add("dkim.private_key_file", "%v", err)
+		}
+	}
+
+	oneOf(add, "log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf(add, "log.format", c.Log.Format, "text", "json")
+	return ps
+}
+
+func oneOf(add func(string, string, ...any), key, val string, allowed ...string) {
+	for _, a := range allowed {
+		if val == a {
+			return
+		}
+	}
+	add(key, "%q is not one of %s", val, strings.Join(allowed, ", "))
+}
+
+// checkListenAddr accepts "host:port", ":port" and, where unixOK, "unix:/path".
+func checkListenAddr(addr string, unixOK bool) error {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if !unixOK {
+			return fmt.Errorf("%q: a unix socket is not supported here", addr)
+		}
+		if path == "" {
+			return fmt.Errorf("%q: unix: needs a socket path", addr)
+		}
+		return nil
+	}
+	return checkHostPort(addr)
+}
+
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %v", addr, strings.TrimPrefix(err.Error(), "address "+addr+": "))
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	if strings.ContainsAny(host, " /") {
+		return fmt.Errorf("%q: %q is not a host", addr, host)
+	}
+	return nil
+}
+
+func checkBareAddress(a string) error {
+	if a == "" {
+		return fmt.Errorf("empty address")
+	}
+	parsed, err := mail.ParseAddress(a)
+	if err != nil || parsed.Address != a || parsed.Name != "" || !strings.Contains(a, "@") {
+		return fmt.Errorf("%q is not a bare mail address (local@domain)", a)
+	}
+	return nil
+}
+
+func checkBlockPattern(p string) error {
+	if rest, ok := strings.CutPrefix(p, "*@"); ok {
+		if rest == "" || strings.ContainsAny(rest, "@* ") {
+			return fmt.Errorf("%q: a pattern is *@domain", p)
+		}
+		return nil
+	}
+	if err := checkBareAddress(p); err != nil {
+		return fmt.Errorf("%q is neither an address nor *@domain", p)
+	}
+	return nil
+}
+
+func localPart(a string) string {
+	if i := strings.LastIndexByte(a, '@'); i >= 0 {
+		return a[:i]
+	}
+	return a
+}
+
+func fileErr(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
+	}
+	return err
+}
+
+func checkReadable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fileErr(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fileErr(err)
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s is a directory", path)
+	}
+	return nil
+}
+
+func checkPrivateKey(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fileErr(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return fmt.Errorf("%s holds no PEM block", path)
+	}
+	if _, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
+		return nil
+	}
+	if _, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s holds no RSA or Ed25519 private key (PKCS#1 or PKCS#8)", path)
+}

@@ -1,0 +1,203 @@
+// Package addr knows deskgate's own addresses: the support addresses, the ticket reply
+// addresses LOCAL+<id>-<token>, the masked participant addresses LOCAL+<id>-<token>-p<n>,
+// the bounce addresses LOCAL+bounce-<id>-<token>, and the [#<id>-<token>] tags.
+package addr
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Kind is what one of deskgate's addresses is for.
+type Kind int
+
+const (
+	// Support is a bare support address: mail to it opens or continues tickets.
+	Support Kind = iota + 1
+	// Ticket is a ticket's reply address.
+	Ticket
+	// Masked is a participant's masked address, shown in agents' copies.
+	Masked
+	// Bounce is the envelope sender of one outgoing delivery.
+	Bounce
+	// Unknown is LOCAL+something that is none of the above; it is accepted (so that
+	// nobody learns which tokens exist) and threads nowhere.
+	Unknown
+)
+
+// TokenLen is the length of a token: 12 base32 characters, 60 bits of HMAC.
+const TokenLen = 12
+
+// Parsed is one recipient address as deskgate reads it.
+type Parsed struct {
+	Kind        Kind
+	Support     string // the support address it belongs to, as configured
+	ID          uint64 // ticket id (Ticket, Masked) or delivery id (Bounce)
+	Token       string
+	Participant int // n of -p<n>, for Masked
+}
+
+// Book holds the support addresses and the token secret.
+type Book struct {
+	secret   []byte
+	supports map[string]string // "local@domain" lowercased -> configured spelling
+	order    []string
+}
+
+// NewBook makes a Book for the configured support addresses.
+func NewBook(secret []byte, supportAddresses []string) *Book {
+	b := &Book{secret: secret, supports: map[string]string{}}
+	for _, a := range supportAddresses {
+		b.supports[strings.ToLower(a)] = a
+		b.order = append(b.order, a)
+	}
+	return b
+}
+
+// Supports lists the support addresses in configured order.
+func (b *Book) Supports() []string { return b.order }
+
+var encoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func (b *Book) mac(purpose string, id uint64) string {
+	m := hmac.New(sha256.New, b.secret)
+	fmt.Fprintf(m, "%s\x00%d", purpose, id)
+	return strings.ToLower(encoding.EncodeToString(m.Sum(nil)))[:TokenLen]
+}
+
+// TicketToken is the token of ticket id.
+func (b *Book) TicketToken(id uint64) string { return b.mac("ticket", id) }
+
+// BounceToken is the token of delivery id's bounce address.
+func (b *Book) BounceToken(id uint64) string { return b.mac("bounce", id) }
+
+// ValidTicketToken compares in constant time, so that response timing tells nothing.
+func (b *Book) ValidTicketToken(id uint64, token string) bool {
+	return hmac.Equal([]byte(b.TicketToken(id)), []byte(strings.ToLower(token)))
+}
+
+// ValidBounceToken is ValidTicketToken for bounce addresses.
+func (b *Book) ValidBounceToken(id uint64, token string) bool {
+	return hmac.Equal([]byte(b.BounceToken(id)), []byte(strings.ToLower(token)))
+}
+
+func splitAt(a string) (local, domain string, ok bool) {
+	i := strings.LastIndexByte(a, '@')
+	if i <= 0 || i == len(a)-1 {
+		return "", "", false
+	}
+	return a[:i], a[i+1:], true
+}
+
+// Classify reads a recipient. ok is false when the address is not one of deskgate's.
+// Tokens are not checked here: see ValidTicketToken.
+func (b *Book) Classify(address string) (Parsed, bool) {
+	address = strings.TrimSpace(strings.Trim(address, "<>"))
+	local, domain, ok := splitAt(address)
+	if !ok {
+		return Parsed{}, false
+	}
+	base, ext, hasExt := strings.Cut(local, "+")
+	support, known := b.supports[strings.ToLower(base+"@"+domain)]
+	if !known {
+		return Parsed{}, false
+	}
+	if !hasExt {
+		return Parsed{Kind: Support, Support: support}, true
+	}
+	p := parseExtension(strings.ToLower(ext))
+	p.Support = support
+	return p, true
+}
+
+func parseExtension(ext string) Parsed {
+	unknown := Parsed{Kind: Unknown}
+	if rest, ok := strings.CutPrefix(ext, "bounce-"); ok {
+		id, tok, ok := idToken(rest)
+		if !ok {
+			return unknown
+		}
+		return Parsed{Kind: Bounce, ID: id, Token: tok}
+	}
+	parts := strings.Split(ext, "-")
+	switch len(parts) {
+	case 2:
+		id, tok, ok := idToken(ext)
+		if !ok {
+			return unknown
+		}
+		return Parsed{Kind: Ticket, ID: id, Token: tok}
+	case 3:
+		id, tok, ok := idToken(parts[0] + "-" + parts[1])
+		n, err := strconv.Atoi(strings.TrimPrefix(parts[2], "p"))
+		if !ok || !strings.HasPrefix(parts[2], "p") || err != nil || n < 0 {
+			return unknown
+		}
+		return Parsed{Kind: Masked, ID: id, Token: tok, Participant: n}
+	}
+	return unknown
+}
+
+func idToken(s string) (uint64, string, bool) {
+	idStr, tok, ok := strings.Cut(s, "-")
+	if !ok || len(tok) != TokenLen || idStr == "" || idStr[0] == '0' {
+		return 0, "", false
+	}
+	id, err := strconv.ParseUint(idStr, 10, 64)
+	if err != nil || id == 0 {
+		return 0, "", false
+	}
+	return id, tok, true
+}
+
+func (b *Book) withExt(support, ext string) string {
+	local, domain, _ := splitAt(support)
+	return local + "+" + ext + "@" + domain
+}
+
+// ReplyAddress is ticket id's reply address under support.
+func (b *Book) ReplyAddress(support string, id uint64) string {
+	return b.withExt(support, fmt.Sprintf("%d-%s", id, b.TicketToken(id)))
+}
+
+// MaskedAddress is participant n's masked address on ticket id.
+func (b *Book) MaskedAddress(support string, id uint64, n int) string {
+	return b.withExt(support, fmt.Sprintf("%d-%s-p%d", id, b.TicketToken(id), n))
+}
+
+// BounceAddress is the envelope sender of delivery id.
+func (b *Book) BounceAddress(support string, id uint64) string {
+	return b.withExt(support, fmt.Sprintf("bounce-%d-%s", id, b.BounceToken(id)))
+}
+
+// Tag is the [#<id>-<token>] tag of ticket id, for subjects and bodies.
+func (b *Book) Tag(id uint64) string { return fmt.Sprintf("[#%d-%s]", id, b.TicketToken(id)) }
+
+// FoundTag is a [#id] or [#id-token] tag found in text; Token is "" for a bare tag.
+type FoundTag struct {
+	ID    uint64
+	Token string
+}
+
+var tagPattern = regexp.MustCompile(`\[#([1-9][0-9]{0,18})(?:-([A-Za-z2-7]{12}))?\]`)
+
+// maxTags bounds the work a hostile body full of tags can cause.
+const maxTags = 20
+
+// FindTags returns the ticket tags in s, in order of appearance.
+func FindTags(s string) []FoundTag {
+	var out []FoundTag
+	for _, m := range tagPattern.FindAllStringSubmatch(s, maxTags) {
+		id, err := strconv.ParseUint(m[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, FoundTag{ID: id, Token: strings.ToLower(m[2])})
+	}
+	return out
+}

@@ -1,0 +1,292 @@
+// Package admin serves the HTTP admin API (/api/v1), /healthz and /metrics.
+package admin
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/deskgate/deskgate/store"
+)
+
+// Health reports whether the listeners are up, for /healthz.
+type Health func() error
+
+// Metrics writes Prometheus text lines for /metrics.
+type Metrics func(w *strings.Builder)
+
+// Server is the admin API.
+type Server struct {
+	store   *store.Store
+	log     *slog.Logger
+	token   atomic.Pointer[string]
+	health  Health
+	metrics Metrics
+	http    *http.Server
+}
+
+// New makes the API; token is the bearer token clients must send.
+func New(st *store.Store, logger *slog.Logger, token string, health Health, metrics Metrics) *Server {
+	s := &Server{store: st, log: logger, health: health, metrics: metrics}
+	s.SetToken(token)
+	return s
+}
+
+// SetToken swaps the bearer token (on reload).
+func (s *Server) SetToken(token string) { s.token.Store(&token) }
+
+// ReadToken reads a token file as the admin API and the CLI both do.
+func ReadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return t, nil
+}
+
+// Handler is the whole API, for tests and for Listen.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /metrics", s.serveMetrics)
+	api := http.NewServeMux()
+	api.HandleFunc("GET /api/v1/tickets", s.listTickets)
+	api.HandleFunc("GET /api/v1/tickets/{id}", s.showTicket)
+	api.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	mux.Handle("/api/v1/", s.requireToken(api))
+	return mux
+}
+
+// Listen serves the API on address until Close.
+func (s *Server) Listen(address string) (net.Addr, error) {
+	l, err := net.Listen("tcp", address)
+	if err != nil {
+		return nil, err
+	}
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin listener stopped", "err", err)
+		}
+	}()
+	return l.Addr(), nil
+}
+
+// Close stops the API.
+func (s *Server) Close() error {
+	if s.http == nil {
+		return nil
+	}
+	return s.http.Close()
+}
+
+func (s *Server) requireToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		want := *s.token.Load()
+		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(want)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="deskgate"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token (admin.token_file)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	if err := s.store.View(func(*store.Tx) error { return nil }); err != nil {
+		http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if s.health != nil {
+		if err := s.health(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ok")
+}
+
+func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
+	var b strings.Builder
+	var tickets, comments int
+	s.store.View(func(tx *store.Tx) error {
+		tickets, comments = tx.Counts()
+		return nil
+	})
+	fmt.Fprintf(&b, "# HELP deskgate_tickets Tickets stored.\n# TYPE deskgate_tickets gauge\ndeskgate_tickets %d\n", tickets)
+	fmt.Fprintf(&b, "# HELP deskgate_comments Comments stored.\n# TYPE deskgate_comments gauge\ndeskgate_comments %d\n", comments)
+	if s.metrics != nil {
+		s.metrics(&b)
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.Write([]byte(b.String()))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// TicketSummary is one row of GET /api/v1/tickets.
+type TicketSummary struct {
+	ID        uint64       `json:"id"`
+	Subject   string       `json:"subject"`
+	Status    string       `json:"status"`
+	Requester store.Person `json:"requester"`
+	Assignee  string       `json:"assignee"`
+	UpdatedAt time.Time    `json:"updated_at"`
+}
+
+// TicketView is GET /api/v1/tickets/{id}.
+type TicketView struct {
+	ID        uint64         `json:"id"`
+	Subject   string         `json:"subject"`
+	Status    string         `json:"status"`
+	Requester store.Person   `json:"requester"`
+	Assignee  string         `json:"assignee"`
+	CCs       []store.Person `json:"ccs"`
+	Followers []store.Person `json:"followers"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
+	Comments  []CommentView  `json:"comments"`
+}
+
+// CommentView is one comment in TicketView.
+type CommentView struct {
+	ID          uint64             `json:"id"`
+	Author      string             `json:"author"`
+	AuthorName  string             `json:"author_name,omitempty"`
+	Public      bool               `json:"public"`
+	ThirdParty  bool               `json:"third_party"`
+	Via         string             `json:"via"`
+	MessageID   string             `json:"message_id"`
+	CreatedAt   time.Time          `json:"created_at"`
+	Subject     string             `json:"subject,omitempty"`
+	Body        string             `json:"body"`
+	Attachments []store.Attachment `json:"attachments"`
+	Notified    []store.Notified   `json:"notified"`
+}
+
+var validStatus = map[string]bool{store.StatusNew: true, store.StatusOpen: true, store.StatusPending: true, store.StatusSolved: true}
+
+func (s *Server) listTickets(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	status := q.Get("status")
+	if status != "" && !validStatus[status] {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("status: %q is not one of new, open, pending, solved", status))
+		return
+	}
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit: %q is not a number from 1 to 1000", v))
+			return
+		}
+		limit = n
+	}
+	var before uint64
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("before: %q is not a ticket id", v))
+			return
+		}
+		before = n
+	}
+	var out []TicketSummary
+	err := s.store.View(func(tx *store.Tx) error {
+		list, err := tx.ListTickets(status, limit, before)
+		for _, t := range list {
+			out = append(out, TicketSummary{ID: t.ID, Subject: t.Subject, Status: t.Status, Requester: t.Requester, Assignee: t.Assignee, UpdatedAt: t.UpdatedAt})
+		}
+		return err
+	})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if out == nil {
+		out = []TicketSummary{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) showTicket(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil || id == 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("id: %q is not a ticket id", r.PathValue("id")))
+		return
+	}
+	var view TicketView
+	err = s.store.View(func(tx *store.Tx) error {
+		t, err := tx.Ticket(id)
+		if err != nil {
+			return err
+		}
+		comments, err := tx.Comments(t)
+		if err != nil {
+			return err
+		}
+		view = ticketView(t, comments)
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("ticket %d does not exist", id))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, view)
+}
+
+func ticketView(t *store.Ticket, comments []store.Comment) TicketView {
+	v := TicketView{ID: t.ID, Subject: t.Subject, Status: t.Status, Requester: t.Requester, Assignee: t.Assignee,
+		CCs: nonNil(t.CCs), Followers: nonNil(t.Followers), CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Comments: []CommentView{}}
+	for _, c := range comments {
+		cv := CommentView{ID: c.ID, Author: c.Author, AuthorName: c.AuthorName, Public: c.Public, ThirdParty: c.ThirdParty,
+			Via: c.Via, MessageID: "<" + c.MessageID + ">", CreatedAt: c.CreatedAt, Subject: c.Subject, Body: c.Body,
+			Attachments: c.Attachments, Notified: c.Notified}
+		if cv.Attachments == nil {
+			cv.Attachments = []store.Attachment{}
+		}
+		if cv.Notified == nil {
+			cv.Notified = []store.Notified{}
+		}
+		v.Comments = append(v.Comments, cv)
+	}
+	return v
+}
+
+func nonNil(p []store.Person) []store.Person {
+	if p == nil {
+		return []store.Person{}
+	}
+	return p
+}

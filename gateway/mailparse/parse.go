@@ -1,0 +1,312 @@
+// Package mailparse reads one received mail into the facts deskgate needs: addresses,
+// Message-IDs, subject, the text body and a description of each attachment. It is built
+// to never panic and to get what it can out of broken mail.
+package mailparse
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // decode the charsets mail really uses
+	gmail "github.com/emersion/go-message/mail"
+)
+
+// Limits on what one message can make deskgate do.
+const (
+	MaxHeaderBytes = 1 << 20
+	maxParts       = 500
+	maxDepth       = 20
+	maxBodyRunes   = 1 << 20
+	maxRefs        = 100
+	maxAddresses   = 1000
+)
+
+// ErrHeaderTooLarge is returned for a header block over MaxHeaderBytes.
+var ErrHeaderTooLarge = errors.New("message header block is too large")
+
+// ErrNoHeader is returned for data that has no header block at all.
+var ErrNoHeader = errors.New("message has no header")
+
+// Address is a mailbox with its display name.
+type Address struct {
+	Email string
+	Name  string
+}
+
+// Attachment describes one attached file.
+type Attachment struct {
+	Name        string
+	ContentType string
+	Size        int64
+}
+
+// Message is what deskgate keeps of a received mail.
+type Message struct {
+	MessageID          string // without angle brackets
+	MessageIDGenerated bool
+	From               *Address
+	ReplyTo            []Address
+	To, Cc             []Address
+	Subject            string
+	Date               time.Time
+	InReplyTo          string
+	References         []string
+	Text               string
+	Attachments        []Attachment
+	// Header keeps the fields later rules read (Auto-Submitted, Precedence, ...).
+	Header map[string]string
+	// Problems notes what was broken and worked around, for the log.
+	Problems []string
+}
+
+var keptHeaders = []string{"Auto-Submitted", "Precedence", "X-Autoreply", "X-Auto-Response-Suppress",
+	"X-Loop", "List-Id", "Authentication-Results", "Return-Path"}
+
+// Parse reads raw, a whole RFC 5322 message. hostname is used to make a Message-ID for a
+// mail that has none; the made-up id is derived from the content, so that the same
+// message delivered twice still gets the same id.
+func Parse(raw []byte, hostname string) (msg *Message, err error) {
+	defer func() {
+		// go-message is robust, but a hostile message must never take the daemon down.
+		if r := recover(); r != nil {
+			msg, err = nil, fmt.Errorf("unparseable message: %v", r)
+		}
+	}()
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, ErrNoHeader
+	}
+	ent, err := message.ReadWithOptions(bytes.NewReader(raw), &message.ReadOptions{MaxHeaderBytes: MaxHeaderBytes})
+	m := &Message{Header: map[string]string{}}
+	if err != nil && ent == nil {
+		if strings.Contains(err.Error(), "too big") || strings.Contains(err.Error(), "limit") {
+			return nil, ErrHeaderTooLarge
+		}
+		// A broken header: keep what comes before the damage by reading it line by
+		// line with net/mail, which is more forgiving about the body.
+		return parseFallback(raw, hostname, err)
+	}
+	if err != nil {
+		m.Problems = append(m.Problems, err.Error())
+	}
+	h := gmail.Header{Header: ent.Header}
+	m.readHeader(h)
+	m.readBody(ent, 0, new(int))
+	m.finish(raw, hostname)
+	return m, nil
+}
+
+func (m *Message) readHeader(h gmail.Header) {
+	if list := addressList(h, "From", m); len(list) > 0 {
+		m.From = &list[0]
+	}
+	m.ReplyTo = addressList(h, "Reply-To", m)
+	m.To = addressList(h, "To", m)
+	m.Cc = addressList(h, "Cc", m)
+	if s, err := h.Subject(); err == nil {
+		m.Subject = s
+	} else {
+		m.Subject = h.Get("Subject")
+	}
+	if d, err := h.Date(); err == nil {
+		m.Date = d
+	}
+	if id, err := h.MessageID(); err == nil && id != "" {
+		m.MessageID = id
+	} else if raw := strings.TrimSpace(h.Get("Message-Id")); raw != "" {
+		m.MessageID = strings.Trim(raw, "<> \t")
+	}
+	if ids, err := h.MsgIDList("In-Reply-To"); err == nil && len(ids) > 0 {
+		m.InReplyTo = ids[0]
+	}
+	if ids, err := h.MsgIDList("References"); err == nil {
+		m.References = ids
+	} else {
+		m.References = looseMsgIDs(h.Get("References"))
+	}
+	if len(m.References) > maxRefs {
+		// The newest references are the ones that name the conversation's tail.
+		m.References = m.References[len(m.References)-maxRefs:]
+	}
+	for _, k := range keptHeaders {
+		if v := h.Get(k); v != "" {
+			m.Header[k] = clean(v)
+		}
+	}
+}
+
+func addressList(h gmail.Header, key string, m *Message) []Address {
+	if h.Get(key) == "" {
+		return nil
+	}
+	list, err := h.AddressList(key)
+	if err != nil {
+		// Fall back to the standard library, then to bare addresses in the text.
+		list2, err2 := mail.ParseAddressList(h.Get(key))
+		if err2 != nil {
+			m.Problems = append(m.Problems, fmt.Sprintf("%s: %v", key, err))
+			return looseAddresses(h.Get(key))
+		}
+		for _, a := range list2 {
+			list = append(list, &gmail.Address{Name: a.Name, Address: a.Address})
+		}
+	}
+	out := make([]Address, 0, len(list))
+	for _, a := range list {
+		if a.Address == "" || len(out) >= maxAddresses {
+			continue
+		}
+		out = append(out, Address{Email: clean(a.Address), Name: clean(a.Name)})
+	}
+	return out
+}
+
+// looseAddresses finds local@domain words in a header that does not parse.
+func looseAddresses(s string) []Address {
+	var out []Address
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(" \t,;<>\"()", r) }) {
+		if strings.Count(f, "@") == 1 && !strings.HasPrefix(f, "@") && !strings.HasSuffix(f, "@") && len(out) < maxAddresses {
+			out = append(out, Address{Email: clean(f)})
+		}
+	}
+	return out
+}
+
+func looseMsgIDs(s string) []string {
+	var out []string
+	for _, f := range strings.Fields(s) {
+		f = strings.Trim(f, "<>,")
+		if strings.Contains(f, "@") {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func clean(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == 0 {
+			return -1
+		}
+		return r
+	}, strings.TrimSpace(s))
+}
+
+// readBody walks the MIME tree: the first text/plain part is the body (text/html only
+// when there is no plain text), everything with a file name or a non-text type is an
+// attachment.
+func (m *Message) readBody(ent *message.Entity, depth int, parts *int) {
+	*parts++
+	if depth > maxDepth || *parts > maxParts {
+		m.Problems = append(m.Problems, "MIME tree too deep or too large; rest ignored")
+		return
+	}
+	if mr := ent.MultipartReader(); mr != nil {
+		for {
+			p, err := mr.NextPart()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				if p == nil {
+					m.Problems = append(m.Problems, "multipart: "+err.Error())
+					return
+				}
+				m.Problems = append(m.Problems, err.Error())
+			}
+			m.readBody(p, depth+1, parts)
+		}
+	}
+	ctype, params, err := ent.Header.ContentType()
+	if err != nil || ctype == "" {
+		ctype = "text/plain"
+	}
+	disp, dparams, _ := ent.Header.ContentDisposition()
+	name := dparams["filename"]
+	if name == "" {
+		name = params["name"]
+	}
+	name = decodeWord(name)
+	isText := ctype == "text/plain" || ctype == "text/html"
+	if disp == "attachment" || (name != "" && !isText) || (!isText && !strings.HasPrefix(ctype, "multipart/")) {
+		n, _ := io.Copy(io.Discard, ent.Body)
+		m.Attachments = append(m.Attachments, Attachment{Name: clean(name), ContentType: ctype, Size: n})
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(ent.Body, 4*maxBodyRunes))
+	if err != nil {
+		m.Problems = append(m.Problems, "body: "+err.Error())
+	}
+	switch {
+	case ctype == "text/plain" && !m.hasPlain():
+		m.Text = string(body)
+		m.Header[plainMark] = "1"
+	case ctype == "text/html" && m.Text == "":
+		m.Text = HTMLToText(string(body))
+	}
+}
+
+// plainMark notes internally that the body came from a text/plain part.
+const plainMark = "\x00plain"
+
+func (m *Message) hasPlain() bool { return m.Header[plainMark] != "" }
+
+func decodeWord(s string) string {
+	dec := new(mime.WordDecoder)
+	if out, err := dec.DecodeHeader(s); err == nil {
+		return out
+	}
+	return s
+}
+
+func (m *Message) finish(raw []byte, hostname string) {
+	delete(m.Header, plainMark)
+	m.Text = strings.ToValidUTF8(m.Text, "\uFFFD")
+	m.Text = strings.ReplaceAll(m.Text, "\r\n", "\n")
+	if utf8.RuneCountInString(m.Text) > maxBodyRunes {
+		m.Text = string([]rune(m.Text)[:maxBodyRunes])
+	}
+	m.Subject = clean(m.Subject)
+	m.MessageID = clean(m.MessageID)
+	if m.MessageID == "" || len(m.MessageID) > 900 {
+		sum := sha256.Sum256(raw)
+		m.MessageID = "deskgate." + hex.EncodeToString(sum[:16]) + "@" + hostname
+		m.MessageIDGenerated = true
+	}
+	m.InReplyTo = clean(m.InReplyTo)
+	refs := m.References[:0]
+	for _, r := range m.References {
+		if r = clean(r); r != "" && len(r) <= 900 {
+			refs = append(refs, r)
+		}
+	}
+	m.References = refs
+}
+
+// parseFallback handles mail whose header go-message refuses.
+func parseFallback(raw []byte, hostname string, cause error) (*Message, error) {
+	mm, err := mail.ReadMessage(bytes.NewReader(raw))
+	m := &Message{Header: map[string]string{}, Problems: []string{cause.Error()}}
+	if err != nil {
+		// Not even the standard library finds a header: keep the whole as text.
+		m.Text = string(raw)
+		m.finish(raw, hostname)
+		return m, nil
+	}
+	h := gmail.HeaderFromMap(mm.Header)
+	m.readHeader(h)
+	body, _ := io.ReadAll(io.LimitReader(mm.Body, 4*maxBodyRunes))
+	m.Text = string(body)
+	m.finish(raw, hostname)
+	return m, nil
+}

@@ -1,0 +1,258 @@
+// Package rules decides what one event does to a ticket. It is pure: no I/O, no clock,
+// no randomness. Every step of a Decision names the RULES.md rule that took it, and the
+// list of steps is the trace that `deskgate explain` prints.
+package rules
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/deskgate/deskgate/store"
+)
+
+// Sender roles.
+const (
+	RoleEndUser    = "end_user"
+	RoleAgent      = "agent"
+	RoleLightAgent = "light_agent"
+)
+
+// Recipient is one envelope recipient that is one of deskgate's addresses.
+type Recipient struct {
+	Address  string
+	TicketID uint64 // 0 for a bare support address or an unknown extension
+	Masked   bool
+	// TokenValid is whether the address's token is right for TicketID.
+	TokenValid bool
+}
+
+// Reference is a Message-ID from In-Reply-To or References that deskgate knows.
+type Reference struct {
+	MessageID string
+	TicketID  uint64
+}
+
+// Tag is a [#id] or [#id-token] tag found in the subject or body.
+type Tag struct {
+	TicketID   uint64
+	Token      string // "" for a bare [#id]
+	TokenValid bool
+	InSubject  bool
+	// SenderIsParticipant says whether the sender already takes part in TicketID; a
+	// bare subject tag threads only then (T2d).
+	SenderIsParticipant bool
+}
+
+// ThreadFacts is what the gateway found in one mail that could thread it (T2).
+type ThreadFacts struct {
+	Recipients []Recipient
+	References []Reference
+	Tags       []Tag
+}
+
+// Thread picks the ticket of a mail by T2, first match wins. It returns 0 when the mail
+// threads nowhere (and so opens a ticket by T1).
+func Thread(f ThreadFacts) (uint64, []store.TraceStep) {
+	var trace []store.TraceStep
+	invalid := false
+	for _, r := range f.Recipients {
+		if r.TicketID == 0 {
+			continue
+		}
+		if !r.TokenValid {
+			invalid = true
+			continue
+		}
+		how := "reply address"
+		if r.Masked {
+			how = "masked address"
+		}
+		return r.TicketID, append(trace, step("T2a", "threaded", fmt.Sprintf("by the %s %s", how, r.Address)))
+	}
+	for _, r := range f.References {
+		if r.TicketID != 0 {
+			return r.TicketID, append(trace, step("T2b", "threaded", fmt.Sprintf("by the reference <%s>", r.MessageID)))
+		}
+	}
+	for _, t := range f.Tags {
+		if t.Token != "" && t.TokenValid {
+			where := "body"
+			if t.InSubject {
+				where = "subject"
+			}
+			return t.TicketID, append(trace, step("T2c", "threaded", fmt.Sprintf("by the tag [#%d-…] in the %s", t.TicketID, where)))
+		}
+		if t.Token != "" {
+			invalid = true
+		}
+	}
+	for _, t := range f.Tags {
+		if t.Token == "" && t.InSubject {
+			if t.SenderIsParticipant {
+				return t.TicketID, append(trace, step("T2d", "threaded", fmt.Sprintf("by the bare subject tag [#%d]; the sender takes part in it", t.TicketID)))
+			}
+			trace = append(trace, step("T2d", "not threaded", fmt.Sprintf("bare subject tag [#%d], but the sender does not take part in that ticket", t.TicketID)))
+		}
+	}
+	if invalid {
+		trace = append(trace, step("T2", "not threaded", "a ticket address or tag had an invalid token"))
+	}
+	return 0, trace
+}
+
+func step(rule, what, detail string) store.TraceStep {
+	return store.TraceStep{Rule: rule, Step: what, Detail: detail}
+}
+
+// Mail is one received mail, as far as the rules care.
+type Mail struct {
+	MessageID string
+	From      store.Person
+	Role      string // the sender's role after authentication (A1)
+	// RoleNote explains a role that differs from what the From address claims.
+	RoleNote string
+	To, Cc   []store.Person
+	Subject  string
+}
+
+// Existing is a Message-ID already stored as a comment (T3).
+type Existing struct {
+	TicketID  uint64
+	CommentID uint64
+}
+
+// Decision is what one received mail does.
+type Decision struct {
+	// Duplicate is set when the mail was stored before (T3): nothing else happens.
+	Duplicate *Existing
+	// NewTicket is set when the mail opens a ticket (T1).
+	NewTicket *store.Ticket
+	// Status is the ticket's status after the mail, "" when it does not change.
+	Status     string
+	Public     bool
+	ThirdParty bool
+	Trace      []store.TraceStep
+}
+
+// ReceiveMail decides what mail does to ticket (nil when it threads to none).
+func ReceiveMail(ticket *store.Ticket, m Mail, existing *Existing, threadTrace []store.TraceStep) Decision {
+	var d Decision
+	if existing != nil {
+		d.Duplicate = existing
+		d.Trace = append(d.Trace, step("T3", "duplicate", fmt.Sprintf("<%s> is already comment %d on ticket %d; stored once", m.MessageID, existing.CommentID, existing.TicketID)))
+		return d
+	}
+	d.Trace = append(d.Trace, threadTrace...)
+	if m.RoleNote != "" {
+		d.Trace = append(d.Trace, step("A1", "sender role", m.RoleNote))
+	}
+	if ticket == nil {
+		status := store.StatusNew
+		if m.Role == RoleAgent {
+			status = store.StatusOpen
+		}
+		d.NewTicket = &store.Ticket{
+			Subject:   TicketSubject(m.Subject),
+			Status:    status,
+			Requester: m.From,
+			CCs:       []store.Person{},
+			Followers: []store.Person{},
+		}
+		d.Public = true
+		d.Trace = append(d.Trace,
+			step("T1", "opened ticket", fmt.Sprintf("threads to no ticket; requester %s", m.From.Email)),
+			step("V1", "public", "the requester's mail"))
+		if status == store.StatusOpen {
+			d.Trace = append(d.Trace, step("T4", "status open", "opened by an agent"))
+		}
+		return d
+	}
+
+	switch {
+	case SameAddress(m.From.Email, ticket.Requester.Email):
+		d.Public = true
+		d.Trace = append(d.Trace, step("V1", "public", "the requester's mail"))
+	case m.Role == RoleLightAgent:
+		d.Trace = append(d.Trace, step("V3", "internal", "a light agent's mail is always an internal note"))
+	case m.Role == RoleAgent:
+		if reachesEndUsers(ticket, m) {
+			d.Public = true
+			d.Trace = append(d.Trace, step("V3", "public", "the agent's To/Cc include the requester or a CC"))
+		} else {
+			d.Trace = append(d.Trace, step("V3", "internal", "the agent wrote only to the ticket"))
+		}
+	case IsCC(ticket, m.From.Email):
+		if reachesEndUsers(ticket, m) {
+			d.Public = true
+			d.Trace = append(d.Trace, step("V2", "public", "the CC replied to all: To/Cc include the requester or another CC"))
+		} else {
+			d.Trace = append(d.Trace, step("V2", "internal", "the CC wrote only to the ticket"))
+		}
+	default:
+		d.ThirdParty = true
+		d.Trace = append(d.Trace, step("X1", "internal, third party", fmt.Sprintf("%s takes no part in ticket %d", m.From.Email, ticket.ID)))
+	}
+
+	switch {
+	case ticket.Status == store.StatusPending || ticket.Status == store.StatusSolved:
+		d.Status = store.StatusOpen
+		d.Trace = append(d.Trace, step("T4", "status open", fmt.Sprintf("a reply to a %s ticket", ticket.Status)))
+	case ticket.Status == store.StatusNew && m.Role == RoleAgent:
+		d.Status = store.StatusOpen
+		d.Trace = append(d.Trace, step("T4", "status open", "the first agent comment on a new ticket"))
+	}
+	return d
+}
+
+func reachesEndUsers(t *store.Ticket, m Mail) bool {
+	for _, p := range append(append([]store.Person(nil), m.To...), m.Cc...) {
+		if SameAddress(p.Email, m.From.Email) {
+			continue
+		}
+		if SameAddress(p.Email, t.Requester.Email) || IsCC(t, p.Email) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsCC reports whether email is a CC of t.
+func IsCC(t *store.Ticket, email string) bool {
+	for _, c := range t.CCs {
+		if SameAddress(c.Email, email) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsParticipant reports whether email is requester, CC, follower or assignee of t.
+func IsParticipant(t *store.Ticket, email string) bool {
+	if SameAddress(t.Requester.Email, email) || SameAddress(t.Assignee, email) || IsCC(t, email) {
+		return true
+	}
+	for _, f := range t.Followers {
+		if SameAddress(f.Email, email) {
+			return true
+		}
+	}
+	return false
+}
+
+// SameAddress compares mail addresses as deskgate does everywhere: case-insensitively.
+// (RFC 5321 lets a local part be case-sensitive; no real mailbox provider uses that.)
+func SameAddress(a, b string) bool {
+	return a != "" && strings.EqualFold(strings.TrimSpace(a), strings.TrimSpace(b))
+}
+
+// TicketSubject is the subject a new ticket takes from its first mail.
+func TicketSubject(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "(no subject)"
+	}
+	if len(s) > 500 {
+		s = s[:500]
+	}
+	return s
+}

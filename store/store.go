@@ -1,0 +1,396 @@
+// Package store keeps tickets, comments, Message-IDs and secrets in one bbolt file. Callers
+// speak tickets and comments; buckets stay in here.
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketTickets  = []byte("tickets")
+	bucketComments = []byte("comments")
+	bucketMsgIDs   = []byte("message_ids")
+
+	keySecret = []byte("ticket_secret")
+)
+
+// ErrNotFound is returned for a ticket or comment that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// FileName is the database's name inside data_dir.
+const FileName = "deskgate.db"
+
+// Store is the open database with its group-commit writer.
+type Store struct {
+	db     *bolt.DB
+	secret []byte
+	calls  chan *call
+	done   chan struct{}
+}
+
+type call struct {
+	fn  func(*Tx) error
+	err chan error
+}
+
+// maxBatch bounds one group commit so that a flood of writers cannot make one
+// transaction (and the latency of its first caller) grow without end.
+const maxBatch = 512
+
+// Open opens (creating if needed) the database in dir.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: the database is in use by another process (is deskgate already running?)", path)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := &Store{db: db, calls: make(chan *call, maxBatch), done: make(chan struct{})}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketTickets, bucketComments, bucketMsgIDs} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if sec := meta.Get(keySecret); sec != nil {
+			s.secret = append([]byte(nil), sec...)
+			return nil
+		}
+		// The secret behind every ticket token is born with the database, so that a
+		// copied config never lets anyone forge reply addresses.
+		sec := make([]byte, 32)
+		if _, err := rand.Read(sec); err != nil {
+			return err
+		}
+		s.secret = sec
+		return meta.Put(keySecret, sec)
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	go s.writer()
+	return s, nil
+}
+
+// Secret is the HMAC key for ticket tokens.
+func (s *Store) Secret() []byte { return s.secret }
+
+// Close stops the writer after the writes already queued and closes the file.
+func (s *Store) Close() error {
+	close(s.calls)
+	<-s.done
+	return s.db.Close()
+}
+
+// Update runs fn in a write transaction that may be shared with other callers (group
+// commit). It returns once the transaction is durable on disk, or with fn's error, in
+// which case nothing fn wrote is kept. fn may be run more than once, so it must not
+// have effects outside the transaction.
+func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
+	c := &call{fn: fn, err: make(chan error, 1)}
+	select {
+	case s.calls <- c:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued the call will be committed or refused; waiting for that even past
+	// ctx keeps the caller from answering before the disk does.
+	return <-c.err
+}
+
+func (s *Store) writer() {
+	defer close(s.done)
+	for c := range s.calls {
+		batch := []*call{c}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case more, ok := <-s.calls:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, more)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+type failedCall struct {
+	index int
+	err   error
+}
+
+func (f *failedCall) Error() string { return f.err.Error() }
+
+func (s *Store) commit(batch []*call) {
+	err := s.db.Update(func(btx *bolt.Tx) error {
+		tx := &Tx{tx: btx, secret: s.secret}
+		for i, c := range batch {
+			if err := c.fn(tx); err != nil {
+				return &failedCall{index: i, err: err}
+			}
+		}
+		return nil
+	})
+	var failed *failedCall
+	switch {
+	case err == nil:
+		for _, c := range batch {
+			c.err <- nil
+		}
+	case errors.As(err, &failed):
+		// One caller's failure rolled back everyone's writes: answer it, and commit
+		// the others again without it.
+		batch[failed.index].err <- failed.err
+		rest := append(append([]*call(nil), batch[:failed.index]...), batch[failed.index+1:]...)
+		if len(rest) > 0 {
+			s.commit(rest)
+		}
+	default:
+		for _, c := range batch {
+			c.err <- err
+		}
+	}
+}
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(fn func(*Tx) error) error {
+	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, secret: s.secret}) })
+}
+
+// Backup writes a consistent copy of the database to w.
+func (s *Store) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// Tx is one transaction, read-only or writable.
+type Tx struct {
+	tx     *bolt.Tx
+	secret []byte
+}
+
+func itob(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
+	raw := b.Get(key)
+	if raw == nil {
+		return false, nil
+	}
+	return true, json.Unmarshal(raw, v)
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
+
+// Ticket returns the ticket with id, or ErrNotFound.
+func (t *Tx) Ticket(id uint64) (*Ticket, error) {
+	var tk Ticket
+	ok, err := getJSON(t.tx.Bucket(bucketTickets), itob(id), &tk)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return &tk, nil
+}
+
+// Comment returns the comment with id, or ErrNotFound.
+func (t *Tx) Comment(id uint64) (*Comment, error) {
+	var c Comment
+	ok, err := getJSON(t.tx.Bucket(bucketComments), itob(id), &c)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return &c, nil
+}
+
+// Comments returns a ticket's comments, oldest first.
+func (t *Tx) Comments(tk *Ticket) ([]Comment, error) {
+	out := make([]Comment, 0, len(tk.CommentIDs))
+	for _, id := range tk.CommentIDs {
+		c, err := t.Comment(id)
+		if err != nil {
+			return nil, fmt.Errorf("ticket %d comment %d: %w", tk.ID, id, err)
+		}
+		out = append(out, *c)
+	}
+	return out, nil
+}
+
+// NormalizeMessageID strips the angle brackets and blanks around a Message-ID.
+func NormalizeMessageID(id string) string {
+	id = strings.TrimSpace(id)
+	id = strings.TrimPrefix(id, "<")
+	id = strings.TrimSuffix(id, ">")
+	return strings.TrimSpace(id)
+}
+
+// MessageID says which ticket (and comment) a Message-ID belongs to.
+func (t *Tx) MessageID(id string) (MessageRef, bool) {
+	id = NormalizeMessageID(id)
+	if id == "" {
+		return MessageRef{}, false
+	}
+	var ref MessageRef
+	ok, err := getJSON(t.tx.Bucket(bucketMsgIDs), []byte(id), &ref)
+	if err != nil || !ok {
+		return MessageRef{}, false
+	}
+	return ref, true
+}
+
+// CreateTicket stores a new ticket and gives it the next id.
+func (t *Tx) CreateTicket(tk *Ticket) error {
+	b := t.tx.Bucket(bucketTickets)
+	id, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	tk.ID = id
+	return putJSON(b, itob(id), tk)
+}
+
+// PutTicket stores a changed ticket.
+func (t *Tx) PutTicket(tk *Ticket) error {
+	if tk.ID == 0 {
+		return errors.New("store: ticket without id")
+	}
+	return putJSON(t.tx.Bucket(bucketTickets), itob(tk.ID), tk)
+}
+
+// AddComment stores c with the next comment id, appends it to tk (which the caller then
+// puts) and indexes its Message-ID and the ones it references.
+func (t *Tx) AddComment(tk *Ticket, c *Comment) error {
+	b := t.tx.Bucket(bucketComments)
+	id, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	c.ID = id
+	c.TicketID = tk.ID
+	if err := putJSON(b, itob(id), c); err != nil {
+		return err
+	}
+	tk.CommentIDs = append(tk.CommentIDs, id)
+	if c.MessageID != "" {
+		if err := t.setMessageID(c.MessageID, MessageRef{TicketID: tk.ID, CommentID: id}, true); err != nil {
+			return err
+		}
+	}
+	for _, ref := range append([]string{c.InReplyTo}, c.References...) {
+		if err := t.setMessageID(ref, MessageRef{TicketID: tk.ID}, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// IndexMessageID records a Message-ID deskgate sent for a ticket.
+func (t *Tx) IndexMessageID(id string, ref MessageRef) error {
+	return t.setMessageID(id, ref, false)
+}
+
+// setMessageID indexes id. A reference never moves an id already known to another
+// ticket (first seen wins); the message itself overrides a bare reference.
+func (t *Tx) setMessageID(id string, ref MessageRef, own bool) error {
+	id = NormalizeMessageID(id)
+	if id == "" || len(id) > 998 {
+		return nil
+	}
+	b := t.tx.Bucket(bucketMsgIDs)
+	var old MessageRef
+	ok, err := getJSON(b, []byte(id), &old)
+	if err != nil {
+		return err
+	}
+	if ok && (!own || old.CommentID != 0 || old.TicketID != ref.TicketID) {
+		return nil
+	}
+	return putJSON(b, []byte(id), ref)
+}
+
+// PutComment stores a changed comment.
+func (t *Tx) PutComment(c *Comment) error {
+	if c.ID == 0 {
+		return errors.New("store: comment without id")
+	}
+	return putJSON(t.tx.Bucket(bucketComments), itob(c.ID), c)
+}
+
+// ListTickets returns up to limit tickets, newest first, with id < before when before > 0,
+// and only those in status when status is set.
+func (t *Tx) ListTickets(status string, limit int, before uint64) ([]Ticket, error) {
+	c := t.tx.Bucket(bucketTickets).Cursor()
+	var k, v []byte
+	if before > 0 {
+		k, v = c.Seek(itob(before))
+		if k == nil {
+			k, v = c.Last()
+		}
+		for k != nil && bytes.Compare(k, itob(before)) >= 0 {
+			k, v = c.Prev()
+		}
+	} else {
+		k, v = c.Last()
+	}
+	out := []Ticket{}
+	for ; k != nil && len(out) < limit; k, v = c.Prev() {
+		var tk Ticket
+		if err := json.Unmarshal(v, &tk); err != nil {
+			return nil, err
+		}
+		if status != "" && tk.Status != status {
+			continue
+		}
+		out = append(out, tk)
+	}
+	return out, nil
+}
+
+// Counts returns how many tickets and comments are stored.
+func (t *Tx) Counts() (tickets, comments int) {
+	return t.tx.Bucket(bucketTickets).Stats().KeyN, t.tx.Bucket(bucketComments).Stats().KeyN
+}
