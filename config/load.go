@@ -258,8 +258,14 @@ func decodeProblems(err error) Problems {
 			}
 			return
 		}
-		var de *mapstructure.DecodeError
-		if errors.As(e, &de) {
+		de, ok := e.(*mapstructure.DecodeError)
+		if !ok {
+			if inner := errors.Unwrap(e); inner != nil {
+				walk(inner)
+				return
+			}
+		}
+		if ok {
 			msg := de.Unwrap().Error()
 			if rest, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
 				for _, k := range strings.Split(rest, ", ") {

@@ -69,6 +69,9 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 			return exitError{1}
 		}
 		api = admin.New(st, logger, token, nil, func(b *strings.Builder) { writeInboundMetrics(b, in) })
+		api.ReplyAddress = func(id uint64) string {
+			return in.Book().ReplyAddress(in.Book().Supports()[0], id)
+		}
 		addr, err := api.Listen(cfg.Listen.Admin)
 		if err != nil {
 			logger.Error("cannot listen", "proto", "admin", "err", err)

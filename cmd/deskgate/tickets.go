@@ -110,6 +110,9 @@ func printTicket(w io.Writer, t admin.TicketView) {
 		assignee = "-"
 	}
 	fmt.Fprintf(w, "Assignee:   %s\n", assignee)
+	if t.ReplyAddress != "" {
+		fmt.Fprintf(w, "Reply to:   %s\n", t.ReplyAddress)
+	}
 	fmt.Fprintf(w, "CCs:        %s\n", people(t.CCs))
 	fmt.Fprintf(w, "Followers:  %s\n", people(t.Followers))
 	fmt.Fprintf(w, "Created:    %s   Updated: %s\n", t.CreatedAt.Local().Format(time.DateTime), t.UpdatedAt.Local().Format(time.DateTime))

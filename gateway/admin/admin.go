@@ -26,12 +26,15 @@ type Metrics func(w *strings.Builder)
 
 // Server is the admin API.
 type Server struct {
-	store   *store.Store
-	log     *slog.Logger
-	token   atomic.Pointer[string]
-	health  Health
-	metrics Metrics
-	http    *http.Server
+	// ReplyAddress gives a ticket's reply address, shown so that an operator can write
+	// into a ticket by hand.
+	ReplyAddress func(id uint64) string
+	store        *store.Store
+	log          *slog.Logger
+	token        atomic.Pointer[string]
+	health       Health
+	metrics      Metrics
+	http         *http.Server
 }
 
 // New makes the API; token is the bearer token clients must send.
@@ -163,16 +166,17 @@ type TicketSummary struct {
 
 // TicketView is GET /api/v1/tickets/{id}.
 type TicketView struct {
-	ID        uint64         `json:"id"`
-	Subject   string         `json:"subject"`
-	Status    string         `json:"status"`
-	Requester store.Person   `json:"requester"`
-	Assignee  string         `json:"assignee"`
-	CCs       []store.Person `json:"ccs"`
-	Followers []store.Person `json:"followers"`
-	CreatedAt time.Time      `json:"created_at"`
-	UpdatedAt time.Time      `json:"updated_at"`
-	Comments  []CommentView  `json:"comments"`
+	ID           uint64         `json:"id"`
+	Subject      string         `json:"subject"`
+	Status       string         `json:"status"`
+	Requester    store.Person   `json:"requester"`
+	Assignee     string         `json:"assignee"`
+	ReplyAddress string         `json:"reply_address,omitempty"`
+	CCs          []store.Person `json:"ccs"`
+	Followers    []store.Person `json:"followers"`
+	CreatedAt    time.Time      `json:"created_at"`
+	UpdatedAt    time.Time      `json:"updated_at"`
+	Comments     []CommentView  `json:"comments"`
 }
 
 // CommentView is one comment in TicketView.
@@ -253,6 +257,9 @@ func (s *Server) showTicket(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		view = ticketView(t, comments)
+		if s.ReplyAddress != nil {
+			view.ReplyAddress = s.ReplyAddress(t.ID)
+		}
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {

@@ -56,6 +56,9 @@ func (s *Server) SetConfig(cfg *config.Config) {
 	s.book.Store(addr.NewBook(s.store.Secret(), cfg.Support.Addresses))
 }
 
+// Book is the address book of the running config.
+func (s *Server) Book() *addr.Book { return s.book.Load() }
+
 // ActiveSessions is the number of SMTP and LMTP sessions open now.
 func (s *Server) ActiveSessions() int { return s.limiter.Active() }
 

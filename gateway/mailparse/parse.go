@@ -85,12 +85,12 @@ func Parse(raw []byte, hostname string) (msg *Message, err error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, ErrNoHeader
 	}
+	if headerEnd(raw) > MaxHeaderBytes {
+		return nil, ErrHeaderTooLarge
+	}
 	ent, err := message.ReadWithOptions(bytes.NewReader(raw), &message.ReadOptions{MaxHeaderBytes: MaxHeaderBytes})
 	m := &Message{Header: map[string]string{}}
 	if err != nil && ent == nil {
-		if strings.Contains(err.Error(), "too big") || strings.Contains(err.Error(), "limit") {
-			return nil, ErrHeaderTooLarge
-		}
 		// A broken header: keep what comes before the damage by reading it line by
 		// line with net/mail, which is more forgiving about the body.
 		return parseFallback(raw, hostname, err)
@@ -103,6 +103,21 @@ func Parse(raw []byte, hostname string) (msg *Message, err error) {
 	m.readBody(ent, 0, new(int))
 	m.finish(raw, hostname)
 	return m, nil
+}
+
+// headerEnd is the length of the header block: up to the first empty line, or all of raw.
+func headerEnd(raw []byte) int {
+	crlf := bytes.Index(raw, []byte("\r\n\r\n"))
+	lf := bytes.Index(raw, []byte("\n\n"))
+	switch {
+	case crlf < 0 && lf < 0:
+		return len(raw)
+	case crlf < 0:
+		return lf
+	case lf < 0 || crlf < lf:
+		return crlf
+	}
+	return lf
 }
 
 func (m *Message) readHeader(h gmail.Header) {

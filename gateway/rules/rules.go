@@ -251,8 +251,8 @@ func TicketSubject(s string) string {
 	if s == "" {
 		return "(no subject)"
 	}
-	if len(s) > 500 {
-		s = s[:500]
+	if r := []rune(s); len(r) > 500 {
+		s = string(r[:500])
 	}
 	return s
 }

@@ -1,0 +1,123 @@
+package addr
+
+import (
+	"strings"
+	"testing"
+)
+
+func book() *Book {
+	return NewBook([]byte("0123456789abcdef0123456789abcdef"), []string{"support@example.com", "Help@Example.org"})
+}
+
+func TestClassify(t *testing.T) {
+	b := book()
+	tok := b.TicketToken(42)
+	cases := []struct {
+		in   string
+		kind Kind
+		id   uint64
+		n    int
+	}{
+		{"support@example.com", Support, 0, 0},
+		{"SUPPORT@EXAMPLE.COM", Support, 0, 0},
+		{"<help@example.org>", Support, 0, 0},
+		{"support+42-" + tok + "@example.com", Ticket, 42, 0},
+		{"support+42-" + strings.ToUpper(tok) + "@example.com", Ticket, 42, 0},
+		{"support+42-" + tok + "-p3@example.com", Masked, 42, 3},
+		{"support+bounce-7-" + b.BounceToken(7) + "@example.com", Bounce, 7, 0},
+		{"support+anything@example.com", Unknown, 0, 0},
+		{"support+042-" + tok + "@example.com", Unknown, 0, 0},
+		{"support+42-short@example.com", Unknown, 0, 0},
+	}
+	for _, tc := range cases {
+		p, ok := b.Classify(tc.in)
+		if !ok || p.Kind != tc.kind || p.ID != tc.id || p.Participant != tc.n {
+			t.Errorf("Classify(%q) = %+v, %v", tc.in, p, ok)
+		}
+	}
+	for _, other := range []string{"jane@customer.test", "support@example.net", "support", "@example.com", "supportx@example.com"} {
+		if _, ok := b.Classify(other); ok {
+			t.Errorf("Classify(%q) claimed a foreign address", other)
+		}
+	}
+}
+
+func TestAddressesRoundTrip(t *testing.T) {
+	b := book()
+	reply := b.ReplyAddress("support@example.com", 42)
+	p, ok := b.Classify(reply)
+	if !ok || p.Kind != Ticket || p.ID != 42 || !b.ValidTicketToken(p.ID, p.Token) {
+		t.Fatalf("reply address %q reads back as %+v", reply, p)
+	}
+	masked := b.MaskedAddress("support@example.com", 42, 2)
+	if p, _ := b.Classify(masked); p.Kind != Masked || p.Participant != 2 || !b.ValidTicketToken(42, p.Token) {
+		t.Fatalf("masked address %q reads back as %+v", masked, p)
+	}
+	bounce := b.BounceAddress("support@example.com", 9)
+	if p, _ := b.Classify(bounce); p.Kind != Bounce || !b.ValidBounceToken(9, p.Token) || b.ValidTicketToken(9, p.Token) {
+		t.Fatalf("bounce address %q reads back as %+v", bounce, p)
+	}
+}
+
+func TestTokensDependOnIDAndSecret(t *testing.T) {
+	b := book()
+	other := NewBook([]byte("another secret"), []string{"support@example.com"})
+	if b.TicketToken(1) == b.TicketToken(2) || b.TicketToken(1) == other.TicketToken(1) {
+		t.Fatal("tokens do not depend on id and secret")
+	}
+	if b.ValidTicketToken(2, b.TicketToken(1)) || b.ValidTicketToken(1, "") {
+		t.Fatal("a token validated for the wrong ticket")
+	}
+	if len(b.TicketToken(1)) != TokenLen {
+		t.Fatalf("token length %d", len(b.TicketToken(1)))
+	}
+}
+
+func TestFindTags(t *testing.T) {
+	b := book()
+	tag := b.Tag(42)
+	got := FindTags("Re: Printer " + tag + " and [#7] but not [#0] nor [#x]")
+	if len(got) != 2 || got[0].ID != 42 || got[0].Token != b.TicketToken(42) || got[1].ID != 7 || got[1].Token != "" {
+		t.Fatalf("FindTags = %+v", got)
+	}
+	if len(FindTags(strings.Repeat("[#1]", 1000))) > maxTags {
+		t.Fatal("tag count not bounded")
+	}
+}
+
+func FuzzClassify(f *testing.F) {
+	b := book()
+	for _, s := range []string{"support@example.com", b.ReplyAddress("support@example.com", 1), b.MaskedAddress("support@example.com", 18446744073709551615, 99),
+		b.BounceAddress("help@example.org", 3), "support+--@example.com", "support+1-@example.com", "+@", "@@", "support+bounce-@example.com"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, ok := b.Classify(s)
+		if !ok {
+			return
+		}
+		if p.Support == "" {
+			t.Fatalf("%q classified without its support address", s)
+		}
+		if (p.Kind == Ticket || p.Kind == Masked) && b.ValidTicketToken(p.ID, p.Token) {
+			// Only addresses made from the secret may validate.
+			if p.Token != b.TicketToken(p.ID) {
+				t.Fatalf("%q validated with a foreign token", s)
+			}
+		}
+	})
+}
+
+func FuzzFindTags(f *testing.F) {
+	b := book()
+	for _, s := range []string{"Re: " + b.Tag(5), "[#1][#2-abcdefghijkl]", "[#99999999999999999999]", "[#", "[#1-ABCDEFGHIJKL]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, tag := range FindTags(s) {
+			if tag.ID == 0 || (tag.Token != "" && len(tag.Token) != TokenLen) {
+				t.Fatalf("FindTags(%q) returned %+v", s, tag)
+			}
+		}
+	})
+}

@@ -1,0 +1,186 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+)
+
+func addTicketWithComment(t *testing.T, s *Store, msgID string, refs ...string) (uint64, uint64) {
+	t.Helper()
+	var tid, cid uint64
+	err := s.Update(context.Background(), func(tx *Tx) error {
+		tk := &Ticket{Subject: "s", Status: StatusNew, Requester: Person{Email: "jane@customer.test"}}
+		if err := tx.CreateTicket(tk); err != nil {
+			return err
+		}
+		c := &Comment{Author: "jane@customer.test", Public: true, MessageID: msgID, References: refs, Body: "hello"}
+		if err := tx.AddComment(tk, c); err != nil {
+			return err
+		}
+		tid, cid = tk.ID, c.ID
+		return tx.PutTicket(tk)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tid, cid
+}
+
+func TestCommitSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := append([]byte(nil), s.Secret()...)
+	tid, cid := addTicketWithComment(t, s, "<first@customer.test>", "<older@customer.test>")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if string(s.Secret()) != string(secret) {
+		t.Error("the token secret changed across a reopen; every reply address would break")
+	}
+	err = s.View(func(tx *Tx) error {
+		tk, err := tx.Ticket(tid)
+		if err != nil {
+			return err
+		}
+		cs, err := tx.Comments(tk)
+		if err != nil {
+			return err
+		}
+		if len(cs) != 1 || cs[0].ID != cid || cs[0].Body != "hello" {
+			t.Errorf("comments after reopen = %+v", cs)
+		}
+		if ref, ok := tx.MessageID("first@customer.test"); !ok || ref.CommentID != cid || ref.TicketID != tid {
+			t.Errorf("own Message-ID not indexed: %+v %v", ref, ok)
+		}
+		if ref, ok := tx.MessageID("<older@customer.test>"); !ok || ref.TicketID != tid || ref.CommentID != 0 {
+			t.Errorf("referenced Message-ID not indexed: %+v %v", ref, ok)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFailedUpdateKeepsNothingAndSparesTheOthers(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	boom := errors.New("boom")
+	var wg sync.WaitGroup
+	errs := make([]error, 20)
+	for i := range errs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs[i] = s.Update(context.Background(), func(tx *Tx) error {
+				tk := &Ticket{Subject: "x", Status: StatusNew}
+				if err := tx.CreateTicket(tk); err != nil {
+					return err
+				}
+				if i%5 == 0 {
+					return boom
+				}
+				return nil
+			})
+		}(i)
+	}
+	wg.Wait()
+	failed := 0
+	for i, err := range errs {
+		if i%5 == 0 {
+			if !errors.Is(err, boom) {
+				t.Errorf("call %d: err = %v, want boom", i, err)
+			}
+			failed++
+		} else if err != nil {
+			t.Errorf("call %d failed with the others: %v", i, err)
+		}
+	}
+	s.View(func(tx *Tx) error {
+		if n, _ := tx.Counts(); n != len(errs)-failed {
+			t.Errorf("%d tickets stored, want %d", n, len(errs)-failed)
+		}
+		return nil
+	})
+}
+
+func TestMessageIDFirstSeenWins(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t1, _ := addTicketWithComment(t, s, "a@x", "shared@x")
+	addTicketWithComment(t, s, "b@x", "shared@x")
+	s.View(func(tx *Tx) error {
+		if ref, _ := tx.MessageID("shared@x"); ref.TicketID != t1 {
+			t.Errorf("a later reference moved shared@x to ticket %d", ref.TicketID)
+		}
+		return nil
+	})
+}
+
+func TestListTicketsNewestFirstWithFilters(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := 0; i < 5; i++ {
+		addTicketWithComment(t, s, "")
+	}
+	s.Update(context.Background(), func(tx *Tx) error {
+		tk, _ := tx.Ticket(2)
+		tk.Status = StatusSolved
+		return tx.PutTicket(tk)
+	})
+	s.View(func(tx *Tx) error {
+		all, _ := tx.ListTickets("", 100, 0)
+		if len(all) != 5 || all[0].ID != 5 || all[4].ID != 1 {
+			t.Errorf("list order wrong: %v", ids(all))
+		}
+		page, _ := tx.ListTickets("", 2, 4)
+		if len(page) != 2 || page[0].ID != 3 || page[1].ID != 2 {
+			t.Errorf("before=4 limit=2 gave %v", ids(page))
+		}
+		solved, _ := tx.ListTickets(StatusSolved, 100, 0)
+		if len(solved) != 1 || solved[0].ID != 2 {
+			t.Errorf("status filter gave %v", ids(solved))
+		}
+		return nil
+	})
+}
+
+func ids(ts []Ticket) []uint64 {
+	var out []uint64
+	for _, t := range ts {
+		out = append(out, t.ID)
+	}
+	return out
+}
+
+func TestSecondOpenIsRefusedClearly(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := Open(dir); err == nil {
+		t.Fatal("a second process could open the database")
+	}
+}
