@@ -274,6 +274,15 @@ func (d *daemon) tickets() []ticket {
 	return list
 }
 
+func (d *daemon) decodeTickets(body []byte) []ticket {
+	d.t.Helper()
+	var list []ticket
+	if err := json.Unmarshal(body, &list); err != nil {
+		d.t.Fatalf("tickets JSON: %v: %s", err, body)
+	}
+	return list
+}
+
 func (d *daemon) ticket(id uint64) ticket {
 	d.t.Helper()
 	code, body := d.api("GET", fmt.Sprintf("/api/v1/tickets/%d", id), nil, true)

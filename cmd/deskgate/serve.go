@@ -68,7 +68,10 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 			logger.Error("admin.token_file", "err", err)
 			return exitError{1}
 		}
-		api = admin.New(st, logger, token, nil, func(b *strings.Builder) { writeInboundMetrics(b, in) })
+		api = admin.New(st, logger, token, nil, func(b *strings.Builder) {
+			writeInboundMetrics(b, in)
+			writeStoreMetrics(b, st)
+		})
 		api.ReplyAddress = func(id uint64) string {
 			return in.Book().ReplyAddress(in.Book().Supports()[0], id)
 		}
@@ -128,4 +131,11 @@ func writeInboundMetrics(b *strings.Builder, in *inbound.Server) {
 	fmt.Fprintf(b, "deskgate_messages_total{result=\"refused\"} %d\n", in.Stats.Refused.Load())
 	fmt.Fprintf(b, "deskgate_messages_total{result=\"tempfail\"} %d\n", in.Stats.TempFailed.Load())
 	fmt.Fprintf(b, "# HELP deskgate_sessions Open SMTP and LMTP sessions.\n# TYPE deskgate_sessions gauge\ndeskgate_sessions %d\n", in.ActiveSessions())
+}
+
+func writeStoreMetrics(b *strings.Builder, st *store.Store) {
+	s := st.Stats()
+	fmt.Fprintf(b, "# HELP deskgate_store_commits_total Write transactions committed (each one fsync).\n# TYPE deskgate_store_commits_total counter\ndeskgate_store_commits_total %d\n", s.Commits.Load())
+	fmt.Fprintf(b, "# HELP deskgate_store_writes_total Changes carried by those transactions (group commit).\n# TYPE deskgate_store_writes_total counter\ndeskgate_store_writes_total %d\n", s.Writes.Load())
+	fmt.Fprintf(b, "# HELP deskgate_store_commit_seconds_total Time spent committing, fsync included.\n# TYPE deskgate_store_commit_seconds_total counter\ndeskgate_store_commit_seconds_total %.6f\n", float64(s.CommitMicros.Load())/1e6)
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"strings"
@@ -72,6 +73,9 @@ func (s *Server) Handler() http.Handler {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	mux.Handle("/api/v1/", s.requireToken(api))
+	// Profiles of a live daemon, for the operator who has the token.
+	mux.Handle("/debug/pprof/", s.requireToken(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/profile", s.requireToken(http.HandlerFunc(pprof.Profile)))
 	return mux
 }
 

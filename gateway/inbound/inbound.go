@@ -137,7 +137,10 @@ func listen(address string) (net.Listener, error) {
 		}
 		return l, nil
 	}
-	return net.Listen("tcp", address)
+	// Mail sessions are short and have their own timeouts; TCP keepalive would only
+	// cost four setsockopt calls per connection.
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(context.Background(), "tcp", address)
 }
 
 // Shutdown stops accepting and waits for open sessions to finish, until ctx ends.
