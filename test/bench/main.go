@@ -82,7 +82,9 @@ func run() error {
 	time.Sleep(500 * time.Millisecond)
 	idle := rssKiB(d.cmd.Process.Pid)
 	sampler := startRSSSampler(d.cmd.Process.Pid)
+	cpu0 := cpuTicks(d.cmd.Process.Pid)
 	dgRate, err := blast(source, d.smtp)
+	dgCPU := cpuTicks(d.cmd.Process.Pid) - cpu0
 	peak := sampler.stop()
 	if err != nil {
 		return fmt.Errorf("smtp-source against deskgate: %w", err)
@@ -110,7 +112,9 @@ func run() error {
 	}
 	defer sk.Process.Kill()
 	waitListen(sinkAddr)
+	sinkCPU0 := cpuTicks(sk.Process.Pid)
 	sinkRate, err := blast(source, sinkAddr)
+	sinkCPU := cpuTicks(sk.Process.Pid) - sinkCPU0
 	if err != nil {
 		return fmt.Errorf("smtp-source against smtp-sink: %w", err)
 	}
@@ -118,6 +122,7 @@ func run() error {
 	fmt.Printf("%-34s %10.0f msg/s\n", "deskgate, new tickets (fsync)", dgRate)
 	fmt.Printf("%-34s %10.0f msg/s\n", "smtp-sink (discards)", sinkRate)
 	fmt.Printf("%-34s %10.2f   (goal >= 0.80)\n", "ratio deskgate / smtp-sink", dgRate/sinkRate)
+	fmt.Printf("%-34s %10.0f µs (smtp-sink: %.0f µs)\n", "CPU per message, deskgate", ticksToMicros(dgCPU)/float64(*messages), ticksToMicros(sinkCPU)/float64(*messages))
 	fmt.Printf("%-34s %10d KiB\n", "deskgate RSS idle", idle)
 	fmt.Printf("%-34s %10d KiB\n", "deskgate RSS peak under the burst", peak)
 	fmt.Printf("%-34s %10d tickets\n", "tickets stored (checked)", stored)
@@ -265,6 +270,26 @@ func rssKiB(pid int) int {
 	}
 	return 0
 }
+
+// cpuTicks is a process's user+system CPU time in clock ticks (/proc/PID/stat).
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; the fields we want follow its ')'.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return utime + stime
+}
+
+// ticksToMicros assumes the kernel's USER_HZ of 100, as on every Linux we run on.
+func ticksToMicros(t int64) float64 { return float64(t) * 10000 }
 
 type rssSampler struct {
 	done chan struct{}
