@@ -1,0 +1,47 @@
+package test
+
+import (
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSIGHUPReloadsAgentsAndKeepsOldConfigOnError: a new agent counts after SIGHUP (its
+// first reply opens the ticket, T4); a broken file is logged and the running config kept.
+func TestSIGHUPReloadsAgentsAndKeepsOldConfigOnError(t *testing.T) {
+	d := startDaemon(t, options{})
+	send := func(from, id string) {
+		t.Helper()
+		msg := mail(map[string]string{"From": from, "To": "jane@customer.test", "Subject": "s", "Message-ID": id}, "x\n")
+		if err := sendSMTP(d.smtpAddr, from, []string{"support@example.com"}, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("jane@customer.test", "<r1@customer.test>")
+	reply := d.ticket(1).ReplyAddress
+	raw, _ := os.ReadFile(d.configPath)
+	orig := string(raw)
+
+	broken := strings.Replace(orig, "agents:", "agents: [\n", 1)
+	os.WriteFile(d.configPath, []byte(broken), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the refused reload to be logged", 5*time.Second, func() bool { return strings.Contains(d.logs.String(), "reload refused") })
+
+	added := strings.Replace(orig, "agents:\n", "agents:\n  - {email: dana@example.com, name: Dana, role: agent}\n", 1)
+	os.WriteFile(d.configPath, []byte(added), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", 5*time.Second, func() bool { return strings.Contains(d.logs.String(), "config reloaded") })
+
+	msg := mail(map[string]string{"From": "dana@example.com", "To": "jane@customer.test", "Subject": "Re", "Message-ID": "<r2@example.com>"}, "on it\n")
+	if err := sendSMTP(d.smtpAddr, "dana@example.com", []string{reply}, msg); err != nil {
+		t.Fatal(err)
+	}
+	if st := d.ticket(1).Status; st != "open" {
+		t.Fatalf("status %q: the agent added by SIGHUP was not recognised", st)
+	}
+	if code, _ := d.api("GET", "/healthz", nil, false); code != 200 {
+		t.Fatal("daemon unhealthy after reloads")
+	}
+}
