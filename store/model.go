@@ -28,20 +28,33 @@ type Ticket struct {
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	CommentIDs []uint64  `json:"comment_ids"`
+	EventIDs   []uint64  `json:"event_ids,omitempty"`
+	// Support is the support address the ticket was opened on; its mail goes out from it.
+	Support string `json:"support,omitempty"`
+	// RootMessageID is the first message's id: every notification references it, so
+	// mail clients keep the ticket one thread.
+	RootMessageID string `json:"root_message_id,omitempty"`
+	// Masks numbers each address that ever took part, for its masked address
+	// LOCAL+<id>-<token>-p<n> (RULES.md H3). Keys are lowercased addresses.
+	Masks    map[string]int `json:"masks,omitempty"`
+	NextMask int            `json:"next_mask,omitempty"`
+	// Welcomed holds the CCs who have had the conversation so far (RULES.md C4).
+	Welcomed map[string]bool `json:"welcomed,omitempty"`
 }
 
-// Attachment is what deskgate keeps of an attached file: its description, not yet its bytes.
+// Attachment describes an attached file; its bytes are stored apart (AttachmentData).
 type Attachment struct {
 	Name        string `json:"name"`
 	ContentType string `json:"content_type"`
 	Size        int64  `json:"size"`
 }
 
-// Notified is one participant who was (or was not) sent a comment.
+// Notified is one participant who was sent a comment or an event.
 type Notified struct {
-	Email   string `json:"email"`
-	As      string `json:"as"`
-	Visible bool   `json:"visible"`
+	Email    string `json:"email"`
+	As       string `json:"as"`
+	Visible  bool   `json:"visible"`
+	Delivery uint64 `json:"delivery,omitempty"`
 }
 
 // TraceStep is one decision about a comment and the RULES.md rule that made it.
@@ -73,6 +86,59 @@ type Comment struct {
 	Attachments  []Attachment `json:"attachments,omitempty"`
 	Notified     []Notified   `json:"notified"`
 	Trace        []TraceStep  `json:"trace,omitempty"`
+	// ReplyToDiffers flags mail whose Reply-To is not its From (RULES.md X2).
+	ReplyToDiffers bool `json:"reply_to_differs,omitempty"`
+	// Automatic is why a mail counts as automatic (RULES.md T5), "" for a person's.
+	Automatic string `json:"automatic,omitempty"`
+}
+
+// Event is an expert action that is no comment (assignment, status, participants),
+// kept with its trace and who was notified, so that explain covers it too. Its id is
+// drawn from the comment ids, so one id names one thing.
+type Event struct {
+	ID        uint64      `json:"id"`
+	TicketID  uint64      `json:"ticket_id"`
+	Action    string      `json:"action"`
+	Actor     string      `json:"actor,omitempty"`
+	Detail    string      `json:"detail,omitempty"`
+	CreatedAt time.Time   `json:"created_at"`
+	Notified  []Notified  `json:"notified"`
+	Trace     []TraceStep `json:"trace,omitempty"`
+}
+
+// Delivery states.
+const (
+	DeliveryQueued = "queued"
+	DeliverySent   = "sent"
+	DeliveryFailed = "failed"
+)
+
+// DeliveryRecipient is one envelope recipient of a delivery.
+type DeliveryRecipient struct {
+	Email   string `json:"email"`
+	As      string `json:"as"`
+	Visible bool   `json:"visible"`
+	State   string `json:"state"`
+	Reply   string `json:"reply,omitempty"`
+}
+
+// Delivery is one composed message and its envelope, queued in the same transaction as
+// the change that caused it (the outbox), so that a crash loses neither.
+type Delivery struct {
+	ID         uint64              `json:"id"`
+	TicketID   uint64              `json:"ticket_id"`
+	SourceID   uint64              `json:"source_id"` // the comment or event it tells of
+	Kind       string              `json:"kind"`      // comment, ticket_created, assigned, solved
+	Copy       string              `json:"copy"`      // end_user or agent
+	MessageID  string              `json:"message_id"`
+	From       string              `json:"envelope_from"`
+	Recipients []DeliveryRecipient `json:"recipients"`
+	State      string              `json:"state"`
+	Attempts   int                 `json:"attempts"`
+	NextTry    time.Time           `json:"next_try"`
+	LastReply  string              `json:"last_reply,omitempty"`
+	CreatedAt  time.Time           `json:"created_at"`
+	Size       int                 `json:"size"`
 }
 
 // MessageRef says where a Message-ID belongs: the ticket, and the comment when the
@@ -80,4 +146,9 @@ type Comment struct {
 type MessageRef struct {
 	TicketID  uint64 `json:"t"`
 	CommentID uint64 `json:"c,omitempty"`
+	// Sent marks a Message-ID of deskgate's own notifications: SourceID is the comment
+	// or event it told of, Delivery the delivery that carried it.
+	Sent     bool   `json:"s,omitempty"`
+	SourceID uint64 `json:"src,omitempty"`
+	Delivery uint64 `json:"d,omitempty"`
 }

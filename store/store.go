@@ -26,6 +26,11 @@ var (
 	bucketTickets  = []byte("tickets")
 	bucketComments = []byte("comments")
 	bucketMsgIDs   = []byte("message_ids")
+	bucketEvents   = []byte("events")
+	bucketAttach   = []byte("attachments")
+	bucketDeliv    = []byte("deliveries")
+	bucketDelivMsg = []byte("delivery_messages")
+	bucketQueue    = []byte("queue")
 
 	keySecret = []byte("ticket_secret")
 )
@@ -85,7 +90,7 @@ func Open(dir string) (*Store, error) {
 	}
 	s := &Store{db: db, calls: make(chan *call, maxBatch), done: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketTickets, bucketComments, bucketMsgIDs} {
+		for _, b := range [][]byte{bucketMeta, bucketTickets, bucketComments, bucketMsgIDs, bucketEvents, bucketAttach, bucketDeliv, bucketDelivMsg, bucketQueue} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -353,9 +358,10 @@ func (t *Tx) AddComment(tk *Ticket, c *Comment) error {
 	return nil
 }
 
-// IndexMessageID records a Message-ID deskgate sent for a ticket.
-func (t *Tx) IndexMessageID(id string, ref MessageRef) error {
-	return t.setMessageID(id, ref, false)
+// IndexSentMessageID records the Message-ID of a message deskgate sends.
+func (t *Tx) IndexSentMessageID(id string, ref MessageRef) error {
+	ref.Sent = true
+	return putJSON(t.tx.Bucket(bucketMsgIDs), []byte(NormalizeMessageID(id)), ref)
 }
 
 // setMessageID indexes id. A reference never moves an id already known to another
@@ -371,7 +377,7 @@ func (t *Tx) setMessageID(id string, ref MessageRef, own bool) error {
 	if err != nil {
 		return err
 	}
-	if ok && (!own || old.CommentID != 0 || old.TicketID != ref.TicketID) {
+	if ok && (!own || old.CommentID != 0 || old.Sent || old.TicketID != ref.TicketID) {
 		return nil
 	}
 	return putJSON(b, []byte(id), ref)
@@ -418,4 +424,130 @@ func (t *Tx) ListTickets(status string, limit int, before uint64) ([]Ticket, err
 // Counts returns how many tickets and comments are stored.
 func (t *Tx) Counts() (tickets, comments int) {
 	return t.tx.Bucket(bucketTickets).Stats().KeyN, t.tx.Bucket(bucketComments).Stats().KeyN
+}
+
+// NextID draws an id from the comment sequence, for a comment or an event.
+func (t *Tx) NextID() (uint64, error) {
+	return t.tx.Bucket(bucketComments).NextSequence()
+}
+
+// AddEvent stores an event with the next id and appends it to tk.
+func (t *Tx) AddEvent(tk *Ticket, e *Event) error {
+	id, err := t.NextID()
+	if err != nil {
+		return err
+	}
+	e.ID, e.TicketID = id, tk.ID
+	tk.EventIDs = append(tk.EventIDs, id)
+	return putJSON(t.tx.Bucket(bucketEvents), itob(id), e)
+}
+
+// PutEvent stores a changed event.
+func (t *Tx) PutEvent(e *Event) error {
+	return putJSON(t.tx.Bucket(bucketEvents), itob(e.ID), e)
+}
+
+// Event returns the event with id, or ErrNotFound.
+func (t *Tx) Event(id uint64) (*Event, error) {
+	var e Event
+	ok, err := getJSON(t.tx.Bucket(bucketEvents), itob(id), &e)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return &e, nil
+}
+
+func attachKey(commentID uint64, i int) []byte {
+	k := make([]byte, 12)
+	binary.BigEndian.PutUint64(k, commentID)
+	binary.BigEndian.PutUint32(k[8:], uint32(i))
+	return k
+}
+
+// PutAttachmentData stores the bytes of a comment's i-th attachment.
+func (t *Tx) PutAttachmentData(commentID uint64, i int, data []byte) error {
+	return t.tx.Bucket(bucketAttach).Put(attachKey(commentID, i), data)
+}
+
+// AttachmentData returns a copy of the bytes of a comment's i-th attachment.
+func (t *Tx) AttachmentData(commentID uint64, i int) []byte {
+	v := t.tx.Bucket(bucketAttach).Get(attachKey(commentID, i))
+	return append([]byte(nil), v...)
+}
+
+// NextDeliveryID draws a delivery id; the bounce address is made from it before the
+// message that carries it is stored.
+func (t *Tx) NextDeliveryID() (uint64, error) {
+	return t.tx.Bucket(bucketDeliv).NextSequence()
+}
+
+// QueueDelivery stores a delivery and its message and puts it on the outbound queue.
+func (t *Tx) QueueDelivery(d *Delivery, message []byte) error {
+	if d.ID == 0 {
+		return errors.New("store: delivery without id")
+	}
+	d.Size = len(message)
+	if err := putJSON(t.tx.Bucket(bucketDeliv), itob(d.ID), d); err != nil {
+		return err
+	}
+	if err := t.tx.Bucket(bucketDelivMsg).Put(itob(d.ID), message); err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketQueue).Put(itob(d.ID), nil)
+}
+
+// Delivery returns the delivery with id, or ErrNotFound.
+func (t *Tx) Delivery(id uint64) (*Delivery, error) {
+	var d Delivery
+	ok, err := getJSON(t.tx.Bucket(bucketDeliv), itob(id), &d)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return &d, nil
+}
+
+// DeliveryMessage returns a copy of the message bytes of delivery id.
+func (t *Tx) DeliveryMessage(id uint64) []byte {
+	return append([]byte(nil), t.tx.Bucket(bucketDelivMsg).Get(itob(id))...)
+}
+
+// PutDelivery stores a changed delivery; it leaves the queue once it is no longer queued.
+func (t *Tx) PutDelivery(d *Delivery) error {
+	if err := putJSON(t.tx.Bucket(bucketDeliv), itob(d.ID), d); err != nil {
+		return err
+	}
+	if d.State != DeliveryQueued {
+		return t.tx.Bucket(bucketQueue).Delete(itob(d.ID))
+	}
+	return t.tx.Bucket(bucketQueue).Put(itob(d.ID), nil)
+}
+
+// QueuedDeliveries lists the ids on the outbound queue, oldest first, at most limit.
+func (t *Tx) QueuedDeliveries(limit int) []uint64 {
+	var ids []uint64
+	c := t.tx.Bucket(bucketQueue).Cursor()
+	for k, _ := c.First(); k != nil && len(ids) < limit; k, _ = c.Next() {
+		ids = append(ids, binary.BigEndian.Uint64(k))
+	}
+	return ids
+}
+
+// Deliveries lists deliveries newest first, at most limit.
+func (t *Tx) Deliveries(limit int) ([]Delivery, error) {
+	var out []Delivery
+	c := t.tx.Bucket(bucketDeliv).Cursor()
+	for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+		var d Delivery
+		if err := json.Unmarshal(v, &d); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }

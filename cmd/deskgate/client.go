@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,9 +60,29 @@ func (c *apiClient) get(path string, q url.Values, out any) ([]byte, error) {
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequest(http.MethodGet, u, nil)
+	return c.do(http.MethodGet, u, nil, out)
+}
+
+// send makes a request with a JSON body (nil for none) and decodes the answer into out.
+func (c *apiClient) send(method, path string, body any, out any) ([]byte, error) {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		r = bytes.NewReader(b)
+	}
+	return c.do(method, c.base+path, r, out)
+}
+
+func (c *apiClient) do(method, u string, body io.Reader, out any) ([]byte, error) {
+	req, err := http.NewRequest(method, u, body)
 	if err != nil {
 		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.http.Do(req)
@@ -69,7 +90,7 @@ func (c *apiClient) get(path string, q url.Values, out any) ([]byte, error) {
 		return nil, fmt.Errorf("cannot reach the deskgate daemon at %s (is it running?): %w", c.base, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	answer, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, err
 	}
@@ -77,15 +98,15 @@ func (c *apiClient) get(path string, q url.Values, out any) ([]byte, error) {
 		var e struct {
 			Error string `json:"error"`
 		}
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		if json.Unmarshal(answer, &e) == nil && e.Error != "" {
 			return nil, fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
 		}
 		return nil, fmt.Errorf("HTTP %d from %s", resp.StatusCode, u)
 	}
 	if out != nil {
-		if err := json.Unmarshal(body, out); err != nil {
+		if err := json.Unmarshal(answer, out); err != nil {
 			return nil, fmt.Errorf("bad answer from the daemon: %w", err)
 		}
 	}
-	return body, nil
+	return answer, nil
 }

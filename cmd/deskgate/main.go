@@ -37,7 +37,10 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&configFlag, "config", "", "config file (default $DESKGATE_CONFIG, else "+DefaultConfigPath+")")
-	root.AddCommand(serveCmd(), checkConfigCmd(), versionCmd(), ticketsCmd())
+	root.AddCommand(serveCmd(), checkConfigCmd(), versionCmd(), ticketsCmd(),
+		participantCmd("cc", "an expert manages CCs", "ccs", "CC"),
+		participantCmd("followers", "an expert manages followers (agents only)", "followers", "follower"),
+		replyCmd(), commentsCmd(), assignCmd(), solveCmd(), explainCmd(), queueCmd())
 	if err := root.Execute(); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {

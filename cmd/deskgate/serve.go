@@ -15,7 +15,9 @@ import (
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/admin"
+	"github.com/deskgate/deskgate/gateway/desk"
 	"github.com/deskgate/deskgate/gateway/inbound"
+	"github.com/deskgate/deskgate/gateway/relay"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -56,7 +58,19 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 	}
 	defer st.Close()
 
-	in := inbound.New(cfg, st, logger)
+	svc := desk.New(cfg, st, logger)
+	worker := relay.New(cfg, st, logger, svc.Queued)
+	workerCtx, stopWorker := context.WithCancel(context.Background())
+	workerDone := make(chan struct{})
+	go func() {
+		worker.Run(workerCtx)
+		close(workerDone)
+	}()
+	defer func() {
+		stopWorker()
+		<-workerDone
+	}()
+	in := inbound.New(cfg, svc, logger)
 	if err := in.Listen(); err != nil {
 		logger.Error("cannot listen", "err", err)
 		return exitError{1}
@@ -71,9 +85,12 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		api = admin.New(st, logger, token, nil, func(b *strings.Builder) {
 			writeInboundMetrics(b, in)
 			writeStoreMetrics(b, st)
+			fmt.Fprintf(b, "# HELP deskgate_relay_recipients_total Recipients delivered or failed.\n# TYPE deskgate_relay_recipients_total counter\n")
+			fmt.Fprintf(b, "deskgate_relay_recipients_total{result=\"sent\"} %d\ndeskgate_relay_recipients_total{result=\"failed\"} %d\n", worker.Sent.Load(), worker.Failed.Load())
 		})
+		api.Desk = svc
 		api.ReplyAddress = func(id uint64) string {
-			return in.Book().ReplyAddress(in.Book().Supports()[0], id)
+			return svc.Book().ReplyAddress(svc.Book().Supports()[0], id)
 		}
 		addr, err := api.Listen(cfg.Listen.Admin)
 		if err != nil {
@@ -89,7 +106,7 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			reload(cfg.Path, logger, in, api)
+			reload(cfg.Path, logger, in, svc, worker, api)
 			continue
 		}
 		logger.Info("shutting down", "signal", sig.String())
@@ -109,13 +126,15 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 
 // reload re-reads the config on SIGHUP. Listeners, data_dir and TLS need a restart; the
 // rest (agents, policy, limits, support addresses, token) applies to new sessions.
-func reload(path string, logger *slog.Logger, in *inbound.Server, api *admin.Server) {
+func reload(path string, logger *slog.Logger, in *inbound.Server, svc *desk.Service, worker *relay.Worker, api *admin.Server) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		logger.Error("reload refused; keeping the running config", "config", path, "problems", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return
 	}
 	in.SetConfig(cfg)
+	svc.SetConfig(cfg)
+	worker.SetConfig(cfg)
 	if api != nil && cfg.Admin.TokenFile != "" {
 		if token, err := admin.ReadToken(cfg.Admin.TokenFile); err == nil {
 			api.SetToken(token)

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/deskgate/deskgate/gateway/desk"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -30,12 +31,14 @@ type Server struct {
 	// ReplyAddress gives a ticket's reply address, shown so that an operator can write
 	// into a ticket by hand.
 	ReplyAddress func(id uint64) string
-	store        *store.Store
-	log          *slog.Logger
-	token        atomic.Pointer[string]
-	health       Health
-	metrics      Metrics
-	http         *http.Server
+	// Desk carries out expert actions.
+	Desk    *desk.Service
+	store   *store.Store
+	log     *slog.Logger
+	token   atomic.Pointer[string]
+	health  Health
+	metrics Metrics
+	http    *http.Server
 }
 
 // New makes the API; token is the bearer token clients must send.
@@ -69,6 +72,7 @@ func (s *Server) Handler() http.Handler {
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/v1/tickets", s.listTickets)
 	api.HandleFunc("GET /api/v1/tickets/{id}", s.showTicket)
+	s.routeActions(api)
 	api.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -181,22 +185,26 @@ type TicketView struct {
 	CreatedAt    time.Time      `json:"created_at"`
 	UpdatedAt    time.Time      `json:"updated_at"`
 	Comments     []CommentView  `json:"comments"`
+	// Last is the comment or event an action just made, in an action's answer.
+	Last uint64 `json:"last_id,omitempty"`
 }
 
 // CommentView is one comment in TicketView.
 type CommentView struct {
-	ID          uint64             `json:"id"`
-	Author      string             `json:"author"`
-	AuthorName  string             `json:"author_name,omitempty"`
-	Public      bool               `json:"public"`
-	ThirdParty  bool               `json:"third_party"`
-	Via         string             `json:"via"`
-	MessageID   string             `json:"message_id"`
-	CreatedAt   time.Time          `json:"created_at"`
-	Subject     string             `json:"subject,omitempty"`
-	Body        string             `json:"body"`
-	Attachments []store.Attachment `json:"attachments"`
-	Notified    []store.Notified   `json:"notified"`
+	ID             uint64             `json:"id"`
+	Author         string             `json:"author"`
+	AuthorName     string             `json:"author_name,omitempty"`
+	Public         bool               `json:"public"`
+	ThirdParty     bool               `json:"third_party"`
+	Via            string             `json:"via"`
+	MessageID      string             `json:"message_id"`
+	CreatedAt      time.Time          `json:"created_at"`
+	Subject        string             `json:"subject,omitempty"`
+	Body           string             `json:"body"`
+	Attachments    []store.Attachment `json:"attachments"`
+	Notified       []store.Notified   `json:"notified"`
+	ReplyToDiffers bool               `json:"reply_to_differs,omitempty"`
+	Automatic      string             `json:"automatic,omitempty"`
 }
 
 var validStatus = map[string]bool{store.StatusNew: true, store.StatusOpen: true, store.StatusPending: true, store.StatusSolved: true}
@@ -283,7 +291,7 @@ func ticketView(t *store.Ticket, comments []store.Comment) TicketView {
 	for _, c := range comments {
 		cv := CommentView{ID: c.ID, Author: c.Author, AuthorName: c.AuthorName, Public: c.Public, ThirdParty: c.ThirdParty,
 			Via: c.Via, MessageID: "<" + c.MessageID + ">", CreatedAt: c.CreatedAt, Subject: c.Subject, Body: c.Body,
-			Attachments: c.Attachments, Notified: c.Notified}
+			Attachments: c.Attachments, Notified: c.Notified, ReplyToDiffers: c.ReplyToDiffers, Automatic: c.Automatic}
 		if cv.Attachments == nil {
 			cv.Attachments = []store.Attachment{}
 		}

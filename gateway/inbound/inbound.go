@@ -22,14 +22,13 @@ import (
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/addr"
-	"github.com/deskgate/deskgate/store"
+	"github.com/deskgate/deskgate/gateway/desk"
 )
 
 // Server is the SMTP and LMTP front of deskgate.
 type Server struct {
 	cfg     atomic.Pointer[config.Config]
-	book    atomic.Pointer[addr.Book]
-	store   *store.Store
+	desk    *desk.Service
 	log     *slog.Logger
 	now     func() time.Time
 	limiter *sessionLimiter
@@ -43,21 +42,18 @@ type Stats struct {
 }
 
 // New makes a Server; Listen starts it.
-func New(cfg *config.Config, st *store.Store, logger *slog.Logger) *Server {
-	s := &Server{store: st, log: logger, now: time.Now}
+func New(cfg *config.Config, svc *desk.Service, logger *slog.Logger) *Server {
+	s := &Server{desk: svc, log: logger, now: time.Now}
 	s.SetConfig(cfg)
 	s.limiter = &sessionLimiter{max: func() int { return s.cfg.Load().Limits.MaxSessions }}
 	return s
 }
 
 // SetConfig swaps in a reloaded config; sessions already open keep the one they began with.
+// The desk service is reloaded by its owner.
 func (s *Server) SetConfig(cfg *config.Config) {
 	s.cfg.Store(cfg)
-	s.book.Store(addr.NewBook(s.store.Secret(), cfg.Support.Addresses))
 }
-
-// Book is the address book of the running config.
-func (s *Server) Book() *addr.Book { return s.book.Load() }
 
 // ActiveSessions is the number of SMTP and LMTP sessions open now.
 func (s *Server) ActiveSessions() int { return s.limiter.Active() }
@@ -165,7 +161,7 @@ type backend struct {
 }
 
 func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &session{srv: b.srv, lmtp: b.lmtp, remote: c.Conn().RemoteAddr().String(), cfg: b.srv.cfg.Load(), book: b.srv.book.Load()}, nil
+	return &session{srv: b.srv, lmtp: b.lmtp, remote: c.Conn().RemoteAddr().String(), cfg: b.srv.cfg.Load(), book: b.srv.desk.Book()}, nil
 }
 
 type session struct {
@@ -183,7 +179,7 @@ func (s *session) Reset() {
 	s.rcpts = nil
 	// A new transaction sees a reloaded config.
 	s.cfg = s.srv.cfg.Load()
-	s.book = s.srv.book.Load()
+	s.book = s.srv.desk.Book()
 }
 
 func (s *session) Logout() error { return nil }
@@ -224,8 +220,8 @@ func (s *session) deliver(r io.Reader) error {
 		return err
 	}
 	qid := newQueueID()
-	env := Envelope{From: s.from, Recipients: append([]string(nil), s.rcpts...), Remote: s.remote, LMTP: s.lmtp}
-	res, err := s.srv.Receive(context.Background(), s.cfg, s.book, env, raw)
+	env := desk.Envelope{From: s.from, Recipients: append([]string(nil), s.rcpts...), Remote: s.remote, LMTP: s.lmtp}
+	res, err := s.srv.desk.Receive(context.Background(), env, raw)
 	attrs := []any{"qid", qid, "proto", protoName(s.lmtp), "remote", s.remote, "env_from", s.from,
 		"rcpts", strings.Join(s.rcpts, ","), "size", len(raw), "ms", time.Since(start).Milliseconds()}
 	if res.From != "" {

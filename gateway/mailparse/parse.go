@@ -48,6 +48,7 @@ type Attachment struct {
 	Name        string
 	ContentType string
 	Size        int64
+	Data        []byte
 }
 
 // Message is what deskgate keeps of a received mail.
@@ -254,8 +255,8 @@ func (m *Message) readBody(ent *message.Entity, depth int, parts *int) {
 	name = decodeWord(name)
 	isText := ctype == "text/plain" || ctype == "text/html"
 	if disp == "attachment" || (name != "" && !isText) || (!isText && !strings.HasPrefix(ctype, "multipart/")) {
-		n, _ := io.Copy(io.Discard, ent.Body)
-		m.Attachments = append(m.Attachments, Attachment{Name: clean(name), ContentType: ctype, Size: n})
+		data, _ := io.ReadAll(ent.Body)
+		m.Attachments = append(m.Attachments, Attachment{Name: clean(name), ContentType: ctype, Size: int64(len(data)), Data: data})
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(ent.Body, 4*maxBodyRunes))

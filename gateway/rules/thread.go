@@ -17,8 +17,8 @@ const (
 	RoleLightAgent = "light_agent"
 )
 
-// Recipient is one envelope recipient that is one of deskgate's addresses.
-type Recipient struct {
+// ThreadRecipient is one envelope recipient that is one of deskgate's addresses.
+type ThreadRecipient struct {
 	Address  string
 	TicketID uint64 // 0 for a bare support address or an unknown extension
 	Masked   bool
@@ -45,7 +45,7 @@ type Tag struct {
 
 // ThreadFacts is what the gateway found in one mail that could thread it (T2).
 type ThreadFacts struct {
-	Recipients []Recipient
+	Recipients []ThreadRecipient
 	References []Reference
 	Tags       []Tag
 }
@@ -102,118 +102,6 @@ func Thread(f ThreadFacts) (uint64, []store.TraceStep) {
 
 func step(rule, what, detail string) store.TraceStep {
 	return store.TraceStep{Rule: rule, Step: what, Detail: detail}
-}
-
-// Mail is one received mail, as far as the rules care.
-type Mail struct {
-	MessageID string
-	From      store.Person
-	Role      string // the sender's role after authentication (A1)
-	// RoleNote explains a role that differs from what the From address claims.
-	RoleNote string
-	To, Cc   []store.Person
-	Subject  string
-}
-
-// Existing is a Message-ID already stored as a comment (T3).
-type Existing struct {
-	TicketID  uint64
-	CommentID uint64
-}
-
-// Decision is what one received mail does.
-type Decision struct {
-	// Duplicate is set when the mail was stored before (T3): nothing else happens.
-	Duplicate *Existing
-	// NewTicket is set when the mail opens a ticket (T1).
-	NewTicket *store.Ticket
-	// Status is the ticket's status after the mail, "" when it does not change.
-	Status     string
-	Public     bool
-	ThirdParty bool
-	Trace      []store.TraceStep
-}
-
-// ReceiveMail decides what mail does to ticket (nil when it threads to none).
-func ReceiveMail(ticket *store.Ticket, m Mail, existing *Existing, threadTrace []store.TraceStep) Decision {
-	var d Decision
-	if existing != nil {
-		d.Duplicate = existing
-		d.Trace = append(d.Trace, step("T3", "duplicate", fmt.Sprintf("<%s> is already comment %d on ticket %d; stored once", m.MessageID, existing.CommentID, existing.TicketID)))
-		return d
-	}
-	d.Trace = append(d.Trace, threadTrace...)
-	if m.RoleNote != "" {
-		d.Trace = append(d.Trace, step("A1", "sender role", m.RoleNote))
-	}
-	if ticket == nil {
-		status := store.StatusNew
-		if m.Role == RoleAgent {
-			status = store.StatusOpen
-		}
-		d.NewTicket = &store.Ticket{
-			Subject:   TicketSubject(m.Subject),
-			Status:    status,
-			Requester: m.From,
-			CCs:       []store.Person{},
-			Followers: []store.Person{},
-		}
-		d.Public = true
-		d.Trace = append(d.Trace,
-			step("T1", "opened ticket", fmt.Sprintf("threads to no ticket; requester %s", m.From.Email)),
-			step("V1", "public", "the requester's mail"))
-		if status == store.StatusOpen {
-			d.Trace = append(d.Trace, step("T4", "status open", "opened by an agent"))
-		}
-		return d
-	}
-
-	switch {
-	case SameAddress(m.From.Email, ticket.Requester.Email):
-		d.Public = true
-		d.Trace = append(d.Trace, step("V1", "public", "the requester's mail"))
-	case m.Role == RoleLightAgent:
-		d.Trace = append(d.Trace, step("V3", "internal", "a light agent's mail is always an internal note"))
-	case m.Role == RoleAgent:
-		if reachesEndUsers(ticket, m) {
-			d.Public = true
-			d.Trace = append(d.Trace, step("V3", "public", "the agent's To/Cc include the requester or a CC"))
-		} else {
-			d.Trace = append(d.Trace, step("V3", "internal", "the agent wrote only to the ticket"))
-		}
-	case IsCC(ticket, m.From.Email):
-		if reachesEndUsers(ticket, m) {
-			d.Public = true
-			d.Trace = append(d.Trace, step("V2", "public", "the CC replied to all: To/Cc include the requester or another CC"))
-		} else {
-			d.Trace = append(d.Trace, step("V2", "internal", "the CC wrote only to the ticket"))
-		}
-	default:
-		d.ThirdParty = true
-		d.Trace = append(d.Trace, step("X1", "internal, third party", fmt.Sprintf("%s takes no part in ticket %d", m.From.Email, ticket.ID)))
-	}
-
-	switch {
-	case ticket.Status == store.StatusPending || ticket.Status == store.StatusSolved:
-		d.Status = store.StatusOpen
-		d.Trace = append(d.Trace, step("T4", "status open", fmt.Sprintf("a reply to a %s ticket", ticket.Status)))
-	case ticket.Status == store.StatusNew && m.Role == RoleAgent:
-		d.Status = store.StatusOpen
-		d.Trace = append(d.Trace, step("T4", "status open", "the first agent comment on a new ticket"))
-	}
-	return d
-}
-
-func reachesEndUsers(t *store.Ticket, m Mail) bool {
-	for _, p := range append(append([]store.Person(nil), m.To...), m.Cc...) {
-		if SameAddress(p.Email, m.From.Email) {
-			continue
-		}
-		if SameAddress(p.Email, t.Requester.Email) || IsCC(t, p.Email) {
-			return true
-		}
-	}
-	return false
 }
 
 // IsCC reports whether email is a CC of t.

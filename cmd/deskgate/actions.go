@@ -1,0 +1,259 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/deskgate/deskgate/gateway/admin"
+)
+
+func parseID(what, s string) (uint64, error) {
+	id, err := strconv.ParseUint(strings.TrimPrefix(s, "#"), 10, 64)
+	if err != nil || id == 0 {
+		return 0, fmt.Errorf("%q is not a %s id", s, what)
+	}
+	return id, nil
+}
+
+// ticketAction runs one action and prints the ticket after it.
+func ticketAction(cmd *cobra.Command, method, path string, body any, done string) error {
+	c, err := newAPIClient()
+	if err != nil {
+		return err
+	}
+	var t admin.TicketView
+	if _, err := c.send(method, path, body, &t); err != nil {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), done)
+	return nil
+}
+
+func participantCmd(use, short, path, noun string) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short}
+	add := &cobra.Command{
+		Use: "add ID EMAIL", Short: "add a " + noun, Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("ticket", args[0])
+			if err != nil {
+				return err
+			}
+			return ticketAction(cmd, "POST", fmt.Sprintf("/api/v1/tickets/%d/%s", id, path), map[string]string{"email": args[1]},
+				fmt.Sprintf("%s is now a %s of ticket %d", args[1], noun, id))
+		},
+	}
+	rm := &cobra.Command{
+		Use: "remove ID EMAIL", Short: "remove a " + noun, Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("ticket", args[0])
+			if err != nil {
+				return err
+			}
+			return ticketAction(cmd, "DELETE", fmt.Sprintf("/api/v1/tickets/%d/%s/%s", id, path, url.PathEscape(args[1])), nil,
+				fmt.Sprintf("%s is no longer a %s of ticket %d", args[1], noun, id))
+		},
+	}
+	cmd.AddCommand(add, rm)
+	return cmd
+}
+
+func replyCmd() *cobra.Command {
+	var as string
+	var internal bool
+	cmd := &cobra.Command{
+		Use:   "reply ID --as AGENT [--internal]",
+		Short: "a public reply (or with --internal a note) by AGENT; the body is read from stdin",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("ticket", args[0])
+			if err != nil {
+				return err
+			}
+			if as == "" {
+				return fmt.Errorf("--as AGENT is required")
+			}
+			body, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), 10<<20))
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(string(body)) == "" {
+				return fmt.Errorf("the reply's body is read from stdin, and it was empty")
+			}
+			c, err := newAPIClient()
+			if err != nil {
+				return err
+			}
+			var t admin.TicketView
+			if _, err := c.send("POST", fmt.Sprintf("/api/v1/tickets/%d/comments", id),
+				map[string]any{"author": as, "body": string(body), "public": !internal}, &t); err != nil {
+				return err
+			}
+			kind := "reply"
+			if internal {
+				kind = "internal note"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d added to ticket %d\n", kind, t.Last, id)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&as, "as", "", "the agent writing (an address under agents)")
+	cmd.Flags().BoolVar(&internal, "internal", false, "an internal note: followers and the assignee only")
+	return cmd
+}
+
+func commentsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "comments", Short: "manage comments"}
+	private := &cobra.Command{
+		Use: "private ID COMMENT", Short: "make a public comment internal (RULES.md V5)", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("ticket", args[0])
+			if err != nil {
+				return err
+			}
+			cid, err := parseID("comment", args[1])
+			if err != nil {
+				return err
+			}
+			return ticketAction(cmd, "PATCH", fmt.Sprintf("/api/v1/tickets/%d/comments/%d", id, cid), map[string]bool{"public": false},
+				fmt.Sprintf("comment %d of ticket %d is internal", cid, id))
+		},
+	}
+	cmd.AddCommand(private)
+	return cmd
+}
+
+func assignCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "assign ID AGENT", Short: "assign a ticket (notifies, RULES.md N5)", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("ticket", args[0])
+			if err != nil {
+				return err
+			}
+			return ticketAction(cmd, "PATCH", fmt.Sprintf("/api/v1/tickets/%d", id), map[string]string{"assignee": args[1]},
+				fmt.Sprintf("ticket %d is assigned to %s", id, args[1]))
+		},
+	}
+}
+
+func solveCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "solve ID", Short: "mark a ticket solved (notifies, RULES.md N5)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("ticket", args[0])
+			if err != nil {
+				return err
+			}
+			return ticketAction(cmd, "PATCH", fmt.Sprintf("/api/v1/tickets/%d", id), map[string]string{"status": "solved"},
+				fmt.Sprintf("ticket %d is solved", id))
+		},
+	}
+}
+
+func explainCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "explain ID",
+		Short: "how one comment (id or Message-ID) was threaded, why it is public or internal, who was told and why",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient()
+			if err != nil {
+				return err
+			}
+			key := strings.Trim(args[0], "<>")
+			var e admin.Explanation
+			raw, err := c.get("/api/v1/explain/"+url.PathEscape(key), nil, &e)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				_, err = cmd.OutOrStdout().Write(raw)
+				return err
+			}
+			w := cmd.OutOrStdout()
+			vis := "public"
+			if !e.Public {
+				vis = "internal"
+			}
+			if e.Kind == "event" {
+				fmt.Fprintf(w, "Event %d on ticket %d: %s by %s\n", e.ID, e.TicketID, e.Action, orDash(e.Author))
+			} else {
+				fmt.Fprintf(w, "Comment %d on ticket %d by %s (%s) %s\n", e.ID, e.TicketID, e.Author, vis, e.MessageID)
+			}
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			for _, s := range e.Trace {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Rule, s.Step, s.Detail)
+			}
+			tw.Flush()
+			for _, n := range e.Notified {
+				v := "visible"
+				if !n.Visible {
+					v = "hidden"
+				}
+				fmt.Fprintf(w, "  sent to %s as %s (%s), delivery %d\n", n.Email, n.As, v, n.Delivery)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
+	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func queueCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "queue", Short: "the outbound queue"}
+	var asJSON bool
+	list := &cobra.Command{
+		Use: "list", Short: "every delivery: id, ticket, recipients, state, attempts, next try, last upstream reply", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newAPIClient()
+			if err != nil {
+				return err
+			}
+			var rows []admin.QueueEntry
+			raw, err := c.get("/api/v1/queue", nil, &rows)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				_, err = cmd.OutOrStdout().Write(raw)
+				return err
+			}
+			if len(rows) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "queue is empty")
+				return nil
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tTICKET\tKIND\tSTATE\tATTEMPTS\tNEXT TRY\tRECIPIENTS\tLAST REPLY")
+			for _, r := range rows {
+				var rc []string
+				for _, x := range r.Recipients {
+					rc = append(rc, x.Email+"("+x.As+")")
+				}
+				next := "-"
+				if r.State == "queued" {
+					next = r.NextTry.Local().Format(time.DateTime)
+				}
+				fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.TicketID, r.Kind, r.State, r.Attempts, next, strings.Join(rc, ","), r.LastReply)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
+	cmd.AddCommand(list)
+	return cmd
+}

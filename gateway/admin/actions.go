@@ -1,0 +1,337 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/deskgate/deskgate/gateway/desk"
+	"github.com/deskgate/deskgate/gateway/rules"
+	"github.com/deskgate/deskgate/store"
+)
+
+func (s *Server) routeActions(api *http.ServeMux) {
+	api.HandleFunc("POST /api/v1/tickets/{id}/ccs", s.personAction(rules.ActAddCC))
+	api.HandleFunc("DELETE /api/v1/tickets/{id}/ccs/{email}", s.personAction(rules.ActRemoveCC))
+	api.HandleFunc("POST /api/v1/tickets/{id}/followers", s.personAction(rules.ActAddFollower))
+	api.HandleFunc("DELETE /api/v1/tickets/{id}/followers/{email}", s.personAction(rules.ActRemoveFollower))
+	api.HandleFunc("POST /api/v1/tickets/{id}/comments", s.postComment)
+	api.HandleFunc("PATCH /api/v1/tickets/{id}/comments/{cid}", s.patchComment)
+	api.HandleFunc("PATCH /api/v1/tickets/{id}", s.patchTicket)
+	api.HandleFunc("GET /api/v1/queue", s.listQueue)
+	api.HandleFunc("GET /api/v1/explain/{id}", s.explain)
+}
+
+func ticketID(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil || id == 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("id: %q is not a ticket id", r.PathValue("id")))
+		return 0, false
+	}
+	return id, true
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 10<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func bareAddress(field, s string) (string, error) {
+	a, err := mail.ParseAddress(strings.TrimSpace(s))
+	if err != nil || a.Name != "" || !strings.Contains(a.Address, "@") {
+		return "", fmt.Errorf("%s: %q is not a mail address", field, s)
+	}
+	return a.Address, nil
+}
+
+// writeActError answers a refused or failed action with INTERFACE.md's codes.
+func writeActError(w http.ResponseWriter, err error) {
+	var ref *rules.Refusal
+	switch {
+	case errors.As(err, &ref):
+		writeError(w, ref.Code, ref.Error())
+	case errors.Is(err, desk.ErrNotFound), errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+func (s *Server) act(w http.ResponseWriter, r *http.Request, id uint64, actions []rules.Action, body string, status int) {
+	last, err := s.Desk.Act(r.Context(), id, actions, body)
+	if err != nil {
+		writeActError(w, err)
+		return
+	}
+	s.writeTicket(w, id, status, last)
+}
+
+func (s *Server) writeTicket(w http.ResponseWriter, id uint64, status int, last uint64) {
+	var view TicketView
+	err := s.store.View(func(tx *store.Tx) error {
+		t, err := tx.Ticket(id)
+		if err != nil {
+			return err
+		}
+		comments, err := tx.Comments(t)
+		if err != nil {
+			return err
+		}
+		view = ticketView(t, comments)
+		return nil
+	})
+	if err != nil {
+		writeActError(w, err)
+		return
+	}
+	if s.ReplyAddress != nil {
+		view.ReplyAddress = s.ReplyAddress(id)
+	}
+	view.Last = last
+	writeJSON(w, status, view)
+}
+
+func (s *Server) personAction(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := ticketID(w, r)
+		if !ok {
+			return
+		}
+		var p store.Person
+		if email := r.PathValue("email"); email != "" {
+			e, err := url.PathUnescape(email)
+			if err == nil {
+				p.Email, err = bareAddress("email", e)
+			}
+			if err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+		} else {
+			var body struct {
+				Email string `json:"email"`
+				Name  string `json:"name"`
+			}
+			if !decodeBody(w, r, &body) {
+				return
+			}
+			e, err := bareAddress("email", body.Email)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			if strings.ContainsAny(body.Name, "\r\n") {
+				writeError(w, http.StatusBadRequest, "name: must not contain line breaks")
+				return
+			}
+			p = store.Person{Email: e, Name: body.Name}
+		}
+		if _, own := s.Desk.Book().Classify(p.Email); own {
+			writeError(w, http.StatusUnprocessableEntity, fmt.Sprintf("%s is one of deskgate's own addresses (C5)", p.Email))
+			return
+		}
+		status := http.StatusOK
+		if r.Method == http.MethodPost {
+			status = http.StatusCreated
+		}
+		s.act(w, r, id, []rules.Action{{Kind: kind, Person: p, Actor: r.Header.Get("X-Deskgate-Expert")}}, "", status)
+	}
+}
+
+func (s *Server) postComment(w http.ResponseWriter, r *http.Request) {
+	id, ok := ticketID(w, r)
+	if !ok {
+		return
+	}
+	var body struct {
+		Author string `json:"author"`
+		Body   string `json:"body"`
+		Public *bool  `json:"public"`
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	author, err := bareAddress("author", body.Author)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if strings.TrimSpace(body.Body) == "" {
+		writeError(w, http.StatusBadRequest, "body: empty")
+		return
+	}
+	if body.Public == nil {
+		writeError(w, http.StatusBadRequest, "public: required (true for a reply, false for an internal note)")
+		return
+	}
+	s.act(w, r, id, []rules.Action{{Kind: rules.ActComment, Actor: author, Public: *body.Public}}, body.Body, http.StatusCreated)
+}
+
+func (s *Server) patchComment(w http.ResponseWriter, r *http.Request) {
+	id, ok := ticketID(w, r)
+	if !ok {
+		return
+	}
+	cid, err := strconv.ParseUint(r.PathValue("cid"), 10, 64)
+	if err != nil || cid == 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("comment id: %q is not a comment id", r.PathValue("cid")))
+		return
+	}
+	var body struct {
+		Public *bool `json:"public"`
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	if body.Public == nil {
+		writeError(w, http.StatusBadRequest, "public: required")
+		return
+	}
+	kind := rules.ActMakePrivate
+	if *body.Public {
+		kind = rules.ActMakePublic
+	}
+	s.act(w, r, id, []rules.Action{{Kind: kind, CommentID: cid, Actor: r.Header.Get("X-Deskgate-Expert")}}, "", http.StatusOK)
+}
+
+func (s *Server) patchTicket(w http.ResponseWriter, r *http.Request) {
+	id, ok := ticketID(w, r)
+	if !ok {
+		return
+	}
+	var body struct {
+		Status   *string `json:"status"`
+		Assignee *string `json:"assignee"`
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	var actions []rules.Action
+	actor := r.Header.Get("X-Deskgate-Expert")
+	if body.Assignee != nil {
+		a, err := bareAddress("assignee", *body.Assignee)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		actions = append(actions, rules.Action{Kind: rules.ActAssign, Person: store.Person{Email: a}, Actor: actor})
+	}
+	if body.Status != nil {
+		actions = append(actions, rules.Action{Kind: rules.ActStatus, Status: *body.Status, Actor: actor})
+	}
+	if len(actions) == 0 {
+		writeError(w, http.StatusBadRequest, "nothing to change: give status and/or assignee")
+		return
+	}
+	s.act(w, r, id, actions, "", http.StatusOK)
+}
+
+// QueueEntry is one delivery in GET /api/v1/queue.
+type QueueEntry struct {
+	ID         uint64                    `json:"id"`
+	TicketID   uint64                    `json:"ticket_id"`
+	Kind       string                    `json:"kind"`
+	Recipients []store.DeliveryRecipient `json:"recipients"`
+	State      string                    `json:"state"`
+	Attempts   int                       `json:"attempts"`
+	NextTry    time.Time                 `json:"next_try"`
+	LastReply  string                    `json:"last_reply"`
+	CreatedAt  time.Time                 `json:"created_at"`
+}
+
+func (s *Server) listQueue(w http.ResponseWriter, r *http.Request) {
+	limit := 1000
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit: %q is not a number from 1 to 10000", v))
+			return
+		}
+		limit = n
+	}
+	out := []QueueEntry{}
+	err := s.store.View(func(tx *store.Tx) error {
+		list, err := tx.Deliveries(limit)
+		for _, d := range list {
+			out = append(out, QueueEntry{ID: d.ID, TicketID: d.TicketID, Kind: d.Kind, Recipients: d.Recipients, State: d.State,
+				Attempts: d.Attempts, NextTry: d.NextTry, LastReply: d.LastReply, CreatedAt: d.CreatedAt})
+		}
+		return err
+	})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Explanation is GET /api/v1/explain/{id}: the decision trace of a comment or event.
+type Explanation struct {
+	ID         uint64            `json:"id"`
+	Kind       string            `json:"kind"` // comment or event
+	TicketID   uint64            `json:"ticket_id"`
+	MessageID  string            `json:"message_id,omitempty"`
+	Author     string            `json:"author,omitempty"`
+	Action     string            `json:"action,omitempty"`
+	Public     bool              `json:"public"`
+	ThirdParty bool              `json:"third_party"`
+	CreatedAt  time.Time         `json:"created_at"`
+	Trace      []store.TraceStep `json:"trace"`
+	Notified   []store.Notified  `json:"notified"`
+}
+
+func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("id")
+	var out Explanation
+	err := s.store.View(func(tx *store.Tx) error {
+		id, err := strconv.ParseUint(key, 10, 64)
+		if err != nil {
+			ref, ok := tx.MessageID(key)
+			if !ok {
+				return store.ErrNotFound
+			}
+			id = ref.CommentID
+			if ref.Sent {
+				id = ref.SourceID
+			}
+		}
+		if c, err := tx.Comment(id); err == nil {
+			out = Explanation{ID: c.ID, Kind: "comment", TicketID: c.TicketID, MessageID: "<" + c.MessageID + ">", Author: c.Author,
+				Public: c.Public, ThirdParty: c.ThirdParty, CreatedAt: c.CreatedAt, Trace: c.Trace, Notified: c.Notified}
+			return nil
+		}
+		e, err := tx.Event(id)
+		if err != nil {
+			return err
+		}
+		out = Explanation{ID: e.ID, Kind: "event", TicketID: e.TicketID, Author: e.Actor, Action: e.Action, CreatedAt: e.CreatedAt,
+			Trace: e.Trace, Notified: e.Notified}
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no comment, event or Message-ID %q", key))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if out.Trace == nil {
+		out.Trace = []store.TraceStep{}
+	}
+	if out.Notified == nil {
+		out.Notified = []store.Notified{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}

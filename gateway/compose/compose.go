@@ -1,0 +1,248 @@
+// Package compose writes deskgate's outgoing mail: RFC 5322 messages whose headers follow
+// RULES.md H1–H3. It never decides who gets what (that is gateway/rules); it only makes
+// sure that what it is given shows nobody it must not.
+package compose
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+
+	"github.com/deskgate/deskgate/gateway/addr"
+	"github.com/deskgate/deskgate/gateway/rules"
+	"github.com/deskgate/deskgate/store"
+)
+
+// File is an attachment to send.
+type File struct {
+	Name        string
+	ContentType string
+	Data        []byte
+}
+
+// Input is everything one message is made of.
+type Input struct {
+	Hostname    string
+	SupportName string
+	Book        *addr.Book
+	Env         rules.Env
+	Ticket      *store.Ticket // the state after the change
+	Kind        string        // rules.Kind*
+	Copy        string        // rules.CopyEndUser or rules.CopyAgent
+	AuthorName  string        // who wrote the comment or took the action
+	Body        string        // the comment's text, or "" for an event
+	Internal    bool          // an internal note (agents' copies only)
+	ThirdParty  bool
+	History     []store.Comment // public comments before this one, oldest first (C4)
+	Files       []File
+	Automatic   bool
+	MessageID   string // without brackets; NewMessageID makes one
+	InReplyTo   string
+	References  []string
+	Date        time.Time
+}
+
+// NewMessageID makes a fresh, unguessable Message-ID (H1).
+func NewMessageID(random io.Reader, hostname string) string {
+	b := make([]byte, 16)
+	if random == nil {
+		random = rand.Reader
+	}
+	io.ReadFull(random, b)
+	return hex.EncodeToString(b) + "@" + hostname
+}
+
+// Support is the support address a ticket's mail goes out from.
+func Support(b *addr.Book, t *store.Ticket) string {
+	if t.Support != "" {
+		return t.Support
+	}
+	return b.Supports()[0]
+}
+
+// shown is how a participant appears in a header of this copy: agents' copies mask
+// everybody (H3); end users' copies show end users by their real address (H2) and agents
+// by their masked one, so that no agent's own address reaches an end user.
+func (in *Input) shown(p store.Person) *mail.Address {
+	masked := in.Copy == rules.CopyAgent || in.Env.IsAgent(p.Email)
+	if !masked {
+		return &mail.Address{Name: p.Name, Address: p.Email}
+	}
+	n := in.Ticket.Masks[strings.ToLower(p.Email)]
+	return &mail.Address{Name: p.Name, Address: in.Book.MaskedAddress(Support(in.Book, in.Ticket), in.Ticket.ID, n)}
+}
+
+// Message returns the message bytes.
+func Message(in Input) ([]byte, error) {
+	support := Support(in.Book, in.Ticket)
+	tag := in.Book.Tag(in.Ticket.ID)
+	var h mail.Header
+	h.SetDate(in.Date)
+	fromName := in.SupportName
+	if in.AuthorName != "" {
+		fromName = in.AuthorName + " via " + in.SupportName
+	}
+	h.SetAddressList("From", []*mail.Address{{Name: fromName, Address: support}})
+	h.SetAddressList("Reply-To", []*mail.Address{{Name: in.SupportName, Address: in.Book.ReplyAddress(support, in.Ticket.ID)}})
+	h.SetAddressList("To", []*mail.Address{in.shown(in.Ticket.Requester)})
+	if len(in.Ticket.CCs) > 0 {
+		cc := make([]*mail.Address, 0, len(in.Ticket.CCs))
+		for _, p := range in.Ticket.CCs {
+			cc = append(cc, in.shown(p))
+		}
+		h.SetAddressList("Cc", cc)
+	}
+	h.SetSubject(subject(in.Kind, in.Ticket.Subject, tag, in.Internal))
+	h.SetMessageID(in.MessageID)
+	if in.InReplyTo != "" {
+		h.SetMsgIDList("In-Reply-To", []string{in.InReplyTo})
+	}
+	if len(in.References) > 0 {
+		h.SetMsgIDList("References", in.References)
+	}
+	if in.Automatic {
+		h.Set("Auto-Submitted", "auto-generated")
+	}
+	// Lets deskgate recognise its own mail coming back (T5).
+	h.Set("X-Loop", support)
+	h.Set("MIME-Version", "1.0")
+
+	text := body(in, tag)
+	var buf bytes.Buffer
+	if len(in.Files) == 0 {
+		h.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
+		h.Set("Content-Transfer-Encoding", "quoted-printable")
+		w, err := message.CreateWriter(&buf, h.Header)
+		if err != nil {
+			return nil, err
+		}
+		io.WriteString(w, text)
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	}
+	h.SetContentType("multipart/mixed", nil)
+	w, err := mail.CreateWriter(&buf, h)
+	if err != nil {
+		return nil, err
+	}
+	var th mail.InlineHeader
+	th.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
+	th.Set("Content-Transfer-Encoding", "quoted-printable")
+	tw, err := w.CreateSingleInline(th)
+	if err != nil {
+		return nil, err
+	}
+	io.WriteString(tw, text)
+	tw.Close()
+	for _, f := range in.Files {
+		var ah mail.AttachmentHeader
+		ct := f.ContentType
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		ah.SetContentType(ct, nil)
+		ah.SetFilename(f.Name)
+		ah.Set("Content-Transfer-Encoding", "base64")
+		aw, err := w.CreateAttachment(ah)
+		if err != nil {
+			return nil, err
+		}
+		aw.Write(f.Data)
+		aw.Close()
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func subject(kind, ticketSubject, tag string, internal bool) string {
+	s := ticketSubject
+	switch kind {
+	case rules.KindTicketCreated:
+		s = "Received: " + s
+	case rules.KindAssigned:
+		s = "Assigned: " + s
+	case rules.KindSolved:
+		s = "Solved: " + s
+	default:
+		if internal {
+			s = "Internal note: " + s
+		} else {
+			s = "Re: " + s
+		}
+	}
+	return s + " " + tag
+}
+
+func body(in Input, tag string) string {
+	var b strings.Builder
+	id := in.Ticket.ID
+	switch in.Kind {
+	case rules.KindTicketCreated:
+		fmt.Fprintf(&b, "Your request #%d \"%s\" has reached %s.\nWe will answer by mail; reply to this message to add to it.\n", id, in.Ticket.Subject, in.SupportName)
+	case rules.KindAssigned:
+		who := in.Env.AgentNames[strings.ToLower(in.Ticket.Assignee)]
+		if who == "" || in.Copy == rules.CopyEndUser {
+			who = "an agent"
+		}
+		if in.Copy == rules.CopyAgent {
+			fmt.Fprintf(&b, "Ticket #%d \"%s\" is assigned to %s.\n", id, in.Ticket.Subject, who)
+		} else {
+			fmt.Fprintf(&b, "Your request #%d \"%s\" is now in the hands of %s.\n", id, in.Ticket.Subject, who)
+		}
+	case rules.KindSolved:
+		fmt.Fprintf(&b, "Request #%d \"%s\" is solved. Reply to this message if it is not, and it opens again.\n", id, in.Ticket.Subject)
+	default:
+		if in.Internal {
+			b.WriteString("-- Internal note: not sent to the requester or CCs --\n")
+			if in.ThirdParty {
+				b.WriteString("-- From someone who takes no part in this ticket (a third party) --\n")
+			}
+			b.WriteString("\n")
+		}
+		if in.AuthorName != "" {
+			fmt.Fprintf(&b, "%s wrote:\n\n", in.AuthorName)
+		}
+		b.WriteString(strings.TrimRight(in.Body, "\n"))
+		b.WriteString("\n")
+	}
+	if len(in.History) > 0 {
+		b.WriteString("\n-- The conversation so far --\n")
+		for _, c := range in.History {
+			fmt.Fprintf(&b, "\nOn %s, %s wrote:\n", c.CreatedAt.UTC().Format("2006-01-02 15:04 MST"), historyName(in, c))
+			for _, line := range strings.Split(strings.TrimRight(c.Body, "\n"), "\n") {
+				b.WriteString("> " + line + "\n")
+			}
+		}
+	}
+	if in.Copy == rules.CopyAgent && !in.Internal && in.Kind == rules.KindComment {
+		b.WriteString("\n-- Reply to add an internal note; Reply all to answer the requester and CCs. --\n")
+	}
+	fmt.Fprintf(&b, "\n%s\n", tag)
+	return b.String()
+}
+
+// historyName names a past comment's author without an address: agents' addresses must
+// not reach end users, and names are what people recognise.
+func historyName(in Input, c store.Comment) string {
+	if c.AuthorName != "" {
+		return c.AuthorName
+	}
+	if in.Env.IsAgent(c.Author) {
+		if n := in.Env.AgentNames[strings.ToLower(c.Author)]; n != "" {
+			return n
+		}
+		return in.SupportName
+	}
+	return c.Author
+}

@@ -1,0 +1,192 @@
+package rules
+
+import (
+	"fmt"
+
+	"github.com/deskgate/deskgate/store"
+)
+
+// Expert actions (C6, F1, V4, V5, N5), taken through the admin API or the CLI.
+const (
+	ActAddCC          = "cc_add"
+	ActRemoveCC       = "cc_remove"
+	ActAddFollower    = "follower_add"
+	ActRemoveFollower = "follower_remove"
+	ActComment        = "comment"
+	ActMakePrivate    = "comment_private"
+	ActMakePublic     = "comment_public"
+	ActAssign         = "assign"
+	ActStatus         = "status"
+)
+
+// Action is one expert action on a ticket.
+type Action struct {
+	Kind   string
+	Actor  string // the agent acting, when known
+	Person store.Person
+	// For ActComment.
+	Public bool
+	// For ActMakePrivate: the comment, and whether it is on the ticket and public.
+	CommentID     uint64
+	CommentPublic bool
+	// For ActStatus.
+	Status string
+}
+
+func refuse(code int, rule, format string, args ...any) *Refusal {
+	return &Refusal{Code: code, Rule: rule, Msg: fmt.Sprintf(format, args...)}
+}
+
+// DecideAction decides an expert action on ticket, or refuses it.
+func DecideAction(ticket *store.Ticket, a Action, env Env) (Decision, *Refusal) {
+	t := copyTicket(ticket)
+	d := Decision{Ticket: t}
+	email := a.Person.Email
+	switch a.Kind {
+	case ActAddCC:
+		switch {
+		case env.Blocked(email):
+			return d, refuse(422, "C2", "%s matches policy.cc_blocklist", email)
+		case IsCC(t, email):
+			return d, refuse(409, "R3", "%s is already a CC", email)
+		case SameAddress(t.Requester.Email, email):
+			return d, refuse(409, "R3", "%s is the requester", email)
+		case len(t.CCs) >= env.MaxCCs:
+			return d, refuse(422, "C8", "ticket %d already has limits.max_ccs=%d CCs", t.ID, env.MaxCCs)
+		}
+		if IsFollower(t, email) {
+			t.Followers = remove(t.Followers, email)
+			d.Changes = append(d.Changes, Change{Op: OpRemoveFollower, Person: a.Person, Rule: "R3"})
+			d.trace("R3", "follower moved", email+" was a follower; one address has one role")
+		}
+		t.CCs = append(t.CCs, a.Person)
+		mask(t, email)
+		d.Changes = append(d.Changes, Change{Op: OpAddCC, Person: a.Person, Rule: "C6"})
+		d.trace("C6", "CC added", email+" by an expert")
+		if env.IsAgent(email) {
+			d.trace("H3", "masked", email+" is an agent: end users' copies show it by its masked address")
+		}
+	case ActRemoveCC:
+		if !IsCC(t, email) {
+			return d, refuse(404, "C6", "%s is not a CC of ticket %d", email, t.ID)
+		}
+		t.CCs = remove(t.CCs, email)
+		d.Changes = append(d.Changes, Change{Op: OpRemoveCC, Person: a.Person, Rule: "C6"})
+		d.trace("C6", "CC removed", email+" by an expert")
+	case ActAddFollower:
+		switch {
+		case !env.Policy.FollowersEnabled:
+			return d, refuse(422, "F1", "policy.followers_enabled is false")
+		case !env.IsAgent(email):
+			return d, refuse(422, "R2", "%s is not an agent: followers are agents or light agents only", email)
+		case env.Blocked(email):
+			return d, refuse(422, "C2", "%s matches policy.cc_blocklist", email)
+		case IsFollower(t, email):
+			return d, refuse(409, "R3", "%s already follows ticket %d", email, t.ID)
+		case SameAddress(t.Requester.Email, email):
+			return d, refuse(409, "R3", "%s is the requester", email)
+		case SameAddress(t.Assignee, email):
+			return d, refuse(409, "R3", "%s is the assignee, who receives every update already", email)
+		}
+		if IsCC(t, email) {
+			t.CCs = remove(t.CCs, email)
+			d.Changes = append(d.Changes, Change{Op: OpRemoveCC, Person: a.Person, Rule: "R3"})
+			d.trace("R3", "CC promoted", email+" was a CC and becomes a hidden follower")
+		}
+		if a.Person.Name == "" {
+			a.Person.Name = env.AgentNames[lower(email)]
+		}
+		t.Followers = append(t.Followers, a.Person)
+		mask(t, email)
+		d.Changes = append(d.Changes, Change{Op: OpAddFollower, Person: a.Person, Rule: "F1"})
+		d.trace("F1", "follower added", email+" by an expert")
+	case ActRemoveFollower:
+		if !IsFollower(t, email) {
+			return d, refuse(404, "F1", "%s does not follow ticket %d", email, t.ID)
+		}
+		t.Followers = remove(t.Followers, email)
+		d.Changes = append(d.Changes, Change{Op: OpRemoveFollower, Person: a.Person, Rule: "F1"})
+		d.trace("F1", "follower removed", email+" by an expert")
+	case ActComment:
+		role := env.AgentRole(a.Actor)
+		switch {
+		case role == RoleEndUser:
+			return d, refuse(422, "V4", "%s is not an agent", a.Actor)
+		case role == RoleLightAgent && a.Public:
+			return d, refuse(422, "V4", "%s is a light agent and can only write internal notes", a.Actor)
+		}
+		d.Comment = &CommentDecision{Public: a.Public}
+		if a.Public {
+			d.trace("V4", "public", "the expert made it public")
+		} else {
+			d.trace("V4", "internal", "the expert made it an internal note")
+		}
+		switch {
+		case t.Status == store.StatusNew && role == RoleAgent:
+			d.Status = store.StatusOpen
+			d.trace("T4", "status open", "the first agent comment on a new ticket")
+		case (t.Status == store.StatusPending || t.Status == store.StatusSolved) && a.Public:
+			d.Status = store.StatusOpen
+			d.trace("T4", "status open", "a reply to a "+t.Status+" ticket")
+		}
+		if d.Status != "" {
+			t.Status = d.Status
+		}
+		notifyComment(&d, t, env, noteFacts{author: a.Actor, public: a.Public, endUsersOK: true, ccs: t.CCs})
+	case ActMakePrivate:
+		if a.CommentID == 0 {
+			return d, refuse(404, "V5", "no such comment on ticket %d", t.ID)
+		}
+		d.Private = a.CommentID
+		if a.CommentPublic {
+			d.trace("V5", "made internal", fmt.Sprintf("comment %d is internal from now on: left out of C4's history and of every later notification", a.CommentID))
+		} else {
+			d.trace("V5", "already internal", fmt.Sprintf("comment %d was internal already", a.CommentID))
+		}
+	case ActMakePublic:
+		if a.CommentID == 0 {
+			return d, refuse(404, "V5", "no such comment on ticket %d", t.ID)
+		}
+		d.Public = a.CommentID
+		d.trace("X1", "made public", fmt.Sprintf("comment %d is public from now on, by an expert; it is not sent again", a.CommentID))
+	case ActAssign:
+		if role := env.AgentRole(email); role != RoleAgent {
+			return d, refuse(422, "R1", "%s is not an agent (light agents cannot be assigned)", email)
+		}
+		if IsFollower(t, email) {
+			t.Followers = remove(t.Followers, email)
+			d.Changes = append(d.Changes, Change{Op: OpRemoveFollower, Person: a.Person, Rule: "R3"})
+			d.trace("R3", "follower moved", email+" becomes the assignee, who receives every update")
+		}
+		if IsCC(t, email) {
+			t.CCs = remove(t.CCs, email)
+			d.Changes = append(d.Changes, Change{Op: OpRemoveCC, Person: a.Person, Rule: "R3"})
+			d.trace("R3", "CC moved", email+" becomes the assignee")
+		}
+		t.Assignee = email
+		mask(t, email)
+		d.trace("R1", "assigned", email)
+		notifyEvent(&d, t, env, KindAssigned, env.Notifications.Assigned, a.Actor)
+		d.Notifications = append(d.Notifications, Notification{Kind: KindAssigned, Copy: CopyAgent, Automatic: true,
+			Recipients: []Recipient{{Email: email, Name: env.AgentNames[lower(email)], As: AsAssignee}}})
+		d.trace("N5", "notified (hidden)", email+": the assignee is always told of an assignment")
+	case ActStatus:
+		switch a.Status {
+		case store.StatusNew, store.StatusOpen, store.StatusPending, store.StatusSolved:
+		default:
+			return d, refuse(400, "", "status: %q is not one of new, open, pending, solved", a.Status)
+		}
+		if a.Status == t.Status {
+			d.trace("T4", "status unchanged", a.Status)
+			break
+		}
+		d.Status, t.Status = a.Status, a.Status
+		d.trace("T4", "status "+a.Status, "set by an expert")
+		if a.Status == store.StatusSolved {
+			notifyEvent(&d, t, env, KindSolved, env.Notifications.Solved, a.Actor)
+		}
+	default:
+		return d, refuse(400, "", "unknown action %q", a.Kind)
+	}
+	return d, nil
+}

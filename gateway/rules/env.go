@@ -1,0 +1,215 @@
+package rules
+
+import (
+	"strings"
+
+	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/store"
+)
+
+// Env is everything besides the ticket and the event that a decision depends on: the
+// policy, the limits and who the agents are. It is plain data, built from the config.
+type Env struct {
+	Policy        config.Policy
+	Notifications config.Notifications
+	MaxCCs        int
+	// Agents maps lowercased addresses to RoleAgent or RoleLightAgent.
+	Agents map[string]string
+	// AgentNames maps lowercased agent addresses to their names.
+	AgentNames map[string]string
+}
+
+// EnvFrom builds an Env from a config.
+func EnvFrom(cfg *config.Config) Env {
+	e := Env{Policy: cfg.Policy, Notifications: cfg.Notifications, MaxCCs: cfg.Limits.MaxCCs,
+		Agents: map[string]string{}, AgentNames: map[string]string{}}
+	for _, a := range cfg.Agents {
+		role := RoleAgent
+		if a.Role == config.RoleLightAgent {
+			role = RoleLightAgent
+		}
+		e.Agents[strings.ToLower(a.Email)] = role
+		e.AgentNames[strings.ToLower(a.Email)] = a.Name
+	}
+	return e
+}
+
+// AgentRole is the configured role of email: RoleAgent, RoleLightAgent or RoleEndUser.
+// This is what the address is; whether a mail proves it is A1's question (gateway/auth).
+func (e Env) AgentRole(email string) string {
+	if r, ok := e.Agents[strings.ToLower(strings.TrimSpace(email))]; ok {
+		return r
+	}
+	return RoleEndUser
+}
+
+// IsAgent reports whether email is an agent or a light agent.
+func (e Env) IsAgent(email string) bool { return e.AgentRole(email) != RoleEndUser }
+
+// Blocked reports whether email matches policy.cc_blocklist (C2).
+func (e Env) Blocked(email string) bool {
+	email = strings.ToLower(strings.TrimSpace(email))
+	for _, p := range e.Policy.CCBlocklist {
+		p = strings.ToLower(p)
+		if dom, ok := strings.CutPrefix(p, "*@"); ok {
+			if strings.HasSuffix(email, "@"+dom) {
+				return true
+			}
+		} else if p == email {
+			return true
+		}
+	}
+	return false
+}
+
+// Roles a notified participant has, as INTERFACE.md's "as" names them.
+const (
+	AsRequester = "requester"
+	AsCC        = "cc"
+	AsFollower  = "follower"
+	AsAssignee  = "assignee"
+	AsAgent     = "agent"
+)
+
+// Copies of a notification.
+const (
+	// CopyEndUser is the one message that the requester and CCs share: real addresses
+	// in To and Cc (H2), agents masked.
+	CopyEndUser = "end_user"
+	// CopyAgent is an agent's own message: every participant masked (F3, H3).
+	CopyAgent = "agent"
+)
+
+// Notification kinds.
+const (
+	KindComment       = "comment"
+	KindTicketCreated = "ticket_created"
+	KindAssigned      = "assigned"
+	KindSolved        = "solved"
+)
+
+// Recipient is one person a notification is sent to.
+type Recipient struct {
+	Email   string
+	Name    string
+	As      string
+	Visible bool
+}
+
+// Notification is one message to send: one copy, to its envelope recipients.
+type Notification struct {
+	Kind       string
+	Copy       string
+	Recipients []Recipient
+	// History asks for the public conversation so far in the body (C4).
+	History bool
+	// Attachments asks for the comment's attachments (N6).
+	Attachments bool
+	// Automatic messages carry Auto-Submitted: auto-generated (H1).
+	Automatic bool
+}
+
+// Change is one change of a ticket's participants.
+type Change struct {
+	Op     string // add_cc, remove_cc, add_follower, remove_follower
+	Person store.Person
+	Rule   string
+}
+
+// Participant change operations.
+const (
+	OpAddCC          = "add_cc"
+	OpRemoveCC       = "remove_cc"
+	OpAddFollower    = "add_follower"
+	OpRemoveFollower = "remove_follower"
+)
+
+// CommentDecision is the comment an event adds.
+type CommentDecision struct {
+	Public         bool
+	ThirdParty     bool
+	ReplyToDiffers bool
+	Automatic      string
+}
+
+// Decision is what one event does to a ticket. Apply it in order: changes, status,
+// assignee, comment, notifications. The rules have already applied the changes to the
+// ticket they were given, so Ticket is the state after the event.
+type Decision struct {
+	Ticket        *store.Ticket
+	NewTicket     bool
+	Comment       *CommentDecision
+	Changes       []Change
+	Status        string // "" when unchanged
+	Notifications []Notification
+	// Private is the comment that V5 makes internal; Public one an expert makes public.
+	Private uint64
+	Public  uint64
+	Trace   []store.TraceStep
+}
+
+func (d *Decision) trace(rule, what, detail string) {
+	d.Trace = append(d.Trace, store.TraceStep{Rule: rule, Step: what, Detail: detail})
+}
+
+// Refusal is an expert action the rules refuse: Code is the HTTP status (404, 409, 422).
+type Refusal struct {
+	Code int
+	Msg  string
+	Rule string
+}
+
+func (r *Refusal) Error() string {
+	if r.Rule != "" {
+		return r.Msg + " (" + r.Rule + ")"
+	}
+	return r.Msg
+}
+
+func lower(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+func copyTicket(t *store.Ticket) *store.Ticket {
+	c := *t
+	c.CCs = append([]store.Person{}, t.CCs...)
+	c.Followers = append([]store.Person{}, t.Followers...)
+	c.Masks = map[string]int{}
+	for k, v := range t.Masks {
+		c.Masks[k] = v
+	}
+	c.Welcomed = map[string]bool{}
+	for k, v := range t.Welcomed {
+		c.Welcomed[k] = v
+	}
+	return &c
+}
+
+// mask gives email its masked-address number if it has none yet.
+func mask(t *store.Ticket, email string) {
+	if t.Masks == nil {
+		t.Masks = map[string]int{}
+	}
+	if _, ok := t.Masks[lower(email)]; !ok {
+		t.NextMask++
+		t.Masks[lower(email)] = t.NextMask
+	}
+}
+
+// IsFollower reports whether email follows t.
+func IsFollower(t *store.Ticket, email string) bool {
+	for _, f := range t.Followers {
+		if SameAddress(f.Email, email) {
+			return true
+		}
+	}
+	return false
+}
+
+func remove(list []store.Person, email string) []store.Person {
+	out := list[:0]
+	for _, p := range list {
+		if !SameAddress(p.Email, email) {
+			out = append(out, p)
+		}
+	}
+	return out
+}

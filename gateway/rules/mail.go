@@ -1,0 +1,334 @@
+package rules
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/deskgate/deskgate/store"
+)
+
+// Addr is one address from a mail's To or Cc, as the gateway classified it.
+type Addr struct {
+	Email string
+	Name  string
+	// Own is set for deskgate's own addresses (support, reply, masked, bounce): they
+	// never add anybody (C5).
+	Own bool
+	// MaskedOf is the participant a valid masked address of this ticket stands for.
+	MaskedOf string
+}
+
+// Mail is one received mail, as far as the rules care.
+type Mail struct {
+	MessageID string
+	From      store.Person
+	// Role is the sender's role after authentication (A1); RoleNote says why it is
+	// less than the From address claims.
+	Role     string
+	RoleNote string
+	To, Cc   []Addr
+	Subject  string
+	// ReplyToDiffers is set when Reply-To names someone else than From (X2).
+	ReplyToDiffers bool
+	// Automatic is why the mail is automatic (T5), "" for a person's mail.
+	Automatic string
+	// Answered is the notification this mail replies to, when deskgate knows it.
+	Answered *Answered
+	// HasAttachments is set when the mail carries files (N6).
+	HasAttachments bool
+	// Support is the support address the mail came in on (for a new ticket).
+	Support string
+}
+
+// Answered is a notification deskgate sent and a mail now answers: which CCs had it.
+type Answered struct {
+	SourceID uint64
+	CCs      []string
+}
+
+func (m Mail) addresses() []Addr { return append(append([]Addr(nil), m.To...), m.Cc...) }
+
+// directlyAddressed reports whether email was named by its real address in To/Cc, so
+// that its own mail server already delivered the mail to it (N3).
+func (m Mail) directlyAddressed(email string) bool {
+	for _, a := range m.addresses() {
+		if !a.Own && SameAddress(a.Email, email) {
+			return true
+		}
+	}
+	return false
+}
+
+// names reports whether To/Cc reach email, by its real or its masked address.
+func (m Mail) names(email string) bool {
+	for _, a := range m.addresses() {
+		if SameAddress(a.Email, email) || SameAddress(a.MaskedOf, email) {
+			return true
+		}
+	}
+	return false
+}
+
+// DecideMail decides what a received mail does to ticket (nil: the mail opens one, T1).
+// The ticket is not modified; the Decision carries the new state.
+func DecideMail(ticket *store.Ticket, m Mail, env Env) Decision {
+	var d Decision
+	if m.RoleNote != "" {
+		d.trace("A1", "sender role", m.RoleNote)
+	}
+	if ticket == nil {
+		return newTicketFromMail(m, env, d)
+	}
+	t := copyTicket(ticket)
+	d.Ticket = t
+	from := m.From.Email
+	isRequester := SameAddress(from, t.Requester.Email)
+	isCC := IsCC(t, from)
+	c := &CommentDecision{ReplyToDiffers: m.ReplyToDiffers, Automatic: m.Automatic}
+	d.Comment = c
+
+	switch {
+	case m.Automatic != "":
+		d.trace("T5", "internal", "automatic mail ("+m.Automatic+") is stored as an internal note and sends nothing to end users")
+	case isRequester:
+		c.Public = true
+		d.trace("V1", "public", "the requester's mail")
+	case m.Role == RoleLightAgent:
+		d.trace("V3", "internal", "a light agent's mail is always an internal note")
+	case m.Role == RoleAgent:
+		if reachesEndUsers(t, m) {
+			c.Public = true
+			rule := "V3"
+			if IsFollower(t, from) {
+				rule = "F4"
+			}
+			d.trace(rule, "public", "the agent's To/Cc include the requester or a CC")
+		} else {
+			rule := "V3"
+			if IsFollower(t, from) {
+				rule = "F4"
+			}
+			d.trace(rule, "internal", "the agent wrote only to the ticket")
+		}
+	case isCC:
+		if reachesEndUsers(t, m) {
+			c.Public = true
+			d.trace("V2", "public", "the CC replied to all: To/Cc include the requester or another CC")
+		} else {
+			d.trace("V2", "internal", "the CC wrote only to the ticket (Reply keeps it private)")
+		}
+	case IsParticipant(t, from):
+		// A follower or assignee whose agent role is gone (or was not proven).
+		d.trace("F4", "internal", from+" is a participant but not an agent: internal note")
+	default:
+		c.ThirdParty = true
+		d.trace("X1", "internal, third party", fmt.Sprintf("%s takes no part in ticket %d; not made a CC, only followers and the assignee are told", from, t.ID))
+	}
+
+	switch {
+	case m.Automatic != "":
+	case c.ThirdParty:
+	case m.ReplyToDiffers:
+		d.trace("X2", "no participant changes", "Reply-To differs from From, so To/Cc change nobody")
+	default:
+		addCCsFromMail(&d, t, m, env, isRequester || isCC || m.Role == RoleAgent)
+		removeCCsByMail(&d, t, m, env, isRequester, isCC)
+	}
+
+	switch {
+	case t.Status == store.StatusPending || t.Status == store.StatusSolved:
+		d.Status = store.StatusOpen
+		d.trace("T4", "status open", "a reply to a "+t.Status+" ticket")
+	case t.Status == store.StatusNew && m.Role == RoleAgent && m.Automatic == "":
+		d.Status = store.StatusOpen
+		d.trace("T4", "status open", "the first agent comment on a new ticket")
+	}
+	if d.Status != "" {
+		t.Status = d.Status
+	}
+
+	ccAudience := t.CCs
+	if (isRequester || isCC) && m.Answered != nil && env.Policy.ReplyAudience == "notification" {
+		ccAudience = nil
+		for _, cc := range t.CCs {
+			if containsFold(m.Answered.CCs, cc.Email) || m.directlyAddressed(cc.Email) {
+				ccAudience = append(ccAudience, cc)
+			} else {
+				d.trace("N4", "not notified", cc.Email+" became a CC after the notification this mail answers")
+			}
+		}
+		d.trace("N4", "audience", "a reply reaches the CCs who received the notification it answers (reply_audience: notification)")
+	} else if (isRequester || isCC) && m.Answered != nil {
+		d.trace("N4", "audience", "a reply reaches all current CCs (reply_audience: ticket)")
+	}
+	notifyComment(&d, t, env, noteFacts{
+		author: from, public: c.Public, endUsersOK: m.Automatic == "", ccs: ccAudience,
+		direct: m.directlyAddressed, attachments: m.HasAttachments, automatic: false,
+	})
+	return d
+}
+
+func newTicketFromMail(m Mail, env Env, d Decision) Decision {
+	status := store.StatusNew
+	if m.Role == RoleAgent && m.Automatic == "" {
+		status = store.StatusOpen
+	}
+	t := &store.Ticket{
+		Subject:   TicketSubject(m.Subject),
+		Status:    status,
+		Requester: m.From,
+		CCs:       []store.Person{},
+		Followers: []store.Person{},
+		Support:   m.Support,
+		Masks:     map[string]int{},
+		Welcomed:  map[string]bool{},
+	}
+	mask(t, m.From.Email)
+	d.Ticket, d.NewTicket = t, true
+	d.Comment = &CommentDecision{Public: m.Automatic == "", ReplyToDiffers: m.ReplyToDiffers, Automatic: m.Automatic}
+	d.trace("T1", "opened ticket", "threads to no ticket; requester "+m.From.Email)
+	if m.Automatic != "" {
+		d.trace("T5", "internal", "automatic mail ("+m.Automatic+") is stored as an internal note and sends nothing to end users")
+	} else {
+		d.trace("V1", "public", "the requester's mail")
+	}
+	if status == store.StatusOpen {
+		d.trace("T4", "status open", "opened by an agent")
+	}
+	switch {
+	case m.Automatic != "":
+	case m.ReplyToDiffers:
+		d.trace("X2", "no participant changes", "Reply-To differs from From, so To/Cc change nobody")
+	default:
+		addCCsFromMail(&d, t, m, env, true)
+		// The CCs of the first mail have the whole conversation: it is that mail.
+		for _, cc := range t.CCs {
+			t.Welcomed[lower(cc.Email)] = true
+		}
+	}
+	// Everybody named in the first mail has it already; only the acknowledgement goes out.
+	if m.Automatic == "" {
+		notifyEvent(&d, t, env, KindTicketCreated, env.Notifications.TicketCreated, "")
+	}
+	return d
+}
+
+// reachesEndUsers: To/Cc name the requester or a CC other than the sender (V2, V3, F4).
+func reachesEndUsers(t *store.Ticket, m Mail) bool {
+	if !SameAddress(t.Requester.Email, m.From.Email) && m.names(t.Requester.Email) {
+		return true
+	}
+	for _, cc := range t.CCs {
+		if !SameAddress(cc.Email, m.From.Email) && m.names(cc.Email) {
+			return true
+		}
+	}
+	return false
+}
+
+// addCCsFromMail applies C1, C2, C3, C5 and C8 to the To/Cc of a mail.
+func addCCsFromMail(d *Decision, t *store.Ticket, m Mail, env Env, mayAdd bool) {
+	var candidates []Addr
+	for _, a := range m.addresses() {
+		if a.Own || a.Email == "" {
+			continue
+		}
+		if SameAddress(a.Email, m.From.Email) || IsParticipant(t, a.Email) {
+			continue
+		}
+		candidates = append(candidates, a)
+	}
+	if len(candidates) == 0 {
+		return
+	}
+	switch {
+	case !env.Policy.CCsEnabled:
+		d.trace("C1", "CCs not added", "policy.ccs_enabled is false: To/Cc are ignored")
+		return
+	case m.Role == RoleLightAgent:
+		d.trace("C1", "CCs not added", "a light agent cannot add CCs: "+joinEmails(candidates))
+		return
+	case !mayAdd:
+		d.trace("C1", "CCs not added", "only the requester, a CC or an agent can add CCs: "+joinEmails(candidates))
+		return
+	}
+	seen := map[string]bool{}
+	for _, a := range candidates {
+		if seen[lower(a.Email)] {
+			continue
+		}
+		seen[lower(a.Email)] = true
+		p := store.Person{Email: a.Email, Name: a.Name}
+		switch {
+		case env.Blocked(a.Email):
+			d.trace("C2", "not added", a.Email+" matches policy.cc_blocklist")
+		case env.IsAgent(a.Email) && env.Policy.AgentCCBecomesFollower && env.Policy.FollowersEnabled:
+			if p.Name == "" {
+				p.Name = env.AgentNames[lower(a.Email)]
+			}
+			t.Followers = append(t.Followers, p)
+			mask(t, a.Email)
+			d.Changes = append(d.Changes, Change{Op: OpAddFollower, Person: p, Rule: "C3"})
+			d.trace("C3", "follower added", a.Email+" is an agent named in To/Cc: a hidden follower, not a CC")
+		case len(t.CCs) >= env.MaxCCs:
+			d.trace("C8", "not added", fmt.Sprintf("%s: the ticket already has limits.max_ccs=%d CCs", a.Email, env.MaxCCs))
+		default:
+			t.CCs = append(t.CCs, p)
+			mask(t, a.Email)
+			d.Changes = append(d.Changes, Change{Op: OpAddCC, Person: p, Rule: "C1"})
+			d.trace("C1", "CC added", a.Email+" named in To/Cc by "+m.From.Email)
+		}
+	}
+}
+
+// removeCCsByMail applies C7.
+func removeCCsByMail(d *Decision, t *store.Ticket, m Mail, env Env, isRequester, isCC bool) {
+	if env.Policy.CCRemoval != "email" || m.Answered == nil {
+		return
+	}
+	var missing []string
+	for _, email := range m.Answered.CCs {
+		if IsCC(t, email) && !m.names(email) && !SameAddress(email, m.From.Email) {
+			missing = append(missing, email)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if !isRequester && !isCC {
+		d.trace("C7", "no CC removed", "the sender is neither requester nor CC")
+		return
+	}
+	if !isRequester && !m.names(t.Requester.Email) {
+		d.trace("C7", "no CC removed", "the requester is not on the mail")
+		return
+	}
+	for _, email := range missing {
+		var p store.Person
+		for _, cc := range t.CCs {
+			if SameAddress(cc.Email, email) {
+				p = cc
+			}
+		}
+		t.CCs = remove(t.CCs, email)
+		d.Changes = append(d.Changes, Change{Op: OpRemoveCC, Person: p, Rule: "C7"})
+		d.trace("C7", "CC removed", email+" received the notification answered and is missing from the reply's To/Cc (cc_removal: email)")
+	}
+}
+
+func joinEmails(as []Addr) string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.Email
+	}
+	return strings.Join(out, ", ")
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if SameAddress(x, s) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,128 @@
+package rules
+
+import (
+	"github.com/deskgate/deskgate/store"
+)
+
+type noteFacts struct {
+	author      string
+	public      bool
+	endUsersOK  bool // false for automatic mail (T5)
+	ccs         []store.Person
+	direct      func(email string) bool
+	attachments bool
+	automatic   bool
+}
+
+// notifyComment decides who is sent a comment: N1/N2 audiences, F2 followers, C4
+// history for new CCs, N3 direct recipients, N6 attachments, never the author.
+func notifyComment(d *Decision, t *store.Ticket, env Env, f noteFacts) {
+	if f.direct == nil {
+		f.direct = func(string) bool { return false }
+	}
+	skip := func(email, as string) bool {
+		if SameAddress(email, f.author) {
+			d.trace("N1", "not notified", email+" ("+as+") wrote it")
+			return true
+		}
+		if f.direct(email) {
+			d.trace("N3", "not notified", email+" ("+as+") was a direct recipient of the mail and has it already")
+			return true
+		}
+		return false
+	}
+
+	if f.public && f.endUsersOK {
+		var endUsers []Recipient
+		if !skip(t.Requester.Email, AsRequester) {
+			endUsers = append(endUsers, Recipient{Email: t.Requester.Email, Name: t.Requester.Name, As: AsRequester, Visible: true})
+		}
+		for _, cc := range f.ccs {
+			if !skip(cc.Email, AsCC) {
+				endUsers = append(endUsers, Recipient{Email: cc.Email, Name: cc.Name, As: AsCC, Visible: true})
+			}
+		}
+		addEndUserCopies(d, t, env, KindComment, endUsers, f.attachments, f.automatic, "N1")
+	} else if f.public {
+		d.trace("T5", "not notified", "requester and CCs: automatic mail sends nothing to end users")
+	} else {
+		d.trace("N2", "not notified", "requester and CCs: an internal note goes to followers and the assignee only")
+	}
+
+	rule := "N1"
+	if !f.public {
+		rule = "N2"
+	}
+	notified := map[string]bool{}
+	for _, fl := range t.Followers {
+		if skip(fl.Email, AsFollower) || notified[lower(fl.Email)] {
+			continue
+		}
+		notified[lower(fl.Email)] = true
+		d.Notifications = append(d.Notifications, Notification{Kind: KindComment, Copy: CopyAgent,
+			Recipients: []Recipient{{Email: fl.Email, Name: fl.Name, As: AsFollower}}, Attachments: f.attachments, Automatic: f.automatic})
+		d.trace("F2", "notified (hidden)", fl.Email+" as follower, on its own copy with masked addresses (F3)")
+	}
+	if t.Assignee != "" && !notified[lower(t.Assignee)] && !skip(t.Assignee, AsAssignee) {
+		d.Notifications = append(d.Notifications, Notification{Kind: KindComment, Copy: CopyAgent,
+			Recipients: []Recipient{{Email: t.Assignee, Name: env.AgentNames[lower(t.Assignee)], As: AsAssignee}}, Attachments: f.attachments, Automatic: f.automatic})
+		d.trace(rule, "notified (hidden)", t.Assignee+" as assignee, on its own copy with masked addresses (H3)")
+	}
+}
+
+// addEndUserCopies groups end users into copies: the plain one, one with the history for
+// CCs who never had it (C4), and one without attachments for CCs when
+// policy.cc_attachments is false (N6).
+func addEndUserCopies(d *Decision, t *store.Ticket, env Env, kind string, endUsers []Recipient, attachments, automatic bool, rule string) {
+	type key struct{ history, attach bool }
+	groups := map[key][]Recipient{}
+	var order []key
+	for _, r := range endUsers {
+		k := key{attach: attachments}
+		if r.As == AsCC {
+			if !t.Welcomed[lower(r.Email)] {
+				k.history = true
+				t.Welcomed[lower(r.Email)] = true
+				d.trace("C4", "history", r.Email+" is a new CC: this first notification carries the public conversation so far")
+			}
+			if attachments && !env.Policy.CCAttachments {
+				k.attach = false
+				d.trace("N6", "no attachments", r.Email+": policy.cc_attachments is false")
+			}
+		}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+		d.trace(rule, "notified (visible)", r.Email+" as "+r.As)
+	}
+	for _, k := range order {
+		d.Notifications = append(d.Notifications, Notification{Kind: kind, Copy: CopyEndUser, Recipients: groups[k],
+			History: k.history, Attachments: k.attach, Automatic: automatic})
+	}
+}
+
+// notifyEvent sends an event (N5) to the audience that notifications.<event> sets.
+func notifyEvent(d *Decision, t *store.Ticket, env Env, kind, audience, actor string) {
+	if t.Welcomed == nil {
+		t.Welcomed = map[string]bool{}
+	}
+	var endUsers []Recipient
+	switch audience {
+	case "requester", "requester_and_ccs":
+		if env.IsAgent(t.Requester.Email) && SameAddress(t.Requester.Email, actor) {
+			break
+		}
+		endUsers = append(endUsers, Recipient{Email: t.Requester.Email, Name: t.Requester.Name, As: AsRequester, Visible: true})
+		if audience == "requester_and_ccs" {
+			for _, cc := range t.CCs {
+				endUsers = append(endUsers, Recipient{Email: cc.Email, Name: cc.Name, As: AsCC, Visible: true})
+			}
+		} else if len(t.CCs) > 0 {
+			d.trace("N5", "not notified", "CCs: notifications."+kind+" is requester")
+		}
+	default:
+		d.trace("N5", "not notified", "requester and CCs: notifications."+kind+" is none")
+	}
+	addEndUserCopies(d, t, env, kind, endUsers, false, true, "N5")
+}
