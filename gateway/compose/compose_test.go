@@ -1,0 +1,156 @@
+package compose
+
+import (
+	"bytes"
+	"io"
+	"net/mail"
+	"strings"
+	"testing"
+	"time"
+
+	gomail "github.com/emersion/go-message/mail"
+
+	"github.com/deskgate/deskgate/gateway/addr"
+	"github.com/deskgate/deskgate/gateway/rules"
+	"github.com/deskgate/deskgate/store"
+)
+
+var book = addr.NewBook([]byte("secret-secret-secret-secret-0001"), []string{"support@example.com"})
+
+func testEnv() rules.Env {
+	return rules.Env{Agents: map[string]string{"alice@example.com": rules.RoleAgent, "dana@example.com": rules.RoleAgent},
+		AgentNames: map[string]string{"alice@example.com": "Alice", "dana@example.com": "Dana"}}
+}
+
+func testTicket() *store.Ticket {
+	return &store.Ticket{ID: 7, Subject: "Printer on fire", Support: "support@example.com", RootMessageID: "root@customer.test",
+		Requester: store.Person{Email: "jane@customer.test", Name: "Jane"},
+		CCs:       []store.Person{{Email: "joe@customer.test", Name: "Joe"}, {Email: "dana@example.com", Name: "Dana"}},
+		Followers: []store.Person{{Email: "carol@example.com", Name: "Carol"}},
+		Masks:     map[string]int{"jane@customer.test": 1, "joe@customer.test": 2, "dana@example.com": 3, "carol@example.com": 4}}
+}
+
+func build(t *testing.T, copyKind string, mod func(*Input)) (*mail.Message, string) {
+	t.Helper()
+	in := Input{Hostname: "mx.test", SupportName: "Example Support", Book: book, Env: testEnv(), Ticket: testTicket(),
+		Kind: rules.KindComment, Copy: copyKind, AuthorName: "Alice", Body: "Please unplug it.",
+		MessageID: NewMessageID(nil, "mx.test"), InReplyTo: "root@customer.test", References: []string{"root@customer.test"},
+		Date: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
+	if mod != nil {
+		mod(&in)
+	}
+	raw, err := Message(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("not RFC 5322: %v\n%s", err, raw)
+	}
+	return m, string(raw)
+}
+
+func TestH1_Headers(t *testing.T) {
+	m, raw := build(t, rules.CopyEndUser, nil)
+	from, _ := mail.ParseAddress(m.Header.Get("From"))
+	if from.Address != "support@example.com" || from.Name != "Alice via Example Support" {
+		t.Errorf("From = %q", m.Header.Get("From"))
+	}
+	replyTo, _ := mail.ParseAddress(m.Header.Get("Reply-To"))
+	if replyTo.Address != book.ReplyAddress("support@example.com", 7) {
+		t.Errorf("Reply-To = %q", m.Header.Get("Reply-To"))
+	}
+	if id := m.Header.Get("Message-Id"); len(id) < 30 || !strings.HasSuffix(id, "@mx.test>") {
+		t.Errorf("Message-ID = %q, want a long random id", id)
+	}
+	if m.Header.Get("In-Reply-To") != "<root@customer.test>" || !strings.Contains(m.Header.Get("References"), "<root@customer.test>") {
+		t.Errorf("threading headers: %q %q", m.Header.Get("In-Reply-To"), m.Header.Get("References"))
+	}
+	if m.Header.Get("Auto-Submitted") != "" {
+		t.Error("a person's reply marked automatic")
+	}
+	tag := book.Tag(7)
+	body, _ := io.ReadAll(m.Body)
+	if !strings.Contains(m.Header.Get("Subject"), tag) || !strings.Contains(string(body), tag) {
+		t.Errorf("tag %s missing in subject %q or body", tag, m.Header.Get("Subject"))
+	}
+	if strings.Contains(raw, "alice@example.com") {
+		t.Error("the agent's own address is in the message")
+	}
+	auto, _ := build(t, rules.CopyEndUser, func(in *Input) { in.Kind, in.Automatic = rules.KindSolved, true })
+	if auto.Header.Get("Auto-Submitted") != "auto-generated" {
+		t.Error("automatic mail lacks Auto-Submitted")
+	}
+	if NewMessageID(nil, "h") == NewMessageID(nil, "h") {
+		t.Error("Message-IDs repeat")
+	}
+}
+
+func TestH2_EndUserCopyShowsRealAddressesAndMasksAgents(t *testing.T) {
+	m, raw := build(t, rules.CopyEndUser, nil)
+	to, _ := mail.ParseAddress(m.Header.Get("To"))
+	if to.Address != "jane@customer.test" {
+		t.Errorf("To = %q", m.Header.Get("To"))
+	}
+	cc, _ := mail.ParseAddressList(m.Header.Get("Cc"))
+	if len(cc) != 2 || cc[0].Address != "joe@customer.test" || cc[1].Address != book.MaskedAddress("support@example.com", 7, 3) {
+		t.Errorf("Cc = %q: end users by real address, the agent CC masked", m.Header.Get("Cc"))
+	}
+	if strings.Contains(raw, "carol@example.com") || strings.Contains(raw, "dana@example.com") {
+		t.Error("an agent's address reached an end user's copy")
+	}
+}
+
+func TestH3_AgentCopyMasksEveryone(t *testing.T) {
+	m, raw := build(t, rules.CopyAgent, func(in *Input) { in.Internal = true })
+	to, _ := mail.ParseAddress(m.Header.Get("To"))
+	if to.Address != book.MaskedAddress("support@example.com", 7, 1) || to.Name != "Jane" {
+		t.Errorf("To = %q", m.Header.Get("To"))
+	}
+	for _, real := range []string{"jane@customer.test", "joe@customer.test", "carol@example.com"} {
+		if strings.Contains(raw, real) {
+			t.Errorf("%s shown in an agent's copy", real)
+		}
+	}
+	p, ok := book.Classify(to.Address)
+	if !ok || p.Kind != addr.Masked || p.ID != 7 || p.Participant != 1 || !book.ValidTicketToken(7, p.Token) {
+		t.Errorf("masked address does not come back to ticket 7: %+v", p)
+	}
+	if !strings.Contains(m.Header.Get("Subject"), "Internal note") {
+		t.Errorf("internal note subject %q", m.Header.Get("Subject"))
+	}
+}
+
+func TestC4_HistoryInBody(t *testing.T) {
+	hist := []store.Comment{{Author: "jane@customer.test", AuthorName: "Jane", Body: "It is burning.", Public: true},
+		{Author: "alice@example.com", Body: "On it.", Public: true}}
+	_, raw := build(t, rules.CopyEndUser, func(in *Input) { in.History = hist })
+	if !strings.Contains(raw, "> It is burning.") || !strings.Contains(raw, "> On it.") || strings.Contains(raw, "alice@example.com") {
+		t.Errorf("history:\n%s", raw)
+	}
+}
+
+func TestN6_AttachmentsAreSent(t *testing.T) {
+	_, raw := build(t, rules.CopyEndUser, func(in *Input) {
+		in.Files = []File{{Name: "invoice.pdf", ContentType: "application/pdf", Data: []byte("%PDF-1.4 data")}}
+	})
+	mr, err := gomail.CreateReader(strings.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for {
+		p, err := mr.NextPart()
+		if err != nil {
+			break
+		}
+		if h, ok := p.Header.(*gomail.AttachmentHeader); ok {
+			name, _ := h.Filename()
+			data, _ := io.ReadAll(p.Body)
+			found = name == "invoice.pdf" && string(data) == "%PDF-1.4 data"
+		}
+	}
+	if !found {
+		t.Fatalf("attachment missing:\n%s", raw)
+	}
+}
