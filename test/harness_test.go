@@ -119,6 +119,8 @@ support:
 agents:
   - {email: alice@example.com, name: Alice, role: agent}
   - {email: bob@example.com, name: Bob, role: light_agent}
+  - {email: carol@example.com, name: Carol, role: agent}
+  - {email: dana@example.com, name: Dana, role: agent}
 authentication:
   agent_identity: none
 upstream:
@@ -299,7 +301,14 @@ func (d *daemon) ticket(id uint64) ticket {
 // cli runs the deskgate binary against this daemon's config.
 func (d *daemon) cli(args ...string) (string, string, int) {
 	d.t.Helper()
+	return d.cliIn("", args...)
+}
+
+// cliIn is cli with stdin.
+func (d *daemon) cliIn(stdin string, args ...string) (string, string, int) {
+	d.t.Helper()
 	cmd := exec.Command(binary, append([]string{"--config", d.configPath}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

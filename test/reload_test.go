@@ -29,13 +29,13 @@ func TestSIGHUPReloadsAgentsAndKeepsOldConfigOnError(t *testing.T) {
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "the refused reload to be logged", 5*time.Second, func() bool { return strings.Contains(d.logs.String(), "reload refused") })
 
-	added := strings.Replace(orig, "agents:\n", "agents:\n  - {email: dana@example.com, name: Dana, role: agent}\n", 1)
+	added := strings.Replace(orig, "agents:\n", "agents:\n  - {email: erin@example.com, name: Erin, role: agent}\n", 1)
 	os.WriteFile(d.configPath, []byte(added), 0o600)
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "the reload", 5*time.Second, func() bool { return strings.Contains(d.logs.String(), "config reloaded") })
 
-	msg := mail(map[string]string{"From": "dana@example.com", "To": "jane@customer.test", "Subject": "Re", "Message-ID": "<r2@example.com>"}, "on it\n")
-	if err := sendSMTP(d.smtpAddr, "dana@example.com", []string{reply}, msg); err != nil {
+	msg := mail(map[string]string{"From": "erin@example.com", "To": "jane@customer.test", "Subject": "Re", "Message-ID": "<r2@example.com>"}, "on it\n")
+	if err := sendSMTP(d.smtpAddr, "erin@example.com", []string{reply}, msg); err != nil {
 		t.Fatal(err)
 	}
 	if st := d.ticket(1).Status; st != "open" {

@@ -81,7 +81,7 @@ func TestH1_Headers(t *testing.T) {
 	if auto.Header.Get("Auto-Submitted") != "auto-generated" {
 		t.Error("automatic mail lacks Auto-Submitted")
 	}
-	if NewMessageID(nil, "h") == NewMessageID(nil, "h") {
+	if a, b := NewMessageID(nil, "h"), NewMessageID(nil, "h"); a == b {
 		t.Error("Message-IDs repeat")
 	}
 }

@@ -166,9 +166,6 @@ func (s *Service) apply(tx *store.Tx, cfg *config.Config, book *addr.Book, env r
 			return 0, err
 		}
 	}
-	if len(d.Notifications) > 0 {
-		defer s.kick()
-	}
 	return sourceID, tx.PutTicket(t)
 }
 
@@ -315,6 +312,10 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 		}
 		return nil
 	})
+	if err == nil {
+		// Only now is the delivery committed and visible to the worker.
+		s.kick()
+	}
 	return lastID, err
 }
 

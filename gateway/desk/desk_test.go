@@ -21,9 +21,9 @@ func testService(t *testing.T, mod func(*config.Config)) *Service {
 	dir := t.TempDir()
 	cfg := &config.Config{
 		Hostname: "mx.test", DataDir: dir,
-		Support:  config.Support{Name: "Example Support", Addresses: []string{"support@example.com"}},
-		Limits:   config.Limits{MaxCCs: 48},
-		Agents:   []config.Agent{{Email: "alice@example.com", Name: "Alice", Role: "agent"}},
+		Support: config.Support{Name: "Example Support", Addresses: []string{"support@example.com"}},
+		Limits:  config.Limits{MaxCCs: 48},
+		Agents:  []config.Agent{{Email: "alice@example.com", Name: "Alice", Role: "agent"}},
 		Policy: config.Policy{CCsEnabled: true, FollowersEnabled: true, AgentCCBecomesFollower: true, CCRemoval: "email",
 			ReplyAudience: "notification", CCAttachments: true},
 		Notifications:  config.Notifications{TicketCreated: "requester", Assigned: "requester_and_ccs", Solved: "requester_and_ccs"},

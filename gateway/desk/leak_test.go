@@ -57,10 +57,10 @@ func randomConfig(rng *rand.Rand, dir string) *config.Config {
 	pick := func(opts ...string) string { return opts[rng.Intn(len(opts))] }
 	var agents []config.Agent
 	for _, a := range agentsFull {
-		agents = append(agents, config.Agent{Email: a, Name: strings.Title(strings.Split(a, "@")[0]), Role: config.RoleAgent})
+		agents = append(agents, config.Agent{Email: a, Name: nameOf(a), Role: config.RoleAgent})
 	}
 	for _, a := range agentsLite {
-		agents = append(agents, config.Agent{Email: a, Name: strings.Title(strings.Split(a, "@")[0]), Role: config.RoleLightAgent})
+		agents = append(agents, config.Agent{Email: a, Name: nameOf(a), Role: config.RoleLightAgent})
 	}
 	return &config.Config{
 		Hostname: "mx.test", DataDir: dir,
@@ -315,3 +315,8 @@ func TestH4_LeakProperty(t *testing.T) {
 	t.Logf("%d histories × %d steps: %d delivered messages checked, %d of them to end users", histories, steps, files, endUserFiles)
 }
 
+// nameOf makes "Alice" of alice@example.com.
+func nameOf(email string) string {
+	local := strings.Split(email, "@")[0]
+	return strings.ToUpper(local[:1]) + local[1:]
+}

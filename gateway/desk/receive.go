@@ -164,6 +164,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		s.log.Error("store update failed", "err", err)
 		return res, smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem storing the message; try again later")
 	}
+	s.kick()
 	if res.Outcome == "own mail dropped" {
 		s.log.Warn("dropped deskgate's own mail (T5: its Message-ID is one deskgate sent)", "message_id", msg.MessageID)
 	}

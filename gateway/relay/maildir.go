@@ -42,7 +42,8 @@ func (m *Maildir) Deliver(from string, rcpts []string, msg []byte) []error {
 
 func (m *Maildir) deliverOne(from, rcpt string, msg []byte) error {
 	now := time.Now()
-	name := fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), fileSeq.Add(1), m.Hostname)
+	// Zero-padded, so that names sort in delivery order, as people reading a Maildir expect.
+	name := fmt.Sprintf("%d.M%06dP%dQ%08d.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), fileSeq.Add(1), m.Hostname)
 	tmp := filepath.Join(m.Dir, "tmp", name)
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
