@@ -18,17 +18,20 @@ type Person struct {
 
 // Ticket is the stored state of one ticket. Comments are stored apart and listed by CommentIDs.
 type Ticket struct {
-	ID         uint64    `json:"id"`
-	Subject    string    `json:"subject"`
-	Status     string    `json:"status"`
-	Requester  Person    `json:"requester"`
-	Assignee   string    `json:"assignee,omitempty"`
-	CCs        []Person  `json:"ccs"`
-	Followers  []Person  `json:"followers"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
-	CommentIDs []uint64  `json:"comment_ids"`
-	EventIDs   []uint64  `json:"event_ids,omitempty"`
+	ID        uint64    `json:"id"`
+	Subject   string    `json:"subject"`
+	Status    string    `json:"status"`
+	Requester Person    `json:"requester"`
+	Assignee  string    `json:"assignee,omitempty"`
+	CCs       []Person  `json:"ccs"`
+	Followers []Person  `json:"followers"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// CommentIDs and EventIDs live in their own index, not in the ticket's record, so
+	// that a long ticket costs no more to read and write than a short one; Tx.Items
+	// fills them when asked.
+	CommentIDs []uint64 `json:"-"`
+	EventIDs   []uint64 `json:"-"`
 	// Support is the support address the ticket was opened on; its mail goes out from it.
 	Support string `json:"support,omitempty"`
 	// RootMessageID is the first message's id: every notification references it, so

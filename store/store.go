@@ -31,6 +31,7 @@ var (
 	bucketDeliv    = []byte("deliveries")
 	bucketDelivMsg = []byte("delivery_messages")
 	bucketQueue    = []byte("queue")
+	bucketItems    = []byte("ticket_items")
 
 	keySecret = []byte("ticket_secret")
 )
@@ -90,7 +91,7 @@ func Open(dir string) (*Store, error) {
 	}
 	s := &Store{db: db, calls: make(chan *call, maxBatch), done: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketTickets, bucketComments, bucketMsgIDs, bucketEvents, bucketAttach, bucketDeliv, bucketDelivMsg, bucketQueue} {
+		for _, b := range [][]byte{bucketMeta, bucketTickets, bucketComments, bucketMsgIDs, bucketEvents, bucketAttach, bucketDeliv, bucketDelivMsg, bucketQueue, bucketItems} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -277,8 +278,46 @@ func (t *Tx) Comment(id uint64) (*Comment, error) {
 	return &c, nil
 }
 
+const (
+	itemComment = 'c'
+	itemEvent   = 'e'
+)
+
+func itemKey(ticketID uint64, kind byte, id uint64) []byte {
+	k := make([]byte, 17)
+	binary.BigEndian.PutUint64(k, ticketID)
+	k[8] = kind
+	binary.BigEndian.PutUint64(k[9:], id)
+	return k
+}
+
+func (t *Tx) addItem(tk *Ticket, kind byte, id uint64) error {
+	if kind == itemComment {
+		tk.CommentIDs = append(tk.CommentIDs, id)
+	} else {
+		tk.EventIDs = append(tk.EventIDs, id)
+	}
+	return t.tx.Bucket(bucketItems).Put(itemKey(tk.ID, kind, id), nil)
+}
+
+// Items fills tk.CommentIDs and tk.EventIDs, oldest first.
+func (t *Tx) Items(tk *Ticket) {
+	tk.CommentIDs, tk.EventIDs = nil, nil
+	prefix := itob(tk.ID)
+	c := t.tx.Bucket(bucketItems).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		id := binary.BigEndian.Uint64(k[9:])
+		if k[8] == itemComment {
+			tk.CommentIDs = append(tk.CommentIDs, id)
+		} else {
+			tk.EventIDs = append(tk.EventIDs, id)
+		}
+	}
+}
+
 // Comments returns a ticket's comments, oldest first.
 func (t *Tx) Comments(tk *Ticket) ([]Comment, error) {
+	t.Items(tk)
 	out := make([]Comment, 0, len(tk.CommentIDs))
 	for _, id := range tk.CommentIDs {
 		c, err := t.Comment(id)
@@ -344,7 +383,9 @@ func (t *Tx) AddComment(tk *Ticket, c *Comment) error {
 	if err := putJSON(b, itob(id), c); err != nil {
 		return err
 	}
-	tk.CommentIDs = append(tk.CommentIDs, id)
+	if err := t.addItem(tk, itemComment, id); err != nil {
+		return err
+	}
 	if c.MessageID != "" {
 		if err := t.setMessageID(c.MessageID, MessageRef{TicketID: tk.ID, CommentID: id}, true); err != nil {
 			return err
@@ -438,7 +479,9 @@ func (t *Tx) AddEvent(tk *Ticket, e *Event) error {
 		return err
 	}
 	e.ID, e.TicketID = id, tk.ID
-	tk.EventIDs = append(tk.EventIDs, id)
+	if err := t.addItem(tk, itemEvent, id); err != nil {
+		return err
+	}
 	return putJSON(t.tx.Bucket(bucketEvents), itob(id), e)
 }
 
@@ -550,4 +593,9 @@ func (t *Tx) Deliveries(limit int) ([]Delivery, error) {
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// QueueCounts returns how many deliveries are queued and how many exist.
+func (t *Tx) QueueCounts() (queued, total int) {
+	return t.tx.Bucket(bucketQueue).Stats().KeyN, t.tx.Bucket(bucketDeliv).Stats().KeyN
 }

@@ -136,11 +136,14 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	var b strings.Builder
-	var tickets, comments int
+	var tickets, comments, queued, deliveries int
 	s.store.View(func(tx *store.Tx) error {
 		tickets, comments = tx.Counts()
+		queued, deliveries = tx.QueueCounts()
 		return nil
 	})
+	fmt.Fprintf(&b, "# HELP deskgate_queue_queued Deliveries waiting on the outbound queue.\n# TYPE deskgate_queue_queued gauge\ndeskgate_queue_queued %d\n", queued)
+	fmt.Fprintf(&b, "# HELP deskgate_deliveries Deliveries ever queued.\n# TYPE deskgate_deliveries gauge\ndeskgate_deliveries %d\n", deliveries)
 	fmt.Fprintf(&b, "# HELP deskgate_tickets Tickets stored.\n# TYPE deskgate_tickets gauge\ndeskgate_tickets %d\n", tickets)
 	fmt.Fprintf(&b, "# HELP deskgate_comments Comments stored.\n# TYPE deskgate_comments gauge\ndeskgate_comments %d\n", comments)
 	if s.metrics != nil {

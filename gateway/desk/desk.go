@@ -250,6 +250,7 @@ func authorName(env rules.Env, c *store.Comment) string {
 // publicHistory is the public conversation before comment `except`, oldest first (C4).
 func publicHistory(tx *store.Tx, t *store.Ticket, except uint64) ([]store.Comment, error) {
 	var out []store.Comment
+	tx.Items(t)
 	for _, id := range t.CommentIDs {
 		if id == except {
 			continue

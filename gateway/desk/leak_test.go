@@ -105,6 +105,9 @@ func (w *world) ticket() *store.Ticket {
 	var t *store.Ticket
 	w.svc.store.View(func(tx *store.Tx) error {
 		t, _ = tx.Ticket(1)
+		if t != nil {
+			tx.Items(t)
+		}
 		return nil
 	})
 	return t

@@ -107,7 +107,9 @@ func (w *Worker) deliver(ctx context.Context, id uint64) bool {
 		}
 	}
 	errs := md.Deliver(d.From, rcpts, msg)
-	err := w.store.Update(ctx, func(tx *store.Tx) error {
+	// What was handed over is recorded even during shutdown: forgetting it would send
+	// it again after the restart.
+	err := w.store.Update(context.Background(), func(tx *store.Tx) error {
 		cur, err := tx.Delivery(id)
 		if err != nil {
 			return err

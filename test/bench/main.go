@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 
 var (
 	messages = flag.Int("n", 5000, "messages per run")
+	fanN     = flag.Int("fan-n", 2000, "replies in the fan-out run")
 	sessions = flag.Int("s", 10, "parallel SMTP sessions")
 	size     = flag.Int("l", 1024, "message body bytes")
 	binary   = flag.String("deskgate", "bin/deskgate", "deskgate binary")
@@ -119,11 +121,28 @@ func run() error {
 		return fmt.Errorf("smtp-source against smtp-sink: %w", err)
 	}
 
+	d.stop()
+	fanOut, err := runFanOut(source, filepath.Join(dir, "fanout"))
+	if err != nil {
+		return fmt.Errorf("fan-out: %w", err)
+	}
+	fanRate := fanOut.rate
+
 	fmt.Printf("%-34s %10.0f msg/s\n", "deskgate, new tickets (fsync)", dgRate)
 	fmt.Printf("%-34s %10.0f msg/s\n", "smtp-sink (discards)", sinkRate)
 	fmt.Printf("%-34s %10.2f   (goal >= 0.80)\n", "ratio deskgate / smtp-sink", dgRate/sinkRate)
 	fmt.Printf("%-34s %10.0f µs (smtp-sink: %.0f µs)\n", "CPU per message, deskgate", ticksToMicros(dgCPU)/float64(*messages), ticksToMicros(sinkCPU)/float64(*messages))
 	fmt.Printf("%-34s %10d KiB\n", "deskgate RSS idle", idle)
+	defer func() {
+		if fanRate > 0 {
+			fmt.Printf("\nfan-out: replies from the requester into one ticket with 20 CCs and 10 followers\n")
+			fmt.Printf("%-34s %10.0f msg/s\n", "deskgate, replies accepted", fanRate)
+			fmt.Printf("%-34s %10.2f   (goal >= 0.50)\n", "ratio replies / new tickets", fanRate/dgRate)
+			fmt.Printf("%-34s %10.0f messages/s (%d messages, %d files in the Maildir, drained %.1fs after the last 250)\n",
+				"outbound composed and delivered", fanOut.deliveriesPerSec, fanOut.deliveries, fanOut.files, fanOut.drain.Seconds())
+			fmt.Printf("%-34s %10d KiB\n", "deskgate RSS peak (fan-out)", fanOut.peak)
+		}
+	}()
 	fmt.Printf("%-34s %10d KiB\n", "deskgate RSS peak under the burst", peak)
 	fmt.Printf("%-34s %10d tickets\n", "tickets stored (checked)", stored)
 	if commits > 0 {
@@ -155,6 +174,14 @@ type deskgate struct {
 	token string
 }
 
+func benchAgents() string {
+	var b strings.Builder
+	for i := 1; i <= 10; i++ {
+		fmt.Fprintf(&b, "  - {email: agent%d@example.com, name: Agent %d, role: agent}\n", i, i)
+	}
+	return b.String()
+}
+
 func startDeskgate(dir string) (*deskgate, error) {
 	d := &deskgate{smtp: freePort(), admin: freePort(), token: "bench-token"}
 	tokenFile := filepath.Join(dir, "admin.token")
@@ -163,12 +190,14 @@ func startDeskgate(dir string) (*deskgate, error) {
 data_dir: %[1]s/data
 listen: {smtp: "%[2]s", lmtp: "", admin: "%[3]s"}
 support: {name: Bench Support, addresses: [support@example.com]}
-limits: {max_sessions: 500}
+limits: {max_sessions: 500, max_mails_per_sender_hour: 0}
+agents:
+%[5]s
 authentication: {agent_identity: none}
 upstream: {address: "maildir:%[1]s/outbox"}
 admin: {token_file: %[4]s}
 log: {level: warn}
-`, dir, d.smtp, d.admin, tokenFile)
+`, dir, d.smtp, d.admin, tokenFile, benchAgents())
 	path := filepath.Join(dir, "deskgate.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -322,4 +351,157 @@ func (s *rssSampler) stop() int {
 	close(s.done)
 	s.wg.Wait()
 	return s.peak
+}
+
+type fanOutResult struct {
+	rate             float64
+	deliveries       int
+	files            int
+	deliveriesPerSec float64
+	drain            time.Duration
+	peak             int
+}
+
+// runFanOut makes one ticket with 20 CCs and 10 followers, then sends the requester's
+// replies into it with smtp-source; each reply is one end users' copy and ten agents'
+// copies, composed and queued before its 250.
+func runFanOut(source, dir string) (fanOutResult, error) {
+	var r fanOutResult
+	os.MkdirAll(dir, 0o755)
+	d, err := startDeskgate(dir)
+	if err != nil {
+		return r, err
+	}
+	defer d.stop()
+	if err := smtpSend(d.smtp, "jane@customer.test", "support@example.com",
+		"From: Jane <jane@customer.test>\r\nTo: support@example.com\r\nSubject: Fan-out\r\nMessage-ID: <fan@customer.test>\r\n\r\nstart\r\n"); err != nil {
+		return r, err
+	}
+	for i := 1; i <= 20; i++ {
+		if err := d.post("/api/v1/tickets/1/ccs", fmt.Sprintf(`{"email": "cc%d@customer.test"}`, i)); err != nil {
+			return r, err
+		}
+	}
+	for i := 1; i <= 10; i++ {
+		if err := d.post("/api/v1/tickets/1/followers", fmt.Sprintf(`{"email": "agent%d@example.com"}`, i)); err != nil {
+			return r, err
+		}
+	}
+	reply, err := d.replyAddress()
+	if err != nil {
+		return r, err
+	}
+	d.waitQueueEmpty(time.Minute)
+	_, before := d.queueCounts()
+	sampler := startRSSSampler(d.cmd.Process.Pid)
+	start := time.Now()
+	cmd := exec.Command(source, "-s", strconv.Itoa(*sessions), "-m", strconv.Itoa(*fanN), "-l", strconv.Itoa(*size),
+		"-f", "jane@customer.test", "-t", reply, "-S", "reply", d.smtp)
+	if out, err := cmd.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		return r, fmt.Errorf("smtp-source: %v %s", err, out)
+	}
+	accepted := time.Since(start)
+	r.rate = float64(*fanN) / accepted.Seconds()
+	if !d.waitQueueEmpty(10 * time.Minute) {
+		return r, fmt.Errorf("the outbound queue did not drain")
+	}
+	r.drain = time.Since(start) - accepted
+	r.peak = sampler.stop()
+	_, after := d.queueCounts()
+	r.deliveries = after - before
+	r.deliveriesPerSec = float64(r.deliveries) / time.Since(start).Seconds()
+	entries, _ := os.ReadDir(filepath.Join(dir, "outbox", "new"))
+	r.files = len(entries)
+	comments := d.metric("deskgate_comments")
+	if comments != *fanN+1 {
+		return r, fmt.Errorf("%d comments for %d replies: the run is not valid", comments, *fanN)
+	}
+	return r, nil
+}
+
+func smtpSend(addr, from, to, msg string) error {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Mail(from); err != nil {
+		return err
+	}
+	if err := c.Rcpt(to); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	w.Write([]byte(msg))
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
+}
+
+func (d *deskgate) request(method, path, body string) (*http.Response, error) {
+	req, _ := http.NewRequest(method, "http://"+d.admin+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+d.token)
+	return http.DefaultClient.Do(req)
+}
+
+func (d *deskgate) post(path, body string) error {
+	resp, err := d.request("POST", path, body)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST %s %s: HTTP %d", path, body, resp.StatusCode)
+	}
+	return nil
+}
+
+func (d *deskgate) replyAddress() (string, error) {
+	resp, err := d.request("GET", "/api/v1/tickets/1", "")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var t struct {
+		ReplyAddress string `json:"reply_address"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&t)
+	return t.ReplyAddress, err
+}
+
+// queueCounts returns how many deliveries are queued and how many exist.
+func (d *deskgate) queueCounts() (queued, total int) {
+	return d.metric("deskgate_queue_queued"), d.metric("deskgate_deliveries")
+}
+
+func (d *deskgate) waitQueueEmpty(limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if q, _ := d.queueCounts(); q == 0 {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
+}
+
+func (d *deskgate) metric(name string) int {
+	resp, err := http.Get("http://" + d.admin + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] == name {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return -1
 }
