@@ -595,7 +595,11 @@ func (t *Tx) Deliveries(limit int) ([]Delivery, error) {
 	return out, nil
 }
 
-// QueueCounts returns how many deliveries are queued and how many exist.
+// QueueCounts returns how many deliveries are queued and how many were ever made.
 func (t *Tx) QueueCounts() (queued, total int) {
-	return t.tx.Bucket(bucketQueue).Stats().KeyN, t.tx.Bucket(bucketDeliv).Stats().KeyN
+	c := t.tx.Bucket(bucketQueue).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		queued++
+	}
+	return queued, int(t.tx.Bucket(bucketDeliv).Sequence())
 }

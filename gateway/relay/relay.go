@@ -54,26 +54,54 @@ func (w *Worker) RunOnce(ctx context.Context) {
 	for ctx.Err() == nil {
 		var ids []uint64
 		w.store.View(func(tx *store.Tx) error {
-			ids = tx.QueuedDeliveries(100)
+			ids = tx.QueuedDeliveries(200)
 			return nil
 		})
 		if len(ids) == 0 {
 			return
 		}
-		progressed := false
+		var results []attempt
 		for _, id := range ids {
-			if w.deliver(ctx, id) {
-				progressed = true
+			if r, ok := w.attempt(id); ok {
+				results = append(results, r)
 			}
 		}
-		if !progressed {
+		if len(results) == 0 {
+			return
+		}
+		// One transaction records the whole pass, so that outbound bookkeeping takes
+		// one slot of the store's writer instead of one per delivery.
+		if !w.record(results) {
+			return
+		}
+		if !anyLeft(results) {
 			return
 		}
 	}
 }
 
-// deliver attempts one delivery and reports whether it left the queue.
-func (w *Worker) deliver(ctx context.Context, id uint64) bool {
+// attempt is one try of one delivery: the recipients tried and what happened to each.
+type attempt struct {
+	d      *store.Delivery
+	rcpts  []string
+	index  []int
+	errs   []error
+	viaDir string
+}
+
+func anyLeft(results []attempt) bool {
+	for _, r := range results {
+		for _, e := range r.errs {
+			if e == nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// attempt hands one delivery to the upstream; ok is false when it is not due.
+func (w *Worker) attempt(id uint64) (attempt, bool) {
 	cfg := w.cfg.Load()
 	var d *store.Delivery
 	var msg []byte
@@ -86,7 +114,7 @@ func (w *Worker) deliver(ctx context.Context, id uint64) bool {
 		return nil
 	})
 	if d == nil || d.State != store.DeliveryQueued || d.NextTry.After(time.Now()) {
-		return false
+		return attempt{}, false
 	}
 	dir, ok := strings.CutPrefix(cfg.Upstream.Address, config.MaildirPrefix)
 	if !ok {
@@ -95,59 +123,67 @@ func (w *Worker) deliver(ctx context.Context, id uint64) bool {
 		if !w.warned.Swap(true) {
 			w.log.Warn("deliveries stay queued: only a maildir: upstream is delivered to so far", "upstream", cfg.Upstream.Address)
 		}
-		return false
+		return attempt{}, false
 	}
-	md := &Maildir{Dir: dir, Hostname: cfg.Hostname}
-	var rcpts []string
-	var idx []int
+	a := attempt{d: d, viaDir: dir}
 	for i, r := range d.Recipients {
 		if r.State == store.DeliveryQueued {
-			rcpts = append(rcpts, r.Email)
-			idx = append(idx, i)
+			a.rcpts = append(a.rcpts, r.Email)
+			a.index = append(a.index, i)
 		}
 	}
-	errs := md.Deliver(d.From, rcpts, msg)
-	// What was handed over is recorded even during shutdown: forgetting it would send
-	// it again after the restart.
+	md := &Maildir{Dir: dir, Hostname: cfg.Hostname}
+	a.errs = md.Deliver(d.From, a.rcpts, msg)
+	return a, true
+}
+
+// record stores the results of a pass. What was handed over is recorded even during
+// shutdown: forgetting it would send it again after the restart.
+func (w *Worker) record(results []attempt) bool {
 	err := w.store.Update(context.Background(), func(tx *store.Tx) error {
-		cur, err := tx.Delivery(id)
-		if err != nil {
-			return err
-		}
-		cur.Attempts++
-		pending := false
-		for j, i := range idx {
-			if errs[j] != nil {
-				cur.Recipients[i].Reply = errs[j].Error()
-				cur.LastReply = errs[j].Error()
-				pending = true
-				continue
+		for _, a := range results {
+			cur, err := tx.Delivery(a.d.ID)
+			if err != nil {
+				return err
 			}
-			cur.Recipients[i].State = store.DeliverySent
-			cur.Recipients[i].Reply = "delivered to maildir"
+			cur.Attempts++
+			pending := false
+			for j, i := range a.index {
+				if a.errs[j] != nil {
+					cur.Recipients[i].Reply = a.errs[j].Error()
+					cur.LastReply = a.errs[j].Error()
+					pending = true
+					continue
+				}
+				cur.Recipients[i].State = store.DeliverySent
+				cur.Recipients[i].Reply = "delivered to maildir"
+			}
+			if pending {
+				cur.NextTry = time.Now().Add(time.Minute)
+			} else {
+				cur.State = store.DeliverySent
+				cur.LastReply = "delivered to maildir"
+			}
+			if err := tx.PutDelivery(cur); err != nil {
+				return err
+			}
 		}
-		if pending {
-			cur.NextTry = time.Now().Add(time.Minute)
-		} else {
-			cur.State = store.DeliverySent
-			cur.LastReply = "delivered to maildir"
-		}
-		return tx.PutDelivery(cur)
+		return nil
 	})
 	if err != nil {
-		w.log.Error("cannot record a delivery", "delivery", id, "err", err)
+		w.log.Error("cannot record deliveries", "count", len(results), "err", err)
 		return false
 	}
-	left := true
-	for j, e := range errs {
-		if e != nil {
-			left = false
-			w.Failed.Add(1)
-			w.log.Warn("delivery failed", "delivery", id, "ticket", d.TicketID, "rcpt", rcpts[j], "err", e)
-		} else {
-			w.Sent.Add(1)
-			w.log.Info("delivered", "delivery", id, "ticket", d.TicketID, "kind", d.Kind, "copy", d.Copy, "rcpt", rcpts[j], "to", "maildir")
+	for _, a := range results {
+		for j, e := range a.errs {
+			if e != nil {
+				w.Failed.Add(1)
+				w.log.Warn("delivery failed", "delivery", a.d.ID, "ticket", a.d.TicketID, "rcpt", a.rcpts[j], "err", e)
+			} else {
+				w.Sent.Add(1)
+				w.log.Info("delivered", "delivery", a.d.ID, "ticket", a.d.TicketID, "kind", a.d.Kind, "copy", a.d.Copy, "rcpt", a.rcpts[j], "to", "maildir")
+			}
 		}
 	}
-	return left
+	return true
 }

@@ -53,20 +53,25 @@ func notifyComment(d *Decision, t *store.Ticket, env Env, f noteFacts) {
 	if !f.public {
 		rule = "N2"
 	}
+	// Agents share one copy: its headers mask every participant (F3, H3), so it shows
+	// none of its recipients, who are told apart by the envelope alone.
 	notified := map[string]bool{}
+	var agents []Recipient
 	for _, fl := range t.Followers {
 		if skip(fl.Email, AsFollower) || notified[lower(fl.Email)] {
 			continue
 		}
 		notified[lower(fl.Email)] = true
-		d.Notifications = append(d.Notifications, Notification{Kind: KindComment, Copy: CopyAgent,
-			Recipients: []Recipient{{Email: fl.Email, Name: fl.Name, As: AsFollower}}, Attachments: f.attachments, Automatic: f.automatic})
-		d.trace("F2", "notified (hidden)", fl.Email+" as follower, on its own copy with masked addresses (F3)")
+		agents = append(agents, Recipient{Email: fl.Email, Name: fl.Name, As: AsFollower})
+		d.trace("F2", "notified (hidden)", fl.Email+" as follower, on the agents' copy with masked addresses (F3)")
 	}
 	if t.Assignee != "" && !notified[lower(t.Assignee)] && !skip(t.Assignee, AsAssignee) {
+		agents = append(agents, Recipient{Email: t.Assignee, Name: env.AgentNames[lower(t.Assignee)], As: AsAssignee})
+		d.trace(rule, "notified (hidden)", t.Assignee+" as assignee, on the agents' copy with masked addresses (H3)")
+	}
+	if len(agents) > 0 {
 		d.Notifications = append(d.Notifications, Notification{Kind: KindComment, Copy: CopyAgent,
-			Recipients: []Recipient{{Email: t.Assignee, Name: env.AgentNames[lower(t.Assignee)], As: AsAssignee}}, Attachments: f.attachments, Automatic: f.automatic})
-		d.trace(rule, "notified (hidden)", t.Assignee+" as assignee, on its own copy with masked addresses (H3)")
+			Recipients: agents, Attachments: f.attachments, Automatic: f.automatic})
 	}
 }
 

@@ -411,13 +411,24 @@ func TestF2_FollowersGetPublicAndInternal(t *testing.T) {
 	}
 }
 
-func TestF3_FollowerCopyIsItsOwnMaskedMessage(t *testing.T) {
-	d, _ := DecideAction(ticket(store.StatusOpen), Action{Kind: ActComment, Actor: alice, Public: true}, env())
+func TestF3_FollowerCopyIsApartFromEndUsers(t *testing.T) {
+	tk := ticket(store.StatusOpen)
+	tk.Assignee = dana
+	d, _ := DecideAction(tk, Action{Kind: ActComment, Actor: alice, Public: true}, env())
 	for _, n := range d.Notifications {
+		agents, users := 0, 0
 		for _, r := range n.Recipients {
-			if r.Email == carol && (n.Copy != CopyAgent || len(n.Recipients) != 1 || r.Visible) {
+			if env().IsAgent(r.Email) {
+				agents++
+			} else {
+				users++
+			}
+			if r.Email == carol && (n.Copy != CopyAgent || r.Visible) {
 				t.Fatalf("follower's copy: %+v", n)
 			}
+		}
+		if agents > 0 && users > 0 {
+			t.Fatalf("a copy mixes agents and end users: %+v", n)
 		}
 	}
 }

@@ -27,7 +27,8 @@ var (
 	sessions = flag.Int("s", 10, "parallel SMTP sessions")
 	size     = flag.Int("l", 1024, "message body bytes")
 	binary   = flag.String("deskgate", "bin/deskgate", "deskgate binary")
-	workDir  = flag.String("dir", "var/bench", "where the benchmark's data lives (on the disk under test)")
+	workDir  = flag.String("dir", "var/bench", "where the benchmark's database lives (on the disk under test)")
+	outDir   = flag.String("outbox", "/dev/shm/deskgate-bench-outbox", "the Maildir standing in for the upstream MTA (tmpfs: the MTA's disk is not deskgate's)")
 )
 
 func main() {
@@ -128,6 +129,7 @@ func run() error {
 	}
 	fanRate := fanOut.rate
 
+	os.RemoveAll(*outDir)
 	fmt.Printf("%-34s %10.0f msg/s\n", "deskgate, new tickets (fsync)", dgRate)
 	fmt.Printf("%-34s %10.0f msg/s\n", "smtp-sink (discards)", sinkRate)
 	fmt.Printf("%-34s %10.2f   (goal >= 0.80)\n", "ratio deskgate / smtp-sink", dgRate/sinkRate)
@@ -168,10 +170,11 @@ func blast(source, addr string) (float64, error) {
 }
 
 type deskgate struct {
-	cmd   *exec.Cmd
-	smtp  string
-	admin string
-	token string
+	outbox string
+	cmd    *exec.Cmd
+	smtp   string
+	admin  string
+	token  string
 }
 
 func benchAgents() string {
@@ -183,7 +186,8 @@ func benchAgents() string {
 }
 
 func startDeskgate(dir string) (*deskgate, error) {
-	d := &deskgate{smtp: freePort(), admin: freePort(), token: "bench-token"}
+	d := &deskgate{smtp: freePort(), admin: freePort(), token: "bench-token", outbox: filepath.Join(*outDir, filepath.Base(dir))}
+	os.RemoveAll(d.outbox)
 	tokenFile := filepath.Join(dir, "admin.token")
 	os.WriteFile(tokenFile, []byte(d.token), 0o600)
 	cfg := fmt.Sprintf(`hostname: bench.deskgate.test
@@ -194,10 +198,10 @@ limits: {max_sessions: 500, max_mails_per_sender_hour: 0}
 agents:
 %[5]s
 authentication: {agent_identity: none}
-upstream: {address: "maildir:%[1]s/outbox"}
+upstream: {address: "maildir:%[6]s"}
 admin: {token_file: %[4]s}
 log: {level: warn}
-`, dir, d.smtp, d.admin, tokenFile, benchAgents())
+`, dir, d.smtp, d.admin, tokenFile, benchAgents(), d.outbox)
 	path := filepath.Join(dir, "deskgate.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -410,7 +414,7 @@ func runFanOut(source, dir string) (fanOutResult, error) {
 	_, after := d.queueCounts()
 	r.deliveries = after - before
 	r.deliveriesPerSec = float64(r.deliveries) / time.Since(start).Seconds()
-	entries, _ := os.ReadDir(filepath.Join(dir, "outbox", "new"))
+	entries, _ := os.ReadDir(filepath.Join(d.outbox, "new"))
 	r.files = len(entries)
 	comments := d.metric("deskgate_comments")
 	if comments != *fanN+1 {
