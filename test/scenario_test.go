@@ -275,6 +275,20 @@ func TestScenario_AssignAndSolveNotify(t *testing.T) {
 	if st := d.ticket(id).Status; st != "solved" {
 		t.Fatalf("status %q", st)
 	}
+	var shown struct {
+		Events []struct {
+			ID       uint64 `json:"id"`
+			Action   string `json:"action"`
+			Notified []any  `json:"notified"`
+		} `json:"events"`
+	}
+	json.Unmarshal([]byte(d.must("", "tickets", "show", fmt.Sprint(id), "--json")), &shown)
+	if len(shown.Events) != 2 || shown.Events[0].Action != "assign" || shown.Events[1].Action != "status" || len(shown.Events[0].Notified) != 2 {
+		t.Fatalf("events in tickets show: %+v", shown.Events)
+	}
+	if out := d.must("", "explain", fmt.Sprint(shown.Events[0].ID)); !strings.Contains(out, "N5") || !strings.Contains(out, "Event") {
+		t.Fatalf("explain of the assignment:\n%s", out)
+	}
 	// A reply reopens it (T4).
 	d.reply(lastTo(d.outbox(), jane), jane, false, "Still broken.")
 	if st := d.ticket(id).Status; st != "open" {

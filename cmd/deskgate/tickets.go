@@ -116,6 +116,13 @@ func printTicket(w io.Writer, t admin.TicketView) {
 	fmt.Fprintf(w, "CCs:        %s\n", people(t.CCs))
 	fmt.Fprintf(w, "Followers:  %s\n", people(t.Followers))
 	fmt.Fprintf(w, "Created:    %s   Updated: %s\n", t.CreatedAt.Local().Format(time.DateTime), t.UpdatedAt.Local().Format(time.DateTime))
+	for _, e := range t.Events {
+		who := e.Actor
+		if who == "" {
+			who = "an expert"
+		}
+		fmt.Fprintf(w, "Event %d:  %s  %s %s by %s, told %d\n", e.ID, e.CreatedAt.Local().Format(time.DateTime), e.Action, e.Detail, who, len(e.Notified))
+	}
 	for _, c := range t.Comments {
 		kind := "public"
 		if !c.Public {

@@ -89,6 +89,7 @@ func (s *Server) writeTicket(w http.ResponseWriter, id uint64, status int, last 
 			return err
 		}
 		view = ticketView(t, comments)
+		view.Events = events(tx, t)
 		return nil
 	})
 	if err != nil {

@@ -188,6 +188,8 @@ type TicketView struct {
 	CreatedAt    time.Time      `json:"created_at"`
 	UpdatedAt    time.Time      `json:"updated_at"`
 	Comments     []CommentView  `json:"comments"`
+	// Events are the expert actions that are no comments (assignment, status, CCs).
+	Events []store.Event `json:"events"`
 	// Last is the comment or event an action just made, in an action's answer.
 	Last uint64 `json:"last_id,omitempty"`
 }
@@ -272,6 +274,7 @@ func (s *Server) showTicket(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		view = ticketView(t, comments)
+		view.Events = events(tx, t)
 		if s.ReplyAddress != nil {
 			view.ReplyAddress = s.ReplyAddress(t.ID)
 		}
@@ -311,4 +314,15 @@ func nonNil(p []store.Person) []store.Person {
 		return []store.Person{}
 	}
 	return p
+}
+
+func events(tx *store.Tx, t *store.Ticket) []store.Event {
+	out := []store.Event{}
+	for _, id := range t.EventIDs {
+		if e, err := tx.Event(id); err == nil {
+			e.Trace = nil // explain shows it
+			out = append(out, *e)
+		}
+	}
+	return out
 }
