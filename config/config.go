@@ -95,6 +95,19 @@ type Upstream struct {
 	TLS          string `mapstructure:"tls"`
 	Username     string `mapstructure:"username"`
 	PasswordFile string `mapstructure:"password_file"`
+	// CAFile is a PEM bundle to trust for the upstream's certificate besides the
+	// system's (a private relay's own CA).
+	CAFile string `mapstructure:"ca_file"`
+	// MaxConnections bounds the connections used in parallel.
+	MaxConnections int `mapstructure:"max_connections"`
+	// RetryMin is the first retry's delay; each next one doubles, up to RetryMax.
+	RetryMin time.Duration `mapstructure:"retry_min"`
+	RetryMax time.Duration `mapstructure:"retry_max"`
+	// MaxQueueLifetime is how long a delivery is retried before it fails (Postfix's
+	// maximal_queue_lifetime).
+	MaxQueueLifetime time.Duration `mapstructure:"max_queue_lifetime"`
+	// Timeout bounds each SMTP command, and twice it the message data.
+	Timeout time.Duration `mapstructure:"timeout"`
 }
 
 // MaildirPrefix marks an upstream address that delivers into a local Maildir.

@@ -179,6 +179,28 @@ func validate(c *Config) Problems {
 			add("upstream.password_file", "%v", err)
 		}
 	}
+	if up.CAFile != "" {
+		if b, err := os.ReadFile(up.CAFile); err != nil {
+			add("upstream.ca_file", "%v", fileErr(err))
+		} else if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			add("upstream.ca_file", "%s holds no PEM certificate", up.CAFile)
+		}
+	}
+	if up.MaxConnections < 1 || up.MaxConnections > 100 {
+		add("upstream.max_connections", "must be from 1 to 100, got %d", up.MaxConnections)
+	}
+	if up.RetryMin <= 0 {
+		add("upstream.retry_min", "must be positive, got %s", up.RetryMin)
+	}
+	if up.RetryMax < up.RetryMin {
+		add("upstream.retry_max", "must be at least upstream.retry_min (%s), got %s", up.RetryMin, up.RetryMax)
+	}
+	if up.MaxQueueLifetime < up.RetryMin {
+		add("upstream.max_queue_lifetime", "must be at least upstream.retry_min (%s), got %s", up.RetryMin, up.MaxQueueLifetime)
+	}
+	if up.Timeout <= 0 {
+		add("upstream.timeout", "must be positive, got %s", up.Timeout)
+	}
 	if up.Username != "" && up.PasswordFile == "" {
 		add("upstream.password_file", "required when upstream.username is set")
 	}

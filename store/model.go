@@ -43,6 +43,8 @@ type Ticket struct {
 	NextMask int            `json:"next_mask,omitempty"`
 	// Welcomed holds the CCs who have had the conversation so far (RULES.md C4).
 	Welcomed map[string]bool `json:"welcomed,omitempty"`
+	// DeliveryFailures lists mail that did not reach an end user (RULES.md T6).
+	DeliveryFailures []DeliveryFailure `json:"delivery_failures,omitempty"`
 }
 
 // Attachment describes an attached file; its bytes are stored apart (AttachmentData).
@@ -58,6 +60,20 @@ type Notified struct {
 	As       string `json:"as"`
 	Visible  bool   `json:"visible"`
 	Delivery uint64 `json:"delivery,omitempty"`
+	// Status is queued, sent or failed; Reply the upstream's last word or the DSN's.
+	Status string `json:"status,omitempty"`
+	Reply  string `json:"reply,omitempty"`
+}
+
+// DeliveryFailure flags a ticket whose mail did not reach an end user, so that agents
+// see it where they look (tickets show, the API) without a bounce becoming a comment.
+type DeliveryFailure struct {
+	Email    string    `json:"email"`
+	As       string    `json:"as"`
+	Delivery uint64    `json:"delivery"`
+	SourceID uint64    `json:"source_id"`
+	Reply    string    `json:"reply"`
+	At       time.Time `json:"at"`
 }
 
 // TraceStep is one decision about a comment and the RULES.md rule that made it.
@@ -111,9 +127,11 @@ type Event struct {
 
 // Delivery states.
 const (
-	DeliveryQueued = "queued"
-	DeliverySent   = "sent"
-	DeliveryFailed = "failed"
+	DeliveryQueued  = "queued"
+	DeliverySent    = "sent"
+	DeliveryFailed  = "failed"
+	DeliveryPartial = "partial" // some recipients sent, some failed
+	DeliveryDropped = "dropped" // an operator took it off the queue
 )
 
 // DeliveryRecipient is one envelope recipient of a delivery.

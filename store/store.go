@@ -603,3 +603,81 @@ func (t *Tx) QueueCounts() (queued, total int) {
 	}
 	return queued, int(t.tx.Bucket(bucketDeliv).Sequence())
 }
+
+// SettleState sets a delivery's state from its recipients' states.
+func SettleState(d *Delivery) {
+	var queued, sent, failed, dropped int
+	for _, r := range d.Recipients {
+		switch r.State {
+		case DeliveryQueued:
+			queued++
+		case DeliverySent:
+			sent++
+		case DeliveryFailed:
+			failed++
+		case DeliveryDropped:
+			dropped++
+		}
+	}
+	switch {
+	case queued > 0:
+		d.State = DeliveryQueued
+	case failed > 0 && sent > 0:
+		d.State = DeliveryPartial
+	case failed > 0:
+		d.State = DeliveryFailed
+	case dropped > 0 && sent == 0:
+		d.State = DeliveryDropped
+	default:
+		d.State = DeliverySent
+	}
+}
+
+// MarkRecipients records recipients' new states on a delivery, on the `notified`
+// entries of the comment or event it told of, and, for an end user who will not get
+// it, as a failure flag on the ticket. states maps lowercased addresses to state and
+// reply; the delivery's own state follows. The caller puts d afterwards.
+func (t *Tx) MarkRecipients(d *Delivery, states map[string][2]string, at time.Time) error {
+	var failures []DeliveryFailure
+	for i, r := range d.Recipients {
+		st, ok := states[strings.ToLower(r.Email)]
+		if !ok {
+			continue
+		}
+		d.Recipients[i].State, d.Recipients[i].Reply = st[0], st[1]
+		if st[0] == DeliveryFailed && r.Visible && r.State != DeliveryFailed {
+			failures = append(failures, DeliveryFailure{Email: r.Email, As: r.As, Delivery: d.ID, SourceID: d.SourceID, Reply: st[1], At: at})
+		}
+	}
+	SettleState(d)
+	mark := func(list []Notified) {
+		for i, n := range list {
+			if n.Delivery != d.ID {
+				continue
+			}
+			if st, ok := states[strings.ToLower(n.Email)]; ok {
+				list[i].Status, list[i].Reply = st[0], st[1]
+			}
+		}
+	}
+	if c, err := t.Comment(d.SourceID); err == nil && c.TicketID == d.TicketID {
+		mark(c.Notified)
+		if err := t.PutComment(c); err != nil {
+			return err
+		}
+	} else if e, err := t.Event(d.SourceID); err == nil {
+		mark(e.Notified)
+		if err := t.PutEvent(e); err != nil {
+			return err
+		}
+	}
+	if len(failures) > 0 {
+		tk, err := t.Ticket(d.TicketID)
+		if err != nil {
+			return err
+		}
+		tk.DeliveryFailures = append(tk.DeliveryFailures, failures...)
+		return t.PutTicket(tk)
+	}
+	return nil
+}

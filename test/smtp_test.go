@@ -259,7 +259,12 @@ func TestRefusalsHaveEnhancedCodes(t *testing.T) {
 		t.Errorf("no From but an envelope sender: %v", err)
 	}
 
-	// max_sessions: three sessions open, the fourth is told 421 4.7.0 at once.
+	// max_sessions: three sessions open, the fourth is told 421 4.7.0 at once. Earlier
+	// sessions must be gone first, or they would count.
+	waitFor(t, "earlier sessions to end", 10*time.Second, func() bool {
+		_, body := d.api("GET", "/metrics", nil, false)
+		return strings.Contains(string(body), "\ndeskgate_sessions 0\n")
+	})
 	var conns []net.Conn
 	for i := 0; i < 3; i++ {
 		c, err := net.Dial("tcp", d.smtpAddr)

@@ -254,6 +254,46 @@ func queueCmd() *cobra.Command {
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
-	cmd.AddCommand(list)
+	retry := &cobra.Command{
+		Use: "retry ID|all", Short: "try a delivery again now (its deferred and failed recipients); all: every queued one", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] != "all" {
+				if _, err := parseID("delivery", args[0]); err != nil {
+					return err
+				}
+			}
+			c, err := newAPIClient()
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Retried int `json:"retried"`
+			}
+			if _, err := c.send("POST", "/api/v1/queue/"+args[0]+"/retry", nil, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d deliveries due now\n", out.Retried)
+			return nil
+		},
+	}
+	drop := &cobra.Command{
+		Use: "drop ID", Short: "take a delivery off the queue; its waiting recipients are not sent", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("delivery", args[0])
+			if err != nil {
+				return err
+			}
+			c, err := newAPIClient()
+			if err != nil {
+				return err
+			}
+			if _, err := c.send("DELETE", fmt.Sprintf("/api/v1/queue/%d", id), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "delivery %d dropped\n", id)
+			return nil
+		},
+	}
+	cmd.AddCommand(list, retry, drop)
 	return cmd
 }

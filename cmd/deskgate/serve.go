@@ -86,7 +86,8 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 			writeInboundMetrics(b, in)
 			writeStoreMetrics(b, st)
 			fmt.Fprintf(b, "# HELP deskgate_relay_recipients_total Recipients delivered or failed.\n# TYPE deskgate_relay_recipients_total counter\n")
-			fmt.Fprintf(b, "deskgate_relay_recipients_total{result=\"sent\"} %d\ndeskgate_relay_recipients_total{result=\"failed\"} %d\n", worker.Sent.Load(), worker.Failed.Load())
+			fmt.Fprintf(b, "deskgate_relay_recipients_total{result=\"sent\"} %d\ndeskgate_relay_recipients_total{result=\"failed\"} %d\ndeskgate_relay_recipients_total{result=\"deferred\"} %d\n",
+				worker.Sent.Load(), worker.Failed.Load(), worker.Deferred.Load())
 		})
 		api.Desk = svc
 		api.ReplyAddress = func(id uint64) string {

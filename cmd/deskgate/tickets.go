@@ -116,6 +116,9 @@ func printTicket(w io.Writer, t admin.TicketView) {
 	fmt.Fprintf(w, "CCs:        %s\n", people(t.CCs))
 	fmt.Fprintf(w, "Followers:  %s\n", people(t.Followers))
 	fmt.Fprintf(w, "Created:    %s   Updated: %s\n", t.CreatedAt.Local().Format(time.DateTime), t.UpdatedAt.Local().Format(time.DateTime))
+	for _, f := range t.DeliveryFailures {
+		fmt.Fprintf(w, "DELIVERY FAILED: %s (%s) did not get delivery %d (of %d): %s\n", f.Email, f.As, f.Delivery, f.SourceID, f.Reply)
+	}
 	for _, e := range t.Events {
 		who := e.Actor
 		if who == "" {
@@ -144,7 +147,14 @@ func printTicket(w io.Writer, t admin.TicketView) {
 			if !n.Visible {
 				vis = "hidden"
 			}
-			fmt.Fprintf(w, "    Notified:   %s as %s (%s)\n", n.Email, n.As, vis)
+			status := ""
+			if n.Status != "" {
+				status = ", " + n.Status
+				if n.Reply != "" && n.Status != "sent" {
+					status += ": " + n.Reply
+				}
+			}
+			fmt.Fprintf(w, "    Notified:   %s as %s (%s%s)\n", n.Email, n.As, vis, status)
 		}
 		body := strings.TrimRight(c.Body, "\n")
 		for _, line := range strings.Split(body, "\n") {

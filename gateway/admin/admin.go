@@ -188,6 +188,8 @@ type TicketView struct {
 	CreatedAt    time.Time      `json:"created_at"`
 	UpdatedAt    time.Time      `json:"updated_at"`
 	Comments     []CommentView  `json:"comments"`
+	// DeliveryFailures is mail that did not reach an end user (bounces, 5xx, expiry).
+	DeliveryFailures []store.DeliveryFailure `json:"delivery_failures"`
 	// Events are the expert actions that are no comments (assignment, status, CCs).
 	Events []store.Event `json:"events"`
 	// Last is the comment or event an action just made, in an action's answer.
@@ -293,7 +295,11 @@ func (s *Server) showTicket(w http.ResponseWriter, r *http.Request) {
 
 func ticketView(t *store.Ticket, comments []store.Comment) TicketView {
 	v := TicketView{ID: t.ID, Subject: t.Subject, Status: t.Status, Requester: t.Requester, Assignee: t.Assignee,
-		CCs: nonNil(t.CCs), Followers: nonNil(t.Followers), CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Comments: []CommentView{}}
+		CCs: nonNil(t.CCs), Followers: nonNil(t.Followers), CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Comments: []CommentView{},
+		DeliveryFailures: t.DeliveryFailures}
+	if v.DeliveryFailures == nil {
+		v.DeliveryFailures = []store.DeliveryFailure{}
+	}
 	for _, c := range comments {
 		cv := CommentView{ID: c.ID, Author: c.Author, AuthorName: c.AuthorName, Public: c.Public, ThirdParty: c.ThirdParty,
 			Via: c.Via, MessageID: "<" + c.MessageID + ">", CreatedAt: c.CreatedAt, Subject: c.Subject, Body: c.Body,

@@ -59,6 +59,9 @@ func (s *Service) Book() *addr.Book { return s.book.Load() }
 // Store is the store behind the service.
 func (s *Service) Store() *store.Store { return s.store }
 
+// Kick wakes the relay worker, after a change to the queue was committed.
+func (s *Service) Kick() { s.kick() }
+
 func (s *Service) kick() {
 	select {
 	case s.Queued <- struct{}{}:

@@ -35,6 +35,9 @@ type Result struct {
 }
 
 func smtpErr(code int, enh smtp.EnhancedCode, format string, args ...any) *smtp.SMTPError {
+	if len(args) == 0 {
+		return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: format}
+	}
 	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: fmt.Sprintf(format, args...)}
 }
 
@@ -58,10 +61,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		}
 	}
 	if others == 0 && bounces > 0 {
-		// T6: a bounce never becomes a comment. Marking the failed delivery is the
-		// outbound queue's job (issue 5); until then the bounce is logged only.
-		res.Outcome = "bounce"
-		return res, nil
+		return s.bounce(ctx, book, env, raw)
 	}
 
 	msg, err := mailparse.Parse(raw, cfg.Hostname)

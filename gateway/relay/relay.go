@@ -1,13 +1,20 @@
 // Package relay is the outbound queue worker: it takes committed deliveries off the
-// queue, hands them to the upstream, and records each recipient's result durably.
+// queue, signs them, hands them to the upstream (SMTP, or a Maildir), and records each
+// recipient's result durably: 4xx and network errors are retried with exponential
+// backoff until upstream.max_queue_lifetime, 5xx fails the recipient at once.
 package relay
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/store"
@@ -15,31 +22,70 @@ import (
 
 // Worker drains the outbound queue.
 type Worker struct {
-	store  *store.Store
-	log    *slog.Logger
-	cfg    atomic.Pointer[config.Config]
-	kick   <-chan struct{}
-	warned atomic.Bool
-	// Sent and Failed count recipients, for /metrics.
-	Sent, Failed atomic.Int64
+	store *store.Store
+	log   *slog.Logger
+	kick  <-chan struct{}
+	Now   func() time.Time
+
+	mu       sync.Mutex
+	cfg      *config.Config
+	up       *upstream
+	upErr    error
+	sign     *signer
+	signErr  error
+	idle     []pooled
+	reported string
+
+	// Sent, Failed and Deferred count recipients, for /metrics.
+	Sent, Failed, Deferred atomic.Int64
 }
+
+type pooled struct {
+	c    *smtp.Client
+	used time.Time
+}
+
+// idleTimeout is how long an unused upstream session is kept open for reuse.
+const idleTimeout = 30 * time.Second
 
 // New makes a worker woken by kick whenever deliveries are committed.
 func New(cfg *config.Config, st *store.Store, logger *slog.Logger, kick <-chan struct{}) *Worker {
-	w := &Worker{store: st, log: logger, kick: kick}
-	w.cfg.Store(cfg)
+	w := &Worker{store: st, log: logger, kick: kick, Now: time.Now}
+	w.SetConfig(cfg)
 	return w
 }
 
-// SetConfig swaps in a reloaded config.
-func (w *Worker) SetConfig(cfg *config.Config) { w.cfg.Store(cfg) }
+// SetConfig swaps in a reloaded config: upstream and DKIM key are read anew, and
+// sessions to the old upstream are closed.
+func (w *Worker) SetConfig(cfg *config.Config) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.cfg = cfg
+	w.up, w.upErr = nil, nil
+	if !strings.HasPrefix(cfg.Upstream.Address, config.MaildirPrefix) {
+		w.up, w.upErr = newUpstream(cfg)
+	}
+	w.sign, w.signErr = newSigner(cfg.DKIM)
+	for _, p := range w.idle {
+		p.c.Close()
+	}
+	w.idle = nil
+}
 
-// Run delivers until ctx ends.
+func (w *Worker) snapshot() (*config.Config, *upstream, error, *signer, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cfg, w.up, w.upErr, w.sign, w.signErr
+}
+
+// Run delivers until ctx ends, then closes its upstream sessions.
 func (w *Worker) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	defer w.closeIdle(0)
 	for {
 		w.RunOnce(ctx)
+		w.closeIdle(idleTimeout)
 		select {
 		case <-ctx.Done():
 			return
@@ -49,32 +95,98 @@ func (w *Worker) Run(ctx context.Context) {
 	}
 }
 
-// RunOnce delivers everything queued now.
+func (w *Worker) closeIdle(older time.Duration) {
+	w.mu.Lock()
+	var keep []pooled
+	var close []pooled
+	for _, p := range w.idle {
+		if w.Now().Sub(p.used) >= older {
+			close = append(close, p)
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	w.idle = keep
+	w.mu.Unlock()
+	for _, p := range close {
+		p.c.Quit()
+	}
+}
+
+// session takes an idle session to the upstream or opens one.
+func (w *Worker) session(up *upstream) (*smtp.Client, error) {
+	w.mu.Lock()
+	for len(w.idle) > 0 {
+		p := w.idle[len(w.idle)-1]
+		w.idle = w.idle[:len(w.idle)-1]
+		w.mu.Unlock()
+		// A session idle for a while may have been closed by the server.
+		if w.Now().Sub(p.used) < 5*time.Second || p.c.Noop() == nil {
+			return p.c, nil
+		}
+		p.c.Close()
+		w.mu.Lock()
+	}
+	w.mu.Unlock()
+	return up.dial()
+}
+
+func (w *Worker) release(up *upstream, c *smtp.Client, max int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.up != up || len(w.idle) >= max {
+		go c.Quit()
+		return
+	}
+	w.idle = append(w.idle, pooled{c: c, used: w.Now()})
+}
+
+// RunOnce delivers everything that is due now.
 func (w *Worker) RunOnce(ctx context.Context) {
 	for ctx.Err() == nil {
-		var ids []uint64
+		cfg, _, _, _, _ := w.snapshot()
+		now := w.Now()
+		type job struct {
+			d   *store.Delivery
+			msg []byte
+		}
+		var jobs []job
 		w.store.View(func(tx *store.Tx) error {
-			ids = tx.QueuedDeliveries(200)
+			for _, id := range tx.QueuedDeliveries(1000) {
+				d, err := tx.Delivery(id)
+				if err != nil || d.State != store.DeliveryQueued || d.NextTry.After(now) {
+					continue
+				}
+				jobs = append(jobs, job{d: d, msg: tx.DeliveryMessage(id)})
+				if len(jobs) == 200 {
+					break
+				}
+			}
 			return nil
 		})
-		if len(ids) == 0 {
+		if len(jobs) == 0 {
 			return
 		}
-		var results []attempt
-		for _, id := range ids {
-			if r, ok := w.attempt(id); ok {
-				results = append(results, r)
-			}
+		results := make([]attempt, len(jobs))
+		parallel := 1
+		if !strings.HasPrefix(cfg.Upstream.Address, config.MaildirPrefix) {
+			parallel = cfg.Upstream.MaxConnections
 		}
-		if len(results) == 0 {
-			return
+		sem := make(chan struct{}, parallel)
+		var wg sync.WaitGroup
+		for i, j := range jobs {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func(i int, j job) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				results[i] = w.attempt(j.d, j.msg)
+			}(i, j)
 		}
+		wg.Wait()
 		// One transaction records the whole pass, so that outbound bookkeeping takes
 		// one slot of the store's writer instead of one per delivery.
 		if !w.record(results) {
-			return
-		}
-		if !anyLeft(results) {
 			return
 		}
 	}
@@ -82,87 +194,140 @@ func (w *Worker) RunOnce(ctx context.Context) {
 
 // attempt is one try of one delivery: the recipients tried and what happened to each.
 type attempt struct {
-	d      *store.Delivery
-	rcpts  []string
-	index  []int
-	errs   []error
-	viaDir string
+	d     *store.Delivery
+	rcpts []string
+	errs  []error
+	via   string
+	final []string // each recipient's state once recorded
 }
 
-func anyLeft(results []attempt) bool {
-	for _, r := range results {
-		for _, e := range r.errs {
-			if e == nil {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// attempt hands one delivery to the upstream; ok is false when it is not due.
-func (w *Worker) attempt(id uint64) (attempt, bool) {
-	cfg := w.cfg.Load()
-	var d *store.Delivery
-	var msg []byte
-	w.store.View(func(tx *store.Tx) error {
-		var err error
-		d, err = tx.Delivery(id)
-		if err == nil {
-			msg = tx.DeliveryMessage(id)
-		}
-		return nil
-	})
-	if d == nil || d.State != store.DeliveryQueued || d.NextTry.After(time.Now()) {
-		return attempt{}, false
-	}
-	dir, ok := strings.CutPrefix(cfg.Upstream.Address, config.MaildirPrefix)
-	if !ok {
-		// The SMTP upstream arrives with the relay work (issue 5); until then mail
-		// waits in the queue, where `deskgate queue list` shows it.
-		if !w.warned.Swap(true) {
-			w.log.Warn("deliveries stay queued: only a maildir: upstream is delivered to so far", "upstream", cfg.Upstream.Address)
-		}
-		return attempt{}, false
-	}
-	a := attempt{d: d, viaDir: dir}
-	for i, r := range d.Recipients {
+// attempt hands one delivery to the upstream.
+func (w *Worker) attempt(d *store.Delivery, msg []byte) attempt {
+	cfg, up, upErr, sign, signErr := w.snapshot()
+	a := attempt{d: d}
+	for _, r := range d.Recipients {
 		if r.State == store.DeliveryQueued {
 			a.rcpts = append(a.rcpts, r.Email)
-			a.index = append(a.index, i)
 		}
 	}
-	md := &Maildir{Dir: dir, Hostname: cfg.Hostname}
-	a.errs = md.Deliver(d.From, a.rcpts, msg)
-	return a, true
+	a.errs = make([]error, len(a.rcpts))
+	failAll := func(err error) attempt {
+		for i := range a.errs {
+			a.errs[i] = err
+		}
+		return a
+	}
+	if signErr != nil {
+		return failAll(fmt.Errorf("cannot sign: %w", signErr))
+	}
+	signed, err := sign.sign(msg)
+	if err != nil {
+		return failAll(fmt.Errorf("DKIM signing failed: %w", err))
+	}
+	if dir, ok := strings.CutPrefix(cfg.Upstream.Address, config.MaildirPrefix); ok {
+		a.via = "maildir"
+		md := &Maildir{Dir: dir, Hostname: cfg.Hostname}
+		a.errs = md.Deliver(d.From, a.rcpts, signed)
+		return a
+	}
+	a.via = cfg.Upstream.Address
+	if upErr != nil {
+		return failAll(upErr)
+	}
+	c, err := w.session(up)
+	if err != nil {
+		return failAll(err)
+	}
+	errs, usable := transact(c, d.From, a.rcpts, signed)
+	a.errs = errs
+	if usable {
+		w.release(up, c, cfg.Upstream.MaxConnections)
+	} else {
+		c.Close()
+	}
+	return a
+}
+
+// permanent reports whether an upstream error fails the recipient for good (5xx).
+func permanent(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se) && se.Code >= 500
+}
+
+func replyText(err error) string {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		enh := ""
+		if se.EnhancedCode != (smtp.EnhancedCode{}) && se.EnhancedCode != smtp.NoEnhancedCode {
+			enh = fmt.Sprintf("%d.%d.%d ", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+		}
+		return fmt.Sprintf("%d %s%s", se.Code, enh, se.Message)
+	}
+	return err.Error()
+}
+
+// backoff is the delay before retry number n (1-based): retry_min doubled each time,
+// capped at retry_max.
+func backoff(cfg *config.Config, n int) time.Duration {
+	d := cfg.Upstream.RetryMin
+	for i := 1; i < n && d < cfg.Upstream.RetryMax; i++ {
+		d *= 2
+	}
+	if d > cfg.Upstream.RetryMax {
+		d = cfg.Upstream.RetryMax
+	}
+	return d
 }
 
 // record stores the results of a pass. What was handed over is recorded even during
 // shutdown: forgetting it would send it again after the restart.
 func (w *Worker) record(results []attempt) bool {
+	cfg, _, _, _, _ := w.snapshot()
+	now := w.Now().UTC()
 	err := w.store.Update(context.Background(), func(tx *store.Tx) error {
-		for _, a := range results {
+		for i := range results {
+			a := &results[i]
+			a.final = make([]string, len(a.rcpts))
 			cur, err := tx.Delivery(a.d.ID)
 			if err != nil {
 				return err
 			}
-			cur.Attempts++
-			pending := false
-			for j, i := range a.index {
-				if a.errs[j] != nil {
-					cur.Recipients[i].Reply = a.errs[j].Error()
-					cur.LastReply = a.errs[j].Error()
-					pending = true
-					continue
-				}
-				cur.Recipients[i].State = store.DeliverySent
-				cur.Recipients[i].Reply = "delivered to maildir"
+			if cur.State != store.DeliveryQueued {
+				continue // dropped by an operator meanwhile
 			}
-			if pending {
-				cur.NextTry = time.Now().Add(time.Minute)
-			} else {
-				cur.State = store.DeliverySent
-				cur.LastReply = "delivered to maildir"
+			cur.Attempts++
+			states := map[string][2]string{}
+			deferred := false
+			for j, rc := range a.rcpts {
+				e := a.errs[j]
+				switch {
+				case e == nil:
+					states[strings.ToLower(rc)] = [2]string{store.DeliverySent, "accepted by " + a.via}
+				case permanent(e):
+					states[strings.ToLower(rc)] = [2]string{store.DeliveryFailed, replyText(e)}
+					cur.LastReply = replyText(e)
+				default:
+					deferred = true
+					cur.LastReply = replyText(e)
+					if now.Sub(cur.CreatedAt) >= cfg.Upstream.MaxQueueLifetime {
+						states[strings.ToLower(rc)] = [2]string{store.DeliveryFailed,
+							fmt.Sprintf("gave up after upstream.max_queue_lifetime (%s): %s", cfg.Upstream.MaxQueueLifetime, replyText(e))}
+					} else {
+						states[strings.ToLower(rc)] = [2]string{store.DeliveryQueued, replyText(e)}
+					}
+				}
+			}
+			if !deferred && cur.LastReply == "" {
+				cur.LastReply = "accepted by " + a.via
+			}
+			for j, rc := range a.rcpts {
+				a.final[j] = states[strings.ToLower(rc)][0]
+			}
+			if err := tx.MarkRecipients(cur, states, now); err != nil {
+				return err
+			}
+			if cur.State == store.DeliveryQueued {
+				cur.NextTry = now.Add(backoff(cfg, cur.Attempts))
 			}
 			if err := tx.PutDelivery(cur); err != nil {
 				return err
@@ -176,12 +341,20 @@ func (w *Worker) record(results []attempt) bool {
 	}
 	for _, a := range results {
 		for j, e := range a.errs {
-			if e != nil {
-				w.Failed.Add(1)
-				w.log.Warn("delivery failed", "delivery", a.d.ID, "ticket", a.d.TicketID, "rcpt", a.rcpts[j], "err", e)
-			} else {
+			if a.final == nil || a.final[j] == "" {
+				continue // dropped meanwhile
+			}
+			attrs := []any{"delivery", a.d.ID, "ticket", a.d.TicketID, "kind", a.d.Kind, "copy", a.d.Copy, "rcpt", a.rcpts[j], "via", a.via}
+			switch a.final[j] {
+			case store.DeliverySent:
 				w.Sent.Add(1)
-				w.log.Info("delivered", "delivery", a.d.ID, "ticket", a.d.TicketID, "kind", a.d.Kind, "copy", a.d.Copy, "rcpt", a.rcpts[j], "to", "maildir")
+				w.log.Info("delivered", attrs...)
+			case store.DeliveryFailed:
+				w.Failed.Add(1)
+				w.log.Warn("delivery failed", append(attrs, "reply", replyText(e))...)
+			default:
+				w.Deferred.Add(1)
+				w.log.Warn("delivery deferred", append(attrs, "reply", replyText(e))...)
 			}
 		}
 	}
