@@ -87,6 +87,7 @@ type options struct {
 	extraYAML string // appended to the config
 	lmtpUnix  bool
 	dir       string // reuse a data dir (restart)
+	upstream  string // the upstream block's YAML; default: a Maildir under the data dir
 }
 
 func writeDaemonConfig(t testing.TB, o options) *daemon {
@@ -107,6 +108,10 @@ func writeDaemonConfig(t testing.TB, o options) *daemon {
 	if err := os.WriteFile(tokenFile, []byte(d.token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	upstream := o.upstream
+	if upstream == "" {
+		upstream = fmt.Sprintf(`{address: "maildir:%s/outbox"}`, d.dir)
+	}
 	cfg := fmt.Sprintf(`hostname: mx.deskgate.test
 data_dir: %s/data
 listen:
@@ -123,14 +128,13 @@ agents:
   - {email: dana@example.com, name: Dana, role: agent}
 authentication:
   agent_identity: none
-upstream:
-  address: "maildir:%s/outbox"
+upstream: %s
 admin:
   token_file: %s
 log:
   level: debug
 %s
-`, d.dir, d.smtpAddr, lmtpListen, d.adminAddr, d.dir, tokenFile, o.extraYAML)
+`, d.dir, d.smtpAddr, lmtpListen, d.adminAddr, upstream, tokenFile, o.extraYAML)
 	d.configPath = filepath.Join(d.dir, "deskgate.yaml")
 	if err := os.WriteFile(d.configPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
