@@ -48,6 +48,16 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 func startPostfix(t *testing.T, lmtpDest string) *postfixInstance {
 	t.Helper()
+	return startPostfixCF(t, fmt.Sprintf(`# The hand-off under test: the support domain goes to deskgate over LMTP.
+relay_domains = example.com
+transport_maps = inline:{ example.com=lmtp:%s }
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+`, lmtpDest), "")
+}
+
+// startPostfixCF starts a private Postfix with extra main.cf and master.cf lines.
+func startPostfixCF(t *testing.T, extraMain, extraMaster string) *postfixInstance {
+	t.Helper()
 	postfix := needTool(t, "postfix", "postfix")
 	if os.Geteuid() != 0 {
 		t.Skip("a private Postfix instance must be started as root (Postfix's own rule); CI runs as root")
@@ -86,16 +96,17 @@ smtputf8_enable = no
 biff = no
 maillog_file = %[1]s/maillog
 maillog_file_prefixes = %[1]s
-# The hand-off under test: the support domain goes to deskgate over LMTP.
-relay_domains = example.com
-transport_maps = inline:{ example.com=lmtp:%[2]s }
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-`, dir, lmtpDest)
+%[2]s`, dir, strings.ReplaceAll(extraMain, "{{dir}}", dir))
 	if err := os.WriteFile(filepath.Join(dir, "etc", "main.cf"), []byte(mainCF), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "etc", "master.cf"), []byte(fmt.Sprintf(postfixMasterCF, p.smtpAddr)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "etc", "master.cf"), []byte(fmt.Sprintf(postfixMasterCF, p.smtpAddr)+extraMaster), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if strings.Contains(extraMain, "virtual_mailbox_base") {
+		vmail := filepath.Join(dir, "vmail")
+		os.MkdirAll(vmail, 0o755)
+		exec.Command("chown", "nobody:nogroup", vmail).Run()
 	}
 	for _, args := range [][]string{{"-c", p.configDir(), "check"}, {"-c", p.configDir(), "start"}} {
 		if out, err := exec.Command(postfix, args...).CombinedOutput(); err != nil {

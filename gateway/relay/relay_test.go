@@ -1,0 +1,291 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/store"
+)
+
+// upstreamServer is a go-smtp server standing in for the relay.
+type upstreamServer struct {
+	mu       sync.Mutex
+	sessions int
+	helo     []string
+	authed   []string
+	got      []received
+	refuse   map[string]int // recipient -> SMTP code to refuse it with
+	needAuth bool
+}
+
+type received struct {
+	from  string
+	rcpts []string
+	data  []byte
+}
+
+type upSession struct {
+	s     *upstreamServer
+	cur   received
+	authd bool
+}
+
+func (u *upstreamServer) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	u.mu.Lock()
+	u.sessions++
+	u.helo = append(u.helo, c.Hostname())
+	u.mu.Unlock()
+	return &upSession{s: u}, nil
+}
+
+func (s *upSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+func (s *upSession) Auth(mech string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(identity, user, pass string) error {
+		if user != "deskgate" || pass != "s3cret" {
+			return errors.New("bad credentials")
+		}
+		s.authd = true
+		s.s.mu.Lock()
+		s.s.authed = append(s.s.authed, user)
+		s.s.mu.Unlock()
+		return nil
+	}), nil
+}
+func (s *upSession) Mail(from string, _ *smtp.MailOptions) error {
+	if s.s.needAuth && !s.authd {
+		return smtp.ErrAuthRequired
+	}
+	s.cur = received{from: from}
+	return nil
+}
+func (s *upSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if code := s.s.refuse[to]; code != 0 {
+		return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{code / 100, 1, 1}, Message: "no thanks"}
+	}
+	s.cur.rcpts = append(s.cur.rcpts, to)
+	return nil
+}
+func (s *upSession) Data(r io.Reader) error {
+	b, _ := io.ReadAll(r)
+	s.cur.data = b
+	s.s.mu.Lock()
+	s.s.got = append(s.s.got, s.cur)
+	s.s.mu.Unlock()
+	return nil
+}
+func (s *upSession) Reset()        {}
+func (s *upSession) Logout() error { return nil }
+
+func serve(t *testing.T, u *upstreamServer) string {
+	t.Helper()
+	srv := smtp.NewServer(u)
+	srv.Domain = "upstream.test"
+	srv.AllowInsecureAuth = true
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
+}
+
+func testConfig(t *testing.T, addr string, mod func(*config.Config)) *config.Config {
+	cfg := &config.Config{Hostname: "mx.deskgate.test",
+		Upstream: config.Upstream{Address: addr, TLS: "none", MaxConnections: 2, RetryMin: time.Second, RetryMax: 4 * time.Second,
+			MaxQueueLifetime: time.Hour, Timeout: 5 * time.Second}}
+	if mod != nil {
+		mod(cfg)
+	}
+	return cfg
+}
+
+// queueOne stores a delivery for rcpts and returns the store and its id.
+func queueOne(t *testing.T, st *store.Store, rcpts ...string) uint64 {
+	t.Helper()
+	var id uint64
+	err := st.Update(context.Background(), func(tx *store.Tx) error {
+		tk := &store.Ticket{Subject: "s", Status: "open"}
+		if err := tx.CreateTicket(tk); err != nil {
+			return err
+		}
+		var err error
+		id, err = tx.NextDeliveryID()
+		if err != nil {
+			return err
+		}
+		d := &store.Delivery{ID: id, TicketID: tk.ID, From: "support+bounce-1-x@example.com", State: store.DeliveryQueued, CreatedAt: time.Now()}
+		for _, r := range rcpts {
+			d.Recipients = append(d.Recipients, store.DeliveryRecipient{Email: r, As: "cc", Visible: true, State: store.DeliveryQueued})
+		}
+		msg := "From: Support <support@example.com>\r\nTo: a@customer.test\r\nSubject: hello\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-Id: <x@y>\r\n\r\nbody\r\n"
+		return tx.QueueDelivery(d, []byte(msg))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func newWorker(t *testing.T, cfg *config.Config) (*Worker, *store.Store) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return New(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)), nil), st
+}
+
+func delivery(t *testing.T, st *store.Store, id uint64) *store.Delivery {
+	var d *store.Delivery
+	st.View(func(tx *store.Tx) error {
+		d, _ = tx.Delivery(id)
+		return nil
+	})
+	return d
+}
+
+func TestPerRecipientResultsAndSessionReuse(t *testing.T) {
+	up := &upstreamServer{refuse: map[string]int{"gone@customer.test": 550, "busy@customer.test": 450}}
+	w, st := newWorker(t, testConfig(t, serve(t, up), nil))
+	id := queueOne(t, st, "a@customer.test", "gone@customer.test", "busy@customer.test")
+	id2 := queueOne(t, st, "b@customer.test")
+	w.RunOnce(context.Background())
+	d := delivery(t, st, id)
+	states := map[string]string{}
+	for _, r := range d.Recipients {
+		states[r.Email] = r.State
+	}
+	if states["a@customer.test"] != "sent" || states["gone@customer.test"] != "failed" || states["busy@customer.test"] != "queued" {
+		t.Fatalf("one refused recipient must not fail the others: %v", states)
+	}
+	if d.State != "queued" || !d.NextTry.After(time.Now()) {
+		t.Fatalf("delivery with a deferred recipient: state %s next %v", d.State, d.NextTry)
+	}
+	if delivery(t, st, id2).State != "sent" {
+		t.Fatal("second delivery not sent")
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if up.helo[0] != "mx.deskgate.test" {
+		t.Errorf("EHLO %q", up.helo[0])
+	}
+	if len(up.got) != 2 || up.got[0].from != "support+bounce-1-x@example.com" {
+		t.Fatalf("upstream got %+v", up.got)
+	}
+	if up.sessions > 2 {
+		t.Errorf("%d sessions for 2 deliveries with max_connections 2", up.sessions)
+	}
+}
+
+func TestSessionsAreReusedAcrossPasses(t *testing.T) {
+	up := &upstreamServer{}
+	w, st := newWorker(t, testConfig(t, serve(t, up), func(c *config.Config) { c.Upstream.MaxConnections = 1 }))
+	for i := 0; i < 3; i++ {
+		queueOne(t, st, "a@customer.test")
+		w.RunOnce(context.Background())
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if len(up.got) != 3 || up.sessions != 1 {
+		t.Fatalf("%d messages over %d sessions, want 3 over 1", len(up.got), up.sessions)
+	}
+}
+
+func TestAuthPlainWithPasswordFile(t *testing.T) {
+	up := &upstreamServer{needAuth: true}
+	pw := filepath.Join(t.TempDir(), "pass")
+	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
+	w, st := newWorker(t, testConfig(t, serve(t, up), func(c *config.Config) {
+		c.Upstream.Username, c.Upstream.PasswordFile = "deskgate", pw
+	}))
+	id := queueOne(t, st, "a@customer.test")
+	w.RunOnce(context.Background())
+	if d := delivery(t, st, id); d.State != "sent" || len(up.authed) != 1 {
+		t.Fatalf("AUTH PLAIN: state %s, authed %v, last reply %q", d.State, up.authed, d.LastReply)
+	}
+}
+
+func TestSTARTTLSRequiredIsNeverSkipped(t *testing.T) {
+	up := &upstreamServer{}
+	w, st := newWorker(t, testConfig(t, serve(t, up), func(c *config.Config) { c.Upstream.TLS = "starttls" }))
+	id := queueOne(t, st, "a@customer.test")
+	w.RunOnce(context.Background())
+	d := delivery(t, st, id)
+	if d.State != "queued" || !strings.Contains(d.LastReply, "does not offer STARTTLS") || len(up.got) != 0 {
+		t.Fatalf("sent without the required TLS: state %s reply %q got %d", d.State, d.LastReply, len(up.got))
+	}
+}
+
+func TestBackoffAndQueueLifetime(t *testing.T) {
+	cfg := testConfig(t, "127.0.0.1:1", nil)
+	cfg.Upstream.RetryMin, cfg.Upstream.RetryMax = time.Minute, 10*time.Minute
+	for n, want := range map[int]time.Duration{1: time.Minute, 2: 2 * time.Minute, 4: 8 * time.Minute, 5: 10 * time.Minute, 30: 10 * time.Minute} {
+		if got := backoff(cfg, n); got != want {
+			t.Errorf("backoff(%d) = %s, want %s", n, got, want)
+		}
+	}
+	// An unreachable upstream past the queue lifetime fails the recipient.
+	addr := freeAddr(t)
+	w, st := newWorker(t, testConfig(t, addr, nil))
+	id := queueOne(t, st, "a@customer.test")
+	w.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	w.RunOnce(context.Background())
+	d := delivery(t, st, id)
+	if d.State != "failed" || !strings.Contains(d.Recipients[0].Reply, "max_queue_lifetime") {
+		t.Fatalf("expired delivery: %s %q", d.State, d.Recipients[0].Reply)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestDKIMEd25519SignatureVerifies(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	file := filepath.Join(t.TempDir(), "ed.key")
+	os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	s, err := newSigner(config.DKIM{Domain: "example.com", Selector: "ed", PrivateKeyFile: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("From: Support <support@example.com>\r\nTo: a@customer.test\r\nSubject: hi\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-Id: <x@y>\r\n\r\nbody\r\n")
+	signed, err := s.sign(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt := "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub)
+	vs, err := dkim.VerifyWithOptions(bytes.NewReader(signed), &dkim.VerifyOptions{LookupTXT: func(string) ([]string, error) { return []string{txt}, nil }})
+	if err != nil || len(vs) != 1 || vs[0].Err != nil {
+		t.Fatalf("Ed25519 DKIM: %v %+v", err, vs)
+	}
+	if !bytes.Contains(signed, []byte("c=relaxed/relaxed")) {
+		t.Error("not relaxed/relaxed")
+	}
+}
