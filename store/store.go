@@ -527,6 +527,19 @@ func (t *Tx) NextDeliveryID() (uint64, error) {
 	return t.tx.Bucket(bucketDeliv).NextSequence()
 }
 
+// queueKey orders the outbound queue by when a delivery is due, then by id, so that
+// finding what is due is a range scan however many deliveries wait for later.
+func queueKey(next time.Time, id uint64) []byte {
+	k := make([]byte, 16)
+	var n uint64
+	if next.After(time.Unix(0, 0)) {
+		n = uint64(next.UnixNano())
+	}
+	binary.BigEndian.PutUint64(k, n)
+	binary.BigEndian.PutUint64(k[8:], id)
+	return k
+}
+
 // QueueDelivery stores a delivery and its message and puts it on the outbound queue.
 func (t *Tx) QueueDelivery(d *Delivery, message []byte) error {
 	if d.ID == 0 {
@@ -539,7 +552,7 @@ func (t *Tx) QueueDelivery(d *Delivery, message []byte) error {
 	if err := t.tx.Bucket(bucketDelivMsg).Put(itob(d.ID), message); err != nil {
 		return err
 	}
-	return t.tx.Bucket(bucketQueue).Put(itob(d.ID), nil)
+	return t.tx.Bucket(bucketQueue).Put(queueKey(d.NextTry, d.ID), nil)
 }
 
 // Delivery returns the delivery with id, or ErrNotFound.
@@ -560,23 +573,47 @@ func (t *Tx) DeliveryMessage(id uint64) []byte {
 	return append([]byte(nil), t.tx.Bucket(bucketDelivMsg).Get(itob(id))...)
 }
 
-// PutDelivery stores a changed delivery; it leaves the queue once it is no longer queued.
+// PutDelivery stores a changed delivery and moves it on the queue to its next try, or
+// off the queue once it is no longer queued.
 func (t *Tx) PutDelivery(d *Delivery) error {
-	if err := putJSON(t.tx.Bucket(bucketDeliv), itob(d.ID), d); err != nil {
+	b := t.tx.Bucket(bucketDeliv)
+	var old Delivery
+	if ok, err := getJSON(b, itob(d.ID), &old); err != nil {
+		return err
+	} else if ok {
+		if err := t.tx.Bucket(bucketQueue).Delete(queueKey(old.NextTry, d.ID)); err != nil {
+			return err
+		}
+	}
+	if err := putJSON(b, itob(d.ID), d); err != nil {
 		return err
 	}
 	if d.State != DeliveryQueued {
-		return t.tx.Bucket(bucketQueue).Delete(itob(d.ID))
+		return nil
 	}
-	return t.tx.Bucket(bucketQueue).Put(itob(d.ID), nil)
+	return t.tx.Bucket(bucketQueue).Put(queueKey(d.NextTry, d.ID), nil)
 }
 
-// QueuedDeliveries lists the ids on the outbound queue, oldest first, at most limit.
+// DueDeliveries lists the queued deliveries due at now, the longest waiting first.
+func (t *Tx) DueDeliveries(now time.Time, limit int) []uint64 {
+	var ids []uint64
+	end := uint64(now.UnixNano())
+	c := t.tx.Bucket(bucketQueue).Cursor()
+	for k, _ := c.First(); k != nil && len(ids) < limit; k, _ = c.Next() {
+		if binary.BigEndian.Uint64(k) > end {
+			break
+		}
+		ids = append(ids, binary.BigEndian.Uint64(k[8:]))
+	}
+	return ids
+}
+
+// QueuedDeliveries lists every queued delivery, due or not, in the order they fall due.
 func (t *Tx) QueuedDeliveries(limit int) []uint64 {
 	var ids []uint64
 	c := t.tx.Bucket(bucketQueue).Cursor()
 	for k, _ := c.First(); k != nil && len(ids) < limit; k, _ = c.Next() {
-		ids = append(ids, binary.BigEndian.Uint64(k))
+		ids = append(ids, binary.BigEndian.Uint64(k[8:]))
 	}
 	return ids
 }

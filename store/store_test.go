@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 )
 
 func addTicketWithComment(t *testing.T, s *Store, msgID string, refs ...string) (uint64, uint64) {
@@ -183,4 +184,51 @@ func TestSecondOpenIsRefusedClearly(t *testing.T) {
 	if _, err := Open(dir); err == nil {
 		t.Fatal("a second process could open the database")
 	}
+}
+
+// TestDueDeliveriesAreNotStarvedByDeferredOnes: thousands of deliveries waiting for a
+// later retry must not hide one that is due now.
+func TestDueDeliveriesAreNotStarvedByDeferredOnes(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	var due uint64
+	s.Update(context.Background(), func(tx *Tx) error {
+		for i := 0; i < 1500; i++ {
+			id, _ := tx.NextDeliveryID()
+			next := now.Add(time.Hour)
+			if i == 1499 {
+				next, due = now.Add(-time.Second), id
+			}
+			if err := tx.QueueDelivery(&Delivery{ID: id, State: DeliveryQueued, NextTry: next}, []byte("m")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s.View(func(tx *Tx) error {
+		got := tx.DueDeliveries(now, 200)
+		if len(got) != 1 || got[0] != due {
+			t.Fatalf("due = %v, want [%d]", got, due)
+		}
+		return nil
+	})
+	// Moving a delivery's next try moves it on the queue.
+	s.Update(context.Background(), func(tx *Tx) error {
+		d, _ := tx.Delivery(due)
+		d.NextTry = now.Add(time.Hour)
+		return tx.PutDelivery(d)
+	})
+	s.View(func(tx *Tx) error {
+		if got := tx.DueDeliveries(now, 200); len(got) != 0 {
+			t.Fatalf("rescheduled delivery still due: %v", got)
+		}
+		if q, _ := tx.QueueCounts(); q != 1500 {
+			t.Fatalf("queue holds %d, want 1500", q)
+		}
+		return nil
+	})
 }

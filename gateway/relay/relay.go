@@ -152,9 +152,9 @@ func (w *Worker) RunOnce(ctx context.Context) {
 		}
 		var jobs []job
 		w.store.View(func(tx *store.Tx) error {
-			for _, id := range tx.QueuedDeliveries(1000) {
+			for _, id := range tx.DueDeliveries(now, 200) {
 				d, err := tx.Delivery(id)
-				if err != nil || d.State != store.DeliveryQueued || d.NextTry.After(now) {
+				if err != nil || d.State != store.DeliveryQueued {
 					continue
 				}
 				jobs = append(jobs, job{d: d, msg: tx.DeliveryMessage(id)})

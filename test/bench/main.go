@@ -23,6 +23,7 @@ import (
 
 var (
 	messages = flag.Int("n", 5000, "messages per run")
+	relayN   = flag.Int("relay-n", 5000, "deliveries in the relay run")
 	fanN     = flag.Int("fan-n", 2000, "replies in the fan-out run")
 	sessions = flag.Int("s", 10, "parallel SMTP sessions")
 	size     = flag.Int("l", 1024, "message body bytes")
@@ -123,11 +124,21 @@ func run() error {
 	}
 
 	d.stop()
-	fanOut, err := runFanOut(source, filepath.Join(dir, "fanout"))
+	fanOut, err := runFanOut(source, sink, filepath.Join(dir, "fanout"))
 	if err != nil {
 		return fmt.Errorf("fan-out: %w", err)
 	}
 	fanRate := fanOut.rate
+	relay, err := runRelay(source, sink, filepath.Join(dir, "relay"))
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	defer func() {
+		fmt.Printf("\nrelay: %d queued deliveries (1 recipient, ~1 KiB) flushed into smtp-sink, upstream.max_connections 4\n", relay.n)
+		fmt.Printf("%-34s %10.0f msg/s\n", "deskgate relay into smtp-sink", relay.relayRate)
+		fmt.Printf("%-34s %10.0f msg/s\n", "smtp-source into smtp-sink (-s 4 -d)", relay.sourceRate)
+		fmt.Printf("%-34s %10.2f   (goal >= 0.80)\n", "ratio relay / smtp-source", relay.relayRate/relay.sourceRate)
+	}()
 
 	os.RemoveAll(*outDir)
 	fmt.Printf("%-34s %10.0f msg/s\n", "deskgate, new tickets (fsync)", dgRate)
@@ -140,8 +151,8 @@ func run() error {
 			fmt.Printf("\nfan-out: replies from the requester into one ticket with 20 CCs and 10 followers\n")
 			fmt.Printf("%-34s %10.0f msg/s\n", "deskgate, replies accepted", fanRate)
 			fmt.Printf("%-34s %10.2f   (goal >= 0.50)\n", "ratio replies / new tickets", fanRate/dgRate)
-			fmt.Printf("%-34s %10.0f messages/s (%d messages, %d files in the Maildir, drained %.1fs after the last 250)\n",
-				"outbound composed and delivered", fanOut.deliveriesPerSec, fanOut.deliveries, fanOut.files, fanOut.drain.Seconds())
+			fmt.Printf("%-34s %10.0f messages/s (%d messages relayed to smtp-sink, drained %.1fs after the last 250)\n",
+				"outbound composed and delivered", fanOut.deliveriesPerSec, fanOut.deliveries, fanOut.drain.Seconds())
 			fmt.Printf("%-34s %10d KiB\n", "deskgate RSS peak (fan-out)", fanOut.peak)
 		}
 	}()
@@ -185,9 +196,15 @@ func benchAgents() string {
 	return b.String()
 }
 
-func startDeskgate(dir string) (*deskgate, error) {
+func startDeskgate(dir string) (*deskgate, error) { return startDeskgateUp(dir, "") }
+
+// startDeskgateUp starts deskgate with the given upstream block ("" for the Maildir).
+func startDeskgateUp(dir, upstream string) (*deskgate, error) {
 	d := &deskgate{smtp: freePort(), admin: freePort(), token: "bench-token", outbox: filepath.Join(*outDir, filepath.Base(dir))}
 	os.RemoveAll(d.outbox)
+	if upstream == "" {
+		upstream = fmt.Sprintf(`{address: "maildir:%s"}`, d.outbox)
+	}
 	tokenFile := filepath.Join(dir, "admin.token")
 	os.WriteFile(tokenFile, []byte(d.token), 0o600)
 	cfg := fmt.Sprintf(`hostname: bench.deskgate.test
@@ -198,10 +215,10 @@ limits: {max_sessions: 500, max_mails_per_sender_hour: 0}
 agents:
 %[5]s
 authentication: {agent_identity: none}
-upstream: {address: "maildir:%[6]s"}
+upstream: %[6]s
 admin: {token_file: %[4]s}
 log: {level: warn}
-`, dir, d.smtp, d.admin, tokenFile, benchAgents(), d.outbox)
+`, dir, d.smtp, d.admin, tokenFile, benchAgents(), upstream)
 	path := filepath.Join(dir, "deskgate.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -369,10 +386,16 @@ type fanOutResult struct {
 // runFanOut makes one ticket with 20 CCs and 10 followers, then sends the requester's
 // replies into it with smtp-source; each reply is one end users' copy and ten agents'
 // copies, composed and queued before its 250.
-func runFanOut(source, dir string) (fanOutResult, error) {
+func runFanOut(source, sinkBin, dir string) (fanOutResult, error) {
 	var r fanOutResult
 	os.MkdirAll(dir, 0o755)
-	d, err := startDeskgate(dir)
+	sinkAddr := freePort()
+	sk, err := startSink(sinkBin, sinkAddr)
+	if err != nil {
+		return r, err
+	}
+	defer sk.Process.Kill()
+	d, err := startDeskgateUp(dir, fmt.Sprintf(`{address: "%s", tls: none, max_connections: 4}`, sinkAddr))
 	if err != nil {
 		return r, err
 	}
@@ -414,8 +437,6 @@ func runFanOut(source, dir string) (fanOutResult, error) {
 	_, after := d.queueCounts()
 	r.deliveries = after - before
 	r.deliveriesPerSec = float64(r.deliveries) / time.Since(start).Seconds()
-	entries, _ := os.ReadDir(filepath.Join(d.outbox, "new"))
-	r.files = len(entries)
 	comments := d.metric("deskgate_comments")
 	if comments != *fanN+1 {
 		return r, fmt.Errorf("%d comments for %d replies: the run is not valid", comments, *fanN)
@@ -508,4 +529,73 @@ func (d *deskgate) metric(name string) int {
 		}
 	}
 	return -1
+}
+
+func startSink(bin, addr string) (*exec.Cmd, error) {
+	args := []string{addr, "256"}
+	if os.Geteuid() == 0 {
+		args = append([]string{"-u", "nobody"}, args...)
+	}
+	sk := exec.Command(bin, args...)
+	sk.Stderr = os.Stderr
+	if err := sk.Start(); err != nil {
+		return nil, err
+	}
+	waitListen(addr)
+	return sk, nil
+}
+
+type relayResult struct {
+	n                     int
+	relayRate, sourceRate float64
+}
+
+// runRelay queues deliveries while the upstream is down, then brings smtp-sink up,
+// flushes the queue (`queue retry all`) and times the drain; smtp-source then sends the
+// same number of messages into the same sink with as many connections, reused.
+func runRelay(source, sinkBin, dir string) (relayResult, error) {
+	r := relayResult{n: *relayN}
+	os.MkdirAll(dir, 0o755)
+	sinkAddr := freePort()
+	d, err := startDeskgateUp(dir, fmt.Sprintf(`{address: "%s", tls: none, max_connections: 4, retry_min: 1h, retry_max: 1h}`, sinkAddr))
+	if err != nil {
+		return r, err
+	}
+	defer d.stop()
+	cmd := exec.Command(source, "-s", strconv.Itoa(*sessions), "-m", strconv.Itoa(r.n), "-l", "600",
+		"-f", "jane@customer.test", "-t", "support@example.com", "-S", "relay", d.smtp)
+	if out, err := cmd.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		return r, fmt.Errorf("prefill: %v %s", err, out)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for d.metric(`deskgate_relay_recipients_total{result="deferred"}`) < r.n {
+		if time.Now().After(deadline) {
+			return r, fmt.Errorf("the prefilled deliveries were not all tried")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	sk, err := startSink(sinkBin, sinkAddr)
+	if err != nil {
+		return r, err
+	}
+	defer sk.Process.Kill()
+	start := time.Now()
+	if err := d.post("/api/v1/queue/all/retry", ""); err != nil {
+		return r, err
+	}
+	if !d.waitQueueEmpty(10 * time.Minute) {
+		return r, fmt.Errorf("the queue did not drain")
+	}
+	r.relayRate = float64(r.n) / time.Since(start).Seconds()
+	if sent := d.metric(`deskgate_relay_recipients_total{result="sent"}`); sent != r.n {
+		return r, fmt.Errorf("%d of %d recipients sent: the run is not valid", sent, r.n)
+	}
+	start = time.Now()
+	cmd = exec.Command(source, "-s", "4", "-d", "-m", strconv.Itoa(r.n), "-l", "1024",
+		"-f", "support@example.com", "-t", "jane@customer.test", sinkAddr)
+	if out, err := cmd.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		return r, fmt.Errorf("smtp-source: %v %s", err, out)
+	}
+	r.sourceRate = float64(r.n) / time.Since(start).Seconds()
+	return r, nil
 }
