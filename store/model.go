@@ -160,6 +160,11 @@ type Delivery struct {
 	LastReply  string              `json:"last_reply,omitempty"`
 	CreatedAt  time.Time           `json:"created_at"`
 	Size       int                 `json:"size"`
+
+	// loadedNext is NextTry as read from the store: PutDelivery moves the queue entry
+	// from it without reading the record again.
+	loadedNext time.Time
+	loaded     bool
 }
 
 // MessageRef says where a Message-ID belongs: the ticket, and the comment when the

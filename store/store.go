@@ -565,6 +565,7 @@ func (t *Tx) Delivery(id uint64) (*Delivery, error) {
 	if !ok {
 		return nil, ErrNotFound
 	}
+	d.loadedNext, d.loaded = d.NextTry, true
 	return &d, nil
 }
 
@@ -577,17 +578,23 @@ func (t *Tx) DeliveryMessage(id uint64) []byte {
 // off the queue once it is no longer queued.
 func (t *Tx) PutDelivery(d *Delivery) error {
 	b := t.tx.Bucket(bucketDeliv)
-	var old Delivery
-	if ok, err := getJSON(b, itob(d.ID), &old); err != nil {
-		return err
-	} else if ok {
-		if err := t.tx.Bucket(bucketQueue).Delete(queueKey(old.NextTry, d.ID)); err != nil {
+	if !d.loaded {
+		var old Delivery
+		if ok, err := getJSON(b, itob(d.ID), &old); err != nil {
+			return err
+		} else if ok {
+			d.loadedNext, d.loaded = old.NextTry, true
+		}
+	}
+	if d.loaded {
+		if err := t.tx.Bucket(bucketQueue).Delete(queueKey(d.loadedNext, d.ID)); err != nil {
 			return err
 		}
 	}
 	if err := putJSON(b, itob(d.ID), d); err != nil {
 		return err
 	}
+	d.loadedNext, d.loaded = d.NextTry, true
 	if d.State != DeliveryQueued {
 		return nil
 	}
@@ -670,9 +677,10 @@ func SettleState(d *Delivery) {
 	}
 }
 
-// MarkRecipients records recipients' new states on a delivery, on the `notified`
-// entries of the comment or event it told of, and, for an end user who will not get
-// it, as a failure flag on the ticket. states maps lowercased addresses to state and
+// MarkRecipients records recipients' new states on a delivery and, for an end user who
+// will not get it, as a failure flag on the ticket. The `notified` entries of comments
+// are not rewritten: WithStatus reads their status from the deliveries when asked,
+// which keeps the relay's bookkeeping off the comments. states maps lowercased addresses to state and
 // reply; the delivery's own state follows. The caller puts d afterwards.
 func (t *Tx) MarkRecipients(d *Delivery, states map[string][2]string, at time.Time) error {
 	var failures []DeliveryFailure
@@ -687,27 +695,6 @@ func (t *Tx) MarkRecipients(d *Delivery, states map[string][2]string, at time.Ti
 		}
 	}
 	SettleState(d)
-	mark := func(list []Notified) {
-		for i, n := range list {
-			if n.Delivery != d.ID {
-				continue
-			}
-			if st, ok := states[strings.ToLower(n.Email)]; ok {
-				list[i].Status, list[i].Reply = st[0], st[1]
-			}
-		}
-	}
-	if c, err := t.Comment(d.SourceID); err == nil && c.TicketID == d.TicketID {
-		mark(c.Notified)
-		if err := t.PutComment(c); err != nil {
-			return err
-		}
-	} else if e, err := t.Event(d.SourceID); err == nil {
-		mark(e.Notified)
-		if err := t.PutEvent(e); err != nil {
-			return err
-		}
-	}
 	if len(failures) > 0 {
 		tk, err := t.Ticket(d.TicketID)
 		if err != nil {
@@ -717,4 +704,30 @@ func (t *Tx) MarkRecipients(d *Delivery, states map[string][2]string, at time.Ti
 		return t.PutTicket(tk)
 	}
 	return nil
+}
+
+// WithStatus fills each entry's Status and Reply from its delivery.
+func (t *Tx) WithStatus(list []Notified) []Notified {
+	cache := map[uint64]*Delivery{}
+	out := make([]Notified, len(list))
+	for i, n := range list {
+		out[i] = n
+		if n.Delivery == 0 {
+			continue
+		}
+		d, ok := cache[n.Delivery]
+		if !ok {
+			d, _ = t.Delivery(n.Delivery)
+			cache[n.Delivery] = d
+		}
+		if d == nil {
+			continue
+		}
+		for _, r := range d.Recipients {
+			if strings.EqualFold(r.Email, n.Email) {
+				out[i].Status, out[i].Reply = r.State, r.Reply
+			}
+		}
+	}
+	return out
 }

@@ -90,6 +90,9 @@ func (s *Server) writeTicket(w http.ResponseWriter, id uint64, status int, last 
 		if err != nil {
 			return err
 		}
+		for i := range comments {
+			comments[i].Notified = tx.WithStatus(comments[i].Notified)
+		}
 		view = ticketView(t, comments)
 		view.Events = events(tx, t)
 		return nil
@@ -311,7 +314,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 		}
 		if c, err := tx.Comment(id); err == nil {
 			out = Explanation{ID: c.ID, Kind: "comment", TicketID: c.TicketID, MessageID: "<" + c.MessageID + ">", Author: c.Author,
-				Public: c.Public, ThirdParty: c.ThirdParty, CreatedAt: c.CreatedAt, Trace: c.Trace, Notified: c.Notified}
+				Public: c.Public, ThirdParty: c.ThirdParty, CreatedAt: c.CreatedAt, Trace: c.Trace, Notified: tx.WithStatus(c.Notified)}
 			return nil
 		}
 		e, err := tx.Event(id)
@@ -319,7 +322,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		out = Explanation{ID: e.ID, Kind: "event", TicketID: e.TicketID, Author: e.Actor, Action: e.Action, CreatedAt: e.CreatedAt,
-			Trace: e.Trace, Notified: e.Notified}
+			Trace: e.Trace, Notified: tx.WithStatus(e.Notified)}
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {

@@ -275,6 +275,9 @@ func (s *Server) showTicket(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
+		for i := range comments {
+			comments[i].Notified = tx.WithStatus(comments[i].Notified)
+		}
 		view = ticketView(t, comments)
 		view.Events = events(tx, t)
 		if s.ReplyAddress != nil {
@@ -327,6 +330,7 @@ func events(tx *store.Tx, t *store.Ticket) []store.Event {
 	for _, id := range t.EventIDs {
 		if e, err := tx.Event(id); err == nil {
 			e.Trace = nil // explain shows it
+			e.Notified = tx.WithStatus(e.Notified)
 			out = append(out, *e)
 		}
 	}
