@@ -78,21 +78,119 @@ func (w *Worker) snapshot() (*config.Config, *upstream, error, *signer, error) {
 	return w.cfg, w.up, w.upErr, w.sign, w.signErr
 }
 
-// Run delivers until ctx ends, then closes its upstream sessions.
+// Run delivers until ctx ends, then closes its upstream sessions. It is a pipeline:
+// a dispatcher hands due deliveries to as many senders as upstream.max_connections
+// allows, and a recorder commits their results in batches, so that the upstream links
+// never wait for the store's fsync.
 func (w *Worker) Run(ctx context.Context) {
+	defer w.closeIdle(0)
+	cfg, _, _, _, _ := w.snapshot()
+	senders := 1
+	if !strings.HasPrefix(cfg.Upstream.Address, config.MaildirPrefix) {
+		senders = cfg.Upstream.MaxConnections
+	}
+	type job struct {
+		d   *store.Delivery
+		msg []byte
+	}
+	jobs := make(chan job)
+	results := make(chan attempt, 256)
+	recorded := make(chan struct{}, 1)
+	inflight := map[uint64]bool{}
+	var mu sync.Mutex
+
+	var sendersDone sync.WaitGroup
+	for i := 0; i < senders; i++ {
+		sendersDone.Add(1)
+		go func() {
+			defer sendersDone.Done()
+			for j := range jobs {
+				results <- w.attempt(j.d, j.msg)
+			}
+		}()
+	}
+	recorderDone := make(chan struct{})
+	go func() {
+		defer close(recorderDone)
+		for first := range results {
+			batch := []attempt{first}
+		drain:
+			for len(batch) < 500 {
+				select {
+				case a, ok := <-results:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, a)
+				default:
+					break drain
+				}
+			}
+			// Recorded even during shutdown: forgetting a handed-over message would
+			// send it again after the restart.
+			w.record(batch)
+			mu.Lock()
+			for _, a := range batch {
+				delete(inflight, a.d.ID)
+			}
+			mu.Unlock()
+			select {
+			case recorded <- struct{}{}:
+			default:
+			}
+		}
+	}()
+
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	defer w.closeIdle(0)
-	for {
-		w.RunOnce(ctx)
+	for ctx.Err() == nil {
+		var batch []job
+		now := w.Now()
+		mu.Lock()
+		w.store.View(func(tx *store.Tx) error {
+			for _, id := range tx.DueDeliveries(now, 200+len(inflight)) {
+				if inflight[id] {
+					continue
+				}
+				d, err := tx.Delivery(id)
+				if err != nil || d.State != store.DeliveryQueued {
+					continue
+				}
+				inflight[id] = true
+				batch = append(batch, job{d: d, msg: tx.DeliveryMessage(id)})
+			}
+			return nil
+		})
+		mu.Unlock()
+		for i, j := range batch {
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				mu.Lock()
+				for _, left := range batch[i:] {
+					delete(inflight, left.d.ID)
+				}
+				mu.Unlock()
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		if len(batch) > 0 {
+			continue
+		}
 		w.closeIdle(idleTimeout)
 		select {
 		case <-ctx.Done():
-			return
 		case <-w.kick:
+		case <-recorded:
 		case <-tick.C:
 		}
 	}
+	close(jobs)
+	sendersDone.Wait()
+	close(results)
+	<-recorderDone
 }
 
 func (w *Worker) closeIdle(older time.Duration) {
@@ -141,7 +239,8 @@ func (w *Worker) release(up *upstream, c *smtp.Client, max int) {
 	w.idle = append(w.idle, pooled{c: c, used: w.Now()})
 }
 
-// RunOnce delivers everything that is due now.
+// RunOnce delivers everything that is due now, one pass after another; tests use it
+// to step the queue deterministically.
 func (w *Worker) RunOnce(ctx context.Context) {
 	for ctx.Err() == nil {
 		cfg, _, _, _, _ := w.snapshot()
