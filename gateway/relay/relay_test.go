@@ -3,14 +3,19 @@ package relay
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -288,4 +293,51 @@ func TestDKIMEd25519SignatureVerifies(t *testing.T) {
 	if !bytes.Contains(signed, []byte("c=relaxed/relaxed")) {
 		t.Error("not relaxed/relaxed")
 	}
+}
+
+func TestImplicitTLSUpstream(t *testing.T) {
+	up := &upstreamServer{}
+	dir := t.TempDir()
+	certFile, keyFile, caFile := selfSigned(t, dir)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := smtp.NewServer(up)
+	srv.Domain = "upstream.test"
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	w, st := newWorker(t, testConfig(t, l.Addr().String(), func(c *config.Config) { c.Upstream.TLS, c.Upstream.CAFile = "implicit", caFile }))
+	id := queueOne(t, st, "a@customer.test")
+	w.RunOnce(context.Background())
+	if d := delivery(t, st, id); d.State != "sent" {
+		t.Fatalf("implicit TLS: %s %q", d.State, d.LastReply)
+	}
+	// Without the CA the certificate is refused, and nothing is sent in the clear.
+	w2, st2 := newWorker(t, testConfig(t, l.Addr().String(), func(c *config.Config) { c.Upstream.TLS = "implicit" }))
+	id2 := queueOne(t, st2, "a@customer.test")
+	w2.RunOnce(context.Background())
+	if d := delivery(t, st2, id2); d.State != "queued" || !strings.Contains(d.LastReply, "certificate") {
+		t.Fatalf("untrusted certificate: %s %q", d.State, d.LastReply)
+	}
+}
+
+func selfSigned(t *testing.T, dir string) (certFile, keyFile, caFile string) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	return certFile, keyFile, certFile
 }
