@@ -117,7 +117,7 @@ func printTicket(w io.Writer, t admin.TicketView) {
 	fmt.Fprintf(w, "Followers:  %s\n", people(t.Followers))
 	fmt.Fprintf(w, "Created:    %s   Updated: %s\n", t.CreatedAt.Local().Format(time.DateTime), t.UpdatedAt.Local().Format(time.DateTime))
 	for _, f := range t.DeliveryFailures {
-		fmt.Fprintf(w, "DELIVERY FAILED: %s (%s) did not get delivery %d (of %d): %s\n", f.Email, f.As, f.Delivery, f.SourceID, f.Reply)
+		fmt.Fprintf(w, "DELIVERY FAILED: %s (%s) did not get delivery %d, about comment or event %d: %s\n", f.Email, f.As, f.Delivery, f.SourceID, f.Reply)
 	}
 	for _, e := range t.Events {
 		who := e.Actor

@@ -416,8 +416,14 @@ func (w *Worker) record(results []attempt) bool {
 					}
 				}
 			}
-			if !deferred && cur.LastReply == "" {
-				cur.LastReply = "accepted by " + a.via
+			if !deferred {
+				failed := false
+				for _, e := range a.errs {
+					failed = failed || e != nil
+				}
+				if !failed {
+					cur.LastReply = "accepted by " + a.via
+				}
 			}
 			for j, rc := range a.rcpts {
 				a.final[j] = states[strings.ToLower(rc)][0]
