@@ -373,6 +373,18 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 	t.Fatalf("timed out waiting for %s", what)
 }
 
+// waitListening waits until something accepts connections on addr.
+func waitListening(t testing.TB, what, addr string) {
+	t.Helper()
+	waitFor(t, what+" to listen on "+addr, 10*time.Second, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
 // mail builds a small RFC 5322 message.
 func mail(headers map[string]string, body string) []byte {
 	var b strings.Builder

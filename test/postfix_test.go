@@ -3,7 +3,6 @@ package test
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,13 +119,7 @@ maillog_file_prefixes = %[1]s
 		}
 		os.RemoveAll(dir)
 	})
-	waitFor(t, "postfix smtpd to listen", 10*time.Second, func() bool {
-		c, err := net.Dial("tcp", p.smtpAddr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	waitListening(t, "postfix smtpd", p.smtpAddr)
 	return p
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,13 +50,7 @@ func startSinkIn(t *testing.T, addr, dir string, flags ...string) *sink {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.stop)
-	waitFor(t, "smtp-sink to listen", 5*time.Second, func() bool {
-		c, err := net.Dial("tcp", s.addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	waitListening(t, "smtp-sink", s.addr)
 	return s
 }
 
@@ -230,7 +223,7 @@ func TestRelay421AfterFinalDotIsRetried(t *testing.T) {
 		q := d.queue()
 		return len(q) == 1 && q[0].State == "queued" && strings.Contains(q[0].LastReply, "421")
 	})
-	s = s.restart()
+	s.restart()
 	d.waitDelivered(1)
 }
 

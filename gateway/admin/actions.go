@@ -80,29 +80,10 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, id uint64, actions 
 }
 
 func (s *Server) writeTicket(w http.ResponseWriter, id uint64, status int, last uint64) {
-	var view TicketView
-	err := s.store.View(func(tx *store.Tx) error {
-		t, err := tx.Ticket(id)
-		if err != nil {
-			return err
-		}
-		comments, err := tx.Comments(t)
-		if err != nil {
-			return err
-		}
-		for i := range comments {
-			comments[i].Notified = tx.WithStatus(comments[i].Notified)
-		}
-		view = ticketView(t, comments)
-		view.Events = events(tx, t)
-		return nil
-	})
+	view, err := s.loadTicket(id)
 	if err != nil {
 		writeActError(w, err)
 		return
-	}
-	if s.ReplyAddress != nil {
-		view.ReplyAddress = s.ReplyAddress(id)
 	}
 	view.Last = last
 	writeJSON(w, status, view)

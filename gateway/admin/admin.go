@@ -265,8 +265,23 @@ func (s *Server) showTicket(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("id: %q is not a ticket id", r.PathValue("id")))
 		return
 	}
+	view, err := s.loadTicket(id)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("ticket %d does not exist", id))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, view)
+}
+
+// loadTicket reads a ticket as the API shows it: comments with the delivery status of
+// everyone they reached, events, and the reply address.
+func (s *Server) loadTicket(id uint64) (TicketView, error) {
 	var view TicketView
-	err = s.store.View(func(tx *store.Tx) error {
+	err := s.store.View(func(tx *store.Tx) error {
 		t, err := tx.Ticket(id)
 		if err != nil {
 			return err
@@ -280,20 +295,12 @@ func (s *Server) showTicket(w http.ResponseWriter, r *http.Request) {
 		}
 		view = ticketView(t, comments)
 		view.Events = events(tx, t)
-		if s.ReplyAddress != nil {
-			view.ReplyAddress = s.ReplyAddress(t.ID)
-		}
 		return nil
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("ticket %d does not exist", id))
-		return
+	if err == nil && s.ReplyAddress != nil {
+		view.ReplyAddress = s.ReplyAddress(id)
 	}
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, view)
+	return view, err
 }
 
 func ticketView(t *store.Ticket, comments []store.Comment) TicketView {

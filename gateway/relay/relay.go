@@ -27,14 +27,13 @@ type Worker struct {
 	kick  <-chan struct{}
 	Now   func() time.Time
 
-	mu       sync.Mutex
-	cfg      *config.Config
-	up       *upstream
-	upErr    error
-	sign     *signer
-	signErr  error
-	idle     []pooled
-	reported string
+	mu      sync.Mutex
+	cfg     *config.Config
+	up      *upstream
+	upErr   error
+	sign    *signer
+	signErr error
+	idle    []pooled
 
 	// Sent, Failed and Deferred count recipients, for /metrics.
 	Sent, Failed, Deferred atomic.Int64

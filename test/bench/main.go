@@ -377,7 +377,6 @@ func (s *rssSampler) stop() int {
 type fanOutResult struct {
 	rate             float64
 	deliveries       int
-	files            int
 	deliveriesPerSec float64
 	drain            time.Duration
 	peak             int
