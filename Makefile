@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./gateway/mailparse
 	$(GO) test -run='^$$' -fuzz='^FuzzClassify$$' -fuzztime=$(FUZZTIME) ./gateway/addr
 	$(GO) test -run='^$$' -fuzz='^FuzzFindTags$$' -fuzztime=$(FUZZTIME) ./gateway/addr
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./gateway/dsn
 
 bench: build
 	$(GO) build -o bin/deskgate-bench ./test/bench
