@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/deskgate/deskgate/store"
 )
 
 // needTool skips a test whose real client is missing, saying which package provides it;
@@ -204,4 +206,32 @@ func TestVersion(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "deskgate ") || !strings.Contains(string(out), "go1.") {
 		t.Fatalf("version: %v %q", err, out)
 	}
+}
+
+func TestBackupWhileRunning(t *testing.T) {
+	d := startDaemon(t, options{})
+	id := d.open(jane, []string{joe}, "Keep me", "x")
+	out := filepath.Join(t.TempDir(), "copy.db")
+	if got := d.must("", "backup", out); !strings.Contains(got, "bytes") {
+		t.Fatalf("backup said %q", got)
+	}
+	// The copy is a whole database: the store opens it and finds the ticket.
+	copyDir := t.TempDir()
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(copyDir, "deskgate.db"), raw, 0o600)
+	st, err := store.Open(copyDir)
+	if err != nil {
+		t.Fatalf("the backup does not open: %v", err)
+	}
+	defer st.Close()
+	st.View(func(tx *store.Tx) error {
+		tk, err := tx.Ticket(id)
+		if err != nil || tk.Subject != "Keep me" {
+			t.Fatalf("ticket in the backup: %+v %v", tk, err)
+		}
+		return nil
+	})
 }

@@ -40,7 +40,7 @@ func main() {
 	root.AddCommand(serveCmd(), checkConfigCmd(), versionCmd(), ticketsCmd(),
 		participantCmd("cc", "an expert manages CCs", "ccs", "CC"),
 		participantCmd("followers", "an expert manages followers (agents only)", "followers", "follower"),
-		replyCmd(), commentsCmd(), assignCmd(), solveCmd(), explainCmd(), queueCmd())
+		replyCmd(), commentsCmd(), assignCmd(), solveCmd(), explainCmd(), queueCmd(), backupCmd())
 	if err := root.Execute(); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {

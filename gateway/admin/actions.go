@@ -28,6 +28,7 @@ func (s *Server) routeActions(api *http.ServeMux) {
 	api.HandleFunc("POST /api/v1/queue/{id}/retry", s.retryDelivery)
 	api.HandleFunc("DELETE /api/v1/queue/{id}", s.dropDelivery)
 	api.HandleFunc("GET /api/v1/explain/{id}", s.explain)
+	api.HandleFunc("GET /api/v1/backup", s.backup)
 }
 
 func ticketID(w http.ResponseWriter, r *http.Request) (uint64, bool) {
@@ -414,4 +415,14 @@ func (s *Server) dropDelivery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"dropped": id})
+}
+
+// backup streams a consistent copy of the database: one read transaction, so the
+// daemon keeps accepting mail while it runs.
+func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="deskgate.db"`)
+	if _, err := s.store.Backup(w); err != nil {
+		s.log.Error("backup failed", "err", err)
+	}
 }
