@@ -611,6 +611,14 @@ func (t *Tx) PutDelivery(d *Delivery) error {
 		return err
 	}
 	d.loadedNext, d.loaded = d.NextTry, true
+	if d.State == DeliverySent || d.State == DeliveryDropped {
+		// Nothing will send it again: keep the record, not the bytes, or the
+		// database would grow by every message ever sent. Failed and partial
+		// deliveries keep theirs for `queue retry`.
+		if err := t.tx.Bucket(bucketDelivMsg).Delete(itob(d.ID)); err != nil {
+			return err
+		}
+	}
 	if d.State != DeliveryQueued {
 		return nil
 	}

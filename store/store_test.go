@@ -232,3 +232,42 @@ func TestDueDeliveriesAreNotStarvedByDeferredOnes(t *testing.T) {
 		return nil
 	})
 }
+
+func TestSentDeliveriesDropTheirBytes(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Update(context.Background(), func(tx *Tx) error {
+		for id := uint64(1); id <= 2; id++ {
+			tx.NextDeliveryID()
+			if err := tx.QueueDelivery(&Delivery{ID: id, State: DeliveryQueued, NextTry: time.Now(),
+				Recipients: []DeliveryRecipient{{Email: "a@b", State: DeliveryQueued}}}, []byte("message")); err != nil {
+				return err
+			}
+		}
+		sent, _ := tx.Delivery(1)
+		if err := tx.MarkRecipients(sent, map[string][2]string{"a@b": {DeliverySent, "ok"}}, time.Now()); err != nil {
+			return err
+		}
+		if err := tx.PutDelivery(sent); err != nil {
+			return err
+		}
+		failed, _ := tx.Delivery(2)
+		tx.MarkRecipients(failed, map[string][2]string{"a@b": {DeliveryFailed, "550"}}, time.Now())
+		return tx.PutDelivery(failed)
+	})
+	s.View(func(tx *Tx) error {
+		if len(tx.DeliveryMessage(1)) != 0 {
+			t.Error("a sent delivery kept its message")
+		}
+		if string(tx.DeliveryMessage(2)) != "message" {
+			t.Error("a failed delivery lost the message queue retry needs")
+		}
+		if q, _ := tx.QueueCounts(); q != 0 {
+			t.Errorf("%d still queued", q)
+		}
+		return nil
+	})
+}
