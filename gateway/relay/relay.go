@@ -40,7 +40,7 @@ type Worker struct {
 }
 
 type pooled struct {
-	c    *smtp.Client
+	c    *session
 	used time.Time
 }
 
@@ -211,7 +211,7 @@ func (w *Worker) closeIdle(older time.Duration) {
 }
 
 // session takes an idle session to the upstream or opens one.
-func (w *Worker) session(up *upstream) (*smtp.Client, error) {
+func (w *Worker) session(up *upstream) (*session, error) {
 	w.mu.Lock()
 	for len(w.idle) > 0 {
 		p := w.idle[len(w.idle)-1]
@@ -228,7 +228,7 @@ func (w *Worker) session(up *upstream) (*smtp.Client, error) {
 	return up.dial()
 }
 
-func (w *Worker) release(up *upstream, c *smtp.Client, max int) {
+func (w *Worker) release(up *upstream, c *session, max int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.up != up || len(w.idle) >= max {
@@ -336,7 +336,7 @@ func (w *Worker) attempt(d *store.Delivery, msg []byte) attempt {
 	if err != nil {
 		return failAll(err)
 	}
-	errs, usable := transact(c, d.From, a.rcpts, signed)
+	errs, usable := c.transact(d.From, a.rcpts, signed)
 	a.errs = errs
 	if usable {
 		w.release(up, c, cfg.Upstream.MaxConnections)

@@ -341,3 +341,20 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile, caFile string) {
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
 	return certFile, keyFile, certFile
 }
+
+func TestPipelinedAllRecipientsRefusedSendsNothing(t *testing.T) {
+	up := &upstreamServer{refuse: map[string]int{"x@customer.test": 550, "y@customer.test": 550}}
+	w, st := newWorker(t, testConfig(t, serve(t, up), func(c *config.Config) { c.Upstream.MaxConnections = 1 }))
+	id := queueOne(t, st, "x@customer.test", "y@customer.test")
+	w.RunOnce(context.Background())
+	if d := delivery(t, st, id); d.State != "failed" {
+		t.Fatalf("state %s", d.State)
+	}
+	id2 := queueOne(t, st, "ok@customer.test")
+	w.RunOnce(context.Background())
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if d := delivery(t, st, id2); d.State != "sent" || len(up.got) != 1 || up.sessions != 1 {
+		t.Fatalf("after a refused transaction: state %s, %d messages, %d sessions", d.State, len(up.got), up.sessions)
+	}
+}

@@ -63,12 +63,13 @@ func newUpstream(cfg *config.Config) (*upstream, error) {
 // dial opens a session ready for MAIL FROM: greeting, EHLO with our hostname, TLS as
 // configured (STARTTLS is required in starttls mode: no silent fallback to plain text)
 // and AUTH when a username is set.
-func (u *upstream) dial() (*smtp.Client, error) {
+func (u *upstream) dial() (*session, error) {
 	conn, err := net.DialTimeout("tcp", u.addr, 30*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	var c *smtp.Client
+	var raw net.Conn
 	switch u.mode {
 	case "implicit":
 		tc := tls.Client(conn, u.tlsConfig)
@@ -78,16 +79,16 @@ func (u *upstream) dial() (*smtp.Client, error) {
 			return nil, fmt.Errorf("TLS handshake with %s: %w", u.addr, err)
 		}
 		tc.SetDeadline(time.Time{})
-		c = smtp.NewClient(tc)
+		c, raw = smtp.NewClient(tc), tc
 	case "starttls":
 		tc, err := u.startTLS(conn)
 		if err != nil {
 			conn.Close()
 			return nil, err
 		}
-		c = smtp.NewClient(tc)
+		c, raw = smtp.NewClient(tc), tc.(*greetedConn).Conn
 	default:
-		c = smtp.NewClient(conn)
+		c, raw = smtp.NewClient(conn), conn
 	}
 	c.CommandTimeout = u.timeout
 	c.SubmissionTimeout = 2 * u.timeout
@@ -111,7 +112,7 @@ func (u *upstream) dial() (*smtp.Client, error) {
 			return nil, err
 		}
 	}
-	return c, nil
+	return newSession(c, raw, u.timeout), nil
 }
 
 // startTLS does the plain-text part of a STARTTLS session itself, because go-smtp's
