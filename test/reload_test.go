@@ -45,3 +45,24 @@ func TestSIGHUPReloadsAgentsAndKeepsOldConfigOnError(t *testing.T) {
 		t.Fatal("daemon unhealthy after reloads")
 	}
 }
+
+func TestSIGHUPLowersLimitsAtOnce(t *testing.T) {
+	d := startDaemon(t, options{extraYAML: "limits: {max_message_bytes: 1MiB, max_recipients: 10}"})
+	big := mail(map[string]string{"From": "jane@customer.test", "To": "support@example.com", "Subject": "big"}, strings.Repeat("0123456789abcdef\n", 300))
+	if err := sendSMTP(d.smtpAddr, "jane@customer.test", []string{"support@example.com"}, big); err != nil {
+		t.Fatalf("5 KiB under a 1 MiB limit: %v", err)
+	}
+	raw, _ := os.ReadFile(d.configPath)
+	os.WriteFile(d.configPath, []byte(strings.Replace(string(raw), "max_message_bytes: 1MiB, max_recipients: 10", "max_message_bytes: 2KiB, max_recipients: 1", 1)), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", 5*time.Second, func() bool { return strings.Contains(d.logs.String(), "config reloaded") })
+	err := sendSMTP(d.smtpAddr, "jane@customer.test", []string{"support@example.com"}, big)
+	if code, msg := smtpCode(err); code != 552 || !strings.Contains(msg, "5.3.4") {
+		t.Fatalf("after lowering max_message_bytes: %v, want 552 5.3.4", err)
+	}
+	small := mail(map[string]string{"From": "jane@customer.test", "To": "support@example.com", "Subject": "s"}, "x\n")
+	err = sendSMTP(d.smtpAddr, "jane@customer.test", []string{"support@example.com", "billing@example.com"}, small)
+	if code, msg := smtpCode(err); code != 452 || !strings.Contains(msg, "4.5.3") {
+		t.Fatalf("after lowering max_recipients: %v, want 452 4.5.3", err)
+	}
+}

@@ -190,6 +190,11 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	// The limits of the config this transaction began with, so that a SIGHUP that
+	// lowers them applies at once (go-smtp holds the values of the start).
+	if max := s.cfg.Limits.MaxRecipients; len(s.rcpts) >= max {
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: fmt.Sprintf("Maximum limit of %d recipients reached", max)}
+	}
 	if _, ok := s.book.Classify(to); !ok {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
 			Message: fmt.Sprintf("<%s>: no such support address here", to)}
@@ -214,10 +219,16 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 
 func (s *session) deliver(r io.Reader) error {
 	start := time.Now()
-	raw, err := io.ReadAll(r)
+	max := int64(s.cfg.Limits.MaxMessageBytes)
+	raw, err := io.ReadAll(io.LimitReader(r, max+1))
 	if err != nil {
-		// go-smtp has already answered a message over the size limit.
+		// go-smtp has already answered a message over the size limit it started with.
 		return err
+	}
+	if int64(len(raw)) > max {
+		io.Copy(io.Discard, r)
+		s.srv.Stats.Refused.Add(1)
+		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Message exceeds limits.max_message_bytes (%d bytes)", max)}
 	}
 	qid := newQueueID()
 	env := desk.Envelope{From: s.from, Recipients: append([]string(nil), s.rcpts...), Remote: s.remote, LMTP: s.lmtp}
