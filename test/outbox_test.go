@@ -14,6 +14,8 @@ import (
 	"time"
 
 	gomail "github.com/emersion/go-message/mail"
+
+	"github.com/deskgate/deskgate/internal/mailtest"
 )
 
 // delivered is one file of the Maildir outbox: one message as one recipient got it.
@@ -199,26 +201,9 @@ func (d *daemon) assertNoLeak() {
 	agents := []string{"alice@example.com", "bob@example.com", "carol@example.com", "dana@example.com"}
 	for _, m := range d.outbox() {
 		for _, a := range agents {
-			if a != m.rcpt && hasAddress(m.head, a) {
+			if a != m.rcpt && mailtest.HasAddress(m.head, a) {
 				d.t.Errorf("%s's address is in a header of %s's copy %s", a, m.rcpt, m.file)
 			}
 		}
-	}
-}
-
-// hasAddress reports whether text names addr as a whole address: "bob@example.com" is
-// not in "support+bounce-1-x2bob@example.com", whose random token may end in "bob".
-func hasAddress(text, addr string) bool {
-	text, addr = strings.ToLower(text), strings.ToLower(addr)
-	for i := 0; ; {
-		j := strings.Index(text[i:], addr)
-		if j < 0 {
-			return false
-		}
-		at := i + j
-		if at == 0 || !strings.ContainsRune("abcdefghijklmnopqrstuvwxyz0123456789.+-_", rune(text[at-1])) {
-			return true
-		}
-		i = at + 1
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/deskgate/deskgate/internal/mailtest"
 )
 
 // sink is Postfix's smtp-sink as deskgate's upstream: it accepts (or, with flags,
@@ -175,7 +177,7 @@ func TestRelayDeliversAndFollowersAreRCPTOnly(t *testing.T) {
 		if !strings.HasPrefix(m.from, "support+bounce-") {
 			t.Errorf("MAIL FROM %q, want a bounce address", m.from)
 		}
-		if hasAddress(m.head, carol) {
+		if mailtest.HasAddress(m.head, carol) {
 			t.Errorf("follower carol is in a header of the copy for %v", m.rcpts)
 		}
 		if contains(m.rcpts, carol) {

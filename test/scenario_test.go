@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/deskgate/deskgate/internal/mailtest"
 )
 
 const (
@@ -77,7 +79,7 @@ func TestScenario_AgentReplyVsReplyAll(t *testing.T) {
 		t.Fatalf("public reply went to %v, want jane and joe, not its author", rcpts(got))
 	}
 	for _, m := range to(got, jane) {
-		if !strings.Contains(m.header.Get("From"), "Alice via Example Support") || hasAddress(m.head, alice) {
+		if !strings.Contains(m.header.Get("From"), "Alice via Example Support") || mailtest.HasAddress(m.head, alice) {
 			t.Fatalf("end user's copy: From %q", m.header.Get("From"))
 		}
 	}
@@ -149,7 +151,7 @@ func TestScenario_AgentCCBecomesFollower(t *testing.T) {
 	}
 	d.must("Restarting the gateway.", "reply", fmt.Sprint(id), "--as", alice)
 	for _, m := range to(d.outbox(), joe) {
-		if hasAddress(m.head, dana) {
+		if mailtest.HasAddress(m.head, dana) {
 			t.Fatal("follower dana shown to CC joe")
 		}
 	}
@@ -350,7 +352,7 @@ func TestScenario_FollowerReplyAllThroughMaskedAddresses(t *testing.T) {
 		t.Fatalf("follower's reply-all went to %v", r)
 	}
 	for _, m := range got {
-		if hasAddress(m.head, carol) {
+		if mailtest.HasAddress(m.head, carol) {
 			t.Fatalf("follower's address in %s's copy", m.rcpt)
 		}
 	}

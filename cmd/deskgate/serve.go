@@ -15,6 +15,7 @@ import (
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/admin"
+	"github.com/deskgate/deskgate/gateway/compose"
 	"github.com/deskgate/deskgate/gateway/desk"
 	"github.com/deskgate/deskgate/gateway/inbound"
 	"github.com/deskgate/deskgate/gateway/relay"
@@ -90,8 +91,9 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 				worker.Sent.Load(), worker.Failed.Load(), worker.Deferred.Load())
 		})
 		api.Desk = svc
-		api.ReplyAddress = func(id uint64) string {
-			return svc.Book().ReplyAddress(svc.Book().Supports()[0], id)
+		api.ReplyAddress = func(t *store.Ticket) string {
+			// The address notifications of this ticket carry, under its own support address.
+			return svc.Book().ReplyAddress(compose.Support(svc.Book(), t), t.ID)
 		}
 		addr, err := api.Listen(cfg.Listen.Admin)
 		if err != nil {

@@ -30,7 +30,7 @@ type Metrics func(w *strings.Builder)
 type Server struct {
 	// ReplyAddress gives a ticket's reply address, shown so that an operator can write
 	// into a ticket by hand.
-	ReplyAddress func(id uint64) string
+	ReplyAddress func(t *store.Ticket) string
 	// Desk carries out expert actions.
 	Desk    *desk.Service
 	store   *store.Store
@@ -295,11 +295,11 @@ func (s *Server) loadTicket(id uint64) (TicketView, error) {
 		}
 		view = ticketView(t, comments)
 		view.Events = events(tx, t)
+		if s.ReplyAddress != nil {
+			view.ReplyAddress = s.ReplyAddress(t)
+		}
 		return nil
 	})
-	if err == nil && s.ReplyAddress != nil {
-		view.ReplyAddress = s.ReplyAddress(id)
-	}
 	return view, err
 }
 

@@ -67,12 +67,10 @@ func Support(b *addr.Book, t *store.Ticket) string {
 	return b.Supports()[0]
 }
 
-// shown is how a participant appears in a header of this copy: agents' copies mask
-// everybody (H3); end users' copies show end users by their real address (H2) and agents
-// by their masked one, so that no agent's own address reaches an end user.
+// shown is how a participant appears in a header of this copy; the rules say which
+// addresses are masked (H2, H3).
 func (in *Input) shown(p store.Person) *mail.Address {
-	masked := in.Copy == rules.CopyAgent || in.Env.IsAgent(p.Email)
-	if !masked {
+	if !in.Env.Masked(in.Copy, p.Email) {
 		return &mail.Address{Name: p.Name, Address: p.Email}
 	}
 	n := in.Ticket.Masks[strings.ToLower(p.Email)]
@@ -219,7 +217,7 @@ func body(in Input, tag string) string {
 	if len(in.History) > 0 {
 		b.WriteString("\n-- The conversation so far --\n")
 		for _, c := range in.History {
-			fmt.Fprintf(&b, "\nOn %s, %s wrote:\n", c.CreatedAt.UTC().Format("2006-01-02 15:04 MST"), historyName(in, c))
+			fmt.Fprintf(&b, "\nOn %s, %s wrote:\n", c.CreatedAt.UTC().Format("2006-01-02 15:04 MST"), AuthorName(in.Env, c.Author, c.AuthorName))
 			for _, line := range strings.Split(strings.TrimRight(c.Body, "\n"), "\n") {
 				b.WriteString("> " + line + "\n")
 			}
@@ -232,17 +230,17 @@ func body(in Input, tag string) string {
 	return b.String()
 }
 
-// historyName names a past comment's author without an address: agents' addresses must
-// not reach end users, and names are what people recognise.
-func historyName(in Input, c store.Comment) string {
-	if c.AuthorName != "" {
-		return c.AuthorName
+// AuthorName names the author of a comment without an address when the author is an
+// agent: agents' addresses never reach end users (H1), and names are what people
+// recognise. End users without a name go by their address, which H2 lets everyone see.
+func AuthorName(env rules.Env, email, name string) string {
+	switch {
+	case name != "":
+		return name
+	case env.AgentNames[strings.ToLower(email)] != "":
+		return env.AgentNames[strings.ToLower(email)]
+	case env.IsAgent(email):
+		return "An agent"
 	}
-	if in.Env.IsAgent(c.Author) {
-		if n := in.Env.AgentNames[strings.ToLower(c.Author)]; n != "" {
-			return n
-		}
-		return in.SupportName
-	}
-	return c.Author
+	return email
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +25,7 @@ import (
 type Service struct {
 	cfg    atomic.Pointer[config.Config]
 	book   atomic.Pointer[addr.Book]
+	env    atomic.Pointer[rules.Env] // built once per config, not per message
 	store  *store.Store
 	log    *slog.Logger
 	Now    func() time.Time
@@ -46,8 +46,10 @@ func New(cfg *config.Config, st *store.Store, logger *slog.Logger) *Service {
 
 // SetConfig swaps in a reloaded config.
 func (s *Service) SetConfig(cfg *config.Config) {
-	s.cfg.Store(cfg)
+	env := rules.EnvFrom(cfg)
+	s.env.Store(&env)
 	s.book.Store(addr.NewBook(s.store.Secret(), cfg.Support.Addresses))
+	s.cfg.Store(cfg)
 }
 
 // Config is the running config.
@@ -87,8 +89,9 @@ type source struct {
 	detail      string
 }
 
-// apply writes a decision in tx and returns the comment or event id it made.
-func (s *Service) apply(tx *store.Tx, cfg *config.Config, book *addr.Book, env rules.Env, d rules.Decision, src source, pre []store.TraceStep) (uint64, error) {
+// apply writes a decision in tx and returns the id of what the notifications tell of:
+// the new comment, or the event that records an action.
+func (s *Service) apply(tx *store.Tx, cfg *config.Config, book *addr.Book, env *rules.Env, d rules.Decision, src source, pre []store.TraceStep) (uint64, error) {
 	now := s.Now().UTC()
 	t := d.Ticket
 	if d.NewTicket {
@@ -103,6 +106,7 @@ func (s *Service) apply(tx *store.Tx, cfg *config.Config, book *addr.Book, env r
 
 	var comment *store.Comment
 	var event *store.Event
+	var sourceID uint64
 	if d.Comment != nil {
 		comment = &store.Comment{
 			Author: src.author.Email, AuthorName: src.author.Name, Public: d.Comment.Public,
@@ -120,46 +124,37 @@ func (s *Service) apply(tx *store.Tx, cfg *config.Config, book *addr.Book, env r
 				return 0, err
 			}
 		}
-	} else if d.Private != 0 || d.Public != 0 {
-		c, err := tx.Comment(d.Private + d.Public)
-		if err != nil {
-			return 0, err
+		sourceID = comment.ID
+	} else {
+		if r := d.Restate; r != nil {
+			// The comment's own trace says what became of it later.
+			c, err := tx.Comment(r.CommentID)
+			if err != nil {
+				return 0, err
+			}
+			c.Public = r.Public
+			c.Trace = append(c.Trace, d.Trace...)
+			if err := tx.PutComment(c); err != nil {
+				return 0, err
+			}
 		}
-		c.Public = d.Public != 0
-		c.Trace = append(c.Trace, trace...)
-		if err := tx.PutComment(c); err != nil {
-			return 0, err
-		}
-		comment = c
-		trace = nil
-	}
-	changedLater := d.Private != 0 || d.Public != 0
-	if comment == nil || changedLater {
-		event = &store.Event{Action: src.action, Actor: src.author.Email, Detail: src.detail, CreatedAt: now, Notified: []store.Notified{}, Trace: trace}
-		if comment != nil {
-			event.Trace = comment.Trace[len(comment.Trace)-len(d.Trace):]
-		}
+		event = &store.Event{Action: src.action, Actor: src.author.Email, Detail: src.detail, CreatedAt: now, Trace: trace}
 		if err := tx.AddEvent(t, event); err != nil {
 			return 0, err
 		}
-	}
-	sourceID := uint64(0)
-	if !changedLater && comment != nil {
-		sourceID = comment.ID
-	} else {
 		sourceID = event.ID
 	}
 
-	var notified []store.Notified
+	notified := []store.Notified{}
 	for _, n := range d.Notifications {
-		rec, err := s.queue(tx, cfg, book, env, t, n, comment, changedLater, src, sourceID, now)
+		rec, err := s.queue(tx, cfg, book, env, t, n, comment, src, sourceID, now)
 		if err != nil {
 			return 0, err
 		}
 		notified = append(notified, rec...)
 	}
-	if !changedLater && comment != nil {
-		comment.Notified = append(comment.Notified, notified...)
+	if comment != nil {
+		comment.Notified = notified
 		if err := tx.PutComment(comment); err != nil {
 			return 0, err
 		}
@@ -173,20 +168,20 @@ func (s *Service) apply(tx *store.Tx, cfg *config.Config, book *addr.Book, env r
 }
 
 // queue composes one notification and puts it on the outbound queue.
-func (s *Service) queue(tx *store.Tx, cfg *config.Config, book *addr.Book, env rules.Env, t *store.Ticket, n rules.Notification,
-	comment *store.Comment, privateOnly bool, src source, sourceID uint64, now time.Time) ([]store.Notified, error) {
+func (s *Service) queue(tx *store.Tx, cfg *config.Config, book *addr.Book, env *rules.Env, t *store.Ticket, n rules.Notification,
+	comment *store.Comment, src source, sourceID uint64, now time.Time) ([]store.Notified, error) {
 	id, err := tx.NextDeliveryID()
 	if err != nil {
 		return nil, err
 	}
 	support := compose.Support(book, t)
 	in := compose.Input{
-		Hostname: cfg.Hostname, SupportName: cfg.Support.Name, Book: book, Env: env, Ticket: t,
+		Hostname: cfg.Hostname, SupportName: cfg.Support.Name, Book: book, Env: *env, Ticket: t,
 		Kind: n.Kind, Copy: n.Copy, Automatic: n.Automatic,
 		MessageID: compose.NewMessageID(s.Random, cfg.Hostname), Date: now,
 	}
-	if n.Kind == rules.KindComment && comment != nil && !privateOnly {
-		in.AuthorName = authorName(env, comment)
+	if n.Kind == rules.KindComment && comment != nil {
+		in.AuthorName = compose.AuthorName(*env, comment.Author, comment.AuthorName)
 		in.Body = comment.Body
 		in.Internal = !comment.Public
 		in.ThirdParty = comment.ThirdParty
@@ -207,14 +202,12 @@ func (s *Service) queue(tx *store.Tx, cfg *config.Config, book *addr.Book, env r
 	}
 	// One thread in mail clients: everything references the ticket's first message, and
 	// a notification of a received mail answers that mail.
-	in.References = []string{t.RootMessageID}
-	in.InReplyTo = t.RootMessageID
+	if t.RootMessageID != "" {
+		in.References, in.InReplyTo = []string{t.RootMessageID}, t.RootMessageID
+	}
 	if comment != nil && comment.Via == "email" && comment.MessageID != "" && comment.MessageID != t.RootMessageID {
 		in.References = append(in.References, comment.MessageID)
 		in.InReplyTo = comment.MessageID
-	}
-	if in.InReplyTo == "" {
-		in.References, in.InReplyTo = nil, ""
 	}
 	msg, err := compose.Message(in)
 	if err != nil {
@@ -236,20 +229,6 @@ func (s *Service) queue(tx *store.Tx, cfg *config.Config, book *addr.Book, env r
 	return notified, nil
 }
 
-func authorName(env rules.Env, c *store.Comment) string {
-	if c.AuthorName != "" {
-		return c.AuthorName
-	}
-	if n := env.AgentNames[strings.ToLower(c.Author)]; n != "" {
-		return n
-	}
-	if env.IsAgent(c.Author) {
-		// Never an agent's address in a header an end user sees (H1).
-		return "An agent"
-	}
-	return c.Author
-}
-
 // publicHistory is the public conversation before comment `except`, oldest first (C4).
 func publicHistory(tx *store.Tx, t *store.Ticket, except uint64) ([]store.Comment, error) {
 	var out []store.Comment
@@ -266,8 +245,7 @@ func publicHistory(tx *store.Tx, t *store.Ticket, except uint64) ([]store.Commen
 			out = append(out, *c)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return out, nil // Items lists comments in id order, which is their order in time
 }
 
 // ErrNotFound is a ticket or comment that does not exist.
@@ -276,8 +254,7 @@ var ErrNotFound = errors.New("not found")
 // Act carries out expert actions on one ticket, in order, in one transaction. It
 // returns the id of the last comment or event made.
 func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Action, body string) (uint64, error) {
-	cfg, book := s.cfg.Load(), s.book.Load()
-	env := rules.EnvFrom(cfg)
+	cfg, book, env := s.cfg.Load(), s.book.Load(), s.env.Load()
 	var lastID uint64
 	err := s.store.Update(ctx, func(tx *store.Tx) error {
 		lastID = 0
@@ -296,7 +273,8 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 				}
 				a.CommentPublic = c.Public
 			}
-			d, refusal := rules.DecideAction(t, a, env)
+			_, a.PersonIsOwn = book.Classify(a.Person.Email)
+			d, refusal := rules.DecideAction(t, a, *env)
 			if refusal != nil {
 				return refusal
 			}
@@ -309,10 +287,7 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 			if err != nil {
 				return err
 			}
-			t, err = tx.Ticket(ticketID)
-			if err != nil {
-				return err
-			}
+			t = d.Ticket // as apply stored it: the next action starts from there
 		}
 		return nil
 	})

@@ -41,27 +41,41 @@ func smtpErr(code int, enh smtp.EnhancedCode, format string, args ...any) *smtp.
 	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: fmt.Sprintf(format, args...)}
 }
 
+// recipient is an envelope recipient and, when it is one of deskgate's, what it is.
+type recipient struct {
+	address string
+	parsed  addr.Parsed
+	ours    bool
+}
+
+func classifyRecipients(book *addr.Book, list []string) []recipient {
+	out := make([]recipient, len(list))
+	for i, rc := range list {
+		p, ok := book.Classify(rc)
+		out[i] = recipient{address: rc, parsed: p, ours: ok}
+	}
+	return out
+}
+
 // Receive parses, threads, decides and stores one mail with its notifications. It
 // returns only after all of it is durable, or with an *smtp.SMTPError that says what
 // the sender should do.
 func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result, error) {
-	cfg, book := s.cfg.Load(), s.book.Load()
+	cfg, book, renv := s.cfg.Load(), s.book.Load(), s.env.Load()
 	var res Result
-	var bounces, others int
+	rcpts := classifyRecipients(book, env.Recipients)
 	support := ""
-	for _, rc := range env.Recipients {
-		p, ok := book.Classify(rc)
-		if ok && p.Kind == addr.Bounce {
+	bounces := 0
+	for _, r := range rcpts {
+		switch {
+		case r.ours && r.parsed.Kind == addr.Bounce:
 			bounces++
-			continue
-		}
-		others++
-		if ok && support == "" {
-			support = p.Support
+		case r.ours && support == "":
+			support = r.parsed.Support
 		}
 	}
-	if others == 0 && bounces > 0 {
-		return s.bounce(ctx, book, env, raw)
+	if bounces == len(rcpts) && bounces > 0 {
+		return s.bounce(ctx, book, rcpts, raw)
 	}
 
 	msg, err := mailparse.Parse(raw, cfg.Hostname)
@@ -85,17 +99,16 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 	res.From = from.Email
 	if rules.OwnLoop(msg.Header, cfg.Support.Addresses) {
 		res.Outcome = "own mail dropped"
-		s.log.Warn("dropped deskgate's own mail (T5 loop header)", "message_id", msg.MessageID, "from", from.Email)
+		s.log.Warn("dropped deskgate's own mail", "rule", "T5", "why", "its loop header", "message_id", msg.MessageID, "from", from.Email)
 		return res, nil
 	}
 	if _, own := book.Classify(from.Email); own {
 		return res, smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "From <%s> is this gateway's own address", from.Email)
 	}
-	if !s.allowSender(from.Email, cfg.Limits.MaxMailsPerSenderHour) {
-		return res, smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "Too many messages from <%s> this hour (limits.max_mails_per_sender_hour); try again later", from.Email)
+	if limited, step := s.noteSender(from.Email, cfg.Limits.MaxMailsPerSenderHour); limited {
+		return res, smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "Too many messages from <%s>: %s (%s); try again later", from.Email, step.Detail, step.Rule)
 	}
 	id := auth.Identify(cfg, from.Email)
-	env2 := rules.EnvFrom(cfg)
 	automatic := rules.Automatic(msg.Header, env.From)
 	replyToDiffers := false
 	for _, r := range msg.ReplyTo {
@@ -109,29 +122,29 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		atts = append(atts, store.Attachment{Name: a.Name, ContentType: a.ContentType, Size: a.Size})
 		files = append(files, a.Data)
 	}
+	chain := replyChain(msg)
 
+	var repeat store.TraceStep
 	err = s.store.Update(ctx, func(tx *store.Tx) error {
 		res.TicketID, res.CommentID, res.Duplicate, res.Outcome = 0, 0, false, ""
+		var seen rules.Seen
 		if ref, ok := tx.MessageID(msg.MessageID); ok {
-			if ref.Sent {
-				res.Outcome = "own mail dropped"
-				return nil
-			}
-			if ref.CommentID != 0 {
-				res.TicketID, res.CommentID, res.Duplicate, res.Outcome = ref.TicketID, ref.CommentID, true, "duplicate"
-				return nil
-			}
+			seen = rules.Seen{Known: true, SentByUs: ref.Sent, TicketID: ref.TicketID, CommentID: ref.CommentID}
 		}
-		facts := gatherThreadFacts(tx, book, env, msg, from.Email)
-		ticketID, threadTrace := rules.Thread(facts)
-		var ticket *store.Ticket
-		if ticketID != 0 {
-			t, err := tx.Ticket(ticketID)
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-			ticket = t
+		var verdict string
+		verdict, repeat = rules.Repeat(seen, msg.MessageID)
+		switch verdict {
+		case rules.OwnMail:
+			res.Outcome = "own mail dropped"
+			return nil
+		case rules.Duplicate:
+			res.TicketID, res.CommentID, res.Duplicate, res.Outcome = seen.TicketID, seen.CommentID, true, "duplicate"
+			return nil
 		}
+		tickets := ticketCache{tx: tx, m: map[uint64]*store.Ticket{}}
+		refs := resolveChain(tx, chain)
+		ticketID, threadTrace := rules.Thread(threadFacts(&tickets, book, rcpts, refs, msg, from.Email))
+		ticket := tickets.get(ticketID)
 		m := rules.Mail{
 			MessageID: msg.MessageID, From: from, Role: id.Role, RoleNote: id.Note,
 			To: classify(book, ticket, msg.To), Cc: classify(book, ticket, msg.Cc),
@@ -139,13 +152,9 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 			HasAttachments: len(files) > 0, Support: support,
 		}
 		if ticket != nil {
-			answered, err := findAnswered(tx, ticket.ID, msg)
-			if err != nil {
-				return err
-			}
-			m.Answered = answered
+			m.Answered = answered(tx, ticket.ID, refs)
 		}
-		d := rules.DecideMail(ticket, m, env2)
+		d := rules.DecideMail(ticket, m, *renv)
 		res.Outcome = "comment"
 		if d.NewTicket {
 			res.Outcome = "new ticket"
@@ -153,45 +162,42 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		src := source{author: from, via: "email", messageID: msg.MessageID, inReplyTo: msg.InReplyTo, references: msg.References,
 			subject: msg.Subject, to: persons(msg.To), cc: persons(msg.Cc), recipients: env.Recipients, envFrom: env.From,
 			body: msg.Text, attachments: atts, files: files}
-		cid, err := s.apply(tx, cfg, book, env2, d, src, threadTrace)
+		cid, err := s.apply(tx, cfg, book, renv, d, src, threadTrace)
 		if err != nil {
 			return err
 		}
 		res.TicketID, res.CommentID = d.Ticket.ID, cid
-		return nil
+		return tickets.err
 	})
 	if err != nil {
 		s.log.Error("store update failed", "err", err)
 		return res, smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem storing the message; try again later")
 	}
 	s.kick()
-	if res.Outcome == "own mail dropped" {
-		s.log.Warn("dropped deskgate's own mail (T5: its Message-ID is one deskgate sent)", "message_id", msg.MessageID)
+	if repeat.Rule != "" {
+		s.log.Info("seen before", "rule", repeat.Rule, "verdict", repeat.Step, "why", repeat.Detail)
 	}
 	return res, nil
 }
 
-// allowSender counts accepted mail per sender over the last hour (T5's loop guard).
-func (s *Service) allowSender(sender string, perHour int) bool {
-	if perHour <= 0 {
-		return true
-	}
+// noteSender counts accepted mail per sender over the last hour and asks the rules
+// whether this one is over T5's limit; an accepted one is counted.
+func (s *Service) noteSender(sender string, perHour int) (bool, store.TraceStep) {
 	key := strings.ToLower(sender)
 	now := s.Now()
 	s.rateMu.Lock()
 	defer s.rateMu.Unlock()
-	times := s.rate[key]
-	kept := times[:0]
-	for _, t := range times {
+	kept := s.rate[key][:0]
+	for _, t := range s.rate[key] {
 		if now.Sub(t) < time.Hour {
 			kept = append(kept, t)
 		}
 	}
-	if len(kept) >= perHour {
-		s.rate[key] = kept
-		return false
+	limited, step := rules.SenderLimited(len(kept), perHour)
+	if !limited && perHour > 0 {
+		kept = append(kept, now)
 	}
-	s.rate[key] = append(kept, now)
+	s.rate[key] = kept
 	if len(s.rate) > 100000 {
 		// Bound the memory a flood of distinct senders can take.
 		for k, v := range s.rate {
@@ -200,7 +206,30 @@ func (s *Service) allowSender(sender string, perHour int) bool {
 			}
 		}
 	}
-	return true
+	return limited, step
+}
+
+// ticketCache reads each ticket once per mail: threading, tags and the decision all ask.
+type ticketCache struct {
+	tx  *store.Tx
+	m   map[uint64]*store.Ticket
+	err error
+}
+
+// get returns ticket id, or nil when it does not exist (id 0 included).
+func (c *ticketCache) get(id uint64) *store.Ticket {
+	if id == 0 {
+		return nil
+	}
+	if t, ok := c.m[id]; ok {
+		return t
+	}
+	t, err := c.tx.Ticket(id)
+	if err != nil && !errors.Is(err, store.ErrNotFound) && c.err == nil {
+		c.err = err
+	}
+	c.m[id] = t
+	return t
 }
 
 // classify marks deskgate's own addresses and maps valid masked addresses of ticket back
@@ -224,67 +253,78 @@ func classify(book *addr.Book, ticket *store.Ticket, list []mailparse.Address) [
 	return out
 }
 
-// findAnswered finds the notification a mail replies to and who of the CCs had it.
-func findAnswered(tx *store.Tx, ticketID uint64, msg *mailparse.Message) (*rules.Answered, error) {
-	refs := []string{msg.InReplyTo}
+// replyChain lists the Message-IDs a mail answers: In-Reply-To first, then References
+// from the newest to the oldest.
+func replyChain(msg *mailparse.Message) []string {
+	chain := []string{msg.InReplyTo}
 	for i := len(msg.References) - 1; i >= 0; i-- {
-		refs = append(refs, msg.References[i])
+		chain = append(chain, msg.References[i])
 	}
-	for _, r := range refs {
-		ref, ok := tx.MessageID(r)
-		if !ok || !ref.Sent || ref.TicketID != ticketID {
+	return chain
+}
+
+// knownRef is a Message-ID of the reply chain that the store knows.
+type knownRef struct {
+	id  string
+	ref store.MessageRef
+}
+
+// resolveChain looks the reply chain up once, for threading and for the notification
+// answered alike.
+func resolveChain(tx *store.Tx, chain []string) []knownRef {
+	var out []knownRef
+	for _, id := range chain {
+		if ref, ok := tx.MessageID(id); ok {
+			out = append(out, knownRef{id: store.NormalizeMessageID(id), ref: ref})
+		}
+	}
+	return out
+}
+
+// answered finds the notification a mail replies to and who of the CCs had it.
+func answered(tx *store.Tx, ticketID uint64, refs []knownRef) *rules.Answered {
+	for _, k := range refs {
+		if !k.ref.Sent || k.ref.TicketID != ticketID {
 			continue
 		}
 		var notified []store.Notified
-		if c, err := tx.Comment(ref.SourceID); err == nil {
+		if c, err := tx.Comment(k.ref.SourceID); err == nil {
 			notified = c.Notified
-		} else if e, err := tx.Event(ref.SourceID); err == nil {
+		} else if e, err := tx.Event(k.ref.SourceID); err == nil {
 			notified = e.Notified
 		} else {
 			continue
 		}
-		a := &rules.Answered{SourceID: ref.SourceID}
+		a := &rules.Answered{SourceID: k.ref.SourceID}
 		for _, n := range notified {
 			if n.As == rules.AsCC {
 				a.CCs = append(a.CCs, n.Email)
 			}
 		}
-		return a, nil
+		return a
 	}
-	return nil, nil
+	return nil
 }
 
-// gatherThreadFacts looks up everything T2 may thread by; rules.Thread chooses.
-func gatherThreadFacts(tx *store.Tx, book *addr.Book, env Envelope, msg *mailparse.Message, sender string) rules.ThreadFacts {
+// threadFacts gathers everything T2 may thread by; rules.Thread chooses.
+func threadFacts(tickets *ticketCache, book *addr.Book, rcpts []recipient, refs []knownRef, msg *mailparse.Message, sender string) rules.ThreadFacts {
 	var f rules.ThreadFacts
-	for _, rc := range env.Recipients {
-		p, ok := book.Classify(rc)
-		if !ok || (p.Kind != addr.Ticket && p.Kind != addr.Masked) {
+	for _, r := range rcpts {
+		p := r.parsed
+		if !r.ours || (p.Kind != addr.Ticket && p.Kind != addr.Masked) {
 			continue
 		}
-		valid := book.ValidTicketToken(p.ID, p.Token)
-		if valid {
-			if _, err := tx.Ticket(p.ID); err != nil {
-				valid = false
-			}
-		}
-		f.Recipients = append(f.Recipients, rules.ThreadRecipient{Address: rc, TicketID: p.ID, Masked: p.Kind == addr.Masked, TokenValid: valid})
+		valid := book.ValidTicketToken(p.ID, p.Token) && tickets.get(p.ID) != nil
+		f.Recipients = append(f.Recipients, rules.ThreadRecipient{Address: r.address, TicketID: p.ID, Masked: p.Kind == addr.Masked, TokenValid: valid})
 	}
-	// In-Reply-To names the message answered; References from newest to oldest.
-	refs := []string{msg.InReplyTo}
-	for i := len(msg.References) - 1; i >= 0; i-- {
-		refs = append(refs, msg.References[i])
-	}
-	for _, r := range refs {
-		if ref, ok := tx.MessageID(r); ok {
-			f.References = append(f.References, rules.Reference{MessageID: store.NormalizeMessageID(r), TicketID: ref.TicketID})
-		}
+	for _, k := range refs {
+		f.References = append(f.References, rules.Reference{MessageID: k.id, TicketID: k.ref.TicketID})
 	}
 	addTags := func(text string, inSubject bool) {
 		for _, t := range addr.FindTags(text) {
 			tag := rules.Tag{TicketID: t.ID, Token: t.Token, InSubject: inSubject}
-			tk, err := tx.Ticket(t.ID)
-			if err != nil {
+			tk := tickets.get(t.ID)
+			if tk == nil {
 				// A tag for a ticket that does not exist threads nowhere, like a bad token.
 				tag.TicketID = 0
 				if tag.Token != "" {

@@ -86,7 +86,8 @@ func (s *Server) Listen() error {
 		srv.Domain = cfg.Hostname
 		srv.LMTP = ep.lmtp
 		srv.MaxMessageBytes = int64(cfg.Limits.MaxMessageBytes)
-		srv.MaxRecipients = cfg.Limits.MaxRecipients
+		// Recipients are counted by the session against the current config, so that a
+		// reload applies at once; go-smtp's own count would keep the start value.
 		srv.ReadTimeout = cfg.Limits.ReadTimeout
 		srv.WriteTimeout = cfg.Limits.WriteTimeout
 		srv.ErrorLog = log.New(slogWriter{s.log}, "", 0)
@@ -225,14 +226,15 @@ func (s *session) deliver(r io.Reader) error {
 		// go-smtp has already answered a message over the size limit it started with.
 		return err
 	}
+	var res desk.Result
 	if int64(len(raw)) > max {
 		io.Copy(io.Discard, r)
-		s.srv.Stats.Refused.Add(1)
-		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Message exceeds limits.max_message_bytes (%d bytes)", max)}
+		err = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Message exceeds limits.max_message_bytes (%d bytes)", max)}
+	} else {
+		env := desk.Envelope{From: s.from, Recipients: append([]string(nil), s.rcpts...), Remote: s.remote, LMTP: s.lmtp}
+		res, err = s.srv.desk.Receive(context.Background(), env, raw)
 	}
 	qid := newQueueID()
-	env := desk.Envelope{From: s.from, Recipients: append([]string(nil), s.rcpts...), Remote: s.remote, LMTP: s.lmtp}
-	res, err := s.srv.desk.Receive(context.Background(), env, raw)
 	attrs := []any{"qid", qid, "proto", protoName(s.lmtp), "remote", s.remote, "env_from", s.from,
 		"rcpts", strings.Join(s.rcpts, ","), "size", len(raw), "ms", time.Since(start).Milliseconds()}
 	if res.From != "" {

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"net/textproto"
@@ -16,6 +17,7 @@ import (
 // TLS, AUTH) and ends it; transactions go straight to the connection, so that with
 // PIPELINING (RFC 2920) MAIL, every RCPT and DATA leave in one write: go-smtp's
 // client waits for each reply, and that round trip per command was the relay's cost.
+// Without PIPELINING the same commands go one by one.
 type session struct {
 	c          *smtp.Client
 	raw        net.Conn
@@ -67,12 +69,20 @@ func toSMTPError(code int, msg string) *smtp.SMTPError {
 	return se
 }
 
+// errNotSent stands for the reply to a command left unsent without PIPELINING, because
+// an earlier reply made it pointless.
+var errNotSent = errors.New("not sent")
+
+type reply struct {
+	code int
+	err  error
+}
+
 // transact sends one message to rcpts and returns each recipient's error and whether
-// the session can carry another message.
+// the session can carry another message. The commands are MAIL, one RCPT per
+// recipient and DATA: with PIPELINING they leave in one write, without it one by one;
+// the replies are read in the same order and judged the same way.
 func (s *session) transact(from string, rcpts []string, msg []byte) ([]error, bool) {
-	if !s.pipelining {
-		return transact(s.c, from, rcpts, msg)
-	}
 	errs := make([]error, len(rcpts))
 	failAll := func(err error) ([]error, bool) {
 		for i := range errs {
@@ -84,44 +94,63 @@ func (s *session) transact(from string, rcpts []string, msg []byte) ([]error, bo
 	}
 	s.raw.SetDeadline(time.Now().Add(s.timeout))
 	defer s.raw.SetDeadline(time.Time{})
-	fmt.Fprintf(s.w, "MAIL FROM:<%s>\r\n", from)
+	cmds := make([]string, 0, len(rcpts)+2)
+	cmds = append(cmds, "MAIL FROM:<"+from+">")
 	for _, r := range rcpts {
-		fmt.Fprintf(s.w, "RCPT TO:<%s>\r\n", r)
+		cmds = append(cmds, "RCPT TO:<"+r+">")
 	}
-	s.w.WriteString("DATA\r\n")
-	if err := s.w.Flush(); err != nil {
-		return failAll(err)
+	cmds = append(cmds, "DATA")
+	last := len(cmds) - 1
+	replies := make([]reply, len(cmds))
+	if s.pipelining {
+		for _, c := range cmds {
+			s.w.WriteString(c + "\r\n")
+		}
+		if err := s.w.Flush(); err != nil {
+			return failAll(err)
+		}
 	}
-	_, mailErr := s.reply()
-	if mailErr != nil && isConnError(mailErr) {
-		return failAll(mailErr)
+	sentRcpts := 0
+	for i, c := range cmds {
+		if !s.pipelining {
+			if (i > 0 && replies[0].err != nil) || (i == last && sentRcpts == 0) {
+				replies[i] = reply{err: errNotSent}
+				continue
+			}
+			s.w.WriteString(c + "\r\n")
+			if err := s.w.Flush(); err != nil {
+				return failAll(err)
+			}
+		}
+		code, err := s.reply()
+		if err != nil && isConnError(err) {
+			return failAll(err)
+		}
+		replies[i] = reply{code: code, err: err}
+		if i > 0 && i < last && err == nil {
+			sentRcpts++
+		}
 	}
 	accepted := 0
 	for i := range rcpts {
-		_, err := s.reply()
 		switch {
-		case err != nil && isConnError(err):
-			return failAll(err)
-		case mailErr != nil:
-			errs[i] = mailErr
-		case err != nil:
-			errs[i] = err
+		case replies[0].err != nil:
+			errs[i] = replies[0].err
+		case replies[i+1].err != nil:
+			errs[i] = replies[i+1].err
 		default:
 			accepted++
 		}
 	}
-	code, dataErr := s.reply()
-	if dataErr != nil && isConnError(dataErr) {
-		return failAll(dataErr)
-	}
-	if accepted == 0 || dataErr != nil {
-		if code == 354 {
+	data := replies[last]
+	if accepted == 0 || data.err != nil {
+		if data.code == 354 {
 			// The server wants a message nobody is to get: leave rather than send one.
 			return failAll(fmt.Errorf("upstream accepted DATA without recipients"))
 		}
 		for i := range errs {
 			if errs[i] == nil {
-				errs[i] = dataErr
+				errs[i] = data.err
 			}
 		}
 		return errs, s.reset()

@@ -88,10 +88,6 @@ func (w *Worker) Run(ctx context.Context) {
 	if !strings.HasPrefix(cfg.Upstream.Address, config.MaildirPrefix) {
 		senders = cfg.Upstream.MaxConnections
 	}
-	type job struct {
-		d   *store.Delivery
-		msg []byte
-	}
 	jobs := make(chan job)
 	results := make(chan attempt, 256)
 	recorded := make(chan struct{}, 1)
@@ -143,23 +139,11 @@ func (w *Worker) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for ctx.Err() == nil {
-		var batch []job
-		now := w.Now()
 		mu.Lock()
-		w.store.View(func(tx *store.Tx) error {
-			for _, id := range tx.DueDeliveries(now, 200+len(inflight)) {
-				if inflight[id] {
-					continue
-				}
-				d, err := tx.Delivery(id)
-				if err != nil || d.State != store.DeliveryQueued {
-					continue
-				}
-				inflight[id] = true
-				batch = append(batch, job{d: d, msg: tx.DeliveryMessage(id)})
-			}
-			return nil
-		})
+		batch := w.due(200, inflight)
+		for _, j := range batch {
+			inflight[j.d.ID] = true
+		}
 		mu.Unlock()
 		for i, j := range batch {
 			select {
@@ -243,25 +227,7 @@ func (w *Worker) release(up *upstream, c *session, max int) {
 func (w *Worker) RunOnce(ctx context.Context) {
 	for ctx.Err() == nil {
 		cfg, _, _, _, _ := w.snapshot()
-		now := w.Now()
-		type job struct {
-			d   *store.Delivery
-			msg []byte
-		}
-		var jobs []job
-		w.store.View(func(tx *store.Tx) error {
-			for _, id := range tx.DueDeliveries(now, 200) {
-				d, err := tx.Delivery(id)
-				if err != nil || d.State != store.DeliveryQueued {
-					continue
-				}
-				jobs = append(jobs, job{d: d, msg: tx.DeliveryMessage(id)})
-				if len(jobs) == 200 {
-					break
-				}
-			}
-			return nil
-		})
+		jobs := w.due(200, nil)
 		if len(jobs) == 0 {
 			return
 		}
@@ -288,6 +254,34 @@ func (w *Worker) RunOnce(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// job is a delivery due now with its message.
+type job struct {
+	d   *store.Delivery
+	msg []byte
+}
+
+// due loads up to limit deliveries that are due now, leaving out those in skip.
+func (w *Worker) due(limit int, skip map[uint64]bool) []job {
+	var jobs []job
+	w.store.View(func(tx *store.Tx) error {
+		for _, id := range tx.DueDeliveries(w.Now(), limit+len(skip)) {
+			if skip[id] {
+				continue
+			}
+			d, err := tx.Delivery(id)
+			if err != nil || d.State != store.DeliveryQueued {
+				continue
+			}
+			jobs = append(jobs, job{d: d, msg: tx.DeliveryMessage(id)})
+			if len(jobs) == limit {
+				break
+			}
+		}
+		return nil
+	})
+	return jobs
 }
 
 // attempt is one try of one delivery: the recipients tried and what happened to each.

@@ -172,50 +172,6 @@ func smtpErr(err error) error {
 	return err
 }
 
-// transact sends one message in an open session, recipient by recipient, so that one
-// refused recipient does not fail the others. It returns each recipient's error and
-// whether the session is still usable.
-func transact(c *smtp.Client, from string, rcpts []string, msg []byte) ([]error, bool) {
-	errs := make([]error, len(rcpts))
-	fail := func(err error) ([]error, bool) {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
-			}
-		}
-		return errs, !isConnError(err)
-	}
-	if err := c.Mail(from, nil); err != nil {
-		c.Reset()
-		return fail(err)
-	}
-	accepted := 0
-	for i, r := range rcpts {
-		if err := c.Rcpt(r, nil); err != nil {
-			if isConnError(err) {
-				return fail(err)
-			}
-			errs[i] = err
-			continue
-		}
-		accepted++
-	}
-	if accepted == 0 {
-		return errs, c.Reset() == nil
-	}
-	w, err := c.Data()
-	if err != nil {
-		return fail(err)
-	}
-	if _, err := w.Write(msg); err != nil {
-		return fail(err)
-	}
-	if err := w.Close(); err != nil {
-		return fail(err)
-	}
-	return errs, true
-}
-
 // isConnError reports whether err leaves the session unusable: a network error, or a
 // 421 (the server is closing the connection).
 func isConnError(err error) bool {

@@ -24,6 +24,8 @@ type Action struct {
 	Kind   string
 	Actor  string // the agent acting, when known
 	Person store.Person
+	// PersonIsOwn is set when Person is one of deskgate's own addresses (C5).
+	PersonIsOwn bool
 	// For ActComment.
 	Public bool
 	// For ActMakePrivate: the comment, and whether it is on the ticket and public.
@@ -42,6 +44,9 @@ func DecideAction(ticket *store.Ticket, a Action, env Env) (Decision, *Refusal) 
 	t := copyTicket(ticket)
 	d := Decision{Ticket: t}
 	email := a.Person.Email
+	if (a.Kind == ActAddCC || a.Kind == ActAddFollower) && a.PersonIsOwn {
+		return d, refuse(422, "C5", "%s is one of deskgate's own addresses", email)
+	}
 	switch a.Kind {
 	case ActAddCC:
 		switch {
@@ -54,11 +59,7 @@ func DecideAction(ticket *store.Ticket, a Action, env Env) (Decision, *Refusal) 
 		case len(t.CCs) >= env.MaxCCs:
 			return d, refuse(422, "C8", "ticket %d already has limits.max_ccs=%d CCs", t.ID, env.MaxCCs)
 		}
-		if IsFollower(t, email) {
-			t.Followers = remove(t.Followers, email)
-			d.Changes = append(d.Changes, Change{Op: OpRemoveFollower, Person: a.Person, Rule: "R3"})
-			d.trace("R3", "follower moved", email+" was a follower; one address has one role")
-		}
+		release(&d, t, a.Person, "becomes a CC")
 		t.CCs = append(t.CCs, a.Person)
 		mask(t, email)
 		d.Changes = append(d.Changes, Change{Op: OpAddCC, Person: a.Person, Rule: "C6"})
@@ -88,11 +89,7 @@ func DecideAction(ticket *store.Ticket, a Action, env Env) (Decision, *Refusal) 
 		case SameAddress(t.Assignee, email):
 			return d, refuse(409, "R3", "%s is the assignee, who receives every update already", email)
 		}
-		if IsCC(t, email) {
-			t.CCs = remove(t.CCs, email)
-			d.Changes = append(d.Changes, Change{Op: OpRemoveCC, Person: a.Person, Rule: "R3"})
-			d.trace("R3", "CC promoted", email+" was a CC and becomes a hidden follower")
-		}
+		release(&d, t, a.Person, "becomes a hidden follower")
 		if a.Person.Name == "" {
 			a.Person.Name = env.AgentNames[lower(email)]
 		}
@@ -121,23 +118,13 @@ func DecideAction(ticket *store.Ticket, a Action, env Env) (Decision, *Refusal) 
 		} else {
 			d.trace("V4", "internal", "the expert made it an internal note")
 		}
-		switch {
-		case t.Status == store.StatusNew && role == RoleAgent:
-			d.Status = store.StatusOpen
-			d.trace("T4", "status open", "the first agent comment on a new ticket")
-		case (t.Status == store.StatusPending || t.Status == store.StatusSolved) && a.Public:
-			d.Status = store.StatusOpen
-			d.trace("T4", "status open", "a reply to a "+t.Status+" ticket")
-		}
-		if d.Status != "" {
-			t.Status = d.Status
-		}
+		reopen(&d, t, role, a.Public, false)
 		notifyComment(&d, t, env, noteFacts{author: a.Actor, public: a.Public, endUsersOK: true, ccs: t.CCs})
 	case ActMakePrivate:
 		if a.CommentID == 0 {
 			return d, refuse(404, "V5", "no such comment on ticket %d", t.ID)
 		}
-		d.Private = a.CommentID
+		d.Restate = &Restate{CommentID: a.CommentID, Public: false}
 		if a.CommentPublic {
 			d.trace("V5", "made internal", fmt.Sprintf("comment %d is internal from now on: left out of C4's history and of every later notification", a.CommentID))
 		} else {
@@ -147,22 +134,13 @@ func DecideAction(ticket *store.Ticket, a Action, env Env) (Decision, *Refusal) 
 		if a.CommentID == 0 {
 			return d, refuse(404, "V5", "no such comment on ticket %d", t.ID)
 		}
-		d.Public = a.CommentID
+		d.Restate = &Restate{CommentID: a.CommentID, Public: true}
 		d.trace("X1", "made public", fmt.Sprintf("comment %d is public from now on, by an expert; it is not sent again", a.CommentID))
 	case ActAssign:
 		if role := env.AgentRole(email); role != RoleAgent {
 			return d, refuse(422, "R1", "%s is not an agent (light agents cannot be assigned)", email)
 		}
-		if IsFollower(t, email) {
-			t.Followers = remove(t.Followers, email)
-			d.Changes = append(d.Changes, Change{Op: OpRemoveFollower, Person: a.Person, Rule: "R3"})
-			d.trace("R3", "follower moved", email+" becomes the assignee, who receives every update")
-		}
-		if IsCC(t, email) {
-			t.CCs = remove(t.CCs, email)
-			d.Changes = append(d.Changes, Change{Op: OpRemoveCC, Person: a.Person, Rule: "R3"})
-			d.trace("R3", "CC moved", email+" becomes the assignee")
-		}
+		release(&d, t, a.Person, "becomes the assignee, who receives every update")
 		t.Assignee = email
 		mask(t, email)
 		d.trace("R1", "assigned", email)
@@ -189,4 +167,19 @@ func DecideAction(ticket *store.Ticket, a Action, env Env) (Decision, *Refusal) 
 		return d, refuse(400, "", "unknown action %q", a.Kind)
 	}
 	return d, nil
+}
+
+// release takes p out of the role it has on t before it takes another (R3: one role per
+// address).
+func release(d *Decision, t *store.Ticket, p store.Person, why string) {
+	if IsFollower(t, p.Email) {
+		t.Followers = remove(t.Followers, p.Email)
+		d.Changes = append(d.Changes, Change{Op: OpRemoveFollower, Person: p, Rule: "R3"})
+		d.trace("R3", "follower moved", p.Email+" was a follower and "+why)
+	}
+	if IsCC(t, p.Email) {
+		t.CCs = remove(t.CCs, p.Email)
+		d.Changes = append(d.Changes, Change{Op: OpRemoveCC, Person: p, Rule: "R3"})
+		d.trace("R3", "CC promoted", p.Email+" was a CC and "+why)
+	}
 }

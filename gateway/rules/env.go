@@ -142,14 +142,19 @@ type Decision struct {
 	Changes       []Change
 	Status        string // "" when unchanged
 	Notifications []Notification
-	// Private is the comment that V5 makes internal; Public one an expert makes public.
-	Private uint64
-	Public  uint64
+	// Restate changes an existing comment's visibility (V5, or X1's "makes it public").
+	Restate *Restate
 	Trace   []store.TraceStep
 }
 
 func (d *Decision) trace(rule, what, detail string) {
 	d.Trace = append(d.Trace, store.TraceStep{Rule: rule, Step: what, Detail: detail})
+}
+
+// Restate is a change of an existing comment's visibility.
+type Restate struct {
+	CommentID uint64
+	Public    bool
 }
 
 // Refusal is an expert action the rules refuse: Code is the HTTP status (404, 409, 422).
@@ -212,4 +217,11 @@ func remove(list []store.Person, email string) []store.Person {
 		}
 	}
 	return out
+}
+
+// Masked reports whether a copy shows email by its masked address: agents' copies mask
+// everybody (H3); end users' copies show end users by their real address (H2) and agents
+// by their masked one, so that no agent's own address reaches an end user (H1, H4).
+func (e Env) Masked(copyKind, email string) bool {
+	return copyKind == CopyAgent || e.IsAgent(email)
 }

@@ -135,17 +135,7 @@ func DecideMail(ticket *store.Ticket, m Mail, env Env) Decision {
 		removeCCsByMail(&d, t, m, env, isRequester, isCC)
 	}
 
-	switch {
-	case t.Status == store.StatusPending || t.Status == store.StatusSolved:
-		d.Status = store.StatusOpen
-		d.trace("T4", "status open", "a reply to a "+t.Status+" ticket")
-	case t.Status == store.StatusNew && m.Role == RoleAgent && m.Automatic == "":
-		d.Status = store.StatusOpen
-		d.trace("T4", "status open", "the first agent comment on a new ticket")
-	}
-	if d.Status != "" {
-		t.Status = d.Status
-	}
+	reopen(&d, t, m.Role, c.Public, m.Automatic != "")
 
 	ccAudience := t.CCs
 	if (isRequester || isCC) && m.Answered != nil && env.Policy.ReplyAudience == "notification" {
@@ -331,4 +321,24 @@ func containsFold(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// reopen applies T4 to a comment, from mail or from an expert alike: a pending or solved
+// ticket opens again on a public comment or on anything an end user writes (an agent's
+// internal note is work on the ticket, not a reply); a new ticket opens at the first
+// agent comment. Automatic mail changes nothing.
+func reopen(d *Decision, t *store.Ticket, role string, public, automatic bool) {
+	switch {
+	case automatic:
+		return
+	case (t.Status == store.StatusPending || t.Status == store.StatusSolved) && (public || role == RoleEndUser):
+		d.Status = store.StatusOpen
+		d.trace("T4", "status open", "a reply to a "+t.Status+" ticket")
+	case t.Status == store.StatusNew && role == RoleAgent:
+		d.Status = store.StatusOpen
+		d.trace("T4", "status open", "the first agent comment on a new ticket")
+	}
+	if d.Status != "" {
+		t.Status = d.Status
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/dsn"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -493,7 +494,7 @@ func TestV4_ExpertChoosesVisibility(t *testing.T) {
 
 func TestV5_MakeCommentInternal(t *testing.T) {
 	d, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActMakePrivate, CommentID: 9, CommentPublic: true}, env())
-	if r != nil || d.Private != 9 || !traceHas(d.Trace, "V5", "internal") || len(d.Notifications) != 0 {
+	if r != nil || d.Restate == nil || d.Restate.CommentID != 9 || d.Restate.Public || !traceHas(d.Trace, "V5", "internal") || len(d.Notifications) != 0 {
 		t.Fatalf("V5: %v %+v", r, d)
 	}
 }
@@ -621,5 +622,77 @@ func TestA1_SpoofNoteIsTraced(t *testing.T) {
 	d := DecideMail(ticket(store.StatusOpen), m, env())
 	if !traceHas(d.Trace, "A1", "sender role") || !d.Comment.ThirdParty || d.Comment.Public {
 		t.Fatalf("spoofed agent got an agent's powers: %+v", d.Comment)
+	}
+}
+
+func TestT3_T5_RepeatVerdicts(t *testing.T) {
+	if v, s := Repeat(Seen{Known: true, CommentID: 4, TicketID: 2}, "m@x"); v != Duplicate || s.Rule != "T3" {
+		t.Errorf("stored message: %q %+v", v, s)
+	}
+	if v, s := Repeat(Seen{Known: true, SentByUs: true, TicketID: 2}, "m@x"); v != OwnMail || s.Rule != "T5" {
+		t.Errorf("our own message: %q %+v", v, s)
+	}
+	if v, _ := Repeat(Seen{Known: true, TicketID: 2}, "m@x"); v != Fresh {
+		t.Errorf("a message only referenced before is new: %q", v)
+	}
+}
+
+func TestT5_SenderLimit(t *testing.T) {
+	if limited, _ := SenderLimited(59, 60); limited {
+		t.Error("under the limit refused")
+	}
+	if limited, s := SenderLimited(60, 60); !limited || s.Rule != "T5" {
+		t.Error("at the limit accepted")
+	}
+	if limited, _ := SenderLimited(1000, 0); limited {
+		t.Error("0 must turn the guard off")
+	}
+}
+
+func TestT6_BounceVerdicts(t *testing.T) {
+	rep := dsn.Report{Recipients: []dsn.Recipient{{Email: "Joe@customer.test", Action: "failed", Status: "5.1.1"}, {Email: kim, Action: "delayed"}}}
+	got := Bounced([]string{joe, kim}, rep)
+	if len(got) != 1 || !strings.Contains(got[joe], "5.1.1") {
+		t.Errorf("DSN: %v", got)
+	}
+	if got := Bounced([]string{joe, kim}, dsn.Report{Text: "no mailbox <kim@customer.test> here"}); len(got) != 1 || got[kim] == "" {
+		t.Errorf("plain bounce naming kim: %v", got)
+	}
+	if got := Bounced([]string{joe}, dsn.Report{Text: "something failed"}); got[joe] == "" {
+		t.Errorf("plain bounce, one recipient: %v", got)
+	}
+	if got := Bounced([]string{joe, kim}, dsn.Report{Text: "something failed"}); len(got) != 0 {
+		t.Errorf("plain bounce naming nobody of two: %v", got)
+	}
+}
+
+func TestC5_ExpertCannotAddOwnAddresses(t *testing.T) {
+	for _, kind := range []string{ActAddCC, ActAddFollower} {
+		_, r := DecideAction(ticket(store.StatusOpen), Action{Kind: kind, Person: store.Person{Email: "support@example.com"}, PersonIsOwn: true}, env())
+		if r == nil || r.Code != 422 || r.Rule != "C5" {
+			t.Errorf("%s of an own address: %v", kind, r)
+		}
+	}
+}
+
+func TestT4_InternalNoteDoesNotReopenButEndUserMailDoes(t *testing.T) {
+	d := DecideMail(ticket(store.StatusSolved), mailFrom(alice, nil, nil), env())
+	if d.Status != "" {
+		t.Errorf("an agent's internal note by mail reopened a solved ticket")
+	}
+	d, _ = DecideAction(ticket(store.StatusSolved), Action{Kind: ActComment, Actor: alice, Public: false}, env())
+	if d.Status != "" {
+		t.Errorf("an agent's internal note by API reopened a solved ticket")
+	}
+	d = DecideMail(ticket(store.StatusSolved), mailFrom(joe, nil, nil), env())
+	if d.Status != store.StatusOpen {
+		t.Errorf("a CC's private reply left a solved ticket %q", d.Status)
+	}
+}
+
+func TestH2_H3_Masking(t *testing.T) {
+	e := env()
+	if e.Masked(CopyEndUser, jane) || !e.Masked(CopyEndUser, dana) || !e.Masked(CopyAgent, jane) {
+		t.Error("masking: end users real in end users' copies; agents always masked; everyone masked for agents")
 	}
 }

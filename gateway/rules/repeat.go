@@ -1,0 +1,89 @@
+package rules
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/deskgate/deskgate/gateway/dsn"
+	"github.com/deskgate/deskgate/store"
+)
+
+// Seen is what the store knows of a received mail's own Message-ID.
+type Seen struct {
+	Known     bool
+	SentByUs  bool // a Message-ID of deskgate's own notifications
+	TicketID  uint64
+	CommentID uint64
+}
+
+// Verdicts on a mail that was seen before.
+const (
+	Fresh     = ""
+	Duplicate = "duplicate"
+	OwnMail   = "own mail"
+)
+
+// Repeat decides about a mail whose Message-ID is known: deskgate's own mail coming back
+// is dropped (T5), a message stored before is accepted and stored once (T3).
+func Repeat(s Seen, messageID string) (string, store.TraceStep) {
+	switch {
+	case s.Known && s.SentByUs:
+		return OwnMail, store.TraceStep{Rule: "T5", Step: "dropped", Detail: fmt.Sprintf("<%s> is a message deskgate sent", messageID)}
+	case s.Known && s.CommentID != 0:
+		return Duplicate, store.TraceStep{Rule: "T3", Step: "duplicate", Detail: fmt.Sprintf("<%s> is already comment %d on ticket %d; stored once", messageID, s.CommentID, s.TicketID)}
+	}
+	return Fresh, store.TraceStep{}
+}
+
+// SenderLimited applies T5's loop guard: a sender with perHour accepted mails in the
+// last hour is refused for now (0 turns the guard off).
+func SenderLimited(lastHour, perHour int) (bool, store.TraceStep) {
+	if perHour <= 0 || lastHour < perHour {
+		return false, store.TraceStep{}
+	}
+	return true, store.TraceStep{Rule: "T5", Step: "refused for now",
+		Detail: fmt.Sprintf("%d mails in the last hour, limits.max_mails_per_sender_hour is %d", lastHour, perHour)}
+}
+
+// Bounced decides which recipients of a delivery a bounce fails (T6), with the reply to
+// record for each: the DSN's failed recipients; for a plain bounce, the recipients its
+// text names, or, when it names none, the delivery's only recipient. Delayed or
+// delivered reports change nothing.
+func Bounced(recipients []string, rep dsn.Report) map[string]string {
+	failed := map[string]string{}
+	known := map[string]bool{}
+	for _, r := range recipients {
+		known[strings.ToLower(r)] = true
+	}
+	if len(rep.Recipients) > 0 {
+		for _, r := range rep.Recipients {
+			if email := strings.ToLower(r.Email); known[email] && r.Action == "failed" {
+				failed[email] = strings.TrimSpace("DSN " + r.Status + " " + r.Diagnostic)
+			}
+		}
+		return failed
+	}
+	reply := "bounce: " + firstLine(rep.Text)
+	text := strings.ToLower(rep.Text)
+	for email := range known {
+		if strings.Contains(text, email) {
+			failed[email] = reply
+		}
+	}
+	if len(failed) == 0 && len(recipients) == 1 {
+		failed[strings.ToLower(recipients[0])] = reply
+	}
+	return failed
+}
+
+func firstLine(text string) string {
+	for _, l := range strings.Split(text, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			if len(l) > 200 {
+				l = l[:200]
+			}
+			return l
+		}
+	}
+	return "no text"
+}
