@@ -88,6 +88,8 @@ type Authentication struct {
 	DNSResolver        string   `mapstructure:"dns_resolver"`
 	TrustedAuthservIDs []string `mapstructure:"trusted_authserv_ids"`
 	AgentIdentity      string   `mapstructure:"agent_identity"`
+	// Timeout bounds the DNS lookups and verification of one message.
+	Timeout time.Duration `mapstructure:"timeout"`
 }
 
 type Upstream struct {

@@ -74,6 +74,7 @@ func defaults() map[string]any {
 		"authentication.dns_resolver":         "",
 		"authentication.trusted_authserv_ids": []string{},
 		"authentication.agent_identity":       "dmarc",
+		"authentication.timeout":              "10s",
 		"upstream.address":                    "",
 		"upstream.tls":                        "starttls",
 		"upstream.username":                   "",

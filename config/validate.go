@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 func validate(c *Config) Problems {
@@ -154,6 +155,14 @@ func validate(c *Config) Problems {
 	if r := c.Authentication.DNSResolver; r != "" {
 		if err := checkHostPort(r); err != nil {
 			add("authentication.dns_resolver", "%v", err)
+		}
+	}
+	if t := c.Authentication.Timeout; t <= 0 || t > 5*time.Minute {
+		add("authentication.timeout", "must be from 1s to 5m, got %s", t)
+	}
+	for i, id := range c.Authentication.TrustedAuthservIDs {
+		if strings.TrimSpace(id) == "" || strings.ContainsAny(id, " \t;()") {
+			add(fmt.Sprintf("authentication.trusted_authserv_ids[%d]", i), "%q is not an authserv-id (a host name such as mx.example.com)", id)
 		}
 	}
 	if c.Authentication.AgentIdentity == "trusted_relay" && len(c.Authentication.TrustedAuthservIDs) == 0 {

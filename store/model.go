@@ -109,6 +109,9 @@ type Comment struct {
 	ReplyToDiffers bool `json:"reply_to_differs,omitempty"`
 	// Automatic is why a mail counts as automatic (RULES.md T5), "" for a person's.
 	Automatic string `json:"automatic,omitempty"`
+	// AuthenticationResults is the value of the Authentication-Results field deskgate
+	// wrote for a received mail (RULES.md A1): SPF, DKIM and DMARC as it found them.
+	AuthenticationResults string `json:"authentication_results,omitempty"`
 }
 
 // Event is an expert action that is no comment (assignment, status, participants),

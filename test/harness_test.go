@@ -18,9 +18,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/deskgate/deskgate/internal/dnstest"
 )
 
 var binary string
+
+// testDNS serves the test domains' DKIM keys, SPF and DMARC records to every daemon
+// the tests start (authentication.dns_resolver), over real DNS packets on loopback.
+var testDNS *dnstest.Server
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "deskgate-e2e-bin")
@@ -35,7 +41,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building deskgate:", err)
 		os.Exit(1)
 	}
+	testDNS, err = dnstest.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test DNS server:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
+	testDNS.Close()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -88,6 +100,7 @@ type options struct {
 	lmtpUnix  bool
 	dir       string // reuse a data dir (restart)
 	upstream  string // the upstream block's YAML; default: a Maildir under the data dir
+	auth      string // the authentication block's YAML; default: none, with the test DNS
 }
 
 func writeDaemonConfig(t testing.TB, o options) *daemon {
@@ -112,6 +125,13 @@ func writeDaemonConfig(t testing.TB, o options) *daemon {
 	if upstream == "" {
 		upstream = fmt.Sprintf(`{address: "maildir:%s/outbox"}`, d.dir)
 	}
+	auth := o.auth
+	if auth == "" {
+		auth = `{agent_identity: none}`
+	}
+	if !strings.Contains(auth, "dns_resolver") {
+		auth = strings.Replace(auth, "{", fmt.Sprintf(`{dns_resolver: "%s", `, testDNS.Addr), 1)
+	}
 	cfg := fmt.Sprintf(`hostname: mx.deskgate.test
 data_dir: %s/data
 listen:
@@ -126,15 +146,14 @@ agents:
   - {email: bob@example.com, name: Bob, role: light_agent}
   - {email: carol@example.com, name: Carol, role: agent}
   - {email: dana@example.com, name: Dana, role: agent}
-authentication:
-  agent_identity: none
+authentication: %s
 upstream: %s
 admin:
   token_file: %s
 log:
   level: debug
 %s
-`, d.dir, d.smtpAddr, lmtpListen, d.adminAddr, upstream, tokenFile, o.extraYAML)
+`, d.dir, d.smtpAddr, lmtpListen, d.adminAddr, auth, upstream, tokenFile, o.extraYAML)
 	d.configPath = filepath.Join(d.dir, "deskgate.yaml")
 	if err := os.WriteFile(d.configPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

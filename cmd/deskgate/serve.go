@@ -15,6 +15,7 @@ import (
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/admin"
+	"github.com/deskgate/deskgate/gateway/auth"
 	"github.com/deskgate/deskgate/gateway/compose"
 	"github.com/deskgate/deskgate/gateway/desk"
 	"github.com/deskgate/deskgate/gateway/inbound"
@@ -86,6 +87,7 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		api = admin.New(st, logger, token, nil, func(b *strings.Builder) {
 			writeInboundMetrics(b, in)
 			writeStoreMetrics(b, st)
+			writeAuthMetrics(b, &svc.AuthStats)
 			fmt.Fprintf(b, "# HELP deskgate_relay_recipients_total Recipients delivered or failed.\n# TYPE deskgate_relay_recipients_total counter\n")
 			fmt.Fprintf(b, "deskgate_relay_recipients_total{result=\"sent\"} %d\ndeskgate_relay_recipients_total{result=\"failed\"} %d\ndeskgate_relay_recipients_total{result=\"deferred\"} %d\n",
 				worker.Sent.Load(), worker.Failed.Load(), worker.Deferred.Load())
@@ -153,6 +155,21 @@ func writeInboundMetrics(b *strings.Builder, in *inbound.Server) {
 	fmt.Fprintf(b, "deskgate_messages_total{result=\"refused\"} %d\n", in.Stats.Refused.Load())
 	fmt.Fprintf(b, "deskgate_messages_total{result=\"tempfail\"} %d\n", in.Stats.TempFailed.Load())
 	fmt.Fprintf(b, "# HELP deskgate_sessions Open SMTP and LMTP sessions.\n# TYPE deskgate_sessions gauge\ndeskgate_sessions %d\n", in.ActiveSessions())
+}
+
+func writeAuthMetrics(b *strings.Builder, stats *auth.Stats) {
+	families := []struct{ family, name, help string }{
+		{"result", "deskgate_sender_auth_total", "Received mail by authentication.agent_identity mode and the result that mode decides by."},
+		{"agent_claim", "deskgate_agent_claims_total", "Mail from agent addresses: proven, spoofed (filed as an end user's) or deferred (451, DNS failed)."},
+	}
+	for _, f := range families {
+		fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s counter\n", f.name, f.help, f.name)
+		stats.Each(func(family, mode, outcome string, n int64) {
+			if family == f.family {
+				fmt.Fprintf(b, "%s{mode=%q,outcome=%q} %d\n", f.name, mode, outcome, n)
+			}
+		})
+	}
 }
 
 func writeStoreMetrics(b *strings.Builder, st *store.Store) {

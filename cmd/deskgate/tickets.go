@@ -136,6 +136,9 @@ func printTicket(w io.Writer, t admin.TicketView) {
 		}
 		fmt.Fprintf(w, "\n--- comment %d  %s  %s via %s (%s)\n", c.ID, c.CreatedAt.Local().Format(time.DateTime), person(c.AuthorName, c.Author), c.Via, kind)
 		fmt.Fprintf(w, "    Message-ID: %s\n", c.MessageID)
+		if c.Sender != nil {
+			fmt.Fprintf(w, "    Sender:     %s: %s\n", c.Sender.Step, c.Sender.Detail)
+		}
 		for _, a := range c.Attachments {
 			fmt.Fprintf(w, "    Attachment: %s (%s, %d bytes)\n", a.Name, a.ContentType, a.Size)
 		}
@@ -164,7 +167,9 @@ func printTicket(w io.Writer, t admin.TicketView) {
 }
 
 func person(name, email string) string {
-	if name == "" {
+	// A display name that looks like an address is how a forged From passes for
+	// somebody else: show the address alone.
+	if name == "" || strings.ContainsAny(name, "@<>") {
 		return email
 	}
 	return fmt.Sprintf("%s <%s>", name, email)

@@ -212,6 +212,9 @@ type CommentView struct {
 	Notified       []store.Notified   `json:"notified"`
 	ReplyToDiffers bool               `json:"reply_to_differs,omitempty"`
 	Automatic      string             `json:"automatic,omitempty"`
+	// AuthenticationResults and Sender say who a received mail proved to be (A1).
+	AuthenticationResults string           `json:"authentication_results,omitempty"`
+	Sender                *store.TraceStep `json:"sender,omitempty"`
 }
 
 var validStatus = map[string]bool{store.StatusNew: true, store.StatusOpen: true, store.StatusPending: true, store.StatusSolved: true}
@@ -313,7 +316,14 @@ func ticketView(t *store.Ticket, comments []store.Comment) TicketView {
 	for _, c := range comments {
 		cv := CommentView{ID: c.ID, Author: c.Author, AuthorName: c.AuthorName, Public: c.Public, ThirdParty: c.ThirdParty,
 			Via: c.Via, MessageID: "<" + c.MessageID + ">", CreatedAt: c.CreatedAt, Subject: c.Subject, Body: c.Body,
-			Attachments: c.Attachments, Notified: c.Notified, ReplyToDiffers: c.ReplyToDiffers, Automatic: c.Automatic}
+			Attachments: c.Attachments, Notified: c.Notified, ReplyToDiffers: c.ReplyToDiffers, Automatic: c.Automatic,
+			AuthenticationResults: c.AuthenticationResults}
+		for i := range c.Trace {
+			if c.Trace[i].Rule == "A1" {
+				cv.Sender = &c.Trace[i]
+				break
+			}
+		}
 		if cv.Attachments == nil {
 			cv.Attachments = []store.Attachment{}
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/addr"
+	"github.com/deskgate/deskgate/gateway/auth"
 	"github.com/deskgate/deskgate/gateway/compose"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
@@ -23,13 +24,19 @@ import (
 
 // Service is the one path every change takes, from mail or from an expert.
 type Service struct {
-	cfg    atomic.Pointer[config.Config]
-	book   atomic.Pointer[addr.Book]
-	env    atomic.Pointer[rules.Env] // built once per config, not per message
-	store  *store.Store
-	log    *slog.Logger
-	Now    func() time.Time
-	Random io.Reader // nil: crypto/rand
+	cfg  atomic.Pointer[config.Config]
+	book atomic.Pointer[addr.Book]
+	env  atomic.Pointer[rules.Env] // built once per config, not per message
+	auth atomic.Pointer[auth.Checker]
+	// Resolver, when set before the first SetConfig, is the DNS that sender
+	// authentication asks instead of authentication.dns_resolver (tests).
+	Resolver auth.Resolver
+	// AuthStats counts sender authentication results, for /metrics.
+	AuthStats auth.Stats
+	store     *store.Store
+	log       *slog.Logger
+	Now       func() time.Time
+	Random    io.Reader // nil: crypto/rand
 	// Queued is told (without blocking) when new deliveries are committed.
 	Queued chan struct{}
 
@@ -46,6 +53,16 @@ func New(cfg *config.Config, st *store.Store, logger *slog.Logger) *Service {
 
 // SetConfig swaps in a reloaded config.
 func (s *Service) SetConfig(cfg *config.Config) {
+	a := cfg.Authentication
+	resolver := s.Resolver
+	if old := s.auth.Load(); resolver == nil && old != nil && old.ResolverAddress == a.DNSResolver {
+		resolver = old.Resolver // keep the cached answers across a reload
+	}
+	if resolver == nil {
+		resolver = auth.NewResolver(a.DNSResolver)
+	}
+	s.auth.Store(&auth.Checker{Resolver: resolver, ResolverAddress: a.DNSResolver, Timeout: a.Timeout,
+		TrustedIDs: a.TrustedAuthservIDs, Mode: a.AgentIdentity})
 	env := rules.EnvFrom(cfg)
 	s.env.Store(&env)
 	s.book.Store(addr.NewBook(s.store.Secret(), cfg.Support.Addresses))
@@ -85,6 +102,7 @@ type source struct {
 	body        string
 	attachments []store.Attachment
 	files       [][]byte
+	authResults string // the Authentication-Results deskgate found for a mail
 	action      string // for events
 	detail      string
 }
@@ -114,7 +132,7 @@ func (s *Service) apply(tx *store.Tx, cfg *config.Config, book *addr.Book, env *
 			Via: src.via, MessageID: store.NormalizeMessageID(src.messageID), InReplyTo: src.inReplyTo,
 			References: src.references, Subject: src.subject, To: src.to, Cc: src.cc, Recipients: src.recipients,
 			EnvelopeFrom: src.envFrom, CreatedAt: now, Body: src.body, Attachments: src.attachments,
-			Notified: []store.Notified{}, Trace: trace,
+			Notified: []store.Notified{}, Trace: trace, AuthenticationResults: src.authResults,
 		}
 		if err := tx.AddComment(t, comment); err != nil {
 			return 0, err

@@ -27,7 +27,7 @@ func testService(t *testing.T, mod func(*config.Config)) *Service {
 		Policy: config.Policy{CCsEnabled: true, FollowersEnabled: true, AgentCCBecomesFollower: true, CCRemoval: "email",
 			ReplyAudience: "notification", CCAttachments: true},
 		Notifications:  config.Notifications{TicketCreated: "requester", Assigned: "requester_and_ccs", Solved: "requester_and_ccs"},
-		Authentication: config.Authentication{AgentIdentity: "none"},
+		Authentication: config.Authentication{AgentIdentity: "none", DNSResolver: closedDNS},
 		Upstream:       config.Upstream{Address: "maildir:" + filepath.Join(dir, "outbox")},
 	}
 	if mod != nil {
@@ -125,3 +125,7 @@ func TestT6_BounceNeverBecomesAComment(t *testing.T) {
 		t.Fatalf("a bounce became %d tickets, %d comments", tickets, comments)
 	}
 }
+
+// closedDNS is a loopback port nothing listens on: lookups fail at once, and no test
+// sends a packet past this machine.
+const closedDNS = "127.0.0.1:1"

@@ -73,7 +73,7 @@ func randomConfig(rng *rand.Rand, dir string) *config.Config {
 			CCAttachments: rng.Intn(2) == 0},
 		Notifications: config.Notifications{TicketCreated: pick("requester", "requester_and_ccs", "none"),
 			Assigned: pick("requester", "requester_and_ccs", "none"), Solved: pick("requester", "requester_and_ccs", "none")},
-		Authentication: config.Authentication{AgentIdentity: "none"},
+		Authentication: config.Authentication{AgentIdentity: "none", DNSResolver: closedDNS},
 		Upstream:       config.Upstream{Address: "maildir:" + filepath.Join(dir, "outbox")},
 	}
 }

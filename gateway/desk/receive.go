@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -20,7 +21,8 @@ import (
 type Envelope struct {
 	From       string
 	Recipients []string
-	Remote     string
+	Remote     string // the client's "ip:port"; on LMTP, the MTA in front
+	Helo       string
 	LMTP       bool
 }
 
@@ -105,10 +107,13 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 	if _, own := book.Classify(from.Email); own {
 		return res, smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "From <%s> is this gateway's own address", from.Email)
 	}
+	authResult, id := s.authenticate(ctx, env, raw, from.Email)
+	if id.Defer {
+		return res, smtpErr(451, smtp.EnhancedCode{4, 7, 5}, "Cannot verify now that <%s> sent this: %s; try again later", from.Email, id.Step.Detail)
+	}
 	if limited, step := s.noteSender(from.Email, cfg.Limits.MaxMailsPerSenderHour); limited {
 		return res, smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "Too many messages from <%s>: %s (%s); try again later", from.Email, step.Detail, step.Rule)
 	}
-	id := auth.Identify(cfg, from.Email)
 	automatic := rules.Automatic(msg.Header, env.From)
 	replyToDiffers := false
 	for _, r := range msg.ReplyTo {
@@ -146,7 +151,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		ticketID, threadTrace := rules.Thread(threadFacts(&tickets, book, rcpts, refs, msg, from.Email))
 		ticket := tickets.get(ticketID)
 		m := rules.Mail{
-			MessageID: msg.MessageID, From: from, Role: id.Role, RoleNote: id.Note,
+			MessageID: msg.MessageID, From: from, Role: id.Role, Identified: id.Step,
 			To: classify(book, ticket, msg.To), Cc: classify(book, ticket, msg.Cc),
 			Subject: msg.Subject, ReplyToDiffers: replyToDiffers, Automatic: automatic,
 			HasAttachments: len(files) > 0, Support: support,
@@ -161,7 +166,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		}
 		src := source{author: from, via: "email", messageID: msg.MessageID, inReplyTo: msg.InReplyTo, references: msg.References,
 			subject: msg.Subject, to: persons(msg.To), cc: persons(msg.Cc), recipients: env.Recipients, envFrom: env.From,
-			body: msg.Text, attachments: atts, files: files}
+			body: msg.Text, attachments: atts, files: files, authResults: authResult.Header(cfg.Hostname)}
 		cid, err := s.apply(tx, cfg, book, renv, d, src, threadTrace)
 		if err != nil {
 			return err
@@ -178,6 +183,32 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		s.log.Info("seen before", "rule", repeat.Rule, "verdict", repeat.Step, "why", repeat.Detail)
 	}
 	return res, nil
+}
+
+// authenticate checks who sent the mail and asks the rules what role that earns (A1).
+func (s *Service) authenticate(ctx context.Context, env Envelope, raw []byte, from string) (*auth.Result, rules.Identity) {
+	checker := s.auth.Load()
+	in := auth.Input{Raw: raw, Author: from, Helo: env.Helo, MailFrom: env.From, LMTP: env.LMTP}
+	if !env.LMTP {
+		if host, _, err := net.SplitHostPort(env.Remote); err == nil {
+			in.ClientIP = net.ParseIP(host)
+		}
+	}
+	r := checker.Check(ctx, in)
+	id := rules.Identify(*s.env.Load(), from, r.Facts())
+	s.AuthStats.Add("result", checker.Mode, r.ModeResult())
+	if s.env.Load().IsAgent(from) {
+		outcome := "proven"
+		switch {
+		case id.Defer:
+			outcome = "deferred"
+		case id.Role == rules.RoleEndUser:
+			outcome = "spoofed"
+		}
+		s.AuthStats.Add("agent_claim", checker.Mode, outcome)
+		s.log.Info("agent address claimed", "from", from, "rule", "A1", "outcome", outcome, "why", id.Step.Detail)
+	}
+	return r, id
 }
 
 // noteSender counts accepted mail per sender over the last hour and asks the rules

@@ -162,11 +162,12 @@ type backend struct {
 }
 
 func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &session{srv: b.srv, lmtp: b.lmtp, remote: c.Conn().RemoteAddr().String(), cfg: b.srv.cfg.Load(), book: b.srv.desk.Book()}, nil
+	return &session{srv: b.srv, conn: c, lmtp: b.lmtp, remote: c.Conn().RemoteAddr().String(), cfg: b.srv.cfg.Load(), book: b.srv.desk.Book()}, nil
 }
 
 type session struct {
 	srv    *Server
+	conn   *smtp.Conn
 	cfg    *config.Config
 	book   *addr.Book
 	lmtp   bool
@@ -231,7 +232,7 @@ func (s *session) deliver(r io.Reader) error {
 		io.Copy(io.Discard, r)
 		err = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Message exceeds limits.max_message_bytes (%d bytes)", max)}
 	} else {
-		env := desk.Envelope{From: s.from, Recipients: append([]string(nil), s.rcpts...), Remote: s.remote, LMTP: s.lmtp}
+		env := desk.Envelope{From: s.from, Recipients: append([]string(nil), s.rcpts...), Remote: s.remote, Helo: s.conn.Hostname(), LMTP: s.lmtp}
 		res, err = s.srv.desk.Receive(context.Background(), env, raw)
 	}
 	qid := newQueueID()

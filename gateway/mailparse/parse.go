@@ -186,9 +186,29 @@ func addressList(h gmail.Header, key string, m *Message) []Address {
 	return out
 }
 
-// looseAddresses finds local@domain words in a header that does not parse.
+// looseAddresses finds local@domain words in a header that does not parse. Where the
+// header has <angle-addr>s, those are the addresses and the rest is display text:
+// "alice@example.com <evil@x.test>" is from evil@x.test, as a mail client shows it.
 func looseAddresses(s string) []Address {
 	var out []Address
+	for rest := s; len(out) < maxAddresses; {
+		open := strings.IndexByte(rest, '<')
+		if open < 0 {
+			break
+		}
+		end := strings.IndexByte(rest[open:], '>')
+		if end < 0 {
+			break
+		}
+		inner := strings.TrimSpace(rest[open+1 : open+end])
+		if at := strings.IndexByte(inner, '@'); at > 0 && at < len(inner)-1 && !strings.ContainsAny(inner, " \t,;<\"") {
+			out = append(out, Address{Email: clean(inner)})
+		}
+		rest = rest[open+end+1:]
+	}
+	if len(out) > 0 {
+		return out
+	}
 	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(" \t,;<>\"()", r) }) {
 		if strings.Count(f, "@") == 1 && !strings.HasPrefix(f, "@") && !strings.HasSuffix(f, "@") && len(out) < maxAddresses {
 			out = append(out, Address{Email: clean(f)})

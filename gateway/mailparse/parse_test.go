@@ -139,3 +139,15 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestUnparseableFromTakesTheAngleAddress(t *testing.T) {
+	for _, from := range []string{"alice@example.com <evil@x.test>", "alice@example.com (agent) <evil@x.test>"} {
+		m, err := Parse([]byte("From: "+from+"\r\nSubject: x\r\n\r\nbody\r\n"), "h.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.From == nil || m.From.Email != "evil@x.test" {
+			t.Errorf("From: %s was read as %+v, not as the mailbox a mail client shows", from, m.From)
+		}
+	}
+}

@@ -22,12 +22,12 @@ type Addr struct {
 type Mail struct {
 	MessageID string
 	From      store.Person
-	// Role is the sender's role after authentication (A1); RoleNote says why it is
-	// less than the From address claims.
-	Role     string
-	RoleNote string
-	To, Cc   []Addr
-	Subject  string
+	// Role is the sender's role after authentication (A1); Identified is the A1 step
+	// that says why, with the authentication results.
+	Role       string
+	Identified store.TraceStep
+	To, Cc     []Addr
+	Subject    string
 	// ReplyToDiffers is set when Reply-To names someone else than From (X2).
 	ReplyToDiffers bool
 	// Automatic is why the mail is automatic (T5), "" for a person's mail.
@@ -73,8 +73,8 @@ func (m Mail) names(email string) bool {
 // The ticket is not modified; the Decision carries the new state.
 func DecideMail(ticket *store.Ticket, m Mail, env Env) Decision {
 	var d Decision
-	if m.RoleNote != "" {
-		d.trace("A1", "sender role", m.RoleNote)
+	if m.Identified.Rule != "" {
+		d.Trace = append(d.Trace, m.Identified)
 	}
 	if ticket == nil {
 		return newTicketFromMail(m, env, d)

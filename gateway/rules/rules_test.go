@@ -618,9 +618,10 @@ func TestN6_AttachmentsAndCCs(t *testing.T) {
 
 func TestA1_SpoofNoteIsTraced(t *testing.T) {
 	m := mailFrom(alice, addrs(jane), nil)
-	m.Role, m.RoleNote = RoleEndUser, "spoofed agent: not authenticated"
+	id := Identify(env(), alice, AuthFacts{Mode: "dmarc", FromAddress: alice, DMARCSummary: "dmarc=fail (p=reject) header.from=example.com"})
+	m.Role, m.Identified = id.Role, id.Step
 	d := DecideMail(ticket(store.StatusOpen), m, env())
-	if !traceHas(d.Trace, "A1", "sender role") || !d.Comment.ThirdParty || d.Comment.Public {
+	if !traceHas(d.Trace, "A1", "end user") || !d.Comment.ThirdParty || d.Comment.Public {
 		t.Fatalf("spoofed agent got an agent's powers: %+v", d.Comment)
 	}
 }

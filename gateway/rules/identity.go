@@ -1,0 +1,78 @@
+package rules
+
+import (
+	"fmt"
+
+	"github.com/deskgate/deskgate/store"
+)
+
+// AuthFacts is what gateway/auth found out about a mail's sender, reduced to what A1
+// decides by. Summaries are in Authentication-Results words, for the trace.
+type AuthFacts struct {
+	Mode        string // authentication.agent_identity
+	FromAddress string // the one From address that DMARC judged; "" if there is none
+	FromProblem string // why the From is ambiguous, "" if it is not
+
+	DMARCProven, DMARCTemporary bool
+	DMARCSummary                string
+	DKIMProven, DKIMTemporary   bool
+	DKIMSummary                 string
+	RelayProven                 bool
+	RelaySummary                string
+}
+
+// Identity is A1's answer for one mail.
+type Identity struct {
+	Role string
+	// Defer is set when an agent's address is claimed and DNS could not say whether
+	// the claim is true: the mail is refused for now (451 4.7.5), so that the sender's
+	// MTA tries again, instead of filing an agent's reply as a stranger's.
+	Defer bool
+	Step  store.TraceStep
+}
+
+// Identify decides the role a mail's sender gets (A1): the configured role of the From
+// address when the mail proves it as authentication.agent_identity requires, else an
+// end user's. from is the address the mail is filed under.
+func Identify(env Env, from string, f AuthFacts) Identity {
+	claimed := env.AgentRole(from)
+	proven, temporary, summary := false, false, f.DMARCSummary
+	switch f.Mode {
+	case "none":
+		proven = true
+		summary = f.DMARCSummary + " (not required: agent_identity is none)"
+	case "dmarc":
+		proven, temporary = f.DMARCProven, f.DMARCTemporary
+	case "dkim":
+		proven, temporary, summary = f.DKIMProven, f.DKIMTemporary, f.DKIMSummary
+	case "trusted_relay":
+		proven, summary = f.RelayProven, f.RelaySummary
+	}
+	if f.FromProblem != "" {
+		// The From says two things: whatever passed, it did not prove this address.
+		proven, temporary = false, false
+		summary = "ambiguous From: " + f.FromProblem
+	}
+	if f.FromAddress != "" && !SameAddress(f.FromAddress, from) {
+		proven, temporary = false, false
+		summary = fmt.Sprintf("the authenticated From is %s, not %s", f.FromAddress, from)
+	}
+	switch {
+	case claimed == RoleEndUser:
+		return Identity{Role: RoleEndUser, Step: store.TraceStep{Rule: "A1", Step: "end user", Detail: summary}}
+	case proven:
+		return Identity{Role: claimed, Step: store.TraceStep{Rule: "A1", Step: roleWord(claimed), Detail: summary}}
+	case temporary:
+		return Identity{Role: RoleEndUser, Defer: true, Step: store.TraceStep{Rule: "A1", Step: "deferred",
+			Detail: fmt.Sprintf("%s is an agent address and DNS could not tell whether the mail proves it: %s", from, summary)}}
+	}
+	return Identity{Role: RoleEndUser, Step: store.TraceStep{Rule: "A1", Step: "end user",
+		Detail: fmt.Sprintf("spoofed agent: %s (%s is an agent address, agent_identity=%s)", summary, from, f.Mode)}}
+}
+
+func roleWord(role string) string {
+	if role == RoleLightAgent {
+		return "light agent"
+	}
+	return "agent"
+}
