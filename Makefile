@@ -9,6 +9,7 @@ DEV_CONFIG := contrib/deskgate.dev.yaml
 FUZZ_PARSE ?= 300000x
 FUZZ_ADDR  ?= 600000x
 FUZZ_DSN   ?= 300000x
+FUZZ_AUTH  ?= 200000x
 
 .PHONY: all build run test unit e2e fuzz bench lint clean
 
@@ -42,6 +43,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzClassify$$' -fuzztime=$(FUZZ_ADDR) ./gateway/addr
 	$(GO) test -run='^$$' -fuzz='^FuzzFindTags$$' -fuzztime=$(FUZZ_ADDR) ./gateway/addr
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZ_DSN) ./gateway/dsn
+	$(GO) test -run='^$$' -fuzz='^FuzzHeaders$$' -fuzztime=$(FUZZ_AUTH) ./gateway/auth
 
 bench: build
 	$(GO) build -o bin/deskgate-bench ./test/bench

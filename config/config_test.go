@@ -79,6 +79,9 @@ func TestValidConfigLoadsWithDefaults(t *testing.T) {
 	if cfg.Authentication.AgentIdentity != "dmarc" {
 		t.Errorf("agent_identity default = %q, want dmarc", cfg.Authentication.AgentIdentity)
 	}
+	if cfg.Authentication.Timeout != 10*time.Second {
+		t.Errorf("authentication.timeout default = %s, want 10s", cfg.Authentication.Timeout)
+	}
 	if a, ok := cfg.AgentByEmail("ALICE@example.com"); !ok || a.Role != RoleAgent {
 		t.Errorf("agent lookup failed: %+v %v", a, ok)
 	}
@@ -156,19 +159,22 @@ func TestImpossibleValuesAreNamed(t *testing.T) {
 limits: {max_message_bytes: 12parsecs, max_recipients: 0, max_sessions: -1}
 policy: {cc_removal: sometimes, cc_blocklist: ["*@"]}
 notifications: {solved: everyone}
-authentication: {agent_identity: trust_me}
+authentication: {agent_identity: trust_me, timeout: 0s, dns_resolver: "no port", trusted_authserv_ids: ["mx.example.com; dmarc=pass"]}
 log: {level: loud}
 `
 	ps := problemsOf(t, body)
 	for key, frag := range map[string]string{
-		"limits.max_message_bytes":      "size",
-		"limits.max_recipients":         "at least 1",
-		"limits.max_sessions":           "at least 1",
-		"policy.cc_removal":             "email, expert_only",
-		"policy.cc_blocklist[0]":        "*@domain",
-		"notifications.solved":          "requester",
-		"authentication.agent_identity": "dmarc",
-		"log.level":                     "debug",
+		"limits.max_message_bytes":               "size",
+		"limits.max_recipients":                  "at least 1",
+		"limits.max_sessions":                    "at least 1",
+		"policy.cc_removal":                      "email, expert_only",
+		"policy.cc_blocklist[0]":                 "*@domain",
+		"notifications.solved":                   "requester",
+		"authentication.agent_identity":          "dmarc",
+		"authentication.timeout":                 "from 1s to 5m",
+		"authentication.dns_resolver":            "port",
+		"authentication.trusted_authserv_ids[0]": "not an authserv-id",
+		"log.level":                              "debug",
 	} {
 		if !hasProblem(ps, key, frag) {
 			t.Errorf("%s (%q) not reported in %v", key, frag, ps)
