@@ -54,11 +54,10 @@ func New(cfg *config.Config, st *store.Store, logger *slog.Logger) *Service {
 // SetConfig swaps in a reloaded config.
 func (s *Service) SetConfig(cfg *config.Config) {
 	a := cfg.Authentication
-	resolver := s.Resolver
-	if old := s.auth.Load(); resolver == nil && old != nil && old.ResolverAddress == a.DNSResolver {
+	var resolver auth.Resolver
+	if old := s.auth.Load(); old != nil && old.ResolverAddress == a.DNSResolver {
 		resolver = old.Resolver // keep the cached answers across a reload
-	}
-	if resolver == nil {
+	} else {
 		resolver = auth.NewResolver(a.DNSResolver)
 	}
 	s.auth.Store(&auth.Checker{Resolver: resolver, ResolverAddress: a.DNSResolver, Timeout: a.Timeout,
