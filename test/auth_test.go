@@ -72,12 +72,8 @@ type explained struct {
 
 func (d *daemon) explain(id uint64) explained {
 	d.t.Helper()
-	code, body := d.api("GET", fmt.Sprintf("/api/v1/explain/%d", id), nil, true)
-	if code != 200 {
-		d.t.Fatalf("explain %d: %d %s", id, code, body)
-	}
 	var e explained
-	json.Unmarshal(body, &e)
+	d.getJSON(fmt.Sprintf("/api/v1/explain/%d", id), &e)
 	return e
 }
 

@@ -345,15 +345,21 @@ func (d *daemon) decodeTickets(body []byte) []ticket {
 
 func (d *daemon) ticket(id uint64) ticket {
 	d.t.Helper()
-	code, body := d.api("GET", fmt.Sprintf("/api/v1/tickets/%d", id), nil, true)
-	if code != 200 {
-		d.t.Fatalf("GET ticket %d: %d %s", id, code, body)
-	}
 	var tk ticket
-	if err := json.Unmarshal(body, &tk); err != nil {
-		d.t.Fatalf("ticket JSON: %v: %s", err, body)
-	}
+	d.getJSON(fmt.Sprintf("/api/v1/tickets/%d", id), &tk)
 	return tk
+}
+
+// getJSON reads an API answer that must be 200 into v.
+func (d *daemon) getJSON(path string, v any) {
+	d.t.Helper()
+	code, body := d.api("GET", path, nil, true)
+	if code != 200 {
+		d.t.Fatalf("GET %s: %d %s", path, code, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		d.t.Fatalf("GET %s: JSON: %v: %s", path, err, body)
+	}
 }
 
 // cli runs the deskgate binary against this daemon's config.
