@@ -111,7 +111,7 @@ func replyCmd() *cobra.Command {
 func commentsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "comments", Short: "manage comments"}
 	private := &cobra.Command{
-		Use: "private ID COMMENT", Short: "make a public comment internal (RULES.md V5)", Args: cobra.ExactArgs(2),
+		Use: "private ID COMMENT", Short: "make a public comment internal (rule V5, docs/rules.md)", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID("ticket", args[0])
 			if err != nil {
@@ -131,7 +131,7 @@ func commentsCmd() *cobra.Command {
 
 func assignCmd() *cobra.Command {
 	return &cobra.Command{
-		Use: "assign ID AGENT", Short: "assign a ticket (notifies, RULES.md N5)", Args: cobra.ExactArgs(2),
+		Use: "assign ID AGENT", Short: "assign a ticket (notifies, rule N5)", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID("ticket", args[0])
 			if err != nil {
@@ -145,7 +145,7 @@ func assignCmd() *cobra.Command {
 
 func solveCmd() *cobra.Command {
 	return &cobra.Command{
-		Use: "solve ID", Short: "mark a ticket solved (notifies, RULES.md N5)", Args: cobra.ExactArgs(1),
+		Use: "solve ID", Short: "mark a ticket solved (notifies, rule N5)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID("ticket", args[0])
 			if err != nil {
