@@ -83,6 +83,12 @@ type DMARCResult struct {
 	Reason                string
 	// Aligned is set when an aligned identifier passed, whether or not a record exists.
 	Aligned string // "dkim", "spf" or ""
+	// AlignedDKIM is the d= of a valid signature aligned with the From domain.
+	AlignedDKIM string
+	// DKIMTemporary: no aligned signature passed, but one might have, had DNS answered.
+	DKIMTemporary bool
+	// Temporary: nothing aligned passed, but something might have, had DNS answered.
+	Temporary bool
 }
 
 // RelayResult is what the trusted MTA in front reported (trusted_relay).
@@ -255,39 +261,29 @@ func evaluateDMARC(res *Result, rec *dmarc.Record, recordDomain string, recErr e
 		out.Result, out.Reason = "permerror", "DMARC record of "+recordDomain+": "+strings.TrimPrefix(fmt.Sprint(recErr), "dmarc: ")
 	}
 	unsure := out.Result == "temperror"
-	strictDKIM, strictSPF := out.StrictDKIM || unsure, out.StrictSPF || unsure
-
-	tempAligned := false
 	for _, d := range res.DKIM {
-		if Aligned(d.Domain, from, strictDKIM) {
-			if d.Result == "pass" {
-				out.Aligned = "dkim"
-				break
-			}
-			tempAligned = tempAligned || d.Result == "temperror"
+		pass, temporary := alignment(d.Result, d.Domain, from, out.StrictDKIM, unsure)
+		if pass {
+			out.AlignedDKIM = d.Domain
+			break
 		}
-		// A relaxed alignment that the unknown record might have made strict.
-		tempAligned = tempAligned || (unsure && Aligned(d.Domain, from, false) && d.Result == "pass")
+		out.DKIMTemporary = out.DKIMTemporary || temporary
 	}
-	if out.Aligned == "" && Aligned(res.SPF.Domain, from, strictSPF) {
-		switch res.SPF.Result {
-		case "pass":
-			out.Aligned = "spf"
-		case "temperror":
-			tempAligned = true
-		}
+	spfPass, spfTemporary := alignment(res.SPF.Result, res.SPF.Domain, from, out.StrictSPF, unsure)
+	switch {
+	case out.AlignedDKIM != "":
+		out.Aligned = "dkim"
+	case spfPass:
+		out.Aligned = "spf"
 	}
-	if out.Aligned == "" && unsure && Aligned(res.SPF.Domain, from, false) && res.SPF.Result == "pass" {
-		tempAligned = true
-	}
+	out.Temporary = out.Aligned == "" && (out.DKIMTemporary || spfTemporary)
 
 	switch {
 	case out.Result == "none" || out.Result == "permerror":
-		// No policy to apply; the alignment found is still reported and, without a
-		// record, is what dmarc mode proves an agent by.
+		// No policy to apply; the alignment found is still reported.
 	case out.Aligned != "":
 		out.Result, out.Reason = "pass", ""
-	case tempAligned || unsure:
+	case out.Temporary || unsure:
 		out.Result = "temperror"
 		if out.Reason == "" {
 			out.Reason = "an aligned check failed temporarily"
@@ -296,6 +292,24 @@ func evaluateDMARC(res *Result, rec *dmarc.Record, recordDomain string, recErr e
 		out.Result = "fail"
 	}
 	return out
+}
+
+// alignment tells whether one check (SPF or a DKIM signature) passed for a domain aligned
+// with the From domain, or might have: temporary when it failed temporarily, or when it
+// passed aligned only in the relaxed sense and the record that says which could not be
+// read (unsure).
+func alignment(result, domain, from string, strict, unsure bool) (pass, temporary bool) {
+	switch {
+	case !Aligned(domain, from, strict && !unsure):
+		return false, false
+	case result == "temperror":
+		return false, true
+	case result != "pass":
+		return false, false
+	case unsure && !Aligned(domain, from, true):
+		return false, true
+	}
+	return true, false
 }
 
 func isTemporary(err error) bool {
@@ -413,44 +427,20 @@ func (r *Result) Header(hostname string) string {
 
 // Facts is what the rules need to decide A1 from this result.
 func (r *Result) Facts() rules.AuthFacts {
-	f := rules.AuthFacts{Mode: r.Mode, FromAddress: r.From.Address, FromProblem: r.From.Problem}
-	// DMARC passes, or there is no record to say how, and an identifier aligned with
-	// the From passed: the same proof the record would have asked for.
-	f.DMARCProven = r.DMARC.Result == "pass" || (r.DMARC.Result == "none" && r.DMARC.Aligned != "")
-	f.DMARCTemporary = r.DMARC.Result == "temperror"
-	f.DMARCSummary = r.dmarcSummary()
-
-	strict := r.DMARC.StrictDKIM
-	for _, d := range r.DKIM {
-		if !Aligned(d.Domain, r.From.Domain, strict || r.DMARC.Result == "temperror") {
-			continue
-		}
-		if d.Result == "pass" {
-			f.DKIMProven = true
-			f.DKIMSummary = fmt.Sprintf("dkim=pass header.d=%s header.from=%s", d.Domain, r.From.Domain)
-			break
-		}
-		if d.Result == "temperror" {
-			f.DKIMTemporary = true
-		}
-	}
-	if !f.DKIMProven && !f.DKIMTemporary && r.DMARC.Result == "temperror" {
-		for _, d := range r.DKIM {
-			if d.Result == "pass" && Aligned(d.Domain, r.From.Domain, false) {
-				f.DKIMTemporary = true // aligned if the record we could not read says relaxed
-			}
-		}
-	}
-	if !f.DKIMProven {
+	f := rules.AuthFacts{Mode: r.Mode, FromAddress: r.From.Address, FromProblem: r.From.Problem,
+		DMARCResult: r.DMARC.Result, DMARCAligned: r.DMARC.Aligned != "", DMARCTemporary: r.DMARC.Temporary,
+		DMARCSummary: r.dmarcSummary(), DKIMAligned: r.DMARC.AlignedDKIM, DKIMTemporary: r.DMARC.DKIMTemporary}
+	if f.DKIMAligned != "" {
+		f.DKIMSummary = fmt.Sprintf("dkim=pass header.d=%s header.from=%s", f.DKIMAligned, r.From.Domain)
+	} else {
 		f.DKIMSummary = r.dkimSummary()
 	}
 	if rr := r.Relay; rr != nil {
+		f.RelayDMARC, f.RelayDKIMAligned = rr.DMARC, rr.DKIMPass
 		switch {
 		case rr.DMARC == "pass":
-			f.RelayProven = true
 			f.RelaySummary = fmt.Sprintf("dmarc=pass header.from=%s (Authentication-Results of %s)", r.From.Domain, rr.AuthservID)
 		case rr.DKIMPass != "":
-			f.RelayProven = true
 			f.RelaySummary = fmt.Sprintf("dkim=pass header.d=%s header.from=%s (Authentication-Results of %s)", rr.DKIMPass, r.From.Domain, rr.AuthservID)
 		case rr.Reason != "":
 			f.RelaySummary = "trusted relay: " + rr.Reason
@@ -520,13 +510,12 @@ func orNone(s string) string {
 	return s
 }
 
-// ModeResult is the one result that the mode decides by, for /metrics.
-func (r *Result) ModeResult() string {
-	f := r.Facts()
-	switch r.Mode {
+// ModeResult is the one result that the mode decides by, for /metrics; f is r.Facts().
+func (r *Result) ModeResult(f rules.AuthFacts) string {
+	switch f.Mode {
 	case ModeDKIM:
 		switch {
-		case f.DKIMProven:
+		case f.DKIMAligned != "":
 			return "pass"
 		case f.DKIMTemporary:
 			return "temperror"
@@ -535,10 +524,10 @@ func (r *Result) ModeResult() string {
 		}
 		return "fail"
 	case ModeTrustedRelay:
-		if f.RelayProven {
+		if f.RelayDMARC == "pass" || f.RelayDKIMAligned != "" {
 			return "pass"
 		}
 		return "none"
 	}
-	return r.DMARC.Result
+	return f.DMARCResult
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/internal/dnstest"
 )
 
@@ -113,8 +114,8 @@ func TestA1_DMARC(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := c.Check(context.Background(), Input{Raw: tc.raw, Author: tc.from, ClientIP: tc.ip, MailFrom: tc.mailFrom, Helo: "client.test"})
 			f := r.Facts()
-			if r.DMARC.Result != tc.dmarc || f.DMARCProven != tc.proven || f.DMARCTemporary != tc.temporary {
-				t.Errorf("dmarc=%s proven=%v temp=%v, want %s %v %v (%s)", r.DMARC.Result, f.DMARCProven, f.DMARCTemporary, tc.dmarc, tc.proven, tc.temporary, f.DMARCSummary)
+			if r.DMARC.Result != tc.dmarc || dmarcProves(f) != tc.proven || f.DMARCTemporary != tc.temporary {
+				t.Errorf("dmarc=%s proven=%v temp=%v, want %s %v %v (%s)", r.DMARC.Result, dmarcProves(f), f.DMARCTemporary, tc.dmarc, tc.proven, tc.temporary, f.DMARCSummary)
 			}
 			if !strings.Contains(f.DMARCSummary, tc.summary) {
 				t.Errorf("summary %q lacks %q", f.DMARCSummary, tc.summary)
@@ -134,7 +135,7 @@ func TestA1_BodyChangedAfterSigning(t *testing.T) {
 	signed := z.sign(t, msgText("alice@example.com", "Please refund the customer."), "example.com", "s1", false)
 	tampered := bytes.Replace(signed, []byte("refund"), []byte("charge"), 1)
 	r := z.checker(ModeDKIM).Check(context.Background(), Input{Raw: tampered, Author: "alice@example.com"})
-	if len(r.DKIM) != 1 || r.DKIM[0].Result != "fail" || r.Facts().DKIMProven {
+	if len(r.DKIM) != 1 || r.DKIM[0].Result != "fail" || (r.Facts().DKIMAligned != "") {
 		t.Fatalf("tampered body: %+v", r.DKIM)
 	}
 	if r.DMARC.Result != "fail" {
@@ -154,7 +155,7 @@ func TestA1_DKIMMode(t *testing.T) {
 	check := func(from, d string) (bool, string) {
 		r := c.Check(context.Background(), Input{Raw: z.sign(t, msgText(from, "x"), d, "s1", false), Author: from})
 		f := r.Facts()
-		return f.DKIMProven, f.DKIMSummary
+		return (f.DKIMAligned != ""), f.DKIMSummary
 	}
 	if ok, s := check("alice@example.com", "mail.example.com"); !ok {
 		t.Errorf("relaxed: a subdomain's signature must align: %s", s)
@@ -166,8 +167,8 @@ func TestA1_DKIMMode(t *testing.T) {
 		t.Errorf("adkim=s: the exact domain aligns: %s", s)
 	}
 	r := c.Check(context.Background(), Input{Raw: []byte(msgText("alice@example.com", "x")), Author: "alice@example.com"})
-	if f := r.Facts(); f.DKIMProven || f.DKIMSummary != "dkim=none (no signature)" || r.ModeResult() != "none" {
-		t.Errorf("unsigned: %+v %s", f, r.ModeResult())
+	if f := r.Facts(); (f.DKIMAligned != "") || f.DKIMSummary != "dkim=none (no signature)" || r.ModeResult(r.Facts()) != "none" {
+		t.Errorf("unsigned: %+v %s", f, r.ModeResult(r.Facts()))
 	}
 }
 
@@ -218,11 +219,11 @@ func TestA1_NoRecordAlignedPassStillProves(t *testing.T) {
 	z.publish("norecord.test", "s1")
 	c := z.checker(ModeDMARC)
 	r := c.Check(context.Background(), Input{Raw: z.sign(t, msgText("a@norecord.test", "x"), "norecord.test", "s1", false), Author: "a@norecord.test"})
-	if f := r.Facts(); r.DMARC.Result != "none" || !f.DMARCProven || !strings.Contains(f.DMARCSummary, "no DMARC record") {
+	if f := r.Facts(); r.DMARC.Result != "none" || !dmarcProves(f) || !strings.Contains(f.DMARCSummary, "no DMARC record") {
 		t.Errorf("%+v %s", r.DMARC, f.DMARCSummary)
 	}
 	r = c.Check(context.Background(), Input{Raw: []byte(msgText("a@norecord.test", "x")), Author: "a@norecord.test"})
-	if r.Facts().DMARCProven {
+	if dmarcProves(r.Facts()) {
 		t.Error("nothing passed, nothing proven")
 	}
 }
@@ -240,7 +241,7 @@ func TestA1_DNSFailures(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("a DNS server that never answers held the check for %s (timeout 1.5s)", took)
 	}
-	if f := r.Facts(); r.DMARC.Result != "temperror" || !f.DMARCTemporary || f.DMARCProven {
+	if f := r.Facts(); r.DMARC.Result != "temperror" || !f.DMARCTemporary || dmarcProves(f) {
 		t.Errorf("hanging DNS: %+v", r.DMARC)
 	}
 	if r.SPF.Result != "temperror" || r.DKIM[0].Result != "temperror" {
@@ -271,7 +272,7 @@ func TestA1_HostileRecords(t *testing.T) {
 	c := z.checker(ModeDMARC)
 
 	r := c.Check(context.Background(), Input{Raw: []byte(msgText("a@garbage.test", "x")), Author: "a@garbage.test"})
-	if r.DMARC.Result != "permerror" || r.Facts().DMARCProven {
+	if r.DMARC.Result != "permerror" || dmarcProves(r.Facts()) {
 		t.Errorf("garbage DMARC record: %+v", r.DMARC)
 	}
 	for _, d := range []string{"loop.test", "many.test"} {
@@ -310,7 +311,7 @@ func TestA1_HostileSignatures(t *testing.T) {
 		if took := time.Since(start); took > 3*time.Second {
 			t.Errorf("hostile %d took %s", i, took)
 		}
-		if r.Facts().DKIMProven {
+		if r.Facts().DKIMAligned != "" {
 			t.Errorf("hostile %d proved alice: %+v", i, r.DKIM)
 		}
 		if len(r.DKIM) > MaxSignatures {
@@ -321,7 +322,7 @@ func TestA1_HostileSignatures(t *testing.T) {
 	if r.Unchecked != 46 || !strings.Contains(r.dkimSummary(), "46 more signatures not checked") {
 		t.Errorf("51 signatures: unchecked=%d %s", r.Unchecked, r.dkimSummary())
 	}
-	if r.Facts().DKIMProven {
+	if r.Facts().DKIMAligned != "" {
 		t.Error("the valid signature came after the first five and must not have been checked")
 	}
 }
@@ -346,13 +347,13 @@ func TestA1_AmbiguousFrom(t *testing.T) {
 			}
 			continue
 		}
-		if !strings.Contains(r.From.Problem, tc.problem) || r.DMARC.Result != "permerror" || r.Facts().DMARCProven {
+		if !strings.Contains(r.From.Problem, tc.problem) || r.DMARC.Result != "permerror" || dmarcProves(r.Facts()) {
 			t.Errorf("%s: problem %q, dmarc %+v", tc.from, r.From.Problem, r.DMARC)
 		}
 	}
 	twoFroms := "From: alice@example.com\r\n" + msgText("evil@x.test", "x")
 	raw := z.sign(t, twoFroms, "x.test", "s1", false)
-	if r := c.Check(context.Background(), Input{Raw: raw, Author: "alice@example.com"}); !strings.Contains(r.From.Problem, "2 From header fields") || r.Facts().DMARCProven {
+	if r := c.Check(context.Background(), Input{Raw: raw, Author: "alice@example.com"}); !strings.Contains(r.From.Problem, "2 From header fields") || dmarcProves(r.Facts()) {
 		t.Errorf("two From fields: %+v", r.From)
 	}
 }
@@ -386,11 +387,11 @@ func TestA1_TrustedRelay(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := c.Check(context.Background(), Input{Raw: []byte(tc.raw), Author: "alice@example.com", LMTP: tc.lmtp})
 			f := r.Facts()
-			if f.RelayProven != tc.proven || !strings.Contains(f.RelaySummary, tc.why) {
-				t.Errorf("proven=%v %q; want %v, %q", f.RelayProven, f.RelaySummary, tc.proven, tc.why)
+			if relayProves(f) != tc.proven || !strings.Contains(f.RelaySummary, tc.why) {
+				t.Errorf("proven=%v %q; want %v, %q", relayProves(f), f.RelaySummary, tc.proven, tc.why)
 			}
-			if r.ModeResult() != map[bool]string{true: "pass", false: "none"}[tc.proven] {
-				t.Errorf("mode result %s", r.ModeResult())
+			if r.ModeResult(r.Facts()) != map[bool]string{true: "pass", false: "none"}[tc.proven] {
+				t.Errorf("mode result %s", r.ModeResult(r.Facts()))
 			}
 		})
 	}
@@ -430,4 +431,43 @@ func TestResolverCachesByTTL(t *testing.T) {
 func isNotFound(err error) bool {
 	de, ok := err.(*net.DNSError)
 	return ok && de.IsNotFound
+}
+
+// dmarcProves is A1's verdict on f under agent_identity: dmarc, for a From that is an
+// agent's address: the checks above feed the real decision.
+func dmarcProves(f rules.AuthFacts) bool { return provesUnder("dmarc", f) }
+
+func relayProves(f rules.AuthFacts) bool { return provesUnder("trusted_relay", f) }
+
+func provesUnder(mode string, f rules.AuthFacts) bool {
+	f.Mode = mode
+	from := f.FromAddress
+	if from == "" {
+		from = "alice@example.com"
+	}
+	env := rules.Env{Agents: map[string]string{strings.ToLower(from): rules.RoleAgent}}
+	return rules.Identify(env, from, f).Role == rules.RoleAgent
+}
+
+func TestA1_AlignmentUnderAnUnknownRecord(t *testing.T) {
+	cases := []struct {
+		result, domain      string
+		strict, unsure      bool
+		wantPass, wantDefer bool
+	}{
+		{"pass", "example.com", false, false, true, false},
+		{"pass", "mail.example.com", false, false, true, false},
+		{"pass", "mail.example.com", true, false, false, false}, // adkim=s
+		{"pass", "mail.example.com", false, true, false, true},  // the record might say s
+		{"pass", "example.com", false, true, true, false},       // exact: aligned either way
+		{"temperror", "example.com", false, false, false, true},
+		{"fail", "example.com", false, true, false, false}, // nothing to wait for
+		{"pass", "evil.test", false, true, false, false},
+	}
+	for _, c := range cases {
+		pass, temporary := alignment(c.result, c.domain, "example.com", c.strict, c.unsure)
+		if pass != c.wantPass || temporary != c.wantDefer {
+			t.Errorf("%+v: pass=%v temporary=%v", c, pass, temporary)
+		}
+	}
 }

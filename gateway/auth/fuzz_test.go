@@ -54,7 +54,7 @@ func FuzzHeaders(f *testing.F) {
 			}
 		}
 		res := c.Check(context.Background(), Input{Raw: raw, LMTP: true})
-		if res.Facts().DMARCProven && from.Problem != "" {
+		if dmarcProves(res.Facts()) && from.Problem != "" {
 			t.Fatalf("an ambiguous From proved by DMARC: %+v", res)
 		}
 	})

@@ -28,9 +28,6 @@ type Service struct {
 	book atomic.Pointer[addr.Book]
 	env  atomic.Pointer[rules.Env] // built once per config, not per message
 	auth atomic.Pointer[auth.Checker]
-	// Resolver, when set before the first SetConfig, is the DNS that sender
-	// authentication asks instead of authentication.dns_resolver (tests).
-	Resolver auth.Resolver
 	// AuthStats counts sender authentication results, for /metrics.
 	AuthStats auth.Stats
 	store     *store.Store

@@ -195,9 +195,11 @@ func (s *Service) authenticate(ctx context.Context, env Envelope, raw []byte, fr
 		}
 	}
 	r := checker.Check(ctx, in)
-	id := rules.Identify(*s.env.Load(), from, r.Facts())
-	s.AuthStats.Add("result", checker.Mode, r.ModeResult())
-	if s.env.Load().IsAgent(from) {
+	renv := s.env.Load()
+	facts := r.Facts()
+	id := rules.Identify(*renv, from, facts)
+	s.AuthStats.Add("result", checker.Mode, r.ModeResult(facts))
+	if renv.IsAgent(from) {
 		outcome := "proven"
 		switch {
 		case id.Defer:

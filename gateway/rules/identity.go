@@ -13,12 +13,20 @@ type AuthFacts struct {
 	FromAddress string // the one From address that DMARC judged; "" if there is none
 	FromProblem string // why the From is ambiguous, "" if it is not
 
-	DMARCProven, DMARCTemporary bool
-	DMARCSummary                string
-	DKIMProven, DKIMTemporary   bool
-	DKIMSummary                 string
-	RelayProven                 bool
-	RelaySummary                string
+	// DMARCResult is dmarc= (pass, fail, none, temperror, permerror); DMARCAligned is
+	// set when an SPF or DKIM pass aligned with the From domain, record or not.
+	DMARCResult    string
+	DMARCAligned   bool
+	DMARCTemporary bool // nothing aligned passed, but something might have with DNS up
+	DMARCSummary   string
+	// DKIMAligned is the d= of a valid signature aligned with the From domain.
+	DKIMAligned   string
+	DKIMTemporary bool
+	DKIMSummary   string
+	// What the trusted relay's Authentication-Results said for the From domain.
+	RelayDMARC       string
+	RelayDKIMAligned string
+	RelaySummary     string
 }
 
 // Identity is A1's answer for one mail.
@@ -42,11 +50,15 @@ func Identify(env Env, from string, f AuthFacts) Identity {
 		proven = true
 		summary = f.DMARCSummary + " (not required: agent_identity is none)"
 	case "dmarc":
-		proven, temporary = f.DMARCProven, f.DMARCTemporary
+		// DMARC passes; or the domain publishes no record, and an identifier aligned
+		// with it passed: the proof a record would have asked for. A broken record
+		// proves nothing, so that its owner sees the error in explain.
+		proven = f.DMARCResult == "pass" || (f.DMARCResult == "none" && f.DMARCAligned)
+		temporary = f.DMARCTemporary
 	case "dkim":
-		proven, temporary, summary = f.DKIMProven, f.DKIMTemporary, f.DKIMSummary
+		proven, temporary, summary = f.DKIMAligned != "", f.DKIMTemporary, f.DKIMSummary
 	case "trusted_relay":
-		proven, summary = f.RelayProven, f.RelaySummary
+		proven, summary = f.RelayDMARC == "pass" || f.RelayDKIMAligned != "", f.RelaySummary
 	}
 	if f.FromProblem != "" {
 		// The From says two things: whatever passed, it did not prove this address.
