@@ -51,9 +51,17 @@ type Limits struct {
 	MaxRecipients         int           `mapstructure:"max_recipients"`
 	MaxCCs                int           `mapstructure:"max_ccs"`
 	MaxSessions           int           `mapstructure:"max_sessions"`
+	MaxSessionsPerIP      int           `mapstructure:"max_sessions_per_ip"`
+	ShutdownGrace         time.Duration `mapstructure:"shutdown_grace"`
 	MaxMailsPerSenderHour int           `mapstructure:"max_mails_per_sender_hour"`
-	ReadTimeout           time.Duration `mapstructure:"read_timeout"`
-	WriteTimeout          time.Duration `mapstructure:"write_timeout"`
+	// ReadTimeout is the time a client has for one whole command line, and the base of
+	// the time it has for the message data.
+	ReadTimeout time.Duration `mapstructure:"read_timeout"`
+	// MinDataRate (bytes per second) extends the DATA deadline by what arrived so far.
+	MinDataRate ByteSize `mapstructure:"min_data_rate"`
+	// SessionTimeout bounds a whole SMTP or LMTP session, however busy.
+	SessionTimeout time.Duration `mapstructure:"session_timeout"`
+	WriteTimeout   time.Duration `mapstructure:"write_timeout"`
 }
 
 // Agent roles.

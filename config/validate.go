@@ -111,6 +111,20 @@ func validate(c *Config) Problems {
 	if l.MaxSessions < 1 {
 		add("limits.max_sessions", "must be at least 1, got %d", l.MaxSessions)
 	}
+	if l.MaxSessionsPerIP < 1 {
+		add("limits.max_sessions_per_ip", "must be at least 1, got %d", l.MaxSessionsPerIP)
+	}
+	if l.ShutdownGrace < 0 {
+		add("limits.shutdown_grace", "must not be negative, got %s", l.ShutdownGrace)
+	}
+	if l.MinDataRate < 1 {
+		add("limits.min_data_rate", "must be at least 1 (bytes per second), got %d", l.MinDataRate)
+	}
+	if l.SessionTimeout < time.Second {
+		add("limits.session_timeout", "must be at least 1s, got %s", l.SessionTimeout)
+	} else if l.SessionTimeout < l.ReadTimeout {
+		add("limits.session_timeout", "%s is shorter than limits.read_timeout (%s)", l.SessionTimeout, l.ReadTimeout)
+	}
 	if l.MaxMailsPerSenderHour < 0 {
 		add("limits.max_mails_per_sender_hour", "must not be negative (0 turns the guard off), got %d", l.MaxMailsPerSenderHour)
 	}

@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -117,7 +116,7 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		logger.Info("shutting down", "signal", sig.String())
 		break
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), in.Grace())
 	defer cancel()
 	if api != nil {
 		api.Close()
@@ -154,6 +153,10 @@ func writeInboundMetrics(b *strings.Builder, in *inbound.Server) {
 	fmt.Fprintf(b, "deskgate_messages_total{result=\"duplicate\"} %d\n", in.Stats.Duplicates.Load())
 	fmt.Fprintf(b, "deskgate_messages_total{result=\"refused\"} %d\n", in.Stats.Refused.Load())
 	fmt.Fprintf(b, "deskgate_messages_total{result=\"tempfail\"} %d\n", in.Stats.TempFailed.Load())
+	fmt.Fprintf(b, "# HELP deskgate_refusals_total Refusing replies (4xx and 5xx) by protocol, reply code and enhanced code: refused sessions, commands, recipients and messages.\n# TYPE deskgate_refusals_total counter\n")
+	in.Stats.EachRefusal(func(proto, code, enhanced string, n int64) {
+		fmt.Fprintf(b, "deskgate_refusals_total{proto=%q,code=%q,enhanced=%q} %d\n", proto, code, enhanced, n)
+	})
 	fmt.Fprintf(b, "# HELP deskgate_sessions Open SMTP and LMTP sessions.\n# TYPE deskgate_sessions gauge\ndeskgate_sessions %d\n", in.ActiveSessions())
 }
 

@@ -149,6 +149,33 @@ func (b *Book) Classify(address string) (Parsed, bool) {
 	return p, true
 }
 
+// Mailbox says under which address mail for address is filed: the address itself when it is
+// one of deskgate's, and for the role mailboxes that RFC 5321 4.5.1 and RFC 2142 ask every
+// mail domain to have (postmaster, bare or at a support domain, and abuse at a support
+// domain) the first support address of that domain, or the first of all for a bare
+// postmaster. ok is false for every other address.
+func (b *Book) Mailbox(address string) (string, bool) {
+	if _, ok := b.Classify(address); ok {
+		return address, true
+	}
+	if strings.EqualFold(address, "postmaster") {
+		if len(b.order) == 0 {
+			return "", false
+		}
+		return b.order[0], true
+	}
+	local, domain, ok := splitAt(address)
+	if !ok || !(strings.EqualFold(local, "postmaster") || strings.EqualFold(local, "abuse")) {
+		return "", false
+	}
+	for _, a := range b.order {
+		if _, d, _ := splitAt(a); strings.EqualFold(d, domain) {
+			return a, true
+		}
+	}
+	return "", false
+}
+
 func parseExtension(ext string) Parsed {
 	unknown := Parsed{Kind: Unknown}
 	if rest, ok := strings.CutPrefix(ext, "bounce-"); ok {

@@ -1,5 +1,10 @@
 // Package inbound receives mail over SMTP and LMTP, and turns each accepted message into
 // one durable ticket change before it answers 250.
+//
+// It is its own SMTP server rather than go-smtp's: an MX on the open internet needs deadlines
+// for a whole command line, the whole DATA and the whole session, lines longer than go-smtp
+// allows, a reply to pipelined commands in one write, and a log line for every refusal, and
+// those live in the read loop that go-smtp keeps to itself.
 package inbound
 
 import (
@@ -9,51 +14,92 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
 	"net"
 	"os"
+	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/deskgate/deskgate/config"
-	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/desk"
 )
 
 // Server is the SMTP and LMTP front of deskgate.
 type Server struct {
-	cfg     atomic.Pointer[config.Config]
-	desk    *desk.Service
-	log     *slog.Logger
-	now     func() time.Time
-	limiter *sessionLimiter
-	servers []*smtp.Server
-	Stats   Stats
+	cfg      atomic.Pointer[config.Config]
+	desk     *desk.Service
+	log      *slog.Logger
+	limiter  *sessionLimiter
+	stopping atomic.Bool
+
+	mu        sync.Mutex
+	listeners []*listener
+	sessions  map[*session]struct{}
+	wg        sync.WaitGroup
+
+	Stats Stats
+}
+
+type listener struct {
+	net.Listener
+	lmtp bool
+	tls  *tls.Config
 }
 
 // Stats counts what the gateway did, for /metrics.
 type Stats struct {
 	Accepted, Duplicates, Refused, TempFailed atomic.Int64
+	replies                                   sync.Map // "proto code enhanced" -> *atomic.Int64
+}
+
+// countReply counts one refusal (a 4xx or 5xx reply) by protocol and code.
+func (st *Stats) countReply(proto string, r reply) {
+	key := proto + " " + fmt.Sprint(r.code) + " " + r.enh
+	v, ok := st.replies.Load(key)
+	if !ok {
+		v, _ = st.replies.LoadOrStore(key, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Add(1)
+}
+
+// EachRefusal calls f for every protocol, reply code and enhanced code counted so far, in a
+// stable order.
+func (st *Stats) EachRefusal(f func(proto, code, enhanced string, n int64)) {
+	var keys []string
+	st.replies.Range(func(k, _ any) bool { keys = append(keys, k.(string)); return true })
+	sort.Strings(keys)
+	for _, k := range keys {
+		v, _ := st.replies.Load(k)
+		parts := strings.SplitN(k, " ", 3)
+		f(parts[0], parts[1], parts[2], v.(*atomic.Int64).Load())
+	}
 }
 
 // New makes a Server; Listen starts it.
 func New(cfg *config.Config, svc *desk.Service, logger *slog.Logger) *Server {
-	s := &Server{desk: svc, log: logger, now: time.Now}
+	s := &Server{desk: svc, log: logger, sessions: map[*session]struct{}{}}
 	s.SetConfig(cfg)
-	s.limiter = &sessionLimiter{max: func() int { return s.cfg.Load().Limits.MaxSessions }}
+	s.limiter = &sessionLimiter{
+		max:      func() int { return s.cfg.Load().Limits.MaxSessions },
+		maxPerIP: func() int { return s.cfg.Load().Limits.MaxSessionsPerIP },
+	}
 	return s
 }
 
-// SetConfig swaps in a reloaded config; sessions already open keep the one they began with.
+// SetConfig swaps in a reloaded config; a session takes it up at its next transaction.
 // The desk service is reloaded by its owner.
 func (s *Server) SetConfig(cfg *config.Config) {
 	s.cfg.Store(cfg)
 }
+
+// Grace is how long Shutdown lets sessions in the middle of a message finish
+// (limits.shutdown_grace of the running config).
+func (s *Server) Grace() time.Duration { return s.cfg.Load().Limits.ShutdownGrace }
 
 // ActiveSessions is the number of SMTP and LMTP sessions open now.
 func (s *Server) ActiveSessions() int { return s.limiter.Active() }
@@ -69,11 +115,10 @@ func (s *Server) Listen() error {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	type endpoint struct {
+	for _, ep := range []struct {
 		addr string
 		lmtp bool
-	}
-	for _, ep := range []endpoint{{cfg.Listen.SMTP, false}, {cfg.Listen.LMTP, true}} {
+	}{{cfg.Listen.SMTP, false}, {cfg.Listen.LMTP, true}} {
 		if ep.addr == "" {
 			continue
 		}
@@ -82,38 +127,87 @@ func (s *Server) Listen() error {
 			s.Shutdown(context.Background())
 			return err
 		}
-		srv := smtp.NewServer(&backend{srv: s, lmtp: ep.lmtp})
-		srv.Domain = cfg.Hostname
-		srv.LMTP = ep.lmtp
-		srv.MaxMessageBytes = int64(cfg.Limits.MaxMessageBytes)
-		// Recipients are counted by the session against the current config, so that a
-		// reload applies at once; go-smtp's own count would keep the start value.
-		srv.ReadTimeout = cfg.Limits.ReadTimeout
-		srv.WriteTimeout = cfg.Limits.WriteTimeout
-		srv.ErrorLog = log.New(slogWriter{s.log}, "", 0)
+		ln := &listener{Listener: l, lmtp: ep.lmtp}
 		if !ep.lmtp {
-			srv.TLSConfig = tlsConfig
+			ln.tls = tlsConfig
 		}
-		proto := "smtp"
-		if ep.lmtp {
-			proto = "lmtp"
-		}
-		ll := &limitedListener{Listener: l, limiter: s.limiter, onRefuse: func(c net.Conn) {
-			s.Stats.Refused.Add(1)
-			s.log.Warn("session refused", "proto", proto, "remote", c.RemoteAddr().String(), "reason", "limits.max_sessions reached")
-			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(c, "421 4.7.0 %s Too many sessions, try again later\r\n", cfg.Hostname)
-			c.Close()
-		}}
-		s.servers = append(s.servers, srv)
-		s.log.Info("listening", "proto", proto, "addr", l.Addr().String())
-		go func() {
-			if err := srv.Serve(ll); err != nil {
-				s.log.Error("listener stopped", "proto", proto, "err", err)
-			}
-		}()
+		s.mu.Lock()
+		s.listeners = append(s.listeners, ln)
+		s.mu.Unlock()
+		s.log.Info("listening", "proto", protoName(ep.lmtp), "addr", l.Addr().String())
+		s.wg.Add(1)
+		go s.accept(ln)
 	}
 	return nil
+}
+
+func (s *Server) accept(ln *listener) {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.stopping.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait and try again rather than spin or
+			// stop serving.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Error("accept failed", "proto", protoName(ln.lmtp), "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.start(ln, c)
+	}
+}
+
+// start admits a connection within the session limits, or tells it 421 and closes it.
+func (s *Server) start(ln *listener, c net.Conn) {
+	remote := c.RemoteAddr().String()
+	ip := ""
+	if tcp, ok := c.RemoteAddr().(*net.TCPAddr); ok && !ln.lmtp {
+		// LMTP comes from the MTA in front, which opens many sessions from one address by
+		// design; the per-address cap is for the open internet.
+		ip = tcp.IP.String()
+	}
+	if limit := s.limiter.acquire(ip); limit != "" {
+		r := reply{421, "4.7.0", s.cfg.Load().Hostname + " Too many sessions, try again later"}
+		if limit == "limits.max_sessions_per_ip" {
+			r.text = s.cfg.Load().Hostname + " Too many sessions from your address, try again later"
+		}
+		s.Stats.Refused.Add(1)
+		s.Stats.countReply(protoName(ln.lmtp), r)
+		s.log.Warn("refused", "proto", protoName(ln.lmtp), "client", remote, "stage", "connect", "code", r.code, "enhanced", r.enh, "reason", limit+" reached")
+		go func() {
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "%d %s %s\r\n", r.code, r.enh, r.text)
+			c.Close()
+		}()
+		return
+	}
+	sess := &session{srv: s, listener: ln, raw: c, nc: c, in: newLineReader(c), remote: remote, ip: ip, id: newQueueID()}
+	sess.out = newWriter(c)
+	s.mu.Lock()
+	if s.stopping.Load() {
+		s.mu.Unlock()
+		s.limiter.release(ip)
+		c.Close()
+		return
+	}
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.sessions, sess)
+			s.mu.Unlock()
+			s.limiter.release(ip)
+			s.wg.Done()
+		}()
+		sess.serve()
+	}()
 }
 
 func listen(address string) (net.Listener, error) {
@@ -134,133 +228,56 @@ func listen(address string) (net.Listener, error) {
 		}
 		return l, nil
 	}
-	// Mail sessions are short and have their own timeouts; TCP keepalive would only
+	// Mail sessions are short and have their own deadlines; TCP keepalive would only
 	// cost four setsockopt calls per connection.
 	lc := net.ListenConfig{KeepAlive: -1}
 	return lc.Listen(context.Background(), "tcp", address)
 }
 
-// Shutdown stops accepting and waits for open sessions to finish, until ctx ends.
+// Shutdown stops accepting, closes sessions that wait for a command with 421, lets sessions in
+// the middle of a message finish, and closes what is left when ctx ends.
 func (s *Server) Shutdown(ctx context.Context) {
-	for _, srv := range s.servers {
-		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
-			srv.Close()
+	s.mu.Lock()
+	s.stopping.Store(true)
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	for sess := range s.sessions {
+		if sess.idle.Load() {
+			sess.wakeUp()
 		}
 	}
-}
-
-type slogWriter struct{ l *slog.Logger }
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Debug("smtp", "msg", strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
-type backend struct {
-	srv  *Server
-	lmtp bool
-}
-
-func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &session{srv: b.srv, conn: c, lmtp: b.lmtp, remote: c.Conn().RemoteAddr().String(), cfg: b.srv.cfg.Load(), book: b.srv.desk.Book()}, nil
-}
-
-type session struct {
-	srv    *Server
-	conn   *smtp.Conn
-	cfg    *config.Config
-	book   *addr.Book
-	lmtp   bool
-	remote string
-	from   string
-	rcpts  []string
-}
-
-func (s *session) Reset() {
-	s.from = ""
-	s.rcpts = nil
-	// A new transaction sees a reloaded config.
-	s.cfg = s.srv.cfg.Load()
-	s.book = s.srv.desk.Book()
-}
-
-func (s *session) Logout() error { return nil }
-
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
-	s.from = from
-	return nil
-}
-
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	// The limits of the config this transaction began with, so that a SIGHUP that
-	// lowers them applies at once (go-smtp holds the values of the start).
-	if max := s.cfg.Limits.MaxRecipients; len(s.rcpts) >= max {
-		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: fmt.Sprintf("Maximum limit of %d recipients reached", max)}
-	}
-	if _, ok := s.book.Classify(to); !ok {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
-			Message: fmt.Sprintf("<%s>: no such support address here", to)}
-	}
-	s.rcpts = append(s.rcpts, to)
-	return nil
-}
-
-func (s *session) Data(r io.Reader) error {
-	return s.deliver(r)
-}
-
-func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
-	// One mail to several support addresses is one ticket update (T2), so every
-	// recipient shares the one result; it is still reported per recipient.
-	err := s.deliver(r)
-	for _, rc := range s.rcpts {
-		status.SetStatus(rc, err)
-	}
-	return nil
-}
-
-func (s *session) deliver(r io.Reader) error {
-	start := time.Now()
-	max := int64(s.cfg.Limits.MaxMessageBytes)
-	raw, err := io.ReadAll(io.LimitReader(r, max+1))
-	if err != nil {
-		// go-smtp has already answered a message over the size limit it started with.
-		return err
-	}
-	var res desk.Result
-	if int64(len(raw)) > max {
-		io.Copy(io.Discard, r)
-		err = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: fmt.Sprintf("Message exceeds limits.max_message_bytes (%d bytes)", max)}
-	} else {
-		env := desk.Envelope{From: s.from, Recipients: append([]string(nil), s.rcpts...), Remote: s.remote, Helo: s.conn.Hostname(), LMTP: s.lmtp}
-		res, err = s.srv.desk.Receive(context.Background(), env, raw)
-	}
-	qid := newQueueID()
-	attrs := []any{"qid", qid, "proto", protoName(s.lmtp), "remote", s.remote, "env_from", s.from,
-		"rcpts", strings.Join(s.rcpts, ","), "size", len(raw), "ms", time.Since(start).Milliseconds()}
-	if res.From != "" {
-		attrs = append(attrs, "from", res.From)
-	}
-	if res.MessageID != "" {
-		attrs = append(attrs, "message_id", res.MessageID)
-	}
-	if err != nil {
-		var se *smtp.SMTPError
-		if errors.As(err, &se) && se.Code >= 500 {
-			s.srv.Stats.Refused.Add(1)
-		} else {
-			s.srv.Stats.TempFailed.Add(1)
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.mu.Lock()
+		for sess := range s.sessions {
+			sess.raw.Close()
 		}
-		s.srv.log.Warn("refused", append(attrs, "result", err.Error())...)
-		return err
+		s.mu.Unlock()
+		<-done
 	}
-	if res.Duplicate {
-		s.srv.Stats.Duplicates.Add(1)
-	} else {
-		s.srv.Stats.Accepted.Add(1)
+}
+
+// replyFor turns the desk's error into the reply the client gets.
+func replyFor(err error) reply {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		enh := ""
+		if se.EnhancedCode != smtp.NoEnhancedCode && se.EnhancedCode != smtp.EnhancedCodeNotSet {
+			enh = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+		}
+		return reply{se.Code, enh, se.Message}
 	}
-	s.srv.log.Info("accepted", append(attrs, "ticket", res.TicketID, "comment", res.CommentID, "result", res.Outcome)...)
-	return nil
+	// An error without a reply of its own is the desk's failure, not the message's: the
+	// client tries again later and the cause is in the log line.
+	return reply{451, "4.3.0", "Local error in processing, try again later"}
 }
 
 func protoName(lmtp bool) string {

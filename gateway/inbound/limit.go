@@ -1,33 +1,56 @@
 package inbound
 
 import (
-	"net"
 	"sync"
 )
 
-// sessionLimiter caps concurrent SMTP and LMTP sessions together (limits.max_sessions).
-// A connection over the cap is told 421 and closed at once, as Postfix's smtpd does
-// when it runs out of processes, so the client retries later instead of hanging.
+// sessionLimiter caps concurrent SMTP and LMTP sessions together (limits.max_sessions) and
+// the sessions of one client address on the SMTP listener (limits.max_sessions_per_ip). A
+// connection over a cap is told 421 and closed at once, as Postfix's smtpd does when it runs
+// out of processes or when anvil says a client has too many connections, so that the client
+// retries later instead of hanging, and so that one address cannot take every slot.
 type sessionLimiter struct {
-	mu     sync.Mutex
-	active int
-	max    func() int
+	mu       sync.Mutex
+	active   int
+	perIP    map[string]int
+	max      func() int
+	maxPerIP func() int
 }
 
-func (l *sessionLimiter) acquire() bool {
+// acquire takes a slot for a session from ip ("" for clients that the per-address cap does
+// not apply to). It says which limit refused it, or "" when the session may go ahead.
+func (l *sessionLimiter) acquire(ip string) (refusedBy string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.active >= l.max() {
-		return false
+		return "limits.max_sessions"
+	}
+	if ip != "" {
+		if l.perIP[ip] >= l.maxPerIP() {
+			return "limits.max_sessions_per_ip"
+		}
+		if l.perIP == nil {
+			l.perIP = make(map[string]int)
+		}
+		l.perIP[ip]++
 	}
 	l.active++
-	return true
+	return ""
 }
 
-func (l *sessionLimiter) release() {
+func (l *sessionLimiter) release(ip string) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.active--
-	l.mu.Unlock()
+	if ip != "" {
+		// Entries go when their last session ends, so the map holds only addresses that are
+		// connected now and cannot grow with the number of clients ever seen.
+		if l.perIP[ip] <= 1 {
+			delete(l.perIP, ip)
+		} else {
+			l.perIP[ip]--
+		}
+	}
 }
 
 // Active is the number of sessions open now.
@@ -35,34 +58,4 @@ func (l *sessionLimiter) Active() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.active
-}
-
-type limitedListener struct {
-	net.Listener
-	limiter  *sessionLimiter
-	onRefuse func(net.Conn)
-}
-
-func (ll *limitedListener) Accept() (net.Conn, error) {
-	for {
-		c, err := ll.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if ll.limiter.acquire() {
-			return &limitedConn{Conn: c, release: ll.limiter.release}, nil
-		}
-		go ll.onRefuse(c)
-	}
-}
-
-type limitedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitedConn) Close() error {
-	c.once.Do(c.release)
-	return c.Conn.Close()
 }

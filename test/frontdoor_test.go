@@ -1,0 +1,317 @@
+package test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// dialog speaks raw SMTP or LMTP to the daemon, one command at a time, from a chosen
+// loopback source address.
+type dialog struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dial(t *testing.T, addr, from string) *dialog {
+	t.Helper()
+	dialer := net.Dialer{Timeout: 5 * time.Second}
+	if from != "" {
+		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	c, err := dialer.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &dialog{t: t, conn: c, r: bufio.NewReader(c)}
+}
+
+// reply reads one whole (perhaps multi-line) reply and returns it, "" when the connection
+// ended first.
+func (d *dialog) reply() string {
+	d.conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	var all []string
+	for {
+		line, err := d.r.ReadString('\n')
+		if err != nil {
+			return strings.Join(all, "\n")
+		}
+		line = strings.TrimRight(line, "\r\n")
+		all = append(all, line)
+		if len(line) < 4 || line[3] != '-' {
+			return strings.Join(all, "\n")
+		}
+	}
+}
+
+// expect sends a command and checks that the reply starts with want.
+func (d *dialog) expect(cmd, want string) string {
+	d.t.Helper()
+	if cmd != "" {
+		fmt.Fprintf(d.conn, "%s\r\n", cmd)
+	}
+	got := d.reply()
+	if !strings.HasPrefix(got, want) {
+		d.t.Fatalf("%q: got %q, want %q...", cmd, got, want)
+	}
+	return got
+}
+
+// closed says whether the server has closed the connection (nothing more to read).
+func (d *dialog) closed() bool {
+	d.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := d.r.ReadByte()
+	return err != nil
+}
+
+// trickle sends text a byte a second until the server answers, and returns the answer.
+func trickle(d *dialog, text string) string {
+	answer := make(chan string, 1)
+	go func() { answer <- d.reply() }()
+	for i := 0; i < len(text); i++ {
+		select {
+		case a := <-answer:
+			return a
+		case <-time.After(time.Second):
+			d.conn.Write([]byte{text[i]})
+		}
+	}
+	return <-answer
+}
+
+var queuedAs = regexp.MustCompile(`^250 2\.0\.0 Ok: queued as ([0-9A-F]{12})$`)
+
+func TestSlowClientsCannotHoldTheDoor(t *testing.T) {
+	d := startDaemon(t, options{extraYAML: `limits: {max_sessions: 5, max_sessions_per_ip: 2, read_timeout: 2s, session_timeout: 8s, min_data_rate: 100}`})
+
+	// A slowloris from 127.0.0.2 opens every session it can: two are let in, the rest are
+	// refused at once, and a real sender from 127.0.0.1 still gets in.
+	var slow []*dialog
+	for i := 0; i < 5; i++ {
+		s := dial(t, d.smtpAddr, "127.0.0.2")
+		greeting := s.reply()
+		switch {
+		case i < 2 && strings.HasPrefix(greeting, "220 "):
+			slow = append(slow, s)
+		case i >= 2 && strings.HasPrefix(greeting, "421 4.7.0") && strings.Contains(greeting, "your address"):
+		default:
+			t.Fatalf("slow session %d greeted with %q", i, greeting)
+		}
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	answers := make([]string, len(slow))
+	for i, s := range slow {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// A byte a second, never a whole line: each read comes in time, the line never.
+			answers[i] = trickle(s, "EHLO slow.example\r\n")
+		}()
+	}
+	real := dial(t, d.smtpAddr, "127.0.0.1")
+	real.expect("", "220 ")
+	real.expect("EHLO client.example", "250")
+	real.expect("MAIL FROM:<jane@customer.test>", "250 2.1.0")
+	real.expect("RCPT TO:<support@example.com>", "250 2.1.5")
+	real.expect("DATA", "354")
+	fmt.Fprintf(real.conn, "From: jane@customer.test\r\nSubject: got in\r\n\r\nhello\r\n.\r\n")
+	if got := real.reply(); !queuedAs.MatchString(got) {
+		t.Fatalf("real sender during the slowloris: %q", got)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	for i, a := range answers {
+		// The partial EHLO is never run: no 250 and no 501, only the timeout.
+		if !strings.HasPrefix(a, "421 4.4.2") {
+			t.Errorf("slow session %d: %q, want 421 4.4.2", i, a)
+		}
+	}
+	if elapsed > 6*time.Second {
+		t.Errorf("slow sessions dropped after %s; read_timeout is 2s", elapsed)
+	}
+
+	// In DATA a client must keep up min_data_rate after read_timeout: 100 bytes a second
+	// earn one second, a byte a second earns almost nothing.
+	s := dial(t, d.smtpAddr, "127.0.0.3")
+	s.expect("", "220 ")
+	s.expect("HELO slow.example", "250")
+	s.expect("MAIL FROM:<slow@customer.test>", "250")
+	s.expect("RCPT TO:<support@example.com>", "250")
+	s.expect("DATA", "354")
+	start = time.Now()
+	fmt.Fprintf(s.conn, "From: slow@customer.test\r\nSubject: trickle\r\n\r\n")
+	got := trickle(s, "a slow, slow message body\r\n")
+	if !strings.HasPrefix(got, "421 4.4.2") || time.Since(start) > 6*time.Second {
+		t.Errorf("trickling DATA: %q after %s, want 421 4.4.2 within about 2s", got, time.Since(start))
+	}
+	if !s.closed() {
+		t.Errorf("the session stayed open after its DATA timed out; the rest would be read as commands")
+	}
+
+	// A busy session that never idles is still cut at session_timeout.
+	b := dial(t, d.smtpAddr, "127.0.0.4")
+	b.expect("", "220 ")
+	start = time.Now()
+	for time.Since(start) < 15*time.Second {
+		fmt.Fprintf(b.conn, "NOOP\r\n")
+		if got := b.reply(); !strings.HasPrefix(got, "250") {
+			if !strings.HasPrefix(got, "421 4.4.2") || !strings.Contains(got, "session_timeout") {
+				t.Errorf("busy session ended with %q", got)
+			}
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if e := time.Since(start); e < 7*time.Second || e > 10*time.Second {
+		t.Errorf("busy session lasted %s, session_timeout is 8s", e)
+	}
+
+	if n := len(d.tickets()); n != 1 {
+		t.Errorf("%d tickets, want only the real sender's", n)
+	}
+	logs := d.logs.String()
+	for _, want := range []string{`reason="limits.max_sessions_per_ip reached"`, `code=421 enhanced=4.4.2`, `client=127.0.0.2:`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log has no %s", want)
+		}
+	}
+}
+
+func TestLongLinesAreTakenAsPostfixTakesThem(t *testing.T) {
+	d := startDaemon(t, options{})
+	html := "<p>" + strings.Repeat("long line of HTML mail ", 150) + "</p>" // 3457 bytes
+	s := dial(t, d.smtpAddr, "")
+	s.expect("", "220 ")
+	s.expect("EHLO client.example", "250")
+	s.expect("MAIL FROM:<jane@customer.test>", "250")
+	s.expect("RCPT TO:<support@example.com>", "250")
+	s.expect("DATA", "354")
+	fmt.Fprintf(s.conn, "From: jane@customer.test\r\nSubject: html\r\nContent-Type: text/html\r\n\r\n%s\r\n.\r\n", html)
+	if got := s.reply(); !queuedAs.MatchString(got) {
+		t.Fatalf("a 3457-byte line: %q, want 250 with a queue id", got)
+	}
+	// A command line past 2048 bytes is refused and the session goes on.
+	s.expect("NOOP "+strings.Repeat("x", 3000), "500 5.5.2")
+	s.expect("NOOP", "250")
+	// A data line past 64 KiB: the message is refused after its end, and the session goes on.
+	s.expect("MAIL FROM:<jane@customer.test>", "250")
+	s.expect("RCPT TO:<support@example.com>", "250")
+	s.expect("DATA", "354")
+	fmt.Fprintf(s.conn, "From: jane@customer.test\r\nSubject: huge line\r\n\r\n%s\r\nafter\r\n.\r\n", strings.Repeat("y", 70000))
+	s.expect("", "554 5.6.0")
+	s.expect("RSET", "250")
+	s.expect("QUIT", "221")
+
+	tickets := d.tickets()
+	if len(tickets) != 1 {
+		t.Fatalf("%d tickets, want 1", len(tickets))
+	}
+	if body := d.ticket(tickets[0].ID).Comments[0].Body; !strings.Contains(body, "long line of HTML mail long line") {
+		t.Errorf("the long line's text did not reach the comment: %q", body)
+	}
+	if !strings.Contains(d.logs.String(), "code=554 enhanced=5.6.0") {
+		t.Errorf("the refused long line left no log line")
+	}
+}
+
+func TestEveryRefusalIsLoggedAndCounted(t *testing.T) {
+	d := startDaemon(t, options{extraYAML: `limits: {max_message_bytes: 2KiB}`})
+	s := dial(t, d.smtpAddr, "")
+	s.expect("", "220 ")
+	s.expect("EHLO client.example", "250")
+	s.expect("MAIL FROM:<jane@customer.test>", "250")
+	s.expect("RCPT TO:<nobody@example.com>", "550 5.1.1")
+	s.expect("RCPT TO:<support@example.com>", "250")
+	s.expect("DATA", "354")
+	fmt.Fprintf(s.conn, "Subject: big\r\n\r\n%s\r\n.\r\n", strings.Repeat("z", 3000))
+	s.expect("", "552 5.3.4")
+	s.expect("MAIL FROM:<jane@customer.test> SIZE=999999", "552 5.3.4")
+	s.expect("MAIL FROM:<jane@customer.test>", "250")
+	s.expect("RCPT TO:<support@example.com>", "250")
+	s.expect("DATA", "354")
+	fmt.Fprintf(s.conn, "From: jane@customer.test\r\nSubject: fine\r\n\r\nhello\r\n.\r\n")
+	ok := s.reply()
+	m := queuedAs.FindStringSubmatch(ok)
+	if m == nil {
+		t.Fatalf("accepted message: %q, want 250 2.0.0 Ok: queued as <id>", ok)
+	}
+	s.expect("QUIT", "221")
+
+	logs := d.logs.String()
+	if !strings.Contains(logs, "msg=accepted qid="+m[1]) {
+		t.Errorf("the accepted line does not carry the queue id %s of the 250", m[1])
+	}
+	for _, want := range []string{
+		`msg=refused session=\S+ proto=smtp client=127\.0\.0\.1:\d+ stage=rcpt code=550 enhanced=5\.1\.1`,
+		`msg=refused qid=\S+ session=\S+ proto=smtp client=127\.0\.0\.1:\d+ .*stage=data code=552 enhanced=5\.3\.4`,
+		`msg=refused session=\S+ proto=smtp client=127\.0\.0\.1:\d+ stage=mail code=552 enhanced=5\.3\.4`,
+	} {
+		if !regexp.MustCompile(want).MatchString(logs) {
+			t.Errorf("no log line matches %s", want)
+		}
+	}
+	_, metrics := d.api("GET", "/metrics", nil, false)
+	for _, want := range []string{
+		`deskgate_refusals_total{proto="smtp",code="550",enhanced="5.1.1"} 1`,
+		`deskgate_refusals_total{proto="smtp",code="552",enhanced="5.3.4"} 2`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
+}
+
+func TestTheDutiesOfAnMX(t *testing.T) {
+	d := startDaemon(t, options{})
+	s := dial(t, d.smtpAddr, "")
+	s.expect("", "220 ")
+	if ehlo := s.expect("EHLO client.example", "250"); strings.Contains(ehlo, "SMTPUTF8") {
+		t.Errorf("SMTPUTF8 offered, but addresses are not handled as RFC 6531 asks: %q", ehlo)
+	}
+	s.expect("RCPT TO:<support@example.com>", "503 5.5.1")
+	s.expect("MAIL FROM:<jöran@customer.test>", "553 5.6.7")
+	s.expect("MAIL FROM:<jane@customer.test> SMTPUTF8", "555 5.6.7")
+	s.expect("MAIL FROM:<postmaster@customer.test>", "250")
+	s.expect("MAIL FROM:<jane@customer.test>", "503 5.5.1")
+	s.expect("RCPT TO:<postmaster>", "250")
+	s.expect("RCPT TO:<Postmaster@example.com>", "250")
+	s.expect("RCPT TO:<abuse@example.com>", "250")
+	s.expect("RCPT TO:<jöran@example.com>", "553 5.6.7")
+	s.expect("RCPT TO:<abuse@elsewhere.test>", "550 5.1.1")
+	s.expect("DATA", "354")
+	fmt.Fprintf(s.conn, "From: postmaster@customer.test\r\nSubject: your MX\r\n\r\nYour MX is listed.\r\n.\r\n")
+	s.expect("", "250 2.0.0 Ok: queued as")
+	s.expect("RSET", "250")
+	s.expect("MAIL FROM:<jane@customer.test>", "250")
+	s.expect("QUIT", "221")
+
+	tickets := d.tickets()
+	if len(tickets) != 1 || tickets[0].Subject != "your MX" {
+		t.Fatalf("mail to postmaster and abuse: tickets %+v, want one", tickets)
+	}
+}
+
+func TestAPartialLineIsNeverRunAfterATimeout(t *testing.T) {
+	d := startDaemon(t, options{extraYAML: `limits: {read_timeout: 1s}`})
+	s := dial(t, d.smtpAddr, "")
+	s.expect("", "220 ")
+	s.expect("EHLO client.example", "250")
+	s.expect("MAIL FROM:<jane@customer.test>", "250")
+	s.expect("RCPT TO:<support@example.com>", "250")
+	// "DATA" without its line end: were it run, the reply would be 354.
+	fmt.Fprintf(s.conn, "DATA")
+	if got := s.reply(); !strings.HasPrefix(got, "421 4.4.2") {
+		t.Errorf("a partial DATA line at the timeout: %q, want 421 4.4.2", got)
+	}
+	if !s.closed() {
+		t.Errorf("session still open after its timeout")
+	}
+}
