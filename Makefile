@@ -10,6 +10,7 @@ FUZZ_PARSE ?= 300000x
 FUZZ_ADDR  ?= 600000x
 FUZZ_DSN   ?= 300000x
 FUZZ_AUTH  ?= 200000x
+FUZZ_SMTP  ?= 50000x
 
 .PHONY: all build run test unit e2e fuzz bench lint clean
 
@@ -44,6 +45,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzFindTags$$' -fuzztime=$(FUZZ_ADDR) ./gateway/addr
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZ_DSN) ./gateway/dsn
 	$(GO) test -run='^$$' -fuzz='^FuzzHeaders$$' -fuzztime=$(FUZZ_AUTH) ./gateway/auth
+	$(GO) test -run='^$$' -fuzz='^FuzzSession$$' -fuzztime=$(FUZZ_SMTP) ./gateway/inbound
 
 bench: build
 	$(GO) build -o bin/deskgate-bench ./test/bench

@@ -588,6 +588,7 @@ func (s *session) messageAttrs(size int, start time.Time) []any {
 }
 
 func (s *session) write(r reply) {
+	r.text = printable(r.text)
 	if r.enh == "" {
 		fmt.Fprintf(s.out, "%d %s\r\n", r.code, r.text)
 		return
@@ -599,6 +600,21 @@ func (s *session) write(r reply) {
 func (s *session) flush() bool {
 	s.nc.SetWriteDeadline(time.Now().Add(s.cfg.Limits.WriteTimeout))
 	return s.out.Flush() == nil
+}
+
+// printable keeps a reply to printable ASCII of a sane length, because replies quote what the
+// client sent and must never carry its control bytes or line breaks back.
+func printable(text string) string {
+	if len(text) > 400 {
+		text = text[:400]
+	}
+	b := []byte(text)
+	for i, c := range b {
+		if c < ' ' || c > '~' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {
