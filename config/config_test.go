@@ -280,3 +280,48 @@ func TestParseByteSize(t *testing.T) {
 		}
 	}
 }
+
+func TestFractionsAreNotWholeNumbers(t *testing.T) {
+	ps := problemsOf(t, validBase+"limits: {max_recipients: 1.5, max_sessions: 2.0}\n")
+	if !hasProblem(ps, "limits.max_recipients", "1.5 is not a whole number") {
+		t.Errorf("max_recipients 1.5 taken: %v", ps)
+	}
+	if hasProblem(ps, "limits.max_sessions", "") {
+		t.Errorf("2.0 is a whole number: %v", ps)
+	}
+}
+
+func TestDataDirMustBeCreatableAndWritable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "plain-file")
+	os.WriteFile(file, nil, 0o600)
+	for _, tc := range []struct{ dir, want string }{
+		{"/proc/nope", "cannot be created under /proc"},
+		{file, "is not a directory"},
+		{file + "/sub", "not a directory"},
+	} {
+		ps := problemsOf(t, strings.Replace(validBase, "data_dir: {{dir}}/data", "data_dir: "+tc.dir, 1))
+		if !hasProblem(ps, "data_dir", tc.want) {
+			t.Errorf("data_dir %s: %v, want %q", tc.dir, ps, tc.want)
+		}
+	}
+	// A directory that does not exist yet under a writable one is fine, and is not made.
+	dir := t.TempDir()
+	if ps := problemsOf(t, strings.Replace(validBase, "data_dir: {{dir}}/data", "data_dir: "+dir+"/a/b", 1)); len(ps) > 0 {
+		t.Errorf("creatable data_dir refused: %v", ps)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("check left %d entries behind", len(entries))
+	}
+}
+
+func TestEnvironmentProblemsAreNamedAsSuch(t *testing.T) {
+	t.Setenv("DESKGATE_LIMITS_BOGUS", "1")
+	t.Setenv("DESKGATE_LIMITS_MAX_CCS", "-3")
+	ps := problemsOf(t, validBase)
+	if !hasProblem(ps, "DESKGATE_LIMITS_BOGUS", "matches no config key") {
+		t.Errorf("unknown variable not reported: %v", ps)
+	}
+	if !hasProblem(ps, "limits.max_ccs", `from the environment: DESKGATE_LIMITS_MAX_CCS="-3"`) {
+		t.Errorf("a bad value from the environment is not said to come from there: %v", ps)
+	}
+}

@@ -170,11 +170,47 @@ func Load(path string) (*Config, error) {
 			problems = append(problems, p)
 		}
 	}
+	problems = append(fromEnvironment(problems), unknownEnvironment()...)
 	if len(problems) > 0 {
 		sort.SliceStable(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })
 		return &cfg, problems
 	}
 	return &cfg, nil
+}
+
+// fromEnvironment says of each problem whose value came from an environment variable that it
+// did, so that nobody searches the file for it.
+func fromEnvironment(ps Problems) Problems {
+	for i, p := range ps {
+		key := p.Key
+		if strings.HasPrefix(key, "agents[") {
+			key = "agents"
+		}
+		if key == "" {
+			continue
+		}
+		if v, ok := os.LookupEnv(EnvName(key)); ok {
+			ps[i].Msg = fmt.Sprintf("%s (from the environment: %s=%q)", p.Msg, EnvName(key), v)
+		}
+	}
+	return ps
+}
+
+// unknownEnvironment names DESKGATE_ variables that override no key: a typo there would
+// otherwise be ignored without a word.
+func unknownEnvironment() Problems {
+	known := map[string]bool{EnvPrefix + "_CONFIG": true}
+	for _, k := range Keys() {
+		known[EnvName(k)] = true
+	}
+	var out Problems
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, EnvPrefix+"_") && !known[name] {
+			out = append(out, Problem{Key: name, Msg: "environment variable that matches no config key"})
+		}
+	}
+	return out
 }
 
 func yamlError(err error) error {
@@ -238,6 +274,13 @@ func decodeHook(from, to reflect.Type, data any) (any, error) {
 				parts[i] = strings.TrimSpace(parts[i])
 			}
 			return parts, nil
+		}
+	}
+	switch to.Kind() {
+	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Uint, reflect.Uint64, reflect.Uint32:
+		// Weak typing would truncate 1.5 to 1 without a word.
+		if f, ok := data.(float64); ok && f != float64(int64(f)) {
+			return nil, fmt.Errorf("%v is not a whole number", f)
 		}
 	}
 	if to.Kind() == reflect.String && data != nil {

@@ -4,10 +4,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/mail"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +29,8 @@ func validate(c *Config) Problems {
 	}
 	if c.DataDir == "" {
 		add("data_dir", "required")
+	} else if err := checkDataDir(c.DataDir); err != nil {
+		add("data_dir", "%v", err)
 	}
 
 	if c.Listen.SMTP == "" && c.Listen.LMTP == "" {
@@ -355,4 +360,53 @@ func checkPrivateKey(path string) error {
 		return nil
 	}
 	return fmt.Errorf("%s holds no RSA or Ed25519 private key (PKCS#1 or PKCS#8)", path)
+}
+
+// checkDataDir finds out whether deskgate can keep its database in dir: by creating and
+// removing a file there, or a directory in its nearest existing parent when dir does not
+// exist yet. Permission bits alone would not tell: root passes them where the file system
+// itself refuses (/proc, read-only mounts).
+func checkDataDir(dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case err == nil && !st.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	case err == nil:
+		f, err := os.CreateTemp(dir, ".deskgate-check-*")
+		if err != nil {
+			return fmt.Errorf("%s is not writable: %v", dir, unwrapPath(err))
+		}
+		f.Close()
+		return os.Remove(f.Name())
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s: %v", dir, unwrapPath(err))
+	}
+	parent := filepath.Dir(filepath.Clean(dir))
+	for {
+		st, err := os.Stat(parent)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("cannot be created: %s is not a directory", parent)
+			}
+			break
+		}
+		if next := filepath.Dir(parent); next != parent {
+			parent = next
+			continue
+		}
+		return fmt.Errorf("cannot be created: %v", unwrapPath(err))
+	}
+	probe, err := os.MkdirTemp(parent, ".deskgate-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot be created under %s: %v", parent, unwrapPath(err))
+	}
+	return os.Remove(probe)
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

@@ -112,6 +112,9 @@ type Comment struct {
 	// AuthenticationResults is the value of the Authentication-Results field deskgate
 	// wrote for a received mail (RULES.md A1): SPF, DKIM and DMARC as it found them.
 	AuthenticationResults string `json:"authentication_results,omitempty"`
+	// Problems lists what deskgate could not decode in a received mail (RULES.md M1); the
+	// original is kept whole, see Tx.Original.
+	Problems []string `json:"problems,omitempty"`
 }
 
 // Event is an expert action that is no comment (assignment, status, participants),

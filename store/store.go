@@ -4,6 +4,7 @@ package store
 
 import (
 	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -32,6 +33,7 @@ var (
 	bucketDelivMsg = []byte("delivery_messages")
 	bucketQueue    = []byte("queue")
 	bucketItems    = []byte("ticket_items")
+	bucketOrig     = []byte("originals")
 
 	keySecret = []byte("ticket_secret")
 )
@@ -91,7 +93,7 @@ func Open(dir string) (*Store, error) {
 	}
 	s := &Store{db: db, calls: make(chan *call, maxBatch), done: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketTickets, bucketComments, bucketMsgIDs, bucketEvents, bucketAttach, bucketDeliv, bucketDelivMsg, bucketQueue, bucketItems} {
+		for _, b := range [][]byte{bucketMeta, bucketTickets, bucketComments, bucketMsgIDs, bucketEvents, bucketAttach, bucketDeliv, bucketDelivMsg, bucketQueue, bucketItems, bucketOrig} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -537,6 +539,43 @@ func (t *Tx) AttachmentData(commentID uint64, i int) []byte {
 	return append([]byte(nil), v...)
 }
 
+// originalDeflate marks an original stored deflated; the byte leaves room for other forms.
+const originalDeflate = 1
+
+// PackOriginal compresses a received message for PutOriginal. It is CPU work, so callers do
+// it before they enter the write transaction.
+func PackOriginal(raw []byte) []byte {
+	var b bytes.Buffer
+	b.Grow(len(raw)/3 + 16)
+	b.WriteByte(originalDeflate)
+	w, _ := flate.NewWriter(&b, flate.BestSpeed)
+	w.Write(raw)
+	w.Close()
+	return b.Bytes()
+}
+
+// PutOriginal keeps a comment's original message, packed by PackOriginal.
+func (t *Tx) PutOriginal(commentID uint64, packed []byte) error {
+	return t.tx.Bucket(bucketOrig).Put(itob(commentID), packed)
+}
+
+// Original returns the message a comment was made from, as it was received; false when the
+// comment did not come by mail (or came before originals were kept).
+func (t *Tx) Original(commentID uint64) ([]byte, bool, error) {
+	v := t.tx.Bucket(bucketOrig).Get(itob(commentID))
+	if v == nil {
+		return nil, false, nil
+	}
+	if len(v) == 0 || v[0] != originalDeflate {
+		return nil, true, fmt.Errorf("original of comment %d: unknown format", commentID)
+	}
+	raw, err := io.ReadAll(flate.NewReader(bytes.NewReader(v[1:])))
+	if err != nil {
+		return nil, true, fmt.Errorf("original of comment %d: %w", commentID, err)
+	}
+	return raw, true, nil
+}
+
 // NextDeliveryID draws a delivery id; the bounce address is made from it before the
 // message that carries it is stored.
 func (t *Tx) NextDeliveryID() (uint64, error) {
@@ -651,12 +690,33 @@ func (t *Tx) QueuedDeliveries(limit int) []uint64 {
 
 // Deliveries lists deliveries newest first, at most limit.
 func (t *Tx) Deliveries(limit int) ([]Delivery, error) {
+	return t.DeliveriesPage(0, "", limit)
+}
+
+// DeliveriesPage lists deliveries with ids below before (0: from the newest) in state ("":
+// any), newest first, at most limit.
+func (t *Tx) DeliveriesPage(before uint64, state string, limit int) ([]Delivery, error) {
 	var out []Delivery
 	c := t.tx.Bucket(bucketDeliv).Cursor()
-	for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+	k, v := c.Last()
+	if before > 0 {
+		k, v = c.Seek(itob(before))
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+	}
+	for ; k != nil && len(out) < limit; k, v = c.Prev() {
+		if len(k) != 8 || (before > 0 && binary.BigEndian.Uint64(k) >= before) {
+			continue
+		}
 		var d Delivery
 		if err := json.Unmarshal(v, &d); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("delivery %d: %w", binary.BigEndian.Uint64(k), err)
+		}
+		if state != "" && d.State != state {
+			continue
 		}
 		out = append(out, d)
 	}

@@ -307,6 +307,7 @@ type comment struct {
 	Body        string       `json:"body"`
 	Attachments []attachment `json:"attachments"`
 	Notified    []any        `json:"notified"`
+	Problems    []string     `json:"problems"`
 }
 
 type ticket struct {

@@ -125,7 +125,27 @@ func commentsCmd() *cobra.Command {
 				fmt.Sprintf("comment %d of ticket %d is internal", cid, id))
 		},
 	}
-	cmd.AddCommand(private)
+	raw := &cobra.Command{
+		Use: "raw COMMENT", Short: "print the original message of a comment that came by mail, as received", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cid, err := parseID("comment", args[0])
+			if err != nil {
+				return err
+			}
+			c, err := newAPIClient()
+			if err != nil {
+				return err
+			}
+			// The message as it came, not JSON: out is nil so nothing is decoded.
+			msg, err := c.get(fmt.Sprintf("/api/v1/comments/%d/raw", cid), nil, nil)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(msg)
+			return err
+		},
+	}
+	cmd.AddCommand(private, raw)
 	return cmd
 }
 
@@ -217,15 +237,25 @@ func orDash(s string) string {
 func queueCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "queue", Short: "the outbound queue"}
 	var asJSON bool
+	var limit int
+	var before uint64
+	var state string
 	list := &cobra.Command{
-		Use: "list", Short: "every delivery: id, ticket, recipients, state, attempts, next try, last upstream reply", Args: cobra.NoArgs,
+		Use: "list", Short: "deliveries, newest first: id, ticket, recipients, state, attempts, next try, last upstream reply", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := newAPIClient()
 			if err != nil {
 				return err
 			}
+			q := url.Values{"limit": {strconv.Itoa(limit)}}
+			if before > 0 {
+				q.Set("before", strconv.FormatUint(before, 10))
+			}
+			if state != "" {
+				q.Set("state", state)
+			}
 			var rows []admin.QueueEntry
-			raw, err := c.get("/api/v1/queue", nil, &rows)
+			raw, err := c.get("/api/v1/queue", q, &rows)
 			if err != nil {
 				return err
 			}
@@ -254,6 +284,9 @@ func queueCmd() *cobra.Command {
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
+	list.Flags().IntVar(&limit, "limit", 100, "at most this many deliveries (up to 10000)")
+	list.Flags().Uint64Var(&before, "before", 0, "only deliveries older than this id (the next page: the last id shown)")
+	list.Flags().StringVar(&state, "state", "", "only deliveries in this state (queued, sent, failed, partial, dropped)")
 	retry := &cobra.Command{
 		Use: "retry ID|all", Short: "try a delivery again now (its deferred and failed recipients); all: every queued one", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -11,11 +11,15 @@ import (
 )
 
 func backupCmd() *cobra.Command {
-	return &cobra.Command{
+	var force bool
+	cmd := &cobra.Command{
 		Use:   "backup FILE",
 		Short: "write a consistent copy of the database while the daemon runs",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := os.Stat(args[0]); err == nil && !force {
+				return fmt.Errorf("%s exists; not overwriting it without --force", args[0])
+			}
 			c, err := newAPIClient()
 			if err != nil {
 				return err
@@ -62,4 +66,6 @@ func backupCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "replace FILE if it exists")
+	return cmd
 }

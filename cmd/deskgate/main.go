@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -41,6 +42,7 @@ func main() {
 		participantCmd("cc", "an expert manages CCs", "ccs", "CC"),
 		participantCmd("followers", "an expert manages followers (agents only)", "followers", "follower"),
 		replyCmd(), commentsCmd(), assignCmd(), solveCmd(), explainCmd(), queueCmd(), backupCmd())
+	refuseUnknownSubcommands(root)
 	if err := root.Execute(); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {
@@ -48,5 +50,30 @@ func main() {
 		}
 		fmt.Fprintln(os.Stderr, "deskgate:", err)
 		os.Exit(1)
+	}
+}
+
+// refuseUnknownSubcommands makes every command group fail on a word it does not know
+// ("deskgate tickets delete 5"), as scripts need, instead of printing help and exiting 0. A
+// group given no word still prints its help.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if !cmd.HasSubCommands() || cmd.Runnable() {
+		return
+	}
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		var names []string
+		for _, sub := range cmd.Commands() {
+			if sub.IsAvailableCommand() {
+				names = append(names, sub.Name())
+			}
+		}
+		return fmt.Errorf("unknown command %q for %q; it has: %s", args[0], cmd.CommandPath(), strings.Join(names, ", "))
 	}
 }

@@ -87,6 +87,7 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 			writeInboundMetrics(b, in)
 			writeStoreMetrics(b, st)
 			writeAuthMetrics(b, &svc.AuthStats)
+			fmt.Fprintf(b, "# HELP deskgate_undecodable_messages_total Received mail that could not be fully decoded (rule M1); the original is kept.\n# TYPE deskgate_undecodable_messages_total counter\ndeskgate_undecodable_messages_total %d\n", svc.ParseProblems.Load())
 			fmt.Fprintf(b, "# HELP deskgate_relay_recipients_total Recipients delivered or failed.\n# TYPE deskgate_relay_recipients_total counter\n")
 			fmt.Fprintf(b, "deskgate_relay_recipients_total{result=\"sent\"} %d\ndeskgate_relay_recipients_total{result=\"failed\"} %d\ndeskgate_relay_recipients_total{result=\"deferred\"} %d\n",
 				worker.Sent.Load(), worker.Failed.Load(), worker.Deferred.Load())

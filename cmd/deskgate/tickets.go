@@ -20,6 +20,7 @@ func ticketsCmd() *cobra.Command {
 	var status string
 	var asJSON bool
 	var limit int
+	var before uint64
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "tickets, newest first",
@@ -34,6 +35,9 @@ func ticketsCmd() *cobra.Command {
 				q.Set("status", status)
 			}
 			q.Set("limit", strconv.Itoa(limit))
+			if before > 0 {
+				q.Set("before", strconv.FormatUint(before, 10))
+			}
 			var rows []admin.TicketSummary
 			raw, err := c.get("/api/v1/tickets", q, &rows)
 			if err != nil {
@@ -50,6 +54,7 @@ func ticketsCmd() *cobra.Command {
 	list.Flags().StringVar(&status, "status", "", "only tickets in this status (new, open, pending, solved)")
 	list.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
 	list.Flags().IntVar(&limit, "limit", 100, "at most this many tickets (up to 1000)")
+	list.Flags().Uint64Var(&before, "before", 0, "only tickets older than this id (the next page: the last id shown)")
 
 	var showJSON bool
 	show := &cobra.Command{
@@ -138,6 +143,9 @@ func printTicket(w io.Writer, t admin.TicketView) {
 		fmt.Fprintf(w, "    Message-ID: %s\n", c.MessageID)
 		if c.Sender != nil {
 			fmt.Fprintf(w, "    Sender:     %s: %s\n", c.Sender.Step, c.Sender.Detail)
+		}
+		for _, p := range c.Problems {
+			fmt.Fprintf(w, "    Problem:    %s (the original: deskgate comments raw %d)\n", p, c.ID)
 		}
 		for _, a := range c.Attachments {
 			fmt.Fprintf(w, "    Attachment: %s (%s, %d bytes)\n", a.Name, a.ContentType, a.Size)

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/mail"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -44,10 +46,64 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 10<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "body: "+err.Error())
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body: larger than %d bytes", tooBig.Limit))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "body: "+jsonProblem(err))
 		return false
 	}
 	return true
+}
+
+// jsonProblem says what is wrong with a request body in the API's terms (fields and JSON
+// types), not in Go's.
+func jsonProblem(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			return fmt.Sprintf("must be a JSON object, not %s", jsonArticle(typeErr.Value))
+		}
+		return fmt.Sprintf("%s: must be %s, not %s", field, jsonKind(typeErr.Type.Kind()), jsonArticle(typeErr.Value))
+	case errors.As(err, &syntaxErr):
+		return fmt.Sprintf("not valid JSON at byte %d: %v", syntaxErr.Offset, err)
+	case errors.Is(err, io.EOF):
+		return "empty; a JSON object is expected"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "JSON ends too early"
+	}
+	if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return "unknown field " + field
+	}
+	return err.Error()
+}
+
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct, reflect.Pointer:
+		return "an object"
+	}
+	return "a number"
+}
+
+func jsonArticle(value string) string {
+	switch value {
+	case "object", "array":
+		return "an " + value
+	case "bool":
+		return "true or false"
+	}
+	return "a " + value
 }
 
 func bareAddress(field, s string) (string, error) {
@@ -244,9 +300,25 @@ func (s *Server) listQueue(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
+	var before uint64
+	if v := r.URL.Query().Get("before"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("before: %q is not a delivery id", v))
+			return
+		}
+		before = n
+	}
+	state := r.URL.Query().Get("state")
+	switch state {
+	case "", store.DeliveryQueued, store.DeliverySent, store.DeliveryFailed, store.DeliveryPartial, store.DeliveryDropped:
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("state: %q is not one of queued, sent, failed, partial, dropped", state))
+		return
+	}
 	out := []QueueEntry{}
 	err := s.store.View(func(tx *store.Tx) error {
-		list, err := tx.Deliveries(limit)
+		list, err := tx.DeliveriesPage(before, state, limit)
 		for _, d := range list {
 			out = append(out, QueueEntry{ID: d.ID, TicketID: d.TicketID, Kind: d.Kind, Recipients: d.Recipients, State: d.State,
 				Attempts: d.Attempts, NextTry: d.NextTry, LastReply: d.LastReply, CreatedAt: d.CreatedAt})

@@ -72,11 +72,9 @@ func (s *Server) Handler() http.Handler {
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/v1/tickets", s.listTickets)
 	api.HandleFunc("GET /api/v1/tickets/{id}", s.showTicket)
+	api.HandleFunc("GET /api/v1/comments/{id}/raw", s.rawComment)
 	s.routeActions(api)
-	api.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
-	})
-	mux.Handle("/api/v1/", s.requireToken(api))
+	mux.Handle("/api/v1/", s.requireToken(jsonMisses(api)))
 	// Profiles of a live daemon, for the operator who has the token.
 	mux.Handle("/debug/pprof/", s.requireToken(http.HandlerFunc(pprof.Index)))
 	mux.Handle("/debug/pprof/profile", s.requireToken(http.HandlerFunc(pprof.Profile)))
@@ -104,6 +102,88 @@ func (s *Server) Close() error {
 		return nil
 	}
 	return s.http.Close()
+}
+
+// jsonMisses answers requests that match no route in JSON like every other API error: 404
+// for an unknown path, 405 with Allow for a known path and a wrong method.
+func jsonMisses(api *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := api.Handler(r)
+		if pattern != "" {
+			api.ServeHTTP(w, r)
+			return
+		}
+		// The mux's own answer says which of the two it is, and sets Allow.
+		probe := &statusProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		if probe.status == http.StatusMethodNotAllowed {
+			allow := probe.header.Get("Allow")
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
+			return
+		}
+		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
+	})
+}
+
+// statusProbe records a handler's status and headers and drops its body.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header         { return p.header }
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *statusProbe) WriteHeader(status int)      { p.status = status }
+
+// rawComment is GET /api/v1/comments/{id}/raw: the message a comment was made from, as it
+// came in, under the Authentication-Results field deskgate found for it, as an MTA would have
+// put it on top.
+func (s *Server) rawComment(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil || id == 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("id: %q is not a comment id", r.PathValue("id")))
+		return
+	}
+	var raw []byte
+	var c *store.Comment
+	status, msg := 0, ""
+	err = s.store.View(func(tx *store.Tx) error {
+		var err error
+		c, err = tx.Comment(id)
+		if errors.Is(err, store.ErrNotFound) {
+			status, msg = http.StatusNotFound, fmt.Sprintf("comment %d does not exist", id)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var ok bool
+		raw, ok, err = tx.Original(id)
+		if err == nil && !ok {
+			status, msg = http.StatusNotFound, fmt.Sprintf("comment %d has no original message: it came by %s", id, c.Via)
+		}
+		return err
+	})
+	switch {
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	case status != 0:
+		writeError(w, status, msg)
+		return
+	}
+	w.Header().Set("Content-Type", "message/rfc822")
+	w.Header().Set("Content-Length", strconv.Itoa(len(raw)+len(authHeader(c))))
+	w.Write([]byte(authHeader(c)))
+	w.Write(raw)
+}
+
+func authHeader(c *store.Comment) string {
+	if c.AuthenticationResults == "" {
+		return ""
+	}
+	return "Authentication-Results: " + c.AuthenticationResults + "\r\n"
 }
 
 func (s *Server) requireToken(next http.Handler) http.Handler {
@@ -215,6 +295,8 @@ type CommentView struct {
 	// AuthenticationResults and Sender say who a received mail proved to be (A1).
 	AuthenticationResults string           `json:"authentication_results,omitempty"`
 	Sender                *store.TraceStep `json:"sender,omitempty"`
+	// Problems is what could not be decoded of a received mail (M1).
+	Problems []string `json:"problems,omitempty"`
 }
 
 var validStatus = map[string]bool{store.StatusNew: true, store.StatusOpen: true, store.StatusPending: true, store.StatusSolved: true}
@@ -317,7 +399,7 @@ func ticketView(t *store.Ticket, comments []store.Comment) TicketView {
 		cv := CommentView{ID: c.ID, Author: c.Author, AuthorName: c.AuthorName, Public: c.Public, ThirdParty: c.ThirdParty,
 			Via: c.Via, MessageID: "<" + c.MessageID + ">", CreatedAt: c.CreatedAt, Subject: c.Subject, Body: c.Body,
 			Attachments: c.Attachments, Notified: c.Notified, ReplyToDiffers: c.ReplyToDiffers, Automatic: c.Automatic,
-			AuthenticationResults: c.AuthenticationResults}
+			AuthenticationResults: c.AuthenticationResults, Problems: c.Problems}
 		for i := range c.Trace {
 			if c.Trace[i].Rule == "A1" {
 				cv.Sender = &c.Trace[i]

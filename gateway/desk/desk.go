@@ -30,10 +30,12 @@ type Service struct {
 	auth atomic.Pointer[auth.Checker]
 	// AuthStats counts sender authentication results, for /metrics.
 	AuthStats auth.Stats
-	store     *store.Store
-	log       *slog.Logger
-	Now       func() time.Time
-	Random    io.Reader // nil: crypto/rand
+	// ParseProblems counts received mail that could not be fully decoded (M1), for /metrics.
+	ParseProblems atomic.Int64
+	store         *store.Store
+	log           *slog.Logger
+	Now           func() time.Time
+	Random        io.Reader // nil: crypto/rand
 	// Queued is told (without blocking) when new deliveries are committed.
 	Queued chan struct{}
 
@@ -99,6 +101,8 @@ type source struct {
 	attachments []store.Attachment
 	files       [][]byte
 	authResults string // the Authentication-Results deskgate found for a mail
+	original    []byte // a received mail as it came, packed by store.PackOriginal
+	problems    []string
 	action      string // for events
 	detail      string
 }
@@ -128,10 +132,15 @@ func (s *Service) apply(tx *store.Tx, cfg *config.Config, book *addr.Book, env *
 			Via: src.via, MessageID: store.NormalizeMessageID(src.messageID), InReplyTo: src.inReplyTo,
 			References: src.references, Subject: src.subject, To: src.to, Cc: src.cc, Recipients: src.recipients,
 			EnvelopeFrom: src.envFrom, CreatedAt: now, Body: src.body, Attachments: src.attachments,
-			Notified: []store.Notified{}, Trace: trace, AuthenticationResults: src.authResults,
+			Notified: []store.Notified{}, Trace: trace, AuthenticationResults: src.authResults, Problems: src.problems,
 		}
 		if err := tx.AddComment(t, comment); err != nil {
 			return 0, err
+		}
+		if src.original != nil {
+			if err := tx.PutOriginal(comment.ID, src.original); err != nil {
+				return 0, err
+			}
 		}
 		for i, data := range src.files {
 			if err := tx.PutAttachmentData(comment.ID, i, data); err != nil {

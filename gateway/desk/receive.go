@@ -128,6 +128,15 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		files = append(files, a.Data)
 	}
 	chain := replyChain(msg)
+	original := store.PackOriginal(raw)
+	body := msg.Text
+	if msg.Unreadable() {
+		body = "[deskgate could not decode this message: " + strings.Join(msg.Problems, "; ") + ". The original is kept with this comment.]"
+	}
+	if len(msg.Problems) > 0 {
+		s.ParseProblems.Add(1)
+		s.log.Warn("message not fully decoded", "rule", "M1", "message_id", msg.MessageID, "from", from.Email, "problems", strings.Join(msg.Problems, "; "))
+	}
 
 	var repeat store.TraceStep
 	err = s.store.Update(ctx, func(tx *store.Tx) error {
@@ -154,7 +163,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 			MessageID: msg.MessageID, From: from, Role: id.Role, Identified: id.Step,
 			To: classify(book, ticket, msg.To), Cc: classify(book, ticket, msg.Cc),
 			Subject: msg.Subject, ReplyToDiffers: replyToDiffers, Automatic: automatic,
-			HasAttachments: len(files) > 0, Support: support,
+			HasAttachments: len(files) > 0, Support: support, Problems: msg.Problems, Unreadable: msg.Unreadable(),
 		}
 		if ticket != nil {
 			m.Answered = answered(tx, ticket.ID, refs)
@@ -166,7 +175,8 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		}
 		src := source{author: from, via: "email", messageID: msg.MessageID, inReplyTo: msg.InReplyTo, references: msg.References,
 			subject: msg.Subject, to: persons(msg.To), cc: persons(msg.Cc), recipients: env.Recipients, envFrom: env.From,
-			body: msg.Text, attachments: atts, files: files, authResults: authResult.Header(cfg.Hostname)}
+			body: body, attachments: atts, files: files, authResults: authResult.Header(cfg.Hostname),
+			original: original, problems: msg.Problems}
 		cid, err := s.apply(tx, cfg, book, renv, d, src, threadTrace)
 		if err != nil {
 			return err

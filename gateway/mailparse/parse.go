@@ -66,7 +66,7 @@ type Message struct {
 	Attachments        []Attachment
 	// Header keeps the fields later rules read (Auto-Submitted, Precedence, ...).
 	Header map[string]string
-	// Problems notes what was broken and worked around, for the log.
+	// Problems notes what could not be decoded, for the comment and the log.
 	Problems []string
 }
 
@@ -97,7 +97,7 @@ func Parse(raw []byte, hostname string) (msg *Message, err error) {
 		return parseFallback(raw, hostname, err)
 	}
 	if err != nil {
-		m.Problems = append(m.Problems, err.Error())
+		m.problem(err.Error())
 	}
 	h := gmail.Header{Header: ent.Header}
 	m.readHeader(h)
@@ -169,7 +169,7 @@ func addressList(h gmail.Header, key string, m *Message) []Address {
 		// Fall back to the standard library, then to bare addresses in the text.
 		list2, err2 := mail.ParseAddressList(h.Get(key))
 		if err2 != nil {
-			m.Problems = append(m.Problems, fmt.Sprintf("%s: %v", key, err))
+			m.problem(fmt.Sprintf("%s: %v", key, err))
 			return looseAddresses(h.Get(key))
 		}
 		for _, a := range list2 {
@@ -244,7 +244,7 @@ func clean(s string) string {
 func (m *Message) readBody(ent *message.Entity, depth int, parts *int) {
 	*parts++
 	if depth > maxDepth || *parts > maxParts {
-		m.Problems = append(m.Problems, "MIME tree too deep or too large; rest ignored")
+		m.problem("MIME tree too deep or too large; rest ignored")
 		return
 	}
 	if mr := ent.MultipartReader(); mr != nil {
@@ -255,10 +255,10 @@ func (m *Message) readBody(ent *message.Entity, depth int, parts *int) {
 			}
 			if err != nil {
 				if p == nil {
-					m.Problems = append(m.Problems, "multipart: "+err.Error())
+					m.problem("multipart: " + err.Error())
 					return
 				}
-				m.Problems = append(m.Problems, err.Error())
+				m.problem(err.Error())
 			}
 			m.readBody(p, depth+1, parts)
 		}
@@ -275,13 +275,16 @@ func (m *Message) readBody(ent *message.Entity, depth int, parts *int) {
 	name = decodeWord(name)
 	isText := ctype == "text/plain" || ctype == "text/html"
 	if disp == "attachment" || (name != "" && !isText) || (!isText && !strings.HasPrefix(ctype, "multipart/")) {
-		data, _ := io.ReadAll(ent.Body)
+		data, err := io.ReadAll(ent.Body)
+		if err != nil {
+			m.problem(fmt.Sprintf("attachment %q (%s): %v", clean(name), ctype, err))
+		}
 		m.Attachments = append(m.Attachments, Attachment{Name: clean(name), ContentType: ctype, Size: int64(len(data)), Data: data})
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(ent.Body, 4*maxBodyRunes))
 	if err != nil {
-		m.Problems = append(m.Problems, "body: "+err.Error())
+		m.problem("body: " + err.Error())
 	}
 	switch {
 	case ctype == "text/plain" && !m.hasPlain():
@@ -290,6 +293,29 @@ func (m *Message) readBody(ent *message.Entity, depth int, parts *int) {
 	case ctype == "text/html" && m.Text == "":
 		m.Text = HTMLToText(string(body))
 	}
+}
+
+// maxProblems bounds the list: a broken message can repeat one fault in every part.
+const maxProblems = 10
+
+// problem notes what could not be decoded, once each.
+func (m *Message) problem(p string) {
+	p = clean(p)
+	if len(m.Problems) >= maxProblems {
+		return
+	}
+	for _, q := range m.Problems {
+		if q == p {
+			return
+		}
+	}
+	m.Problems = append(m.Problems, p)
+}
+
+// Unreadable reports that decoding failed and left no text and no file: nothing a person
+// could read is left but the original.
+func (m *Message) Unreadable() bool {
+	return len(m.Problems) > 0 && strings.TrimSpace(m.Text) == "" && len(m.Attachments) == 0
 }
 
 // plainMark notes internally that the body came from a text/plain part.

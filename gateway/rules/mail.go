@@ -38,6 +38,9 @@ type Mail struct {
 	HasAttachments bool
 	// Support is the support address the mail came in on (for a new ticket).
 	Support string
+	// Problems is what could not be decoded; Unreadable says nothing readable is left (M1).
+	Problems   []string
+	Unreadable bool
 }
 
 // Answered is a notification deskgate sent and a mail now answers: which CCs had it.
@@ -124,6 +127,7 @@ func DecideMail(ticket *store.Ticket, m Mail, env Env) Decision {
 		c.ThirdParty = true
 		d.trace("X1", "internal, third party", fmt.Sprintf("%s takes no part in ticket %d; not made a CC, only followers and the assignee are told", from, t.ID))
 	}
+	undecodable(&d, m)
 
 	switch {
 	case m.Automatic != "":
@@ -158,6 +162,21 @@ func DecideMail(ticket *store.Ticket, m Mail, env Env) Decision {
 	return d
 }
 
+// undecodable records what could not be decoded, and keeps a mail of which nothing readable
+// is left from reaching end users as an empty public comment (M1).
+func undecodable(d *Decision, m Mail) {
+	if len(m.Problems) == 0 {
+		return
+	}
+	problems := strings.Join(m.Problems, "; ")
+	if m.Unreadable && d.Comment.Public {
+		d.Comment.Public = false
+		d.trace("M1", "internal", "nothing readable is left of the body ("+problems+"); agents read the original")
+		return
+	}
+	d.trace("M1", "decoding problems", problems+"; the original is kept with the comment")
+}
+
 func newTicketFromMail(m Mail, env Env, d Decision) Decision {
 	status := store.StatusNew
 	if m.Role == RoleAgent && m.Automatic == "" {
@@ -182,6 +201,7 @@ func newTicketFromMail(m Mail, env Env, d Decision) Decision {
 	} else {
 		d.trace("V1", "public", "the requester's mail")
 	}
+	undecodable(&d, m)
 	if status == store.StatusOpen {
 		d.trace("T4", "status open", "opened by an agent")
 	}

@@ -697,3 +697,27 @@ func TestH2_H3_Masking(t *testing.T) {
 		t.Error("masking: end users real in end users' copies; agents always masked; everyone masked for agents")
 	}
 }
+
+func TestM1_UndecodableMail(t *testing.T) {
+	unreadable := mailFrom(jane, nil, addrs(joe))
+	unreadable.Problems, unreadable.Unreadable = []string{"body: illegal base64 data"}, true
+	d := DecideMail(ticket(store.StatusOpen), unreadable, env())
+	if d.Comment.Public || !traceHas(d.Trace, "M1", "internal") {
+		t.Fatalf("nothing readable left, yet public: %+v", d.Trace)
+	}
+	for _, n := range d.Notifications {
+		for _, r := range n.Recipients {
+			if r.Email == jane.Email || r.Email == joe.Email {
+				t.Errorf("an end user (%s) was sent an unreadable mail", r.Email)
+			}
+		}
+	}
+	if d := DecideMail(nil, unreadable, env()); d.Comment.Public || !traceHas(d.Trace, "M1", "internal") {
+		t.Errorf("a new ticket from unreadable mail opened with a public comment")
+	}
+	partly := mailFrom(jane, nil, nil)
+	partly.Problems = []string{"attachment \"a.pdf\": illegal base64 data"}
+	if d := DecideMail(ticket(store.StatusOpen), partly, env()); !d.Comment.Public || !traceHas(d.Trace, "M1", "decoding problems") {
+		t.Errorf("readable mail with a broken file: public=%v %+v", d.Comment.Public, d.Trace)
+	}
+}
