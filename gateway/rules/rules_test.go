@@ -707,7 +707,7 @@ func TestM1_UndecodableMail(t *testing.T) {
 	}
 	for _, n := range d.Notifications {
 		for _, r := range n.Recipients {
-			if r.Email == jane.Email || r.Email == joe.Email {
+			if r.Email == jane || r.Email == joe {
 				t.Errorf("an end user (%s) was sent an unreadable mail", r.Email)
 			}
 		}
