@@ -2,6 +2,8 @@ package test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"net/smtp"
 	"strconv"
 	"sync"
@@ -130,4 +132,62 @@ func deliverOne(addr string, msg []byte) error {
 	}
 	c.Quit()
 	return nil
+}
+
+// A kill -9 while the relay writes into the Maildir: after the restart every notification
+// is there exactly once (the file name is the delivery's), and tmp/ holds nothing stale.
+func TestCrashDuringRelayDeliversEachCopyOnce(t *testing.T) {
+	dir := t.TempDir()
+	d := startDaemon(t, options{dir: dir})
+	newDir := filepath.Join(dir, "outbox", "new")
+	files := func() int {
+		entries, _ := os.ReadDir(newDir)
+		return len(entries)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for c := 0; c < 4; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 60; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				h := map[string]string{"From": fmt.Sprintf("relay%d@customer.test", c), "To": "support@example.com",
+					"Subject": fmt.Sprintf("relay %d/%d", c, j), "Message-ID": fmt.Sprintf("<relay-%d-%d@customer.test>", c, j)}
+				deliverOne(d.smtpAddr, mail(h, "ack me\n"))
+			}
+		}()
+	}
+	waitFor(t, "the relay to be writing", 30*time.Second, func() bool { return files() >= 40 })
+	d.kill9()
+	close(stop)
+	wg.Wait()
+	stale := filepath.Join(dir, "outbox", "tmp", "000000000999.R0123456789ab.deskgate.mx.deskgate.test")
+	if err := os.WriteFile(stale, []byte("half a message"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	before := files()
+
+	d.start()
+	d.settle()
+	seen := map[string]int{}
+	for _, m := range d.outbox() {
+		seen[m.header.Get("In-Reply-To")+" "+m.rcpt]++
+	}
+	for key, n := range seen {
+		if n > 1 {
+			t.Errorf("%s delivered %d times", key, n)
+		}
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("the stale tmp/ file is still there")
+	}
+	if left, _ := os.ReadDir(filepath.Join(dir, "outbox", "tmp")); len(left) > 0 {
+		t.Errorf("tmp/ holds %d files after the restart", len(left))
+	}
+	t.Logf("%d copies written before SIGKILL, %d after the restart, none twice", before, len(seen))
 }

@@ -1,26 +1,38 @@
 package relay
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"sync/atomic"
-	"time"
+	"strings"
 )
 
 // Maildir delivers into a local Maildir, one file per envelope recipient, with
 // Return-Path and Delivered-To on top as Postfix's local(8) writes them: the dev set-up
 // and the tests read who got what from there.
+//
+// Each file is named after its delivery and recipient, so that delivering again what a crash
+// kept deskgate from recording finds the file there and writes no second copy: into a
+// Maildir, delivery is exactly once.
 type Maildir struct {
 	Dir      string
 	Hostname string
 }
 
-// fileSeq keeps file names unique within this process, whatever the clock does.
-var fileSeq atomic.Int64
+// fileName is the one name the copy of delivery for rcpt ever has. The zero-padded delivery
+// id makes names sort in the order the deliveries were made, as people reading a Maildir
+// expect; the hash tells recipients apart without putting addresses in file names.
+func (m *Maildir) fileName(delivery uint64, rcpt string) string {
+	sum := sha256.Sum256([]byte(strings.ToLower(rcpt)))
+	return fmt.Sprintf("%012d.R%s.deskgate.%s", delivery, hex.EncodeToString(sum[:6]), m.Hostname)
+}
 
 // Deliver writes msg once for each recipient; it returns per-recipient errors.
-func (m *Maildir) Deliver(from string, rcpts []string, msg []byte) []error {
+func (m *Maildir) Deliver(delivery uint64, from string, rcpts []string, msg []byte) []error {
 	errs := make([]error, len(rcpts))
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(m.Dir, sub), 0o750); err != nil {
@@ -31,21 +43,26 @@ func (m *Maildir) Deliver(from string, rcpts []string, msg []byte) []error {
 		}
 	}
 	for i, rc := range rcpts {
-		errs[i] = m.deliverOne(from, rc, msg)
+		errs[i] = m.deliverOne(m.fileName(delivery, rc), from, rc, msg)
 	}
-	if d, err := os.Open(filepath.Join(m.Dir, "new")); err == nil {
-		d.Sync()
-		d.Close()
+	// The renames are durable only once the directory is synced; an error here means the
+	// files may be lost on a power cut, so every recipient is tried again.
+	if err := syncDir(filepath.Join(m.Dir, "new")); err != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
 	}
 	return errs
 }
 
-func (m *Maildir) deliverOne(from, rcpt string, msg []byte) error {
-	now := time.Now()
-	// Zero-padded, so that names sort in delivery order, as people reading a Maildir expect.
-	name := fmt.Sprintf("%d.M%06dP%dQ%08d.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), fileSeq.Add(1), m.Hostname)
+func (m *Maildir) deliverOne(name, from, rcpt string, msg []byte) error {
+	if m.delivered(name) {
+		return nil
+	}
 	tmp := filepath.Join(m.Dir, "tmp", name)
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {
 		return err
 	}
@@ -65,4 +82,45 @@ func (m *Maildir) deliverOne(from, rcpt string, msg []byte) error {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(m.Dir, "new", name))
+}
+
+// delivered reports whether the file is in new/, or in cur/ where a mail reader moved it
+// (with its ":2,flags" suffix).
+func (m *Maildir) delivered(name string) bool {
+	if _, err := os.Stat(filepath.Join(m.Dir, "new", name)); err == nil {
+		return true
+	}
+	matches, _ := filepath.Glob(filepath.Join(m.Dir, "cur", name+"*"))
+	return len(matches) > 0
+}
+
+// CleanTmp removes what a crash left in tmp/: deskgate's own half-written files, which it
+// writes again from the queue. Other programs' files are left alone.
+func (m *Maildir) CleanTmp() (int, error) {
+	entries, err := os.ReadDir(filepath.Join(m.Dir, "tmp"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".deskgate.") && e.Type().IsRegular() {
+			if err := os.Remove(filepath.Join(m.Dir, "tmp", e.Name())); err != nil {
+				return removed, err
+			}
+			removed++
+		}
+	}
+	return removed, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

@@ -81,9 +81,22 @@ func (w *Worker) snapshot() (*config.Config, *upstream, error, *signer, error) {
 // a dispatcher hands due deliveries to as many senders as upstream.max_connections
 // allows, and a recorder commits their results in batches, so that the upstream links
 // never wait for the store's fsync.
+// unrecordedWindow is how many deliveries one sender may hand over before their results are
+// in the store. One would make each delivery wait for a commit (about a millisecond with
+// fsync); sixteen keep a pipelining upstream busy while a commit runs.
+const unrecordedWindow = 16
+
 func (w *Worker) Run(ctx context.Context) {
 	defer w.closeIdle(0)
 	cfg, _, _, _, _ := w.snapshot()
+	if dir, ok := strings.CutPrefix(cfg.Upstream.Address, config.MaildirPrefix); ok {
+		md := &Maildir{Dir: dir, Hostname: cfg.Hostname}
+		if n, err := md.CleanTmp(); err != nil {
+			w.log.Error("cannot clean the Maildir's tmp/", "dir", dir, "err", err)
+		} else if n > 0 {
+			w.log.Info("removed files a crash left in the Maildir's tmp/; their deliveries are still queued", "dir", dir, "files", n)
+		}
+	}
 	senders := 1
 	if !strings.HasPrefix(cfg.Upstream.Address, config.MaildirPrefix) {
 		senders = cfg.Upstream.MaxConnections
@@ -99,8 +112,15 @@ func (w *Worker) Run(ctx context.Context) {
 		sendersDone.Add(1)
 		go func() {
 			defer sendersDone.Done()
+			// A sender gets ahead of the store by unrecordedWindow deliveries at most, so
+			// that a crash repeats only those (into a Maildir, not even those), not every
+			// delivery handed over since the last record.
+			window := make(chan struct{}, unrecordedWindow)
 			for j := range jobs {
-				results <- w.attempt(j.d, j.msg)
+				window <- struct{}{}
+				a := w.attempt(j.d, j.msg)
+				a.recorded = window
+				results <- a
 			}
 		}()
 	}
@@ -124,6 +144,9 @@ func (w *Worker) Run(ctx context.Context) {
 			// Recorded even during shutdown: forgetting a handed-over message would
 			// send it again after the restart.
 			w.record(batch)
+			for _, a := range batch {
+				<-a.recorded
+			}
 			mu.Lock()
 			for _, a := range batch {
 				delete(inflight, a.d.ID)
@@ -291,6 +314,8 @@ type attempt struct {
 	errs  []error
 	via   string
 	final []string // each recipient's state once recorded
+	// recorded is the sender's window: one slot is given back once the result is stored.
+	recorded chan struct{}
 }
 
 // attempt hands one delivery to the upstream.
@@ -319,7 +344,7 @@ func (w *Worker) attempt(d *store.Delivery, msg []byte) attempt {
 	if dir, ok := strings.CutPrefix(cfg.Upstream.Address, config.MaildirPrefix); ok {
 		a.via = "maildir"
 		md := &Maildir{Dir: dir, Hostname: cfg.Hostname}
-		a.errs = md.Deliver(d.From, a.rcpts, signed)
+		a.errs = md.Deliver(d.ID, d.From, a.rcpts, signed)
 		return a
 	}
 	a.via = cfg.Upstream.Address
