@@ -187,7 +187,7 @@ func (s *Server) start(ln *listener, c net.Conn) {
 		return
 	}
 	sess := &session{srv: s, listener: ln, raw: c, nc: c, in: newLineReader(c), remote: remote, ip: ip, id: newQueueID()}
-	sess.out = newWriter(c)
+	sess.out = sess.newWriter(c)
 	s.mu.Lock()
 	if s.stopping.Load() {
 		s.mu.Unlock()

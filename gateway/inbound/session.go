@@ -67,7 +67,33 @@ type session struct {
 	declared int64 // SIZE= of the MAIL command
 }
 
-func newWriter(c net.Conn) *bufio.Writer { return bufio.NewWriterSize(c, 4096) }
+func (s *session) newWriter(c net.Conn) *bufio.Writer {
+	return bufio.NewWriterSize(deadlineWriter{c, s}, 4096)
+}
+
+// deadlineWriter gives every write to the client limits.write_timeout, and no more than the
+// session has left, so that a client that stops reading cannot hold its slot.
+type deadlineWriter struct {
+	conn net.Conn
+	s    *session
+}
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	w.conn.SetWriteDeadline(w.s.earliest(time.Now().Add(w.s.cfg.Limits.WriteTimeout)))
+	return w.conn.Write(p)
+}
+
+// stressTimeout is the command deadline while the server is nearly full, as Postfix's
+// smtpd_timeout drops to 10s under stress: idle clients give their slots to those with mail.
+const stressTimeout = 10 * time.Second
+
+// commandTimeout is the time a client has for its next command line.
+func commandTimeout(readTimeout time.Duration, active, max int) time.Duration {
+	if active*5 >= max*4 && readTimeout > stressTimeout {
+		return stressTimeout
+	}
+	return readTimeout
+}
 
 // wakeUp makes a read waiting for a command return now; Shutdown calls it from its goroutine.
 func (s *session) wakeUp() { s.raw.SetReadDeadline(time.Now()) }
@@ -118,7 +144,8 @@ func (s *session) serve() {
 // the session's lifetime.
 func (s *session) readCommand() (string, error) {
 	for {
-		deadline := s.earliest(time.Now().Add(s.cfg.Limits.ReadTimeout))
+		timeout := commandTimeout(s.cfg.Limits.ReadTimeout, s.srv.limiter.Active(), s.cfg.Limits.MaxSessions)
+		deadline := s.earliest(time.Now().Add(timeout))
 		s.idle.Store(true)
 		// Shutdown sets the flag and then wakes idle sessions; a session that set its deadline
 		// after that wake-up sees the flag here.
@@ -307,7 +334,7 @@ func (s *session) startTLS(arg string) bool {
 	// (the command injection of CVE-2011-0411); the dialogue starts again from EHLO.
 	s.nc = tc
 	s.in = newLineReader(tc)
-	s.out = newWriter(tc)
+	s.out = s.newWriter(tc)
 	s.tls = true
 	s.helo = ""
 	s.reset()
@@ -598,7 +625,6 @@ func (s *session) write(r reply) {
 
 // flush sends the replies written so far; false when the client is gone or too slow to read.
 func (s *session) flush() bool {
-	s.nc.SetWriteDeadline(time.Now().Add(s.cfg.Limits.WriteTimeout))
 	return s.out.Flush() == nil
 }
 

@@ -58,8 +58,9 @@ func testServer(t testing.TB) *Server {
 // run plays script as one whole session and returns the server's replies.
 func run(srv *Server, lmtp bool, script string) string {
 	c := &scriptConn{in: bytes.NewReader([]byte(script))}
-	sess := &session{srv: srv, listener: &listener{lmtp: lmtp}, raw: c, nc: c, in: newLineReader(c), out: newWriter(c),
+	sess := &session{srv: srv, listener: &listener{lmtp: lmtp}, raw: c, nc: c, in: newLineReader(c),
 		remote: c.RemoteAddr().String(), id: "TEST"}
+	sess.out = sess.newWriter(c)
 	sess.serve()
 	return c.out.String()
 }
@@ -165,4 +166,20 @@ func FuzzSession(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestCommandDeadlineShortensUnderStress(t *testing.T) {
+	for _, tc := range []struct {
+		active, max int
+		read, want  time.Duration
+	}{
+		{10, 200, 5 * time.Minute, 5 * time.Minute},
+		{159, 200, 5 * time.Minute, 5 * time.Minute},
+		{160, 200, 5 * time.Minute, 10 * time.Second},
+		{4, 5, 2 * time.Second, 2 * time.Second}, // never longer than read_timeout
+	} {
+		if got := commandTimeout(tc.read, tc.active, tc.max); got != tc.want {
+			t.Errorf("%d of %d sessions, read_timeout %s: %s, want %s", tc.active, tc.max, tc.read, got, tc.want)
+		}
+	}
 }
