@@ -35,7 +35,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "deskgate")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/deskgate")
+	args := []string{"build", "-o", binary}
+	if os.Getenv("E2E_RACE") != "" {
+		// The daemon under the race detector: E2E_RACE=1 go test ./test/
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/deskgate")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building deskgate:", err)
@@ -216,6 +221,9 @@ func (d *daemon) startOnce() bool {
 	}()
 	t.Cleanup(func() {
 		d.stop()
+		if strings.Contains(d.logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector found a data race in deskgate (E2E_RACE)")
+		}
 		if t.Failed() {
 			t.Logf("deskgate log:\n%s", d.logs.String())
 		}

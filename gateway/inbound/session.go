@@ -72,16 +72,24 @@ func (s *session) newWriter(c net.Conn) *bufio.Writer {
 }
 
 // deadlineWriter gives every write to the client limits.write_timeout, and no more than the
-// session has left, so that a client that stops reading cannot hold its slot.
+// session has left plus a few seconds for the goodbye, so that a client that stops reading
+// cannot hold its slot.
 type deadlineWriter struct {
 	conn net.Conn
 	s    *session
 }
 
 func (w deadlineWriter) Write(p []byte) (int, error) {
-	w.conn.SetWriteDeadline(w.s.earliest(time.Now().Add(w.s.cfg.Limits.WriteTimeout)))
+	deadline := time.Now().Add(w.s.cfg.Limits.WriteTimeout)
+	if last := w.s.end.Add(goodbyeTime); last.Before(deadline) {
+		deadline = last
+	}
+	w.conn.SetWriteDeadline(deadline)
 	return w.conn.Write(p)
 }
+
+// goodbyeTime is what a client has to take the 421 that ends its session.
+const goodbyeTime = 5 * time.Second
 
 // stressTimeout is the command deadline while the server is nearly full, as Postfix's
 // smtpd_timeout drops to 10s under stress: idle clients give their slots to those with mail.
