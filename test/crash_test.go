@@ -2,9 +2,9 @@ package test
 
 import (
 	"fmt"
+	"net/smtp"
 	"os"
 	"path/filepath"
-	"net/smtp"
 	"strconv"
 	"sync"
 	"sync/atomic"
