@@ -708,10 +708,13 @@ func (t *Tx) Deliveries(limit int) ([]Delivery, error) {
 func (t *Tx) DeliveriesPage(before uint64, state string, limit int) ([]Delivery, error) {
 	var out []Delivery
 	c := t.tx.Bucket(bucketDeliv).Cursor()
-	k, v := c.Last()
-	if before > 0 {
-		k, v = c.Seek(itob(before))
-		if k == nil {
+	var k, v []byte
+	switch {
+	case before == 0:
+		k, v = c.Last()
+	default:
+		// The first key at or after before, then one back; none at or after: the last.
+		if at, _ := c.Seek(itob(before)); at == nil {
 			k, v = c.Last()
 		} else {
 			k, v = c.Prev()

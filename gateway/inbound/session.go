@@ -403,17 +403,16 @@ func (s *session) mail(arg string) {
 			return
 		}
 	}
-	s.qid = newQueueID()
 	if !isASCII(address) {
 		s.refuse("mail", reply{553, "5.6.7", "Non-ASCII address needs SMTPUTF8, which this server does not offer"}, "address", address)
-		s.qid = ""
 		return
 	}
 	if max := int64(s.cfg.Limits.MaxMessageBytes); declared > max {
 		s.refuse("mail", reply{552, "5.3.4", fmt.Sprintf("Message size exceeds limits.max_message_bytes (%d bytes)", max)}, "size", declared)
-		s.qid = ""
 		return
 	}
+	// The queue id names the transaction from here on: in RCPT refusals, the 250 and the log.
+	s.qid = newQueueID()
 	s.hasFrom = true
 	s.from = address
 	s.declared = declared

@@ -122,12 +122,12 @@ func headerEnd(raw []byte) int {
 }
 
 func (m *Message) readHeader(h gmail.Header) {
-	if list := addressList(h, "From", m); len(list) > 0 {
+	if list := addressList(h, "From"); len(list) > 0 {
 		m.From = &list[0]
 	}
-	m.ReplyTo = addressList(h, "Reply-To", m)
-	m.To = addressList(h, "To", m)
-	m.Cc = addressList(h, "Cc", m)
+	m.ReplyTo = addressList(h, "Reply-To")
+	m.To = addressList(h, "To")
+	m.Cc = addressList(h, "Cc")
 	if s, err := h.Subject(); err == nil {
 		m.Subject = s
 	} else {
@@ -160,7 +160,7 @@ func (m *Message) readHeader(h gmail.Header) {
 	}
 }
 
-func addressList(h gmail.Header, key string, m *Message) []Address {
+func addressList(h gmail.Header, key string) []Address {
 	if h.Get(key) == "" {
 		return nil
 	}
@@ -169,7 +169,8 @@ func addressList(h gmail.Header, key string, m *Message) []Address {
 		// Fall back to the standard library, then to bare addresses in the text.
 		list2, err2 := mail.ParseAddressList(h.Get(key))
 		if err2 != nil {
-			m.problem(fmt.Sprintf("%s: %v", key, err))
+			// Not a decoding problem (M1): what the header names is read loosely, and the
+			// header itself is shown as it is in the original.
 			return looseAddresses(h.Get(key))
 		}
 		for _, a := range list2 {
