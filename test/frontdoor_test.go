@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -313,5 +314,44 @@ func TestAPartialLineIsNeverRunAfterATimeout(t *testing.T) {
 	}
 	if !s.closed() {
 		t.Errorf("session still open after its timeout")
+	}
+}
+
+// SIGTERM: idle sessions are told 421 4.3.2 at once, a session in the middle of DATA finishes
+// its message (limits.shutdown_grace), and the daemon exits once it has.
+func TestShutdownLetsAMessageInDATAFinish(t *testing.T) {
+	d := startDaemon(t, options{extraYAML: `limits: {shutdown_grace: 20s}`})
+	idle := dial(t, d.smtpAddr, "")
+	idle.expect("", "220 ")
+	busy := dial(t, d.smtpAddr, "")
+	busy.expect("", "220 ")
+	busy.expect("EHLO client.example", "250")
+	busy.expect("MAIL FROM:<jane@customer.test>", "250")
+	busy.expect("RCPT TO:<support@example.com>", "250")
+	busy.expect("DATA", "354")
+	fmt.Fprintf(busy.conn, "From: jane@customer.test\r\nSubject: just in time\r\n\r\nfirst half\r\n")
+
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if got := idle.reply(); !strings.HasPrefix(got, "421 4.3.2") {
+		t.Errorf("idle session at shutdown: %q, want 421 4.3.2", got)
+	}
+	select {
+	case <-d.exited:
+		t.Fatal("deskgate exited with a message in DATA")
+	case <-time.After(500 * time.Millisecond):
+	}
+	fmt.Fprintf(busy.conn, "second half\r\n.\r\n")
+	if got := busy.reply(); !queuedAs.MatchString(got) {
+		t.Fatalf("the message in DATA at shutdown: %q, want 250 with a queue id", got)
+	}
+	busy.expect("NOOP", "421 4.3.2")
+	select {
+	case <-d.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("deskgate did not exit after its last session")
+	}
+	d.start()
+	if tickets := d.tickets(); len(tickets) != 1 || tickets[0].Subject != "just in time" {
+		t.Errorf("after the restart: %+v, want the message finished during shutdown", tickets)
 	}
 }
