@@ -477,13 +477,14 @@ func (s *session) data(arg string) (quit bool) {
 	if !s.flush() {
 		return true
 	}
-	raw, problem, err := s.readData()
+	start := time.Now()
+	raw, received, problem, err := s.readData()
 	if err != nil {
 		s.endOnReadError(err, "in DATA")
 		return true
 	}
 	if problem != nil {
-		s.answerData(*problem, len(raw), time.Now())
+		s.answerData(*problem, int(received), start)
 		s.reset()
 		return false
 	}
@@ -497,11 +498,10 @@ func (s *session) data(arg string) (quit bool) {
 // limits.min_data_rate, as Postfix's smtpd_min_data_rate does, and within the session's
 // lifetime. A message too large or with a line too long is read to its end and answered then,
 // so that the client sees the reply and the session goes on.
-func (s *session) readData() (raw []byte, problem *reply, err error) {
+func (s *session) readData() (raw []byte, received int64, problem *reply, err error) {
 	start := time.Now()
 	max := int64(s.cfg.Limits.MaxMessageBytes)
 	rate := float64(s.cfg.Limits.MinDataRate)
-	var received int64
 	deadline := func() time.Time {
 		earned := time.Duration(float64(received) / rate * float64(time.Second))
 		return s.earliest(start.Add(s.cfg.Limits.ReadTimeout + earned))
@@ -525,7 +525,7 @@ func (s *session) readData() (raw []byte, problem *reply, err error) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, received, nil, err
 		}
 		s.lineBuf = line[:0]
 		received += int64(len(line))
@@ -534,7 +534,7 @@ func (s *session) readData() (raw []byte, problem *reply, err error) {
 		// let one message smuggle a second one past a front MTA that reads it differently.
 		if atLineStart && line[0] == '.' {
 			if len(line) == 3 && crlf {
-				return buf, problem, nil
+				return buf, received, problem, nil
 			}
 			line = line[1:]
 		}
