@@ -16,11 +16,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/deskgate/deskgate/gateway/metrics"
 )
 
 var (
@@ -51,18 +52,9 @@ type Store struct {
 	secret []byte
 	calls  chan *call
 	done   chan struct{}
-	stats  Stats
 }
 
-// Stats counts group commits, for /metrics and the benchmark notes.
-type Stats struct {
-	Commits      atomic.Int64 // transactions committed
-	Writes       atomic.Int64 // Update calls they carried
-	CommitMicros atomic.Int64 // time spent in them, fsync included
-}
 
-// Stats returns the live counters.
-func (s *Store) Stats() *Stats { return &s.stats }
 
 type call struct {
 	fn  func(*Tx) error
@@ -177,9 +169,10 @@ func (f *failedCall) Error() string { return f.err.Error() }
 func (s *Store) commit(batch []*call) {
 	start := time.Now()
 	defer func() {
-		s.stats.Commits.Add(1)
-		s.stats.Writes.Add(int64(len(batch)))
-		s.stats.CommitMicros.Add(time.Since(start).Microseconds())
+		metrics.StoreCommits.Inc()
+		metrics.StoreWrites.Add(float64(len(batch)))
+		metrics.StoreCommitBatch.Observe(float64(len(batch)))
+		metrics.StoreCommitSeconds.Observe(time.Since(start).Seconds())
 	}()
 	err := s.db.Update(func(btx *bolt.Tx) error {
 		tx := &Tx{tx: btx, secret: s.secret}
@@ -734,6 +727,26 @@ func (t *Tx) DeliveriesPage(before uint64, state string, limit int) ([]Delivery,
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// OldestQueued is the creation time of the oldest delivery on the queue; false when the
+// queue is empty. Ids grow with time, so the smallest id queued is the oldest.
+func (t *Tx) OldestQueued() (time.Time, bool) {
+	var min uint64
+	c := t.tx.Bucket(bucketQueue).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if id := binary.BigEndian.Uint64(k[8:]); min == 0 || id < min {
+			min = id
+		}
+	}
+	if min == 0 {
+		return time.Time{}, false
+	}
+	d, err := t.Delivery(min)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return d.CreatedAt, true
 }
 
 // QueueCounts returns how many deliveries are queued and how many were ever made.

@@ -14,10 +14,10 @@ import (
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/admin"
-	"github.com/deskgate/deskgate/gateway/auth"
 	"github.com/deskgate/deskgate/gateway/compose"
 	"github.com/deskgate/deskgate/gateway/desk"
 	"github.com/deskgate/deskgate/gateway/inbound"
+	"github.com/deskgate/deskgate/gateway/metrics"
 	"github.com/deskgate/deskgate/gateway/relay"
 	"github.com/deskgate/deskgate/store"
 )
@@ -83,15 +83,8 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 			logger.Error("admin.token_file", "err", err)
 			return exitError{1}
 		}
-		api = admin.New(st, logger, token, nil, func(b *strings.Builder) {
-			writeInboundMetrics(b, in)
-			writeStoreMetrics(b, st)
-			writeAuthMetrics(b, &svc.AuthStats)
-			fmt.Fprintf(b, "# HELP deskgate_undecodable_messages_total Received mail that could not be fully decoded (rule M1); the original is kept.\n# TYPE deskgate_undecodable_messages_total counter\ndeskgate_undecodable_messages_total %d\n", svc.ParseProblems.Load())
-			fmt.Fprintf(b, "# HELP deskgate_relay_recipients_total Recipients delivered or failed.\n# TYPE deskgate_relay_recipients_total counter\n")
-			fmt.Fprintf(b, "deskgate_relay_recipients_total{result=\"sent\"} %d\ndeskgate_relay_recipients_total{result=\"failed\"} %d\ndeskgate_relay_recipients_total{result=\"deferred\"} %d\n",
-				worker.Sent.Load(), worker.Failed.Load(), worker.Deferred.Load())
-		})
+		api = admin.New(st, logger, token, nil)
+		metrics.Gauge("deskgate_sessions", "Open SMTP and LMTP sessions.", func() float64 { return float64(in.ActiveSessions()) })
 		api.Desk = svc
 		api.ReplyAddress = func(t *store.Ticket) string {
 			// The address notifications of this ticket carry, under its own support address.
@@ -146,39 +139,4 @@ func reload(path string, logger *slog.Logger, in *inbound.Server, svc *desk.Serv
 		}
 	}
 	logger.Info("config reloaded", "config", path)
-}
-
-func writeInboundMetrics(b *strings.Builder, in *inbound.Server) {
-	fmt.Fprintf(b, "# HELP deskgate_messages_total Messages by result.\n# TYPE deskgate_messages_total counter\n")
-	fmt.Fprintf(b, "deskgate_messages_total{result=\"accepted\"} %d\n", in.Stats.Accepted.Load())
-	fmt.Fprintf(b, "deskgate_messages_total{result=\"duplicate\"} %d\n", in.Stats.Duplicates.Load())
-	fmt.Fprintf(b, "deskgate_messages_total{result=\"refused\"} %d\n", in.Stats.Refused.Load())
-	fmt.Fprintf(b, "deskgate_messages_total{result=\"tempfail\"} %d\n", in.Stats.TempFailed.Load())
-	fmt.Fprintf(b, "# HELP deskgate_refusals_total Refusing replies (4xx and 5xx) by protocol, reply code and enhanced code: refused sessions, commands, recipients and messages.\n# TYPE deskgate_refusals_total counter\n")
-	in.Stats.EachRefusal(func(proto, code, enhanced string, n int64) {
-		fmt.Fprintf(b, "deskgate_refusals_total{proto=%q,code=%q,enhanced=%q} %d\n", proto, code, enhanced, n)
-	})
-	fmt.Fprintf(b, "# HELP deskgate_sessions Open SMTP and LMTP sessions.\n# TYPE deskgate_sessions gauge\ndeskgate_sessions %d\n", in.ActiveSessions())
-}
-
-func writeAuthMetrics(b *strings.Builder, stats *auth.Stats) {
-	families := []struct{ family, name, help string }{
-		{"result", "deskgate_sender_auth_total", "Received mail by authentication.agent_identity mode and the result that mode decides by."},
-		{"agent_claim", "deskgate_agent_claims_total", "Mail from agent addresses: proven, spoofed (filed as an end user's) or deferred (451, DNS failed)."},
-	}
-	for _, f := range families {
-		fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s counter\n", f.name, f.help, f.name)
-		stats.Each(func(family, mode, outcome string, n int64) {
-			if family == f.family {
-				fmt.Fprintf(b, "%s{mode=%q,outcome=%q} %d\n", f.name, mode, outcome, n)
-			}
-		})
-	}
-}
-
-func writeStoreMetrics(b *strings.Builder, st *store.Store) {
-	s := st.Stats()
-	fmt.Fprintf(b, "# HELP deskgate_store_commits_total Write transactions committed (each one fsync).\n# TYPE deskgate_store_commits_total counter\ndeskgate_store_commits_total %d\n", s.Commits.Load())
-	fmt.Fprintf(b, "# HELP deskgate_store_writes_total Changes carried by those transactions (group commit).\n# TYPE deskgate_store_writes_total counter\ndeskgate_store_writes_total %d\n", s.Writes.Load())
-	fmt.Fprintf(b, "# HELP deskgate_store_commit_seconds_total Time spent committing, fsync included.\n# TYPE deskgate_store_commit_seconds_total counter\ndeskgate_store_commit_seconds_total %.6f\n", float64(s.CommitMicros.Load())/1e6)
 }

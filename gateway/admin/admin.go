@@ -16,15 +16,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/deskgate/deskgate/gateway/desk"
+	"github.com/deskgate/deskgate/gateway/metrics"
 	"github.com/deskgate/deskgate/store"
 )
 
 // Health reports whether the listeners are up, for /healthz.
 type Health func() error
-
-// Metrics writes Prometheus text lines for /metrics.
-type Metrics func(w *strings.Builder)
 
 // Server is the admin API.
 type Server struct {
@@ -37,14 +38,18 @@ type Server struct {
 	log     *slog.Logger
 	token   atomic.Pointer[string]
 	health  Health
-	metrics Metrics
 	http    *http.Server
+	metrics http.Handler
 }
 
 // New makes the API; token is the bearer token clients must send.
-func New(st *store.Store, logger *slog.Logger, token string, health Health, metrics Metrics) *Server {
-	s := &Server{store: st, log: logger, health: health, metrics: metrics}
+func New(st *store.Store, logger *slog.Logger, token string, health Health) *Server {
+	s := &Server{store: st, log: logger, health: health}
 	s.SetToken(token)
+	// One daemon has one store; a registry that has it already (a second Server in one
+	// process) keeps the first.
+	metrics.Registry.Register(storeCollector{st})
+	s.metrics = promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)})
 	return s
 }
 
@@ -214,23 +219,46 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
-	var b strings.Builder
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	s.metrics.ServeHTTP(w, r)
+}
+
+// storeCollector reads what the database holds at each scrape, in one read transaction.
+type storeCollector struct{ st *store.Store }
+
+var (
+	descTickets  = prometheus.NewDesc("deskgate_tickets", "Tickets stored.", nil, nil)
+	descComments = prometheus.NewDesc("deskgate_comments", "Comments stored.", nil, nil)
+	descQueued   = prometheus.NewDesc("deskgate_queue_queued", "Deliveries waiting on the outbound queue.", nil, nil)
+	descDeliv    = prometheus.NewDesc("deskgate_deliveries", "Deliveries ever queued and still recorded.", nil, nil)
+	descOldest   = prometheus.NewDesc("deskgate_queue_oldest_age_seconds", "Age of the oldest delivery still queued; 0 when the queue is empty.", nil, nil)
+)
+
+func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descTickets, descComments, descQueued, descDeliv, descOldest} {
+		ch <- d
+	}
+}
+
+func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	var tickets, comments, queued, deliveries int
-	s.store.View(func(tx *store.Tx) error {
+	var oldest time.Time
+	c.st.View(func(tx *store.Tx) error {
 		tickets, comments = tx.Counts()
 		queued, deliveries = tx.QueueCounts()
+		oldest, _ = tx.OldestQueued()
 		return nil
 	})
-	fmt.Fprintf(&b, "# HELP deskgate_queue_queued Deliveries waiting on the outbound queue.\n# TYPE deskgate_queue_queued gauge\ndeskgate_queue_queued %d\n", queued)
-	fmt.Fprintf(&b, "# HELP deskgate_deliveries Deliveries ever queued.\n# TYPE deskgate_deliveries gauge\ndeskgate_deliveries %d\n", deliveries)
-	fmt.Fprintf(&b, "# HELP deskgate_tickets Tickets stored.\n# TYPE deskgate_tickets gauge\ndeskgate_tickets %d\n", tickets)
-	fmt.Fprintf(&b, "# HELP deskgate_comments Comments stored.\n# TYPE deskgate_comments gauge\ndeskgate_comments %d\n", comments)
-	if s.metrics != nil {
-		s.metrics(&b)
+	age := 0.0
+	if !oldest.IsZero() {
+		age = time.Since(oldest).Seconds()
 	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	w.Write([]byte(b.String()))
+	for _, m := range []struct {
+		d *prometheus.Desc
+		v float64
+	}{{descTickets, float64(tickets)}, {descComments, float64(comments)}, {descQueued, float64(queued)}, {descDeliv, float64(deliveries)}, {descOldest, age}} {
+		ch <- prometheus.MustNewConstMetric(m.d, prometheus.GaugeValue, m.v)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

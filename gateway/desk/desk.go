@@ -18,24 +18,21 @@ import (
 	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/auth"
 	"github.com/deskgate/deskgate/gateway/compose"
+	"github.com/deskgate/deskgate/gateway/metrics"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
 
 // Service is the one path every change takes, from mail or from an expert.
 type Service struct {
-	cfg  atomic.Pointer[config.Config]
-	book atomic.Pointer[addr.Book]
-	env  atomic.Pointer[rules.Env] // built once per config, not per message
-	auth atomic.Pointer[auth.Checker]
-	// AuthStats counts sender authentication results, for /metrics.
-	AuthStats auth.Stats
-	// ParseProblems counts received mail that could not be fully decoded (M1), for /metrics.
-	ParseProblems atomic.Int64
-	store         *store.Store
-	log           *slog.Logger
-	Now           func() time.Time
-	Random        io.Reader // nil: crypto/rand
+	cfg    atomic.Pointer[config.Config]
+	book   atomic.Pointer[addr.Book]
+	env    atomic.Pointer[rules.Env] // built once per config, not per message
+	auth   atomic.Pointer[auth.Checker]
+	store  *store.Store
+	log    *slog.Logger
+	Now    func() time.Time
+	Random io.Reader // nil: crypto/rand
 	// Queued is told (without blocking) when new deliveries are committed.
 	Queued chan struct{}
 
@@ -279,7 +276,9 @@ var ErrNotFound = errors.New("not found")
 func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Action, body string) (uint64, error) {
 	cfg, book, env := s.cfg.Load(), s.book.Load(), s.env.Load()
 	var lastID uint64
+	var done tally
 	err := s.store.Update(ctx, func(tx *store.Tx) error {
+		done = tally{}
 		lastID = 0
 		t, err := tx.Ticket(ticketID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -310,6 +309,7 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 			if err != nil {
 				return err
 			}
+			done.add(d, src.via)
 			t = d.Ticket // as apply stored it: the next action starts from there
 		}
 		return nil
@@ -317,8 +317,44 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 	if err == nil {
 		// Only now is the delivery committed and visible to the worker.
 		s.kick()
+		done.count()
 	}
 	return lastID, err
+}
+
+// tally is what one write did, for the metrics. It is counted only once the write has
+// committed: the store may run a write's function again when another one of its batch fails,
+// so the function starts its tally afresh each time.
+type tally struct {
+	tickets       int
+	comments      [][2]string // via, visibility
+	notifications []string    // kinds
+}
+
+func (t *tally) add(d rules.Decision, via string) {
+	if d.NewTicket {
+		t.tickets++
+	}
+	if d.Comment != nil {
+		vis := "internal"
+		if d.Comment.Public {
+			vis = "public"
+		}
+		t.comments = append(t.comments, [2]string{via, vis})
+	}
+	for _, n := range d.Notifications {
+		t.notifications = append(t.notifications, n.Kind)
+	}
+}
+
+func (t *tally) count() {
+	metrics.TicketsCreated.Add(float64(t.tickets))
+	for _, c := range t.comments {
+		metrics.CommentsCreated.WithLabelValues(c[0], c[1]).Inc()
+	}
+	for _, k := range t.notifications {
+		metrics.Notifications.WithLabelValues(k).Inc()
+	}
 }
 
 func detailOf(a rules.Action) string {

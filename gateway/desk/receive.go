@@ -13,6 +13,7 @@ import (
 	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/auth"
 	"github.com/deskgate/deskgate/gateway/mailparse"
+	"github.com/deskgate/deskgate/gateway/metrics"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
@@ -134,12 +135,14 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		body = "[deskgate could not decode this message: " + strings.Join(msg.Problems, "; ") + ". The original is kept with this comment.]"
 	}
 	if len(msg.Problems) > 0 {
-		s.ParseProblems.Add(1)
+		metrics.UndecodableMessages.Inc()
 		s.log.Warn("message not fully decoded", "rule", "M1", "message_id", msg.MessageID, "from", from.Email, "problems", strings.Join(msg.Problems, "; "))
 	}
 
 	var repeat store.TraceStep
+	var done tally
 	err = s.store.Update(ctx, func(tx *store.Tx) error {
+		done = tally{}
 		res.TicketID, res.CommentID, res.Duplicate, res.Outcome = 0, 0, false, ""
 		var seen rules.Seen
 		if ref, ok := tx.MessageID(msg.MessageID); ok {
@@ -181,6 +184,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		if err != nil {
 			return err
 		}
+		done.add(d, src.via)
 		res.TicketID, res.CommentID = d.Ticket.ID, cid
 		return tickets.err
 	})
@@ -189,6 +193,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		return res, smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem storing the message; try again later")
 	}
 	s.kick()
+	done.count()
 	if repeat.Rule != "" {
 		s.log.Info("seen before", "rule", repeat.Rule, "verdict", repeat.Step, "why", repeat.Detail)
 	}
@@ -208,7 +213,7 @@ func (s *Service) authenticate(ctx context.Context, env Envelope, raw []byte, fr
 	renv := s.env.Load()
 	facts := r.Facts()
 	id := rules.Identify(*renv, from, facts)
-	s.AuthStats.Add("result", checker.Mode, r.ModeResult(facts))
+	metrics.SenderAuth.WithLabelValues(checker.Mode, r.ModeResult(facts)).Inc()
 	if renv.IsAgent(from) {
 		outcome := "proven"
 		switch {
@@ -217,7 +222,7 @@ func (s *Service) authenticate(ctx context.Context, env Envelope, raw []byte, fr
 		case id.Role == rules.RoleEndUser:
 			outcome = "spoofed"
 		}
-		s.AuthStats.Add("agent_claim", checker.Mode, outcome)
+		metrics.AgentClaims.WithLabelValues(checker.Mode, outcome).Inc()
 		s.log.Info("agent address claimed", "from", from, "rule", "A1", "outcome", outcome, "why", id.Step.Detail)
 	}
 	return r, id

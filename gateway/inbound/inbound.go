@@ -17,7 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +27,7 @@ import (
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/desk"
+	"github.com/deskgate/deskgate/gateway/metrics"
 )
 
 // Server is the SMTP and LMTP front of deskgate.
@@ -41,8 +42,6 @@ type Server struct {
 	listeners []*listener
 	sessions  map[*session]struct{}
 	wg        sync.WaitGroup
-
-	Stats Stats
 }
 
 type listener struct {
@@ -51,33 +50,9 @@ type listener struct {
 	tls  *tls.Config
 }
 
-// Stats counts what the gateway did, for /metrics.
-type Stats struct {
-	Accepted, Duplicates, Refused, TempFailed atomic.Int64
-	replies                                   sync.Map // "proto code enhanced" -> *atomic.Int64
-}
-
-// countReply counts one refusal (a 4xx or 5xx reply) by protocol and code.
-func (st *Stats) countReply(proto string, r reply) {
-	key := proto + " " + fmt.Sprint(r.code) + " " + r.enh
-	v, ok := st.replies.Load(key)
-	if !ok {
-		v, _ = st.replies.LoadOrStore(key, new(atomic.Int64))
-	}
-	v.(*atomic.Int64).Add(1)
-}
-
-// EachRefusal calls f for every protocol, reply code and enhanced code counted so far, in a
-// stable order.
-func (st *Stats) EachRefusal(f func(proto, code, enhanced string, n int64)) {
-	var keys []string
-	st.replies.Range(func(k, _ any) bool { keys = append(keys, k.(string)); return true })
-	sort.Strings(keys)
-	for _, k := range keys {
-		v, _ := st.replies.Load(k)
-		parts := strings.SplitN(k, " ", 3)
-		f(parts[0], parts[1], parts[2], v.(*atomic.Int64).Load())
-	}
+// countReply counts one reply by protocol, code and enhanced code.
+func countReply(proto string, r reply) {
+	metrics.SMTPReplies.WithLabelValues(proto, strconv.Itoa(r.code), r.enh).Inc()
 }
 
 // New makes a Server; Listen starts it.
@@ -176,8 +151,8 @@ func (s *Server) start(ln *listener, c net.Conn) {
 		if limit == "limits.max_sessions_per_ip" {
 			r.text = s.cfg.Load().Hostname + " Too many sessions from your address, try again later"
 		}
-		s.Stats.Refused.Add(1)
-		s.Stats.countReply(protoName(ln.lmtp), r)
+		metrics.MessagesReceived.WithLabelValues(protoName(ln.lmtp), "refused").Inc()
+		countReply(protoName(ln.lmtp), r)
 		s.log.Warn("refused", "proto", protoName(ln.lmtp), "client", remote, "stage", "connect", "code", r.code, "enhanced", r.enh, "reason", limit+" reached")
 		go func() {
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))

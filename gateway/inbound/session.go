@@ -18,6 +18,7 @@ import (
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/desk"
+	"github.com/deskgate/deskgate/gateway/metrics"
 )
 
 // maxErrors is how many refused commands a session may send before it is closed (Postfix's
@@ -263,14 +264,12 @@ func (s *session) dispatch(verb, arg string) (quit bool) {
 // message or recipient is logged by refuse, a session's noise only counts.
 func (s *session) commandError(r reply) {
 	s.errors++
-	s.srv.Stats.countReply(s.proto(), r)
 	s.srv.log.Debug("command refused", "session", s.id, "client", s.remote, "code", r.code, "enhanced", r.enh, "reason", r.text)
 	s.write(r)
 }
 
 // refuse answers a refused message, recipient or session with one log line and a count.
 func (s *session) refuse(stage string, r reply, attrs ...any) {
-	s.srv.Stats.countReply(s.proto(), r)
 	base := []any{"session", s.id, "proto", s.proto(), "client", s.remote, "stage", stage,
 		"code", r.code, "enhanced", r.enh, "reason", r.text}
 	if s.qid != "" {
@@ -488,7 +487,9 @@ func (s *session) data(arg string) (quit bool) {
 		s.reset()
 		return false
 	}
+	end := time.Now()
 	s.deliver(raw)
+	metrics.DataReplySeconds.WithLabelValues(s.proto()).Observe(time.Since(end).Seconds())
 	s.reset()
 	return false
 }
@@ -564,11 +565,11 @@ func (s *session) deliver(raw []byte) {
 		s.answerData(replyFor(err), len(raw), start, "err", err.Error())
 		return
 	}
+	outcome := "accepted"
 	if res.Duplicate {
-		s.srv.Stats.Duplicates.Add(1)
-	} else {
-		s.srv.Stats.Accepted.Add(1)
+		outcome = "duplicate"
 	}
+	metrics.MessagesReceived.WithLabelValues(s.proto(), outcome).Inc()
 	attrs := s.messageAttrs(len(raw), start)
 	if res.From != "" {
 		attrs = append(attrs, "from", res.From)
@@ -590,12 +591,11 @@ func (s *session) deliver(raw []byte) {
 // answerData refuses a whole message, for every LMTP recipient alike: one mail to several
 // support addresses is one ticket update (T2), so they share the one result.
 func (s *session) answerData(r reply, size int, start time.Time, extra ...any) {
-	if r.code >= 500 {
-		s.srv.Stats.Refused.Add(1)
-	} else {
-		s.srv.Stats.TempFailed.Add(1)
+	outcome := "refused"
+	if r.code < 500 {
+		outcome = "tempfail"
 	}
-	s.srv.Stats.countReply(s.proto(), r)
+	metrics.MessagesReceived.WithLabelValues(s.proto(), outcome).Inc()
 	attrs := append(s.messageAttrs(size, start), "stage", "data", "code", r.code, "enhanced", r.enh, "reason", r.text)
 	attrs = append(attrs, extra...)
 	level := slog.LevelWarn
@@ -622,6 +622,7 @@ func (s *session) messageAttrs(size int, start time.Time) []any {
 }
 
 func (s *session) write(r reply) {
+	countReply(s.proto(), r)
 	r.text = printable(r.text)
 	if r.enh == "" {
 		fmt.Fprintf(s.out, "%d %s\r\n", r.code, r.text)

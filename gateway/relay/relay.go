@@ -11,12 +11,12 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/metrics"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -35,8 +35,6 @@ type Worker struct {
 	signErr error
 	idle    []pooled
 
-	// Sent, Failed and Deferred count recipients, for /metrics.
-	Sent, Failed, Deferred atomic.Int64
 }
 
 type pooled struct {
@@ -320,6 +318,7 @@ type attempt struct {
 
 // attempt hands one delivery to the upstream.
 func (w *Worker) attempt(d *store.Delivery, msg []byte) attempt {
+	defer func(start time.Time) { metrics.RelayDeliverySeconds.Observe(time.Since(start).Seconds()) }(time.Now())
 	cfg, up, upErr, sign, signErr := w.snapshot()
 	a := attempt{d: d}
 	for _, r := range d.Recipients {
@@ -470,13 +469,13 @@ func (w *Worker) record(results []attempt) bool {
 			attrs := []any{"delivery", a.d.ID, "ticket", a.d.TicketID, "kind", a.d.Kind, "copy", a.d.Copy, "rcpt", a.rcpts[j], "via", a.via}
 			switch a.final[j] {
 			case store.DeliverySent:
-				w.Sent.Add(1)
+				metrics.RelayRecipients.WithLabelValues("sent").Inc()
 				w.log.Info("delivered", attrs...)
 			case store.DeliveryFailed:
-				w.Failed.Add(1)
+				metrics.RelayRecipients.WithLabelValues("failed").Inc()
 				w.log.Warn("delivery failed", append(attrs, "reply", replyText(e))...)
 			default:
-				w.Deferred.Add(1)
+				metrics.RelayRecipients.WithLabelValues("deferred").Inc()
 				w.log.Warn("delivery deferred", append(attrs, "reply", replyText(e))...)
 			}
 		}

@@ -307,7 +307,8 @@ func (d *deskgate) storeCounters() (commits, writes int) {
 		if len(f) != 2 {
 			continue
 		}
-		n, _ := strconv.Atoi(f[1])
+		v, _ := strconv.ParseFloat(f[1], 64)
+		n := int(v)
 		switch f[0] {
 		case "deskgate_store_commits_total":
 			commits = n
@@ -546,8 +547,9 @@ func (d *deskgate) metric(name string) int {
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) == 2 && f[0] == name {
-			n, _ := strconv.Atoi(f[1])
-			return n
+			// client_golang writes large values as floats (1e+06).
+			n, _ := strconv.ParseFloat(f[1], 64)
+			return int(n)
 		}
 	}
 	return -1
