@@ -54,8 +54,6 @@ type Store struct {
 	done   chan struct{}
 }
 
-
-
 type call struct {
 	fn  func(*Tx) error
 	err chan error

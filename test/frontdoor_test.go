@@ -263,7 +263,7 @@ func TestEveryRefusalIsLoggedAndCounted(t *testing.T) {
 	for series, want := range map[string]float64{
 		`deskgate_smtp_replies_total{code="550",enhanced="5.1.1",proto="smtp"}`: 1,
 		`deskgate_smtp_replies_total{code="552",enhanced="5.3.4",proto="smtp"}`: 2,
-		`deskgate_messages_received_total{outcome="refused",proto="smtp"}`:     1,
+		`deskgate_messages_received_total{outcome="refused",proto="smtp"}`:      1,
 	} {
 		if metrics[series] != want {
 			t.Errorf("/metrics: %s is %v, want %v", series, metrics[series], want)

@@ -34,7 +34,6 @@ type Worker struct {
 	sign    *signer
 	signErr error
 	idle    []pooled
-
 }
 
 type pooled struct {
