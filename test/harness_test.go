@@ -78,6 +78,7 @@ type daemon struct {
 	adminAddr  string
 	token      string
 	cmd        *exec.Cmd
+	env        []string
 	logs       *syncBuffer
 	exited     chan struct{}
 }
@@ -106,11 +107,12 @@ type options struct {
 	dir       string // reuse a data dir (restart)
 	upstream  string // the upstream block's YAML; default: a Maildir under the data dir
 	auth      string // the authentication block's YAML; default: none, with the test DNS
+	env       []string
 }
 
 func writeDaemonConfig(t testing.TB, o options) *daemon {
 	t.Helper()
-	d := &daemon{t: t, dir: o.dir}
+	d := &daemon{t: t, dir: o.dir, env: o.env}
 	if d.dir == "" {
 		d.dir = t.TempDir()
 	}
@@ -211,6 +213,9 @@ func (d *daemon) startOnce() bool {
 	d.logs = &syncBuffer{}
 	d.cmd = exec.Command(binary, "serve", "--config", d.configPath)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	if d.env != nil {
+		d.cmd.Env = append(os.Environ(), d.env...)
+	}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -99,15 +99,25 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		logger.Info("listening", "proto", "admin", "addr", addr.String())
 	}
 	logger.Info("deskgate started", "version", version, "config", cfg.Path, "data_dir", cfg.DataDir)
+	notifyReady("serving")
+	stopWatchdog := make(chan struct{})
+	go watchdog(st, logger, stopWatchdog)
+	defer close(stopWatchdog)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			reload(cfg.Path, logger, in, svc, worker, api)
+			notifyReloading()
+			status := "serving; config reloaded"
+			if !reload(cfg.Path, logger, in, svc, worker, api) {
+				status = "serving; reload refused, running config kept (see the log)"
+			}
+			notifyReady(status)
 			continue
 		}
 		logger.Info("shutting down", "signal", sig.String())
+		notifyStopping()
 		break
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), in.Grace())
@@ -124,11 +134,11 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 
 // reload re-reads the config on SIGHUP. Listeners, data_dir and TLS need a restart; the
 // rest (agents, policy, limits, support addresses, token) applies to new sessions.
-func reload(path string, logger *slog.Logger, in *inbound.Server, svc *desk.Service, worker *relay.Worker, api *admin.Server) {
+func reload(path string, logger *slog.Logger, in *inbound.Server, svc *desk.Service, worker *relay.Worker, api *admin.Server) bool {
 	cfg, err := config.Load(path)
 	if err != nil {
 		logger.Error("reload refused; keeping the running config", "config", path, "problems", strings.ReplaceAll(err.Error(), "\n", "; "))
-		return
+		return false
 	}
 	in.SetConfig(cfg)
 	svc.SetConfig(cfg)
@@ -139,4 +149,5 @@ func reload(path string, logger *slog.Logger, in *inbound.Server, svc *desk.Serv
 		}
 	}
 	logger.Info("config reloaded", "config", path)
+	return true
 }

@@ -1,0 +1,78 @@
+package test
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The daemon speaks systemd's notify protocol: READY=1 once it serves, RELOADING=1 and then
+// READY=1 around a SIGHUP (so that `systemctl reload` returns once the new config is live),
+// STOPPING=1 on SIGTERM, and WATCHDOG=1 while its store answers. A unixgram socket stands in
+// for systemd.
+func TestSystemdNotify(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	got := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- string(buf[:n])
+		}
+	}()
+	next := func(want string) string {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case m := <-got:
+				if strings.HasPrefix(m, "WATCHDOG=1") && want != "WATCHDOG=1" {
+					continue
+				}
+				if !strings.HasPrefix(m, want) {
+					t.Fatalf("systemd was told %q, want %s first", m, want)
+				}
+				return m
+			case <-deadline:
+				t.Fatalf("systemd was never told %s", want)
+			}
+		}
+	}
+	d := startDaemon(t, options{env: []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=400000", "WATCHDOG_PID="}})
+	next("READY=1")
+	next("WATCHDOG=1")
+
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	if m := next("RELOADING=1"); !strings.Contains(m, "MONOTONIC_USEC=") {
+		t.Errorf("RELOADING=1 without MONOTONIC_USEC: %q", m)
+	}
+	if m := next("READY=1"); !strings.Contains(m, "config reloaded") {
+		t.Errorf("after the reload: %q", m)
+	}
+	// A broken file: the reload ends, and the status says it was refused.
+	os.WriteFile(d.configPath, []byte("limits: [\n"), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	next("RELOADING=1")
+	if m := next("READY=1"); !strings.Contains(m, "reload refused") {
+		t.Errorf("after a refused reload: %q", m)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	next("STOPPING=1")
+	<-d.exited
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit status %d after SIGTERM, want 0", code)
+	}
+}
