@@ -325,3 +325,19 @@ func TestEnvironmentProblemsAreNamedAsSuch(t *testing.T) {
 		t.Errorf("a bad value from the environment is not said to come from there: %v", ps)
 	}
 }
+
+// docs/configuration.md is the reference users read: every key must be in it.
+func TestEveryKeyIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Keys() {
+		if k == "agents" {
+			k = "agents:"
+		}
+		if !strings.Contains(string(doc), "`"+k+"`") && !strings.Contains(string(doc), k) {
+			t.Errorf("docs/configuration.md does not describe %s", k)
+		}
+	}
+}
