@@ -12,7 +12,12 @@ FUZZ_DSN   ?= 300000x
 FUZZ_AUTH  ?= 200000x
 FUZZ_SMTP  ?= 50000x
 
-.PHONY: all build run test unit e2e fuzz bench lint clean
+# Package versions must start with a digit: the release, then the commit it was built from.
+PKG_VERSION ?= 0.1.0+git$(shell git log -1 --format=%cd.%h --date=format:%Y%m%d 2>/dev/null || echo 0)
+PKG_ARCH    ?= $(shell $(GO) env GOARCH)
+PKG_DATE    := $(shell git log -1 --format=%cD 2>/dev/null || date -R)
+
+.PHONY: all build run test unit e2e fuzz bench lint clean man package
 
 all: build
 
@@ -50,6 +55,29 @@ fuzz:
 bench: build
 	$(GO) build -o bin/deskgate-bench ./test/bench
 	./bin/deskgate-bench
+
+# Man pages: deskgate(8), one per subcommand, and deskgate.yaml(5), into man/.
+man: build
+	rm -rf man
+	./bin/deskgate man --dir man --config-reference docs/configuration.md
+
+# dist/deskgate_*.deb and dist/deskgate-*.rpm, built by nfpm (a tool in go.mod).
+package: man
+	rm -rf dist/stage
+	mkdir -p dist/stage/man dist/stage/man5 dist/stage/completion dist/stage/doc/docs dist/stage/doc/examples
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS) -s -w' -o dist/stage/deskgate ./cmd/deskgate
+	for f in man/*.8; do gzip -9n < $$f > dist/stage/man/$$(basename $$f).gz; done
+	gzip -9n < man/deskgate.yaml.5 > dist/stage/man5/deskgate.yaml.5.gz
+	./dist/stage/deskgate completion bash > dist/stage/completion/deskgate.bash
+	./dist/stage/deskgate completion zsh > dist/stage/completion/_deskgate
+	cp README.md packaging/copyright dist/stage/doc/
+	cp docs/* dist/stage/doc/docs/
+	cp contrib/deskgate.example.yaml contrib/postfix-main.cf contrib/postfix-transport contrib/prometheus-alerts.yaml dist/stage/doc/examples/
+	printf 'deskgate (%s) unstable; urgency=medium\n\n  * Built from the deskgate repository at %s.\n\n -- deskgate maintainers <deskgate@example.com>  %s\n' \
+		'$(PKG_VERSION)' '$(VERSION)' '$(PKG_DATE)' | gzip -9n > dist/stage/doc/changelog.gz
+	PKG_VERSION='$(PKG_VERSION)' PKG_ARCH='$(PKG_ARCH)' $(GO) tool nfpm pkg --config packaging/nfpm.yaml --packager deb --target dist/
+	PKG_VERSION='$(PKG_VERSION)' PKG_ARCH='$(PKG_ARCH)' $(GO) tool nfpm pkg --config packaging/nfpm.yaml --packager rpm --target dist/
+	ls -l dist/*.deb dist/*.rpm
 
 lint:
 	test -z "$$(gofmt -l .)"

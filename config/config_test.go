@@ -341,3 +341,14 @@ func TestEveryKeyIsDocumented(t *testing.T) {
 		}
 	}
 }
+
+func TestAnEmptyEnvironmentVariableIsAValue(t *testing.T) {
+	t.Setenv("DESKGATE_LISTEN_LMTP", "")
+	cfg, err := Load(writeConfig(t, validBase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen.LMTP != "" {
+		t.Errorf("DESKGATE_LISTEN_LMTP= left listen.lmtp at %q", cfg.Listen.LMTP)
+	}
+}

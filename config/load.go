@@ -132,6 +132,8 @@ func Keys() []string {
 func Load(path string) (*Config, error) {
 	v := viper.New()
 	v.SetConfigType("yaml")
+	// DESKGATE_LISTEN_LMTP= turns the LMTP listener off: an empty variable is a value.
+	v.AllowEmptyEnv(true)
 	for k, val := range defaults() {
 		v.SetDefault(k, val)
 	}
