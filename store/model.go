@@ -38,12 +38,12 @@ type Ticket struct {
 	// mail clients keep the ticket one thread.
 	RootMessageID string `json:"root_message_id,omitempty"`
 	// Masks numbers each address that ever took part, for its masked address
-	// LOCAL+<id>-<token>-p<n> (RULES.md H3). Keys are lowercased addresses.
+	// LOCAL+<id>-<token>-p<n> (docs/rules.md H3). Keys are lowercased addresses.
 	Masks    map[string]int `json:"masks,omitempty"`
 	NextMask int            `json:"next_mask,omitempty"`
-	// Welcomed holds the CCs who have had the conversation so far (RULES.md C4).
+	// Welcomed holds the CCs who have had the conversation so far (docs/rules.md C4).
 	Welcomed map[string]bool `json:"welcomed,omitempty"`
-	// DeliveryFailures lists mail that did not reach an end user (RULES.md T6).
+	// DeliveryFailures lists mail that did not reach an end user (docs/rules.md T6).
 	DeliveryFailures []DeliveryFailure `json:"delivery_failures,omitempty"`
 }
 
@@ -76,7 +76,7 @@ type DeliveryFailure struct {
 	At       time.Time `json:"at"`
 }
 
-// TraceStep is one decision about a comment and the RULES.md rule that made it.
+// TraceStep is one decision about a comment and the docs/rules.md rule that made it.
 type TraceStep struct {
 	Rule   string `json:"rule"`
 	Step   string `json:"step"`
@@ -105,14 +105,14 @@ type Comment struct {
 	Attachments  []Attachment `json:"attachments,omitempty"`
 	Notified     []Notified   `json:"notified"`
 	Trace        []TraceStep  `json:"trace,omitempty"`
-	// ReplyToDiffers flags mail whose Reply-To is not its From (RULES.md X2).
+	// ReplyToDiffers flags mail whose Reply-To is not its From (docs/rules.md X2).
 	ReplyToDiffers bool `json:"reply_to_differs,omitempty"`
-	// Automatic is why a mail counts as automatic (RULES.md T5), "" for a person's.
+	// Automatic is why a mail counts as automatic (docs/rules.md T5), "" for a person's.
 	Automatic string `json:"automatic,omitempty"`
 	// AuthenticationResults is the value of the Authentication-Results field deskgate
-	// wrote for a received mail (RULES.md A1): SPF, DKIM and DMARC as it found them.
+	// wrote for a received mail (docs/rules.md A1): SPF, DKIM and DMARC as it found them.
 	AuthenticationResults string `json:"authentication_results,omitempty"`
-	// Problems lists what deskgate could not decode in a received mail (RULES.md M1); the
+	// Problems lists what deskgate could not decode in a received mail (docs/rules.md M1); the
 	// original is kept whole, see Tx.Original.
 	Problems []string `json:"problems,omitempty"`
 }

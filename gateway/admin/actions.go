@@ -114,7 +114,7 @@ func bareAddress(field, s string) (string, error) {
 	return a.Address, nil
 }
 
-// writeActError answers a refused or failed action with INTERFACE.md's codes.
+// writeActError answers a refused or failed action with the API's documented codes.
 func writeActError(w http.ResponseWriter, err error) {
 	var ref *rules.Refusal
 	switch {

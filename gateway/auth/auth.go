@@ -1,7 +1,7 @@
 // Package auth finds out who really sent a mail: DKIM (RFC 6376), SPF (RFC 7208) and
 // DMARC (RFC 7489) checked here, or Authentication-Results (RFC 8601) from a trusted MTA
 // in front. It measures and reports; whether a result is enough to make the sender an
-// agent is RULES.md A1's question, answered by gateway/rules.
+// agent is docs/rules.md A1's question, answered by gateway/rules.
 package auth
 
 import (

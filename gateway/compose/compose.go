@@ -1,5 +1,5 @@
 // Package compose writes deskgate's outgoing mail: RFC 5322 messages whose headers follow
-// RULES.md H1–H3. It never decides who gets what (that is gateway/rules); it only makes
+// docs/rules.md H1–H3. It never decides who gets what (that is gateway/rules); it only makes
 // sure that what it is given shows nobody it must not.
 package compose
 

@@ -62,7 +62,7 @@ func (e Env) Blocked(email string) bool {
 	return false
 }
 
-// Roles a notified participant has, as INTERFACE.md's "as" names them.
+// Roles a notified participant has, as the API's "as" names them.
 const (
 	AsRequester = "requester"
 	AsCC        = "cc"

@@ -1,5 +1,5 @@
 // Package rules decides what one event does to a ticket. It is pure: no I/O, no clock,
-// no randomness. Every step of a Decision names the RULES.md rule that took it, and the
+// no randomness. Every step of a Decision names the docs/rules.md rule that took it, and the
 // list of steps is the trace that `deskgate explain` prints.
 package rules
 
