@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -41,7 +42,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners []*listener
 	sessions  map[*session]struct{}
-	wg        sync.WaitGroup
+	accepting sync.WaitGroup // the accept loops
+	serving   sync.WaitGroup // the sessions
 }
 
 type listener struct {
@@ -110,19 +112,19 @@ func (s *Server) Listen() error {
 		s.listeners = append(s.listeners, ln)
 		s.mu.Unlock()
 		s.log.Info("listening", "proto", protoName(ep.lmtp), "addr", l.Addr().String())
-		s.wg.Add(1)
+		s.accepting.Add(1)
 		go s.accept(ln)
 	}
 	return nil
 }
 
 func (s *Server) accept(ln *listener) {
-	defer s.wg.Done()
+	defer s.accepting.Done()
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if s.stopping.Load() || errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			// Out of file descriptors and the like: wait and try again rather than spin or
@@ -133,8 +135,35 @@ func (s *Server) accept(ln *listener) {
 			continue
 		}
 		backoff = 0
+		if s.stopping.Load() {
+			// While the open sessions drain, new clients are told to come back rather than
+			// left in the listen queue, which closing the listener would reset.
+			r := reply{421, "4.3.2", s.cfg.Load().Hostname + " Service shutting down, try again later"}
+			countReply(protoName(ln.lmtp), r)
+			go sayAndClose(c, r)
+			continue
+		}
 		s.start(ln, c)
 	}
+}
+
+// sayAndClose sends a last reply and closes the connection so that the client reads it: a
+// close with the client's next command unread would make the kernel reset the connection, and
+// a reset can discard the reply before the client reads it. So the write side is shut first
+// and what the client still sends is read and dropped, for a second at most.
+func sayAndClose(c net.Conn, r reply) {
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "%d %s %s\r\n", r.code, r.enh, printable(r.text))
+	lingerClose(c)
+}
+
+func lingerClose(c net.Conn) {
+	if hc, ok := c.(interface{ CloseWrite() error }); ok {
+		hc.CloseWrite()
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		io.Copy(io.Discard, io.LimitReader(c, 1<<20))
+	}
+	c.Close()
 }
 
 // start admits a connection within the session limits, or tells it 421 and closes it.
@@ -154,11 +183,7 @@ func (s *Server) start(ln *listener, c net.Conn) {
 		metrics.MessagesReceived.WithLabelValues(protoName(ln.lmtp), "refused").Inc()
 		countReply(protoName(ln.lmtp), r)
 		s.log.Warn("refused", "proto", protoName(ln.lmtp), "client", remote, "stage", "connect", "code", r.code, "enhanced", r.enh, "reason", limit+" reached")
-		go func() {
-			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(c, "%d %s %s\r\n", r.code, r.enh, r.text)
-			c.Close()
-		}()
+		go sayAndClose(c, r)
 		return
 	}
 	sess := &session{srv: s, listener: ln, raw: c, nc: c, in: newLineReader(c), remote: remote, ip: ip, id: newQueueID()}
@@ -167,11 +192,11 @@ func (s *Server) start(ln *listener, c net.Conn) {
 	if s.stopping.Load() {
 		s.mu.Unlock()
 		s.limiter.release(ip)
-		c.Close()
+		go sayAndClose(c, reply{421, "4.3.2", s.cfg.Load().Hostname + " Service shutting down, try again later"})
 		return
 	}
 	s.sessions[sess] = struct{}{}
-	s.wg.Add(1)
+	s.serving.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer func() {
@@ -179,7 +204,7 @@ func (s *Server) start(ln *listener, c net.Conn) {
 			delete(s.sessions, sess)
 			s.mu.Unlock()
 			s.limiter.release(ip)
-			s.wg.Done()
+			s.serving.Done()
 		}()
 		sess.serve()
 	}()
@@ -209,14 +234,12 @@ func listen(address string) (net.Listener, error) {
 	return lc.Listen(context.Background(), "tcp", address)
 }
 
-// Shutdown stops accepting, closes sessions that wait for a command with 421, lets sessions in
-// the middle of a message finish, and closes what is left when ctx ends.
+// Shutdown tells sessions that wait for a command 421 and closes them, lets sessions in the
+// middle of a message finish, answers new connections 421 meanwhile, and closes what is left
+// when ctx ends. Then the listeners close.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.mu.Lock()
 	s.stopping.Store(true)
-	for _, ln := range s.listeners {
-		ln.Close()
-	}
 	for sess := range s.sessions {
 		if sess.idle.Load() {
 			sess.wakeUp()
@@ -225,7 +248,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
-		s.wg.Wait()
+		s.serving.Wait()
 		close(done)
 	}()
 	select {
@@ -238,6 +261,12 @@ func (s *Server) Shutdown(ctx context.Context) {
 		s.mu.Unlock()
 		<-done
 	}
+	s.mu.Lock()
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	s.accepting.Wait()
 }
 
 // replyFor turns the desk's error into the reply the client gets.

@@ -58,7 +58,10 @@ type session struct {
 	tls      bool
 	idle     atomic.Bool
 	errors   int
-	lineBuf  []byte
+	// lingerOnClose is set when the server ends the session with a 421: the client may be
+	// sending still, and its next command must not turn the close into a reset.
+	lingerOnClose bool
+	lineBuf       []byte
 
 	helo     string
 	hasFrom  bool
@@ -118,7 +121,13 @@ func (s *session) proto() string {
 
 // serve runs the dialogue until the client quits, a deadline passes, or the server stops.
 func (s *session) serve() {
-	defer s.nc.Close()
+	defer func() {
+		if s.lingerOnClose {
+			lingerClose(s.nc)
+		} else {
+			s.nc.Close()
+		}
+	}()
 	s.cfg = s.srv.cfg.Load()
 	s.book = s.srv.desk.Book()
 	s.end = time.Now().Add(s.cfg.Limits.SessionTimeout)
@@ -192,6 +201,7 @@ var (
 
 // endOnReadError says goodbye to a session whose input ended or ran out of time.
 func (s *session) endOnReadError(err error, while string) {
+	s.lingerOnClose = true
 	switch {
 	case errors.Is(err, errStopping):
 		s.write(reply{421, "4.3.2", s.cfg.Hostname + " Service shutting down, try again later"})
