@@ -19,18 +19,18 @@ import (
 )
 
 func (s *Server) routeActions(api *http.ServeMux) {
-	api.HandleFunc("POST /api/v1/tickets/{id}/ccs", s.personAction(rules.ActAddCC))
-	api.HandleFunc("DELETE /api/v1/tickets/{id}/ccs/{email}", s.personAction(rules.ActRemoveCC))
-	api.HandleFunc("POST /api/v1/tickets/{id}/followers", s.personAction(rules.ActAddFollower))
-	api.HandleFunc("DELETE /api/v1/tickets/{id}/followers/{email}", s.personAction(rules.ActRemoveFollower))
-	api.HandleFunc("POST /api/v1/tickets/{id}/comments", s.postComment)
-	api.HandleFunc("PATCH /api/v1/tickets/{id}/comments/{cid}", s.patchComment)
-	api.HandleFunc("PATCH /api/v1/tickets/{id}", s.patchTicket)
-	api.HandleFunc("GET /api/v1/queue", s.listQueue)
-	api.HandleFunc("POST /api/v1/queue/{id}/retry", s.retryDelivery)
-	api.HandleFunc("DELETE /api/v1/queue/{id}", s.dropDelivery)
-	api.HandleFunc("GET /api/v1/explain/{id}", s.explain)
-	api.HandleFunc("GET /api/v1/backup", s.backup)
+	s.handle(api, "POST /api/v1/tickets/{id}/ccs", s.personAction(rules.ActAddCC))
+	s.handle(api, "DELETE /api/v1/tickets/{id}/ccs/{email}", s.personAction(rules.ActRemoveCC))
+	s.handle(api, "POST /api/v1/tickets/{id}/followers", s.personAction(rules.ActAddFollower))
+	s.handle(api, "DELETE /api/v1/tickets/{id}/followers/{email}", s.personAction(rules.ActRemoveFollower))
+	s.handle(api, "POST /api/v1/tickets/{id}/comments", s.postComment)
+	s.handle(api, "PATCH /api/v1/tickets/{id}/comments/{cid}", s.patchComment)
+	s.handle(api, "PATCH /api/v1/tickets/{id}", s.patchTicket)
+	s.handle(api, "GET /api/v1/queue", s.listQueue)
+	s.handle(api, "POST /api/v1/queue/{id}/retry", s.retryDelivery)
+	s.handle(api, "DELETE /api/v1/queue/{id}", s.dropDelivery)
+	s.handle(api, "GET /api/v1/explain/{id}", s.explain)
+	s.handle(api, "GET /api/v1/backup", s.backup)
 }
 
 func ticketID(w http.ResponseWriter, r *http.Request) (uint64, bool) {

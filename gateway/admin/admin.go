@@ -40,6 +40,7 @@ type Server struct {
 	health  Health
 	http    *http.Server
 	metrics http.Handler
+	routes  []string
 }
 
 // New makes the API; token is the bearer token clients must send.
@@ -71,13 +72,14 @@ func ReadToken(path string) (string, error) {
 
 // Handler is the whole API, for tests and for Listen.
 func (s *Server) Handler() http.Handler {
+	s.routes = nil
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /metrics", s.serveMetrics)
+	s.handle(mux, "GET /healthz", s.healthz)
+	s.handle(mux, "GET /metrics", s.serveMetrics)
 	api := http.NewServeMux()
-	api.HandleFunc("GET /api/v1/tickets", s.listTickets)
-	api.HandleFunc("GET /api/v1/tickets/{id}", s.showTicket)
-	api.HandleFunc("GET /api/v1/comments/{id}/raw", s.rawComment)
+	s.handle(api, "GET /api/v1/tickets", s.listTickets)
+	s.handle(api, "GET /api/v1/tickets/{id}", s.showTicket)
+	s.handle(api, "GET /api/v1/comments/{id}/raw", s.rawComment)
 	s.routeActions(api)
 	mux.Handle("/api/v1/", s.requireToken(jsonMisses(api)))
 	// Profiles of a live daemon, for the operator who has the token.
@@ -108,6 +110,16 @@ func (s *Server) Close() error {
 	}
 	return s.http.Close()
 }
+
+// handle registers a route and remembers it for Routes.
+func (s *Server) handle(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
+	mux.HandleFunc(pattern, h)
+	s.routes = append(s.routes, pattern)
+}
+
+// Routes lists the "METHOD /path" patterns of the API (after Handler), which
+// docs/openapi.yaml describes; the profiling endpoints under /debug/pprof are not among them.
+func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
 
 // jsonMisses answers requests that match no route in JSON like every other API error: 404
 // for an unknown path, 405 with Allow for a known path and a wrong method.
