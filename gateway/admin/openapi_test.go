@@ -21,7 +21,7 @@ func specRoutes(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	var spec struct {
-		OpenAPI string                            `yaml:"openapi"`
+		OpenAPI string                          `yaml:"openapi"`
 		Paths   map[string]map[string]yaml.Node `yaml:"paths"`
 	}
 	if err := yaml.Unmarshal(raw, &spec); err != nil {
