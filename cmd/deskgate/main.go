@@ -41,7 +41,7 @@ func main() {
 	root.AddCommand(serveCmd(), checkConfigCmd(), versionCmd(), ticketsCmd(),
 		participantCmd("cc", "an expert manages CCs", "ccs", "CC"),
 		participantCmd("followers", "an expert manages followers (agents only)", "followers", "follower"),
-		replyCmd(), commentsCmd(), assignCmd(), solveCmd(), explainCmd(), queueCmd(), backupCmd(), manCmd())
+		replyCmd(), commentsCmd(), assignCmd(), solveCmd(), explainCmd(), queueCmd(), backupCmd(), dkimCmd(), dnsCmd(), manCmd())
 	refuseUnknownSubcommands(root)
 	if err := root.Execute(); err != nil {
 		var ee exitError

@@ -29,25 +29,34 @@ func newSigner(cfg config.DKIM) (*signer, error) {
 	if !cfg.Enabled() {
 		return nil, nil
 	}
-	b, err := os.ReadFile(cfg.PrivateKeyFile)
+	s, err := LoadDKIMKey(cfg.PrivateKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("dkim.private_key_file: %w", err)
 	}
+	return &signer{domain: cfg.Domain, selector: cfg.Selector, key: s}, nil
+}
+
+// LoadDKIMKey reads a PEM private key (PKCS#8, or PKCS#1 RSA) for DKIM signing.
+func LoadDKIMKey(path string) (crypto.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
 	block, _ := pem.Decode(b)
 	if block == nil {
-		return nil, fmt.Errorf("dkim.private_key_file: %s holds no PEM block", cfg.PrivateKeyFile)
+		return nil, fmt.Errorf("%s holds no PEM block", path)
 	}
 	var key any
 	if key, err = x509.ParsePKCS8PrivateKey(block.Bytes); err != nil {
 		if key, err = x509.ParsePKCS1PrivateKey(block.Bytes); err != nil {
-			return nil, fmt.Errorf("dkim.private_key_file: %s holds no RSA or Ed25519 key", cfg.PrivateKeyFile)
+			return nil, fmt.Errorf("%s holds no RSA or Ed25519 key", path)
 		}
 	}
 	s, ok := key.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("dkim.private_key_file: unsupported key type %T", key)
+		return nil, fmt.Errorf("%s: unsupported key type %T", path, key)
 	}
-	return &signer{domain: cfg.Domain, selector: cfg.Selector, key: s}, nil
+	return s, nil
 }
 
 // sign returns msg with a DKIM-Signature on top.
