@@ -274,7 +274,7 @@ func wantedRecords(cfg *config.Config) ([]wantedRecord, error) {
 		})
 		out = append(out, wantedRecord{
 			name: "_dmarc." + d, kind: "TXT", value: `"v=DMARC1; p=quarantine; adkim=r; aspf=r"`,
-			why: "DMARC (RFC 7489): mail claiming to be from " + d + " must be signed or sent from its hosts; start with p=none to watch reports",
+			why:   "DMARC (RFC 7489): mail claiming to be from " + d + " must be signed or sent from its hosts; start with p=none to watch reports",
 			check: txtCheck("_dmarc."+d, "v=DMARC1", nil),
 		})
 	}
@@ -333,4 +333,3 @@ func shorten(s string) string {
 	}
 	return s
 }
-
