@@ -34,6 +34,20 @@ func main() {
 	root := &cobra.Command{
 		Use:           "deskgate",
 		Short:         "Help-desk mail gateway: tickets, CCs and followers over SMTP and LMTP",
+		Long: `deskgate receives a support address's mail over SMTP or LMTP, threads it into tickets, keeps
+CCs visible and followers hidden, and relays every notification through an upstream MTA.
+
+deskgate serve runs the daemon; the other commands talk to it through its admin API, reading
+the address and token from the same config file.
+
+Documentation (docs/ in the source, /usr/share/doc/deskgate/docs in the packages):
+  configuration.md  every config key; also deskgate.yaml(5)
+  behaviour.md      how CCs, followers, visibility and notifications work
+  rules.md          every rule by ID, as explain cites them
+  authentication.md how agents prove who they are (DKIM, SPF, DMARC)
+  postfix.md        Postfix in front over LMTP
+  operations.md     install, reload, stop, backup, queue, monitoring, DNS records
+  openapi.yaml      the admin API`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

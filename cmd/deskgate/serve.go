@@ -26,6 +26,10 @@ func serveCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
 		Short: "run the daemon",
+		Long: `Run the daemon: the SMTP and LMTP listeners, the relay and the admin API, on the config
+file. SIGHUP reloads the config, SIGTERM drains and stops (docs/operations.md); under systemd
+it reports READY, RELOADING and STOPPING and feeds the watchdog. The config is described in
+deskgate.yaml(5) and docs/configuration.md.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path := configPath()
