@@ -16,7 +16,7 @@ func checkConfigCmd() *cobra.Command {
 		Long: `Validate the config file and print every problem with its key path, or the environment
 variable it came from; exit 1 on any. Checks that files named in it exist and parse, and that
 data_dir can be created and written. Every key: deskgate.yaml(5), docs/configuration.md.`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path := configPath()
 			_, err := config.Load(path)

@@ -32,8 +32,8 @@ func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 func main() {
 	root := &cobra.Command{
-		Use:           "deskgate",
-		Short:         "Help-desk mail gateway: tickets, CCs and followers over SMTP and LMTP",
+		Use:   "deskgate",
+		Short: "Help-desk mail gateway: tickets, CCs and followers over SMTP and LMTP",
 		Long: `deskgate receives a support address's mail over SMTP or LMTP, threads it into tickets, keeps
 CCs visible and followers hidden, and relays every notification through an upstream MTA.
 

@@ -30,7 +30,7 @@ func serveCmd() *cobra.Command {
 file. SIGHUP reloads the config, SIGTERM drains and stops (docs/operations.md); under systemd
 it reports READY, RELOADING and STOPPING and feeds the watchdog. The config is described in
 deskgate.yaml(5) and docs/configuration.md.`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path := configPath()
 			cfg, err := config.Load(path)
