@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -74,5 +75,26 @@ func TestSystemdNotify(t *testing.T) {
 	<-d.exited
 	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit status %d after SIGTERM, want 0", code)
+	}
+}
+
+// deskgate reload (the unit's ExecReload) returns once the daemon has the new config, and
+// fails, saying so, when the daemon refused it.
+func TestReloadCommandWaitsForTheResult(t *testing.T) {
+	d := startDaemon(t, options{})
+	pid := fmt.Sprint(d.cmd.Process.Pid)
+	out, stderr, code := d.cli("reload", "--pid", pid)
+	if code != 0 || !strings.Contains(out, "config reloaded") {
+		t.Errorf("reload of a good file: exit %d %s %s", code, out, stderr)
+	}
+	good, _ := os.ReadFile(d.configPath)
+	os.WriteFile(d.configPath, append(good, []byte("limits: {max_ccs: lots}\n")...), 0o600)
+	_, stderr, code = d.cli("reload", "--pid", pid)
+	if code == 0 || !strings.Contains(stderr, "refused") {
+		t.Errorf("reload of a broken file: exit %d %s", code, stderr)
+	}
+	os.WriteFile(d.configPath, good, 0o600)
+	if metrics := d.metrics(); metrics[`deskgate_config_reloads_total{result="ok"}`] != 1 || metrics[`deskgate_config_reloads_total{result="refused"}`] != 1 {
+		t.Errorf("reload counts: %v", metrics)
 	}
 }

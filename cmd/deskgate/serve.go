@@ -113,10 +113,11 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			notifyReloading()
-			status := "serving; config reloaded"
+			status, result := "serving; config reloaded", "ok"
 			if !reload(cfg.Path, logger, in, svc, worker, api) {
-				status = "serving; reload refused, running config kept (see the log)"
+				status, result = "serving; reload refused, running config kept (see the log)", "refused"
 			}
+			metrics.ConfigReloads.WithLabelValues(result).Inc()
 			notifyReady(status)
 			continue
 		}

@@ -101,6 +101,12 @@ var (
 		Buckets: latency,
 	})
 
+	// ConfigReloads counts SIGHUPs by result (ok, refused); `deskgate reload` waits for it.
+	ConfigReloads = factory.NewCounterVec(prometheus.CounterOpts{
+		Name: "deskgate_config_reloads_total",
+		Help: "Config reloads (SIGHUP) by result: ok, or refused (the running config kept).",
+	}, []string{"result"})
+
 	// SenderAuth counts received mail by authentication.agent_identity mode and the result
 	// that mode decides by; AgentClaims counts mail from agents' addresses by outcome.
 	SenderAuth = factory.NewCounterVec(prometheus.CounterOpts{
