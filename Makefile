@@ -63,7 +63,7 @@ man: build
 
 # dist/deskgate_*.deb and dist/deskgate-*.rpm, built by nfpm (a tool in go.mod).
 package: man
-	rm -rf dist/stage
+	rm -rf dist
 	mkdir -p dist/stage/man dist/stage/man5 dist/stage/completion dist/stage/doc/docs dist/stage/doc/examples
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS) -s -w' -o dist/stage/deskgate ./cmd/deskgate
 	for f in man/*.8; do gzip -9n < $$f > dist/stage/man/$$(basename $$f).gz; done

@@ -40,13 +40,21 @@ type key struct {
 // Start serves on a free loopback port until Close.
 func Start() (*Server, error) {
 	s := &Server{records: map[key][]string{}, modeFor: map[string]int{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
+	// UDP and TCP share one port number; the TCP port can be taken by another process
+	// (test packages run in parallel), so another UDP port is tried then.
+	var pc net.PacketConn
+	var l net.Listener
+	var err error
+	for try := 0; try < 20; try++ {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
 		pc.Close()
+	}
+	if err != nil {
 		return nil, err
 	}
 	s.Addr = pc.LocalAddr().String()
