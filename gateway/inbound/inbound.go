@@ -241,9 +241,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.mu.Lock()
 	s.stopping.Store(true)
 	for sess := range s.sessions {
-		if sess.idle.Load() {
-			sess.wakeUp()
-		}
+		sess.wakeUp()
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})

@@ -12,7 +12,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/deskgate/deskgate/config"
@@ -40,8 +40,8 @@ type recipient struct {
 	given, deliverTo string
 }
 
-// session is one SMTP or LMTP connection. It runs on its own goroutine; only closing and the
-// idle flag are touched by Shutdown.
+// session is one SMTP or LMTP connection. It runs on its own goroutine; Shutdown touches only
+// its raw connection and its wake-up state.
 type session struct {
 	srv      *Server
 	listener *listener
@@ -56,7 +56,11 @@ type session struct {
 	ip       string
 	end      time.Time // the session's whole lifetime runs out here
 	tls      bool
-	idle     atomic.Bool
+	// wake guards idle and woken: Shutdown wakes a session only while it waits for a command,
+	// never one that has a command in hand and may be about to read a message.
+	wake  sync.Mutex
+	idle  bool
+	woken bool
 	errors   int
 	// lingerOnClose is set when the server ends the session with a 421: the client may be
 	// sending still, and its next command must not turn the close into a reset.
@@ -108,7 +112,14 @@ func commandTimeout(readTimeout time.Duration, active, max int) time.Duration {
 }
 
 // wakeUp makes a read waiting for a command return now; Shutdown calls it from its goroutine.
-func (s *session) wakeUp() { s.raw.SetReadDeadline(time.Now()) }
+func (s *session) wakeUp() {
+	s.wake.Lock()
+	defer s.wake.Unlock()
+	if s.idle {
+		s.woken = true
+		s.raw.SetReadDeadline(time.Now())
+	}
+}
 
 func (s *session) lmtp() bool { return s.listener.lmtp }
 
@@ -164,16 +175,28 @@ func (s *session) readCommand() (string, error) {
 	for {
 		timeout := commandTimeout(s.cfg.Limits.ReadTimeout, s.srv.limiter.Active(), s.cfg.Limits.MaxSessions)
 		deadline := s.earliest(time.Now().Add(timeout))
-		s.idle.Store(true)
-		// Shutdown sets the flag and then wakes idle sessions; a session that set its deadline
-		// after that wake-up sees the flag here.
-		if s.srv.stopping.Load() {
-			s.idle.Store(false)
+		// The deadline is set before the stopping check: a wake-up after the check then
+		// overrides it, one before it is seen by the check.
+		if err := s.in.setDeadline(deadline); err != nil {
+			return "", err
+		}
+		s.wake.Lock()
+		s.idle = true
+		stopping := s.srv.stopping.Load()
+		s.wake.Unlock()
+		if stopping {
 			return "", errStopping
 		}
 		line, err := s.in.readLine(s.lineBuf, maxCommandLine, func() time.Time { return deadline })
-		s.idle.Store(false)
-		if errors.Is(err, errDeadline) && s.srv.stopping.Load() {
+		s.wake.Lock()
+		woken := s.woken
+		s.idle, s.woken = false, false
+		s.wake.Unlock()
+		if woken {
+			// The conn's deadline is the wake-up's now; the next read must set its own.
+			s.in.deadline = time.Time{}
+		}
+		if errors.Is(err, errDeadline) && woken {
 			return "", errStopping
 		}
 		if errors.Is(err, errLineTooLong) {
