@@ -58,10 +58,10 @@ type session struct {
 	tls      bool
 	// wake guards idle and woken: Shutdown wakes a session only while it waits for a command,
 	// never one that has a command in hand and may be about to read a message.
-	wake  sync.Mutex
-	idle  bool
-	woken bool
-	errors   int
+	wake   sync.Mutex
+	idle   bool
+	woken  bool
+	errors int
 	// lingerOnClose is set when the server ends the session with a 421: the client may be
 	// sending still, and its next command must not turn the close into a reset.
 	lingerOnClose bool
