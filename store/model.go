@@ -1,153 +1,36 @@
 package store
 
-import "time"
+import (
+	"time"
 
-// Ticket statuses.
-const (
-	StatusNew     = "new"
-	StatusOpen    = "open"
-	StatusPending = "pending"
-	StatusSolved  = "solved"
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
-// Person is a participant as mail shows it.
-type Person struct {
-	Email string `json:"email"`
-	Name  string `json:"name,omitempty"`
-}
-
-// Ticket is the stored state of one ticket. Comments are stored apart and listed by CommentIDs.
-type Ticket struct {
-	ID        uint64    `json:"id"`
-	Subject   string    `json:"subject"`
-	Status    string    `json:"status"`
-	Requester Person    `json:"requester"`
-	Assignee  string    `json:"assignee,omitempty"`
-	CCs       []Person  `json:"ccs"`
-	Followers []Person  `json:"followers"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-	// CommentIDs and EventIDs live in their own index, not in the ticket's record, so
-	// that a long ticket costs no more to read and write than a short one; Tx.Items
-	// fills them when asked.
-	CommentIDs []uint64 `json:"-"`
-	EventIDs   []uint64 `json:"-"`
-	// Support is the support address the ticket was opened on; its mail goes out from it.
-	Support string `json:"support,omitempty"`
-	// RootMessageID is the first message's id: every notification references it, so
-	// mail clients keep the ticket one thread.
-	RootMessageID string `json:"root_message_id,omitempty"`
-	// Masks numbers each address that ever took part, for its masked address
-	// LOCAL+<id>-<token>-p<n> (docs/rules.md H3). Keys are lowercased addresses.
-	Masks    map[string]int `json:"masks,omitempty"`
-	NextMask int            `json:"next_mask,omitempty"`
-	// Welcomed holds the CCs who have had the conversation so far (docs/rules.md C4).
-	Welcomed map[string]bool `json:"welcomed,omitempty"`
-	// DeliveryFailures lists mail that did not reach an end user (docs/rules.md T6).
-	DeliveryFailures []DeliveryFailure `json:"delivery_failures,omitempty"`
-}
-
-// Attachment describes an attached file; its bytes are stored apart (AttachmentData).
-type Attachment struct {
-	Name        string `json:"name"`
-	ContentType string `json:"content_type"`
-	Size        int64  `json:"size"`
-}
-
-// Notified is one participant who was sent a comment or an event.
-type Notified struct {
-	Email    string `json:"email"`
-	As       string `json:"as"`
-	Visible  bool   `json:"visible"`
-	Delivery uint64 `json:"delivery,omitempty"`
-	// Status is queued, sent or failed; Reply the upstream's last word or the DSN's.
-	Status string `json:"status,omitempty"`
-	Reply  string `json:"reply,omitempty"`
-}
-
-// DeliveryFailure flags a ticket whose mail did not reach an end user, so that agents
-// see it where they look (tickets show, the API) without a bounce becoming a comment.
-type DeliveryFailure struct {
-	Email    string    `json:"email"`
-	As       string    `json:"as"`
-	Delivery uint64    `json:"delivery"`
-	SourceID uint64    `json:"source_id"`
-	Reply    string    `json:"reply"`
-	At       time.Time `json:"at"`
-}
-
-// TraceStep is one decision about a comment and the docs/rules.md rule that made it.
-type TraceStep struct {
-	Rule   string `json:"rule"`
-	Step   string `json:"step"`
-	Detail string `json:"detail,omitempty"`
-}
-
-// Comment is one message on a ticket: received mail or an expert's reply or note.
-type Comment struct {
-	ID           uint64       `json:"id"`
-	TicketID     uint64       `json:"ticket_id"`
-	Author       string       `json:"author"`
-	AuthorName   string       `json:"author_name,omitempty"`
-	Public       bool         `json:"public"`
-	ThirdParty   bool         `json:"third_party"`
-	Via          string       `json:"via"`
-	MessageID    string       `json:"message_id"`
-	InReplyTo    string       `json:"in_reply_to,omitempty"`
-	References   []string     `json:"references,omitempty"`
-	Subject      string       `json:"subject,omitempty"`
-	To           []Person     `json:"to,omitempty"`
-	Cc           []Person     `json:"cc,omitempty"`
-	Recipients   []string     `json:"envelope_recipients,omitempty"`
-	EnvelopeFrom string       `json:"envelope_from,omitempty"`
-	CreatedAt    time.Time    `json:"created_at"`
-	Body         string       `json:"body"`
-	Attachments  []Attachment `json:"attachments,omitempty"`
-	Notified     []Notified   `json:"notified"`
-	Trace        []TraceStep  `json:"trace,omitempty"`
-	// ReplyToDiffers flags mail whose Reply-To is not its From (docs/rules.md X2).
-	ReplyToDiffers bool `json:"reply_to_differs,omitempty"`
-	// Automatic is why a mail counts as automatic (docs/rules.md T5), "" for a person's.
-	Automatic string `json:"automatic,omitempty"`
-	// AuthenticationResults is the value of the Authentication-Results field deskgate
-	// wrote for a received mail (docs/rules.md A1): SPF, DKIM and DMARC as it found them.
-	AuthenticationResults string `json:"authentication_results,omitempty"`
-	// Problems lists what deskgate could not decode in a received mail (docs/rules.md M1); the
-	// original is kept whole, see Tx.Original.
-	Problems []string `json:"problems,omitempty"`
-}
-
-// Event is an expert action that is no comment (assignment, status, participants),
-// kept with its trace and who was notified, so that explain covers it too. Its id is
-// drawn from the comment ids, so one id names one thing.
-type Event struct {
-	ID        uint64      `json:"id"`
-	TicketID  uint64      `json:"ticket_id"`
-	Action    string      `json:"action"`
-	Actor     string      `json:"actor,omitempty"`
-	Detail    string      `json:"detail,omitempty"`
-	CreatedAt time.Time   `json:"created_at"`
-	Notified  []Notified  `json:"notified"`
-	Trace     []TraceStep `json:"trace,omitempty"`
-}
-
-// Delivery states.
-const (
-	DeliveryQueued  = "queued"
-	DeliverySent    = "sent"
-	DeliveryFailed  = "failed"
-	DeliveryPartial = "partial" // some recipients sent, some failed
-	DeliveryDropped = "dropped" // an operator took it off the queue
+// The shared types live in gateway/model; these names keep the store's API as it was.
+type (
+	Person            = model.Person
+	Ticket            = model.Ticket
+	Attachment        = model.Attachment
+	Notified          = model.Notified
+	DeliveryFailure   = model.DeliveryFailure
+	TraceStep         = model.TraceStep
+	Comment           = model.Comment
+	Event             = model.Event
+	DeliveryRecipient = model.DeliveryRecipient
 )
 
-// DeliveryRecipient is one envelope recipient of a delivery.
-type DeliveryRecipient struct {
-	Email   string `json:"email"`
-	As      string `json:"as"`
-	Visible bool   `json:"visible"`
-	State   string `json:"state"`
-	Reply   string `json:"reply,omitempty"`
-}
+// Ticket statuses and delivery states.
+const (
+	StatusNew       = model.StatusNew
+	StatusOpen      = model.StatusOpen
+	StatusPending   = model.StatusPending
+	StatusSolved    = model.StatusSolved
+	DeliveryQueued  = model.DeliveryQueued
+	DeliverySent    = model.DeliverySent
+	DeliveryFailed  = model.DeliveryFailed
+	DeliveryPartial = model.DeliveryPartial
+	DeliveryDropped = model.DeliveryDropped
+)
 
 // Delivery is one composed message and its envelope, queued in the same transaction as
 // the change that caused it (the outbox), so that a crash loses neither.

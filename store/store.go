@@ -22,6 +22,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 var (
@@ -436,7 +437,7 @@ func (t *Tx) PutComment(c *Comment) error {
 
 // ListTickets returns up to limit tickets, newest first, with id < before when before > 0,
 // and only those in status when status is set.
-func (t *Tx) ListTickets(status string, limit int, before uint64) ([]Ticket, error) {
+func (t *Tx) ListTickets(status model.Status, limit int, before uint64) ([]Ticket, error) {
 	c := t.tx.Bucket(bucketTickets).Cursor()
 	var k, v []byte
 	if before > 0 {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/deskgate/deskgate/gateway/desk"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
@@ -268,7 +269,7 @@ func (s *Server) patchTicket(w http.ResponseWriter, r *http.Request) {
 		actions = append(actions, rules.Action{Kind: rules.ActAssign, Person: store.Person{Email: a}, Actor: actor})
 	}
 	if body.Status != nil {
-		actions = append(actions, rules.Action{Kind: rules.ActStatus, Status: *body.Status, Actor: actor})
+		actions = append(actions, rules.Action{Kind: rules.ActStatus, Status: model.Status(*body.Status), Actor: actor})
 	}
 	if len(actions) == 0 {
 		writeError(w, http.StatusBadRequest, "nothing to change: give status and/or assignee")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/deskgate/deskgate/gateway/desk"
 	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -339,12 +340,10 @@ type CommentView struct {
 	Problems []string `json:"problems,omitempty"`
 }
 
-var validStatus = map[string]bool{store.StatusNew: true, store.StatusOpen: true, store.StatusPending: true, store.StatusSolved: true}
-
 func (s *Server) listTickets(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	status := q.Get("status")
-	if status != "" && !validStatus[status] {
+	status := model.Status(q.Get("status"))
+	if status != "" && !status.Valid() {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("status: %q is not one of new, open, pending, solved", status))
 		return
 	}
@@ -370,7 +369,7 @@ func (s *Server) listTickets(w http.ResponseWriter, r *http.Request) {
 	err := s.store.View(func(tx *store.Tx) error {
 		list, err := tx.ListTickets(status, limit, before)
 		for _, t := range list {
-			out = append(out, TicketSummary{ID: t.ID, Subject: t.Subject, Status: t.Status, Requester: t.Requester, Assignee: t.Assignee, UpdatedAt: t.UpdatedAt})
+			out = append(out, TicketSummary{ID: t.ID, Subject: t.Subject, Status: string(t.Status), Requester: t.Requester, Assignee: t.Assignee, UpdatedAt: t.UpdatedAt})
 		}
 		return err
 	})
@@ -429,7 +428,7 @@ func (s *Server) loadTicket(id uint64) (TicketView, error) {
 }
 
 func ticketView(t *store.Ticket, comments []store.Comment) TicketView {
-	v := TicketView{ID: t.ID, Subject: t.Subject, Status: t.Status, Requester: t.Requester, Assignee: t.Assignee,
+	v := TicketView{ID: t.ID, Subject: t.Subject, Status: string(t.Status), Requester: t.Requester, Assignee: t.Assignee,
 		CCs: nonNil(t.CCs), Followers: nonNil(t.Followers), CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Comments: []CommentView{},
 		DeliveryFailures: t.DeliveryFailures}
 	if v.DeliveryFailures == nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/deskgate/deskgate/gateway/auth"
 	"github.com/deskgate/deskgate/gateway/compose"
 	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
@@ -58,7 +59,7 @@ func (s *Service) SetConfig(cfg *config.Config) {
 	}
 	s.auth.Store(&auth.Checker{Resolver: resolver, ResolverAddress: a.DNSResolver, Timeout: a.Timeout,
 		TrustedIDs: a.TrustedAuthservIDs, Mode: a.AgentIdentity})
-	env := rules.EnvFrom(cfg)
+	env := EnvFrom(cfg)
 	s.env.Store(&env)
 	s.book.Store(addr.NewBook(s.store.Secret(), cfg.Support.Addresses))
 	s.cfg.Store(cfg)
@@ -357,10 +358,32 @@ func (t *tally) count() {
 	}
 }
 
+// EnvFrom turns the config into the plain values the rules engine decides by.
+func EnvFrom(cfg *config.Config) rules.Env {
+	p, n := cfg.Policy, cfg.Notifications
+	e := rules.Env{
+		Policy: model.Policy{CCsEnabled: p.CCsEnabled, FollowersEnabled: p.FollowersEnabled,
+			AgentCCBecomesFollower: p.AgentCCBecomesFollower, CCBlocklist: p.CCBlocklist, CCRemoval: p.CCRemoval,
+			ReplyAudience: p.ReplyAudience, CCAttachments: p.CCAttachments},
+		Notifications: model.Notifications{TicketCreated: n.TicketCreated, Assigned: n.Assigned, Solved: n.Solved},
+		MaxCCs:        cfg.Limits.MaxCCs,
+		Agents:        map[string]string{}, AgentNames: map[string]string{},
+	}
+	for _, a := range cfg.Agents {
+		role := rules.RoleAgent
+		if a.Role == config.RoleLightAgent {
+			role = rules.RoleLightAgent
+		}
+		e.Agents[strings.ToLower(a.Email)] = role
+		e.AgentNames[strings.ToLower(a.Email)] = a.Name
+	}
+	return e
+}
+
 func detailOf(a rules.Action) string {
 	switch a.Kind {
 	case rules.ActStatus:
-		return a.Status
+		return string(a.Status)
 	case rules.ActMakePrivate:
 		return "comment made internal"
 	case rules.ActMakePublic:

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/relay"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/internal/mailtest"
@@ -228,7 +229,7 @@ func (w *world) expertAction() {
 		if w.rng.Intn(2) == 0 {
 			a = rules.Action{Kind: rules.ActAssign, Person: store.Person{Email: w.pickFrom(allAgents())}}
 		} else {
-			a = rules.Action{Kind: rules.ActStatus, Status: w.pickFrom([]string{"pending", "solved", "open"})}
+			a = rules.Action{Kind: rules.ActStatus, Status: model.Status(w.pickFrom([]string{"pending", "solved", "open"}))}
 		}
 	}
 	id, err := w.svc.Act(context.Background(), t.ID, []rules.Action{a}, body)

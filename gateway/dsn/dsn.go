@@ -5,6 +5,7 @@ package dsn
 import (
 	"bufio"
 	"bytes"
+	"github.com/deskgate/deskgate/gateway/model"
 	"io"
 	"net/textproto"
 	"strings"
@@ -13,20 +14,12 @@ import (
 	_ "github.com/emersion/go-message/charset" // bounces come in every charset
 )
 
-// Recipient is one recipient's fate as a DSN reports it.
-type Recipient struct {
-	Email      string
-	Action     string // failed, delayed, delivered, relayed, expanded
-	Status     string // e.g. 5.1.1
-	Diagnostic string
-}
-
-// Report is what a bounce says.
-type Report struct {
-	Recipients []Recipient
-	// Text is the human-readable part (a plain bounce's whole text), cut short.
-	Text string
-}
+// Recipient and Report are the model's, so that the rules engine reads a bounce without this
+// parser.
+type (
+	Recipient = model.BounceRecipient
+	Report    = model.BounceReport
+)
 
 const maxText = 4096
 

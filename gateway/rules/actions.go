@@ -3,7 +3,7 @@ package rules
 import (
 	"fmt"
 
-	"github.com/deskgate/deskgate/store"
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 // Expert actions (C6, F1, V4, V5, N5), taken through the admin API or the CLI.
@@ -23,7 +23,7 @@ const (
 type Action struct {
 	Kind   string
 	Actor  string // the agent acting, when known
-	Person store.Person
+	Person model.Person
 	// PersonIsOwn is set when Person is one of deskgate's own addresses (C5).
 	PersonIsOwn bool
 	// For ActComment.
@@ -32,7 +32,7 @@ type Action struct {
 	CommentID     uint64
 	CommentPublic bool
 	// For ActStatus.
-	Status string
+	Status model.Status
 }
 
 func refuse(code int, rule, format string, args ...any) *Refusal {
@@ -40,7 +40,7 @@ func refuse(code int, rule, format string, args ...any) *Refusal {
 }
 
 // DecideAction decides an expert action on ticket, or refuses it.
-func DecideAction(ticket *store.Ticket, a Action, env Env) (Decision, *Refusal) {
+func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) {
 	t := copyTicket(ticket)
 	d := Decision{Ticket: t}
 	email := a.Person.Email
@@ -150,17 +150,17 @@ func DecideAction(ticket *store.Ticket, a Action, env Env) (Decision, *Refusal) 
 		d.trace("N5", "notified (hidden)", email+": the assignee is always told of an assignment")
 	case ActStatus:
 		switch a.Status {
-		case store.StatusNew, store.StatusOpen, store.StatusPending, store.StatusSolved:
+		case model.StatusNew, model.StatusOpen, model.StatusPending, model.StatusSolved:
 		default:
 			return d, refuse(400, "", "status: %q is not one of new, open, pending, solved", a.Status)
 		}
 		if a.Status == t.Status {
-			d.trace("T4", "status unchanged", a.Status)
+			d.trace("T4", "status unchanged", string(a.Status))
 			break
 		}
 		d.Status, t.Status = a.Status, a.Status
-		d.trace("T4", "status "+a.Status, "set by an expert")
-		if a.Status == store.StatusSolved {
+		d.trace("T4", "status "+string(a.Status), "set by an expert")
+		if a.Status == model.StatusSolved {
 			notifyEvent(&d, t, env, KindSolved, env.Notifications.Solved, a.Actor)
 		}
 	default:
@@ -171,7 +171,7 @@ func DecideAction(ticket *store.Ticket, a Action, env Env) (Decision, *Refusal) 
 
 // release takes p out of the role it has on t before it takes another (R3: one role per
 // address).
-func release(d *Decision, t *store.Ticket, p store.Person, why string) {
+func release(d *Decision, t *model.Ticket, p model.Person, why string) {
 	if IsFollower(t, p.Email) {
 		t.Followers = remove(t.Followers, p.Email)
 		d.Changes = append(d.Changes, Change{Op: OpRemoveFollower, Person: p, Rule: "R3"})

@@ -3,35 +3,20 @@ package rules
 import (
 	"strings"
 
-	"github.com/deskgate/deskgate/config"
-	"github.com/deskgate/deskgate/store"
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 // Env is everything besides the ticket and the event that a decision depends on: the
-// policy, the limits and who the agents are. It is plain data, built from the config.
+// policy, the limits and who the agents are. It is plain data; gateway/desk builds it from the
+// config.
 type Env struct {
-	Policy        config.Policy
-	Notifications config.Notifications
+	Policy        model.Policy
+	Notifications model.Notifications
 	MaxCCs        int
 	// Agents maps lowercased addresses to RoleAgent or RoleLightAgent.
 	Agents map[string]string
 	// AgentNames maps lowercased agent addresses to their names.
 	AgentNames map[string]string
-}
-
-// EnvFrom builds an Env from a config.
-func EnvFrom(cfg *config.Config) Env {
-	e := Env{Policy: cfg.Policy, Notifications: cfg.Notifications, MaxCCs: cfg.Limits.MaxCCs,
-		Agents: map[string]string{}, AgentNames: map[string]string{}}
-	for _, a := range cfg.Agents {
-		role := RoleAgent
-		if a.Role == config.RoleLightAgent {
-			role = RoleLightAgent
-		}
-		e.Agents[strings.ToLower(a.Email)] = role
-		e.AgentNames[strings.ToLower(a.Email)] = a.Name
-	}
-	return e
 }
 
 // AgentRole is the configured role of email: RoleAgent, RoleLightAgent or RoleEndUser.
@@ -112,7 +97,7 @@ type Notification struct {
 // Change is one change of a ticket's participants.
 type Change struct {
 	Op     string // add_cc, remove_cc, add_follower, remove_follower
-	Person store.Person
+	Person model.Person
 	Rule   string
 }
 
@@ -136,19 +121,19 @@ type CommentDecision struct {
 // assignee, comment, notifications. The rules have already applied the changes to the
 // ticket they were given, so Ticket is the state after the event.
 type Decision struct {
-	Ticket        *store.Ticket
+	Ticket        *model.Ticket
 	NewTicket     bool
 	Comment       *CommentDecision
 	Changes       []Change
-	Status        string // "" when unchanged
+	Status        model.Status // "" when unchanged
 	Notifications []Notification
 	// Restate changes an existing comment's visibility (V5, or X1's "makes it public").
 	Restate *Restate
-	Trace   []store.TraceStep
+	Trace   []model.TraceStep
 }
 
 func (d *Decision) trace(rule, what, detail string) {
-	d.Trace = append(d.Trace, store.TraceStep{Rule: rule, Step: what, Detail: detail})
+	d.Trace = append(d.Trace, model.TraceStep{Rule: rule, Step: what, Detail: detail})
 }
 
 // Restate is a change of an existing comment's visibility.
@@ -173,10 +158,10 @@ func (r *Refusal) Error() string {
 
 func lower(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
-func copyTicket(t *store.Ticket) *store.Ticket {
+func copyTicket(t *model.Ticket) *model.Ticket {
 	c := *t
-	c.CCs = append([]store.Person{}, t.CCs...)
-	c.Followers = append([]store.Person{}, t.Followers...)
+	c.CCs = append([]model.Person{}, t.CCs...)
+	c.Followers = append([]model.Person{}, t.Followers...)
 	c.Masks = map[string]int{}
 	for k, v := range t.Masks {
 		c.Masks[k] = v
@@ -189,7 +174,7 @@ func copyTicket(t *store.Ticket) *store.Ticket {
 }
 
 // mask gives email its masked-address number if it has none yet.
-func mask(t *store.Ticket, email string) {
+func mask(t *model.Ticket, email string) {
 	if t.Masks == nil {
 		t.Masks = map[string]int{}
 	}
@@ -200,7 +185,7 @@ func mask(t *store.Ticket, email string) {
 }
 
 // IsFollower reports whether email follows t.
-func IsFollower(t *store.Ticket, email string) bool {
+func IsFollower(t *model.Ticket, email string) bool {
 	for _, f := range t.Followers {
 		if SameAddress(f.Email, email) {
 			return true
@@ -209,7 +194,7 @@ func IsFollower(t *store.Ticket, email string) bool {
 	return false
 }
 
-func remove(list []store.Person, email string) []store.Person {
+func remove(list []model.Person, email string) []model.Person {
 	out := list[:0]
 	for _, p := range list {
 		if !SameAddress(p.Email, email) {

@@ -3,7 +3,7 @@ package rules
 import (
 	"fmt"
 
-	"github.com/deskgate/deskgate/store"
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 // AuthFacts is what gateway/auth found out about a mail's sender, reduced to what A1
@@ -36,7 +36,7 @@ type Identity struct {
 	// the claim is true: the mail is refused for now (451 4.7.5), so that the sender's
 	// MTA tries again, instead of filing an agent's reply as a stranger's.
 	Defer bool
-	Step  store.TraceStep
+	Step  model.TraceStep
 }
 
 // Identify decides the role a mail's sender gets (A1): the configured role of the From
@@ -71,14 +71,14 @@ func Identify(env Env, from string, f AuthFacts) Identity {
 	}
 	switch {
 	case claimed == RoleEndUser:
-		return Identity{Role: RoleEndUser, Step: store.TraceStep{Rule: "A1", Step: "end user", Detail: summary}}
+		return Identity{Role: RoleEndUser, Step: model.TraceStep{Rule: "A1", Step: "end user", Detail: summary}}
 	case proven:
-		return Identity{Role: claimed, Step: store.TraceStep{Rule: "A1", Step: roleWord(claimed), Detail: summary}}
+		return Identity{Role: claimed, Step: model.TraceStep{Rule: "A1", Step: roleWord(claimed), Detail: summary}}
 	case temporary:
-		return Identity{Role: RoleEndUser, Defer: true, Step: store.TraceStep{Rule: "A1", Step: "deferred",
+		return Identity{Role: RoleEndUser, Defer: true, Step: model.TraceStep{Rule: "A1", Step: "deferred",
 			Detail: fmt.Sprintf("%s is an agent address and DNS could not tell whether the mail proves it: %s", from, summary)}}
 	}
-	return Identity{Role: RoleEndUser, Step: store.TraceStep{Rule: "A1", Step: "end user",
+	return Identity{Role: RoleEndUser, Step: model.TraceStep{Rule: "A1", Step: "end user",
 		Detail: fmt.Sprintf("spoofed agent: %s (%s is an agent address, agent_identity=%s)", summary, from, f.Mode)}}
 }
 

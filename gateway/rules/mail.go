@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/deskgate/deskgate/store"
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 // Addr is one address from a mail's To or Cc, as the gateway classified it.
@@ -21,11 +21,11 @@ type Addr struct {
 // Mail is one received mail, as far as the rules care.
 type Mail struct {
 	MessageID string
-	From      store.Person
+	From      model.Person
 	// Role is the sender's role after authentication (A1); Identified is the A1 step
 	// that says why, with the authentication results.
 	Role       string
-	Identified store.TraceStep
+	Identified model.TraceStep
 	To, Cc     []Addr
 	Subject    string
 	// ReplyToDiffers is set when Reply-To names someone else than From (X2).
@@ -74,7 +74,7 @@ func (m Mail) names(email string) bool {
 
 // DecideMail decides what a received mail does to ticket (nil: the mail opens one, T1).
 // The ticket is not modified; the Decision carries the new state.
-func DecideMail(ticket *store.Ticket, m Mail, env Env) Decision {
+func DecideMail(ticket *model.Ticket, m Mail, env Env) Decision {
 	var d Decision
 	if m.Identified.Rule != "" {
 		d.Trace = append(d.Trace, m.Identified)
@@ -178,16 +178,16 @@ func undecodable(d *Decision, m Mail) {
 }
 
 func newTicketFromMail(m Mail, env Env, d Decision) Decision {
-	status := store.StatusNew
+	status := model.StatusNew
 	if m.Role == RoleAgent && m.Automatic == "" {
-		status = store.StatusOpen
+		status = model.StatusOpen
 	}
-	t := &store.Ticket{
+	t := &model.Ticket{
 		Subject:   TicketSubject(m.Subject),
 		Status:    status,
 		Requester: m.From,
-		CCs:       []store.Person{},
-		Followers: []store.Person{},
+		CCs:       []model.Person{},
+		Followers: []model.Person{},
 		Support:   m.Support,
 		Masks:     map[string]int{},
 		Welcomed:  map[string]bool{},
@@ -202,7 +202,7 @@ func newTicketFromMail(m Mail, env Env, d Decision) Decision {
 		d.trace("V1", "public", "the requester's mail")
 	}
 	undecodable(&d, m)
-	if status == store.StatusOpen {
+	if status == model.StatusOpen {
 		d.trace("T4", "status open", "opened by an agent")
 	}
 	switch {
@@ -224,7 +224,7 @@ func newTicketFromMail(m Mail, env Env, d Decision) Decision {
 }
 
 // reachesEndUsers: To/Cc name the requester or a CC other than the sender (V2, V3, F4).
-func reachesEndUsers(t *store.Ticket, m Mail) bool {
+func reachesEndUsers(t *model.Ticket, m Mail) bool {
 	if !SameAddress(t.Requester.Email, m.From.Email) && m.names(t.Requester.Email) {
 		return true
 	}
@@ -237,7 +237,7 @@ func reachesEndUsers(t *store.Ticket, m Mail) bool {
 }
 
 // addCCsFromMail applies C1, C2, C3, C5 and C8 to the To/Cc of a mail.
-func addCCsFromMail(d *Decision, t *store.Ticket, m Mail, env Env, mayAdd bool) {
+func addCCsFromMail(d *Decision, t *model.Ticket, m Mail, env Env, mayAdd bool) {
 	var candidates []Addr
 	for _, a := range m.addresses() {
 		if a.Own || a.Email == "" {
@@ -268,7 +268,7 @@ func addCCsFromMail(d *Decision, t *store.Ticket, m Mail, env Env, mayAdd bool) 
 			continue
 		}
 		seen[lower(a.Email)] = true
-		p := store.Person{Email: a.Email, Name: a.Name}
+		p := model.Person{Email: a.Email, Name: a.Name}
 		switch {
 		case env.Blocked(a.Email):
 			d.trace("C2", "not added", a.Email+" matches policy.cc_blocklist")
@@ -292,7 +292,7 @@ func addCCsFromMail(d *Decision, t *store.Ticket, m Mail, env Env, mayAdd bool) 
 }
 
 // removeCCsByMail applies C7.
-func removeCCsByMail(d *Decision, t *store.Ticket, m Mail, env Env, isRequester, isCC bool) {
+func removeCCsByMail(d *Decision, t *model.Ticket, m Mail, env Env, isRequester, isCC bool) {
 	if env.Policy.CCRemoval != "email" || m.Answered == nil {
 		return
 	}
@@ -314,7 +314,7 @@ func removeCCsByMail(d *Decision, t *store.Ticket, m Mail, env Env, isRequester,
 		return
 	}
 	for _, email := range missing {
-		var p store.Person
+		var p model.Person
 		for _, cc := range t.CCs {
 			if SameAddress(cc.Email, email) {
 				p = cc
@@ -347,15 +347,15 @@ func containsFold(list []string, s string) bool {
 // ticket opens again on a public comment or on anything an end user writes (an agent's
 // internal note is work on the ticket, not a reply); a new ticket opens at the first
 // agent comment. Automatic mail changes nothing.
-func reopen(d *Decision, t *store.Ticket, role string, public, automatic bool) {
+func reopen(d *Decision, t *model.Ticket, role string, public, automatic bool) {
 	switch {
 	case automatic:
 		return
-	case (t.Status == store.StatusPending || t.Status == store.StatusSolved) && (public || role == RoleEndUser):
-		d.Status = store.StatusOpen
-		d.trace("T4", "status open", "a reply to a "+t.Status+" ticket")
-	case t.Status == store.StatusNew && role == RoleAgent:
-		d.Status = store.StatusOpen
+	case (t.Status == model.StatusPending || t.Status == model.StatusSolved) && (public || role == RoleEndUser):
+		d.Status = model.StatusOpen
+		d.trace("T4", "status open", "a reply to a "+string(t.Status)+" ticket")
+	case t.Status == model.StatusNew && role == RoleAgent:
+		d.Status = model.StatusOpen
 		d.trace("T4", "status open", "the first agent comment on a new ticket")
 	}
 	if d.Status != "" {

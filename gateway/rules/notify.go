@@ -1,14 +1,14 @@
 package rules
 
 import (
-	"github.com/deskgate/deskgate/store"
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 type noteFacts struct {
 	author      string
 	public      bool
 	endUsersOK  bool // false for automatic mail (T5)
-	ccs         []store.Person
+	ccs         []model.Person
 	direct      func(email string) bool
 	attachments bool
 	automatic   bool
@@ -16,7 +16,7 @@ type noteFacts struct {
 
 // notifyComment decides who is sent a comment: N1/N2 audiences, F2 followers, C4
 // history for new CCs, N3 direct recipients, N6 attachments, never the author.
-func notifyComment(d *Decision, t *store.Ticket, env Env, f noteFacts) {
+func notifyComment(d *Decision, t *model.Ticket, env Env, f noteFacts) {
 	if f.direct == nil {
 		f.direct = func(string) bool { return false }
 	}
@@ -78,7 +78,7 @@ func notifyComment(d *Decision, t *store.Ticket, env Env, f noteFacts) {
 // addEndUserCopies groups end users into copies: the plain one, one with the history for
 // CCs who never had it (C4), and one without attachments for CCs when
 // policy.cc_attachments is false (N6).
-func addEndUserCopies(d *Decision, t *store.Ticket, env Env, kind string, endUsers []Recipient, attachments, automatic bool, rule string) {
+func addEndUserCopies(d *Decision, t *model.Ticket, env Env, kind string, endUsers []Recipient, attachments, automatic bool, rule string) {
 	type key struct{ history, attach bool }
 	groups := map[key][]Recipient{}
 	var order []key
@@ -108,7 +108,7 @@ func addEndUserCopies(d *Decision, t *store.Ticket, env Env, kind string, endUse
 }
 
 // notifyEvent sends an event (N5) to the audience that notifications.<event> sets.
-func notifyEvent(d *Decision, t *store.Ticket, env Env, kind, audience, actor string) {
+func notifyEvent(d *Decision, t *model.Ticket, env Env, kind, audience, actor string) {
 	if t.Welcomed == nil {
 		t.Welcomed = map[string]bool{}
 	}

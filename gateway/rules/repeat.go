@@ -4,8 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/deskgate/deskgate/gateway/dsn"
-	"github.com/deskgate/deskgate/store"
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 // Seen is what the store knows of a received mail's own Message-ID.
@@ -25,23 +24,23 @@ const (
 
 // Repeat decides about a mail whose Message-ID is known: deskgate's own mail coming back
 // is dropped (T5), a message stored before is accepted and stored once (T3).
-func Repeat(s Seen, messageID string) (string, store.TraceStep) {
+func Repeat(s Seen, messageID string) (string, model.TraceStep) {
 	switch {
 	case s.Known && s.SentByUs:
-		return OwnMail, store.TraceStep{Rule: "T5", Step: "dropped", Detail: fmt.Sprintf("<%s> is a message deskgate sent", messageID)}
+		return OwnMail, model.TraceStep{Rule: "T5", Step: "dropped", Detail: fmt.Sprintf("<%s> is a message deskgate sent", messageID)}
 	case s.Known && s.CommentID != 0:
-		return Duplicate, store.TraceStep{Rule: "T3", Step: "duplicate", Detail: fmt.Sprintf("<%s> is already comment %d on ticket %d; stored once", messageID, s.CommentID, s.TicketID)}
+		return Duplicate, model.TraceStep{Rule: "T3", Step: "duplicate", Detail: fmt.Sprintf("<%s> is already comment %d on ticket %d; stored once", messageID, s.CommentID, s.TicketID)}
 	}
-	return Fresh, store.TraceStep{}
+	return Fresh, model.TraceStep{}
 }
 
 // SenderLimited applies T5's loop guard: a sender with perHour accepted mails in the
 // last hour is refused for now (0 turns the guard off).
-func SenderLimited(lastHour, perHour int) (bool, store.TraceStep) {
+func SenderLimited(lastHour, perHour int) (bool, model.TraceStep) {
 	if perHour <= 0 || lastHour < perHour {
-		return false, store.TraceStep{}
+		return false, model.TraceStep{}
 	}
-	return true, store.TraceStep{Rule: "T5", Step: "refused for now",
+	return true, model.TraceStep{Rule: "T5", Step: "refused for now",
 		Detail: fmt.Sprintf("%d mails in the last hour, limits.max_mails_per_sender_hour is %d", lastHour, perHour)}
 }
 
@@ -49,7 +48,7 @@ func SenderLimited(lastHour, perHour int) (bool, store.TraceStep) {
 // record for each: the DSN's failed recipients; for a plain bounce, the recipients its
 // text names, or, when it names none, the delivery's only recipient. Delayed or
 // delivered reports change nothing.
-func Bounced(recipients []string, rep dsn.Report) map[string]string {
+func Bounced(recipients []string, rep model.BounceReport) map[string]string {
 	failed := map[string]string{}
 	known := map[string]bool{}
 	for _, r := range recipients {

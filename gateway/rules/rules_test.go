@@ -4,9 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/deskgate/deskgate/config"
-	"github.com/deskgate/deskgate/gateway/dsn"
-	"github.com/deskgate/deskgate/store"
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 // The cast of every test: Jane requests, Joe is a CC, Carol follows, Alice and Dana are
@@ -24,10 +22,10 @@ const (
 
 func env(mod ...func(*Env)) Env {
 	e := Env{
-		Policy: config.Policy{CCsEnabled: true, FollowersEnabled: true, AgentCCBecomesFollower: true,
+		Policy: model.Policy{CCsEnabled: true, FollowersEnabled: true, AgentCCBecomesFollower: true,
 			CCBlocklist: []string{"*@noreply.example.com", "ceo@example.com"}, CCRemoval: "email",
 			ReplyAudience: "notification", CCAttachments: true},
-		Notifications: config.Notifications{TicketCreated: "requester", Assigned: "requester_and_ccs", Solved: "requester_and_ccs"},
+		Notifications: model.Notifications{TicketCreated: "requester", Assigned: "requester_and_ccs", Solved: "requester_and_ccs"},
 		MaxCCs:        48,
 		Agents:        map[string]string{alice: RoleAgent, dana: RoleAgent, carol: RoleAgent, bob: RoleLightAgent},
 		AgentNames:    map[string]string{alice: "Alice", dana: "Dana", carol: "Carol", bob: "Bob"},
@@ -38,11 +36,11 @@ func env(mod ...func(*Env)) Env {
 	return e
 }
 
-func ticket(status string) *store.Ticket {
-	return &store.Ticket{ID: 5, Status: status, Subject: "Printer",
-		Requester: store.Person{Email: jane, Name: "Jane"},
-		CCs:       []store.Person{{Email: joe, Name: "Joe"}},
-		Followers: []store.Person{{Email: carol, Name: "Carol"}},
+func ticket(status model.Status) *model.Ticket {
+	return &model.Ticket{ID: 5, Status: status, Subject: "Printer",
+		Requester: model.Person{Email: jane, Name: "Jane"},
+		CCs:       []model.Person{{Email: joe, Name: "Joe"}},
+		Followers: []model.Person{{Email: carol, Name: "Carol"}},
 		Masks:     map[string]int{jane: 1, joe: 2, carol: 3}, NextMask: 3,
 		Welcomed: map[string]bool{joe: true}}
 }
@@ -62,10 +60,10 @@ func masked(of string) Addr {
 func roleOf(email string) string { return env().AgentRole(email) }
 
 func mailFrom(from string, to []Addr, cc []Addr) Mail {
-	return Mail{MessageID: "m@x", From: store.Person{Email: from}, Role: roleOf(from), To: to, Cc: cc}
+	return Mail{MessageID: "m@x", From: model.Person{Email: from}, Role: roleOf(from), To: to, Cc: cc}
 }
 
-func traceHas(trace []store.TraceStep, rule, step string) bool {
+func traceHas(trace []model.TraceStep, rule, step string) bool {
 	for _, s := range trace {
 		if s.Rule == rule && strings.Contains(s.Step, step) {
 			return true
@@ -143,7 +141,7 @@ func TestT1_NewTicketFromMail(t *testing.T) {
 	m.Subject = "  Printer on fire "
 	m.From.Name = "Jane"
 	d := DecideMail(nil, m, env())
-	if !d.NewTicket || d.Ticket.Requester.Email != jane || d.Ticket.Subject != "Printer on fire" || d.Ticket.Status != store.StatusNew {
+	if !d.NewTicket || d.Ticket.Requester.Email != jane || d.Ticket.Subject != "Printer on fire" || d.Ticket.Status != model.StatusNew {
 		t.Fatalf("new ticket = %+v", d.Ticket)
 	}
 	if !d.Comment.Public || !traceHas(d.Trace, "T1", "opened") {
@@ -155,19 +153,24 @@ func TestT1_NewTicketFromMail(t *testing.T) {
 }
 
 func TestT3_ReplyNeverChangesRequester(t *testing.T) {
-	d := DecideMail(ticket(store.StatusOpen), mailFrom(joe, addrs("support@example.com"), nil), env())
+	d := DecideMail(ticket(model.StatusOpen), mailFrom(joe, addrs("support@example.com"), nil), env())
 	if d.NewTicket || d.Ticket.Requester.Email != jane {
 		t.Fatalf("reply changed the requester: %+v", d.Ticket.Requester)
 	}
 }
 
 func TestT4_StatusChanges(t *testing.T) {
-	cases := []struct{ name, status, from, want string }{
-		{"T4_reply_reopens_solved", store.StatusSolved, jane, store.StatusOpen},
-		{"T4_reply_reopens_pending", store.StatusPending, jane, store.StatusOpen},
-		{"T4_requester_reply_keeps_new", store.StatusNew, jane, ""},
-		{"T4_first_agent_comment_opens_new", store.StatusNew, alice, store.StatusOpen},
-		{"T4_light_agent_does_not_open_new", store.StatusNew, bob, ""},
+	cases := []struct {
+		name   string
+		status model.Status
+		from   string
+		want   model.Status
+	}{
+		{"T4_reply_reopens_solved", model.StatusSolved, jane, model.StatusOpen},
+		{"T4_reply_reopens_pending", model.StatusPending, jane, model.StatusOpen},
+		{"T4_requester_reply_keeps_new", model.StatusNew, jane, ""},
+		{"T4_first_agent_comment_opens_new", model.StatusNew, alice, model.StatusOpen},
+		{"T4_light_agent_does_not_open_new", model.StatusNew, bob, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -177,8 +180,8 @@ func TestT4_StatusChanges(t *testing.T) {
 			}
 		})
 	}
-	d, _ := DecideAction(ticket(store.StatusNew), Action{Kind: ActComment, Actor: alice, Public: true}, env())
-	if d.Status != store.StatusOpen {
+	d, _ := DecideAction(ticket(model.StatusNew), Action{Kind: ActComment, Actor: alice, Public: true}, env())
+	if d.Status != model.StatusOpen {
 		t.Errorf("first agent comment by API left status %q", d.Status)
 	}
 }
@@ -194,7 +197,7 @@ func TestT5_AutomaticMailIsANoteAndTellsNoEndUser(t *testing.T) {
 	}
 	m := mailFrom(jane, nil, addrs(kim))
 	m.Automatic = "Auto-Submitted: auto-replied"
-	d := DecideMail(ticket(store.StatusOpen), m, env())
+	d := DecideMail(ticket(model.StatusOpen), m, env())
 	if d.Comment.Public || !traceHas(d.Trace, "T5", "internal") || len(d.Changes) != 0 {
 		t.Fatalf("automatic mail: public=%v changes=%v", d.Comment.Public, d.Changes)
 	}
@@ -209,36 +212,36 @@ func TestT5_AutomaticMailIsANoteAndTellsNoEndUser(t *testing.T) {
 }
 
 func TestR1_OnlyAgentsAreAssigned(t *testing.T) {
-	if _, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActAssign, Person: store.Person{Email: bob}}, env()); r == nil || r.Code != 422 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAssign, Person: model.Person{Email: bob}}, env()); r == nil || r.Code != 422 {
 		t.Fatalf("light agent assigned: %v", r)
 	}
-	if _, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActAssign, Person: store.Person{Email: vendor}}, env()); r == nil || r.Code != 422 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAssign, Person: model.Person{Email: vendor}}, env()); r == nil || r.Code != 422 {
 		t.Fatalf("end user assigned: %v", r)
 	}
-	d, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActAssign, Person: store.Person{Email: alice}}, env())
+	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAssign, Person: model.Person{Email: alice}}, env())
 	if r != nil || d.Ticket.Assignee != alice {
 		t.Fatalf("assign alice: %v %+v", r, d.Ticket)
 	}
 }
 
 func TestR2_FollowersAreAgentsOnly(t *testing.T) {
-	_, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActAddFollower, Person: store.Person{Email: kim}}, env())
+	_, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: kim}}, env())
 	if r == nil || r.Code != 422 || r.Rule != "R2" {
 		t.Fatalf("end user made follower: %v", r)
 	}
-	if _, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActAddFollower, Person: store.Person{Email: bob}}, env()); r != nil {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: bob}}, env()); r != nil {
 		t.Fatalf("light agent refused as follower: %v", r)
 	}
 }
 
 func TestR3_OneRolePerAddress(t *testing.T) {
-	tk := ticket(store.StatusOpen)
-	tk.CCs = append(tk.CCs, store.Person{Email: dana})
-	d, r := DecideAction(tk, Action{Kind: ActAddFollower, Person: store.Person{Email: dana}}, env())
+	tk := ticket(model.StatusOpen)
+	tk.CCs = append(tk.CCs, model.Person{Email: dana})
+	d, r := DecideAction(tk, Action{Kind: ActAddFollower, Person: model.Person{Email: dana}}, env())
 	if r != nil || IsCC(d.Ticket, dana) || !IsFollower(d.Ticket, dana) || !traceHas(d.Trace, "R3", "promoted") {
 		t.Fatalf("CC not moved to follower: %v %+v", r, d.Ticket)
 	}
-	if _, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActAddCC, Person: store.Person{Email: jane}}, env()); r == nil || r.Code != 409 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Person: model.Person{Email: jane}}, env()); r == nil || r.Code != 409 {
 		t.Fatalf("requester added as CC: %v", r)
 	}
 }
@@ -263,7 +266,7 @@ func TestC1_WhoCanAddCCsByMail(t *testing.T) {
 			if tc.mod != nil {
 				mods = append(mods, tc.mod)
 			}
-			d := DecideMail(ticket(store.StatusOpen), mailFrom(tc.from, addrs(jane), addrs(kim)), env(mods...))
+			d := DecideMail(ticket(model.StatusOpen), mailFrom(tc.from, addrs(jane), addrs(kim)), env(mods...))
 			if IsCC(d.Ticket, kim) != tc.added {
 				t.Fatalf("kim added=%v, want %v (trace %v)", IsCC(d.Ticket, kim), tc.added, d.Trace)
 			}
@@ -275,33 +278,33 @@ func TestC1_WhoCanAddCCsByMail(t *testing.T) {
 }
 
 func TestC2_BlocklistNeverAdds(t *testing.T) {
-	d := DecideMail(ticket(store.StatusOpen), mailFrom(jane, nil, addrs("ceo@example.com", "bot@noreply.example.com")), env())
+	d := DecideMail(ticket(model.StatusOpen), mailFrom(jane, nil, addrs("ceo@example.com", "bot@noreply.example.com")), env())
 	if len(d.Ticket.CCs) != 1 || !traceHas(d.Trace, "C2", "not added") {
 		t.Fatalf("blocklisted added: %+v", d.Ticket.CCs)
 	}
-	if _, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActAddCC, Person: store.Person{Email: "x@noreply.example.com"}}, env()); r == nil || r.Code != 422 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Person: model.Person{Email: "x@noreply.example.com"}}, env()); r == nil || r.Code != 422 {
 		t.Fatalf("API added a blocklisted CC: %v", r)
 	}
 	e := env(func(e *Env) { e.Policy.CCBlocklist = append(e.Policy.CCBlocklist, dana) })
-	if _, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActAddFollower, Person: store.Person{Email: dana}}, e); r == nil || r.Code != 422 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: dana}}, e); r == nil || r.Code != 422 {
 		t.Fatalf("API added a blocklisted follower: %v", r)
 	}
 }
 
 func TestC3_AgentCCBecomesFollower(t *testing.T) {
-	d := DecideMail(ticket(store.StatusOpen), mailFrom(jane, nil, addrs(dana)), env())
+	d := DecideMail(ticket(model.StatusOpen), mailFrom(jane, nil, addrs(dana)), env())
 	if IsCC(d.Ticket, dana) || !IsFollower(d.Ticket, dana) || !traceHas(d.Trace, "C3", "follower") {
 		t.Fatalf("agent CC: ccs=%v followers=%v", d.Ticket.CCs, d.Ticket.Followers)
 	}
-	d = DecideMail(ticket(store.StatusOpen), mailFrom(jane, nil, addrs(dana)), env(func(e *Env) { e.Policy.AgentCCBecomesFollower = false }))
+	d = DecideMail(ticket(model.StatusOpen), mailFrom(jane, nil, addrs(dana)), env(func(e *Env) { e.Policy.AgentCCBecomesFollower = false }))
 	if !IsCC(d.Ticket, dana) || IsFollower(d.Ticket, dana) {
 		t.Fatalf("with the policy off the agent should be a CC: %+v", d.Ticket)
 	}
 }
 
 func TestC4_NewCCGetsHistoryOnce(t *testing.T) {
-	tk := ticket(store.StatusOpen)
-	d, _ := DecideAction(tk, Action{Kind: ActAddCC, Person: store.Person{Email: kim}}, env())
+	tk := ticket(model.StatusOpen)
+	d, _ := DecideAction(tk, Action{Kind: ActAddCC, Person: model.Person{Email: kim}}, env())
 	d2, _ := DecideAction(d.Ticket, Action{Kind: ActComment, Actor: alice, Public: true}, env())
 	var kimHistory, joeHistory bool
 	for _, n := range d2.Notifications {
@@ -327,22 +330,22 @@ func TestC4_NewCCGetsHistoryOnce(t *testing.T) {
 
 func TestC5_OwnAddressesAddNobody(t *testing.T) {
 	m := mailFrom(jane, []Addr{{Email: "support@example.com", Own: true}, {Email: "support+5-tok@example.com", Own: true}}, []Addr{masked(joe)})
-	d := DecideMail(ticket(store.StatusOpen), m, env())
+	d := DecideMail(ticket(model.StatusOpen), m, env())
 	if len(d.Changes) != 0 {
 		t.Fatalf("own addresses changed participants: %v", d.Changes)
 	}
 }
 
 func TestC6_ExpertsManageCCs(t *testing.T) {
-	d, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActAddCC, Person: store.Person{Email: kim}}, env(func(e *Env) { e.Policy.CCsEnabled = false }))
+	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Person: model.Person{Email: kim}}, env(func(e *Env) { e.Policy.CCsEnabled = false }))
 	if r != nil || !IsCC(d.Ticket, kim) || !traceHas(d.Trace, "C6", "added") {
 		t.Fatalf("expert add: %v", r)
 	}
-	d, r = DecideAction(d.Ticket, Action{Kind: ActRemoveCC, Person: store.Person{Email: kim}}, env())
+	d, r = DecideAction(d.Ticket, Action{Kind: ActRemoveCC, Person: model.Person{Email: kim}}, env())
 	if r != nil || IsCC(d.Ticket, kim) {
 		t.Fatalf("expert remove: %v", r)
 	}
-	if _, r = DecideAction(d.Ticket, Action{Kind: ActRemoveCC, Person: store.Person{Email: kim}}, env()); r == nil || r.Code != 404 {
+	if _, r = DecideAction(d.Ticket, Action{Kind: ActRemoveCC, Person: model.Person{Email: kim}}, env()); r == nil || r.Code != 404 {
 		t.Fatalf("removing a non-CC: %v", r)
 	}
 }
@@ -354,16 +357,16 @@ func TestC7_RemovalByMail(t *testing.T) {
 		m.Answered = answered
 		return m
 	}
-	d := DecideMail(ticket(store.StatusOpen), reply(jane, []Addr{{Email: "support+5-tok@example.com", Own: true}}), env())
+	d := DecideMail(ticket(model.StatusOpen), reply(jane, []Addr{{Email: "support+5-tok@example.com", Own: true}}), env())
 	if IsCC(d.Ticket, joe) || !traceHas(d.Trace, "C7", "removed") {
 		t.Fatalf("requester's Reply kept joe: %v", d.Trace)
 	}
-	d = DecideMail(ticket(store.StatusOpen), reply(jane, nil), env(func(e *Env) { e.Policy.CCRemoval = "expert_only" }))
+	d = DecideMail(ticket(model.StatusOpen), reply(jane, nil), env(func(e *Env) { e.Policy.CCRemoval = "expert_only" }))
 	if !IsCC(d.Ticket, joe) {
 		t.Fatal("expert_only: mail removed a CC")
 	}
-	tk := ticket(store.StatusOpen)
-	tk.CCs = append(tk.CCs, store.Person{Email: kim})
+	tk := ticket(model.StatusOpen)
+	tk.CCs = append(tk.CCs, model.Person{Email: kim})
 	answered = &Answered{CCs: []string{joe, kim}}
 	d = DecideMail(tk, reply(kim, nil), env())
 	if !IsCC(d.Ticket, joe) || !traceHas(d.Trace, "C7", "no CC removed") {
@@ -380,32 +383,32 @@ func TestC7_RemovalByMail(t *testing.T) {
 }
 
 func TestC8_CapOnCCs(t *testing.T) {
-	d := DecideMail(ticket(store.StatusOpen), mailFrom(jane, nil, addrs(kim, "lee@customer.test")), env(func(e *Env) { e.MaxCCs = 2 }))
+	d := DecideMail(ticket(model.StatusOpen), mailFrom(jane, nil, addrs(kim, "lee@customer.test")), env(func(e *Env) { e.MaxCCs = 2 }))
 	if len(d.Ticket.CCs) != 2 || !traceHas(d.Trace, "C8", "not added") {
 		t.Fatalf("cap: %v", d.Ticket.CCs)
 	}
-	if _, r := DecideAction(d.Ticket, Action{Kind: ActAddCC, Person: store.Person{Email: "z@customer.test"}}, env(func(e *Env) { e.MaxCCs = 2 })); r == nil || r.Code != 422 {
+	if _, r := DecideAction(d.Ticket, Action{Kind: ActAddCC, Person: model.Person{Email: "z@customer.test"}}, env(func(e *Env) { e.MaxCCs = 2 })); r == nil || r.Code != 422 {
 		t.Fatalf("API over the cap: %v", r)
 	}
 }
 
 func TestF1_MailNeverAddsFollowers(t *testing.T) {
-	d := DecideMail(ticket(store.StatusOpen), mailFrom(alice, addrs(jane), addrs(kim)), env())
+	d := DecideMail(ticket(model.StatusOpen), mailFrom(alice, addrs(jane), addrs(kim)), env())
 	if IsFollower(d.Ticket, kim) {
 		t.Fatal("an end user became a follower by mail")
 	}
-	d, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActAddFollower, Person: store.Person{Email: dana}}, env())
+	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: dana}}, env())
 	if r != nil || !IsFollower(d.Ticket, dana) {
 		t.Fatalf("expert could not add a follower: %v", r)
 	}
-	if _, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActAddFollower, Person: store.Person{Email: dana}}, env(func(e *Env) { e.Policy.FollowersEnabled = false })); r == nil || r.Code != 422 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: dana}}, env(func(e *Env) { e.Policy.FollowersEnabled = false })); r == nil || r.Code != 422 {
 		t.Fatalf("followers disabled: %v", r)
 	}
 }
 
 func TestF2_FollowersGetPublicAndInternal(t *testing.T) {
 	for _, public := range []bool{true, false} {
-		d, _ := DecideAction(ticket(store.StatusOpen), Action{Kind: ActComment, Actor: alice, Public: public}, env())
+		d, _ := DecideAction(ticket(model.StatusOpen), Action{Kind: ActComment, Actor: alice, Public: public}, env())
 		if !has(recipients(d), carol+"/follower/agent") {
 			t.Fatalf("public=%v: follower not notified: %v", public, recipients(d))
 		}
@@ -413,7 +416,7 @@ func TestF2_FollowersGetPublicAndInternal(t *testing.T) {
 }
 
 func TestF3_FollowerCopyIsApartFromEndUsers(t *testing.T) {
-	tk := ticket(store.StatusOpen)
+	tk := ticket(model.StatusOpen)
 	tk.Assignee = dana
 	d, _ := DecideAction(tk, Action{Kind: ActComment, Actor: alice, Public: true}, env())
 	for _, n := range d.Notifications {
@@ -435,16 +438,16 @@ func TestF3_FollowerCopyIsApartFromEndUsers(t *testing.T) {
 }
 
 func TestF4_FollowerReply(t *testing.T) {
-	d := DecideMail(ticket(store.StatusOpen), mailFrom(carol, []Addr{{Email: "support+5-tok@example.com", Own: true}}, nil), env())
+	d := DecideMail(ticket(model.StatusOpen), mailFrom(carol, []Addr{{Email: "support+5-tok@example.com", Own: true}}, nil), env())
 	if d.Comment.Public || !traceHas(d.Trace, "F4", "internal") {
 		t.Fatalf("follower's Reply: %v", d.Trace)
 	}
-	d = DecideMail(ticket(store.StatusOpen), mailFrom(carol, []Addr{masked(jane)}, nil), env())
+	d = DecideMail(ticket(model.StatusOpen), mailFrom(carol, []Addr{masked(jane)}, nil), env())
 	if !d.Comment.Public || !traceHas(d.Trace, "F4", "public") {
 		t.Fatalf("follower's Reply-all through the masked requester: %v", d.Trace)
 	}
-	tk := ticket(store.StatusOpen)
-	tk.Followers = append(tk.Followers, store.Person{Email: bob})
+	tk := ticket(model.StatusOpen)
+	tk.Followers = append(tk.Followers, model.Person{Email: bob})
 	m := mailFrom(bob, []Addr{masked(jane)}, nil)
 	if d = DecideMail(tk, m, env()); d.Comment.Public {
 		t.Fatal("a light agent follower's Reply-all became public")
@@ -452,55 +455,55 @@ func TestF4_FollowerReply(t *testing.T) {
 }
 
 func TestV1_RequesterMailIsPublic(t *testing.T) {
-	d := DecideMail(ticket(store.StatusOpen), mailFrom(jane, nil, nil), env())
+	d := DecideMail(ticket(model.StatusOpen), mailFrom(jane, nil, nil), env())
 	if !d.Comment.Public || !traceHas(d.Trace, "V1", "public") {
 		t.Fatal("requester's mail not public")
 	}
 }
 
 func TestV2_CCReplyVsReplyAll(t *testing.T) {
-	if d := DecideMail(ticket(store.StatusOpen), mailFrom(joe, nil, nil), env()); d.Comment.Public || !traceHas(d.Trace, "V2", "internal") {
+	if d := DecideMail(ticket(model.StatusOpen), mailFrom(joe, nil, nil), env()); d.Comment.Public || !traceHas(d.Trace, "V2", "internal") {
 		t.Fatal("CC's Reply was public")
 	}
-	if d := DecideMail(ticket(store.StatusOpen), mailFrom(joe, nil, addrs(jane)), env()); !d.Comment.Public {
+	if d := DecideMail(ticket(model.StatusOpen), mailFrom(joe, nil, addrs(jane)), env()); !d.Comment.Public {
 		t.Fatal("CC's Reply-all was internal")
 	}
 }
 
 func TestV3_AgentReplyVsReplyAll(t *testing.T) {
-	if d := DecideMail(ticket(store.StatusOpen), mailFrom(alice, nil, nil), env()); d.Comment.Public {
+	if d := DecideMail(ticket(model.StatusOpen), mailFrom(alice, nil, nil), env()); d.Comment.Public {
 		t.Fatal("agent's Reply was public")
 	}
-	if d := DecideMail(ticket(store.StatusOpen), mailFrom(alice, []Addr{masked(joe)}, nil), env()); !d.Comment.Public || !traceHas(d.Trace, "V3", "public") {
+	if d := DecideMail(ticket(model.StatusOpen), mailFrom(alice, []Addr{masked(joe)}, nil), env()); !d.Comment.Public || !traceHas(d.Trace, "V3", "public") {
 		t.Fatal("agent's Reply-all through a masked CC was internal")
 	}
-	if d := DecideMail(ticket(store.StatusOpen), mailFrom(bob, addrs(jane), nil), env()); d.Comment.Public {
+	if d := DecideMail(ticket(model.StatusOpen), mailFrom(bob, addrs(jane), nil), env()); d.Comment.Public {
 		t.Fatal("light agent's mail was public")
 	}
 }
 
 func TestV4_ExpertChoosesVisibility(t *testing.T) {
-	if _, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActComment, Actor: bob, Public: true}, env()); r == nil || r.Code != 422 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActComment, Actor: bob, Public: true}, env()); r == nil || r.Code != 422 {
 		t.Fatalf("light agent's public API comment: %v", r)
 	}
-	if _, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActComment, Actor: vendor, Public: false}, env()); r == nil || r.Code != 422 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActComment, Actor: vendor, Public: false}, env()); r == nil || r.Code != 422 {
 		t.Fatalf("non-agent API comment: %v", r)
 	}
-	d, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActComment, Actor: bob, Public: false}, env())
+	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActComment, Actor: bob, Public: false}, env())
 	if r != nil || d.Comment.Public {
 		t.Fatalf("light agent's note: %v", r)
 	}
 }
 
 func TestV5_MakeCommentInternal(t *testing.T) {
-	d, r := DecideAction(ticket(store.StatusOpen), Action{Kind: ActMakePrivate, CommentID: 9, CommentPublic: true}, env())
+	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActMakePrivate, CommentID: 9, CommentPublic: true}, env())
 	if r != nil || d.Restate == nil || d.Restate.CommentID != 9 || d.Restate.Public || !traceHas(d.Trace, "V5", "internal") || len(d.Notifications) != 0 {
 		t.Fatalf("V5: %v %+v", r, d)
 	}
 }
 
 func TestX1_ThirdParty(t *testing.T) {
-	tk := ticket(store.StatusOpen)
+	tk := ticket(model.StatusOpen)
 	tk.Assignee = alice
 	d := DecideMail(tk, mailFrom(vendor, addrs(jane), addrs(kim)), env())
 	if d.Comment.Public || !d.Comment.ThirdParty || IsCC(d.Ticket, vendor) || IsCC(d.Ticket, kim) {
@@ -516,14 +519,14 @@ func TestX2_ReplyToDiffersChangesNobody(t *testing.T) {
 	m := mailFrom(jane, nil, addrs(kim))
 	m.ReplyToDiffers = true
 	m.Answered = &Answered{CCs: []string{joe}}
-	d := DecideMail(ticket(store.StatusOpen), m, env())
+	d := DecideMail(ticket(model.StatusOpen), m, env())
 	if len(d.Changes) != 0 || !d.Comment.ReplyToDiffers || !traceHas(d.Trace, "X2", "no participant changes") {
 		t.Fatalf("X2: %v", d.Changes)
 	}
 }
 
 func TestN1_PublicCommentAudience(t *testing.T) {
-	tk := ticket(store.StatusOpen)
+	tk := ticket(model.StatusOpen)
 	tk.Assignee = dana
 	d, _ := DecideAction(tk, Action{Kind: ActComment, Actor: alice, Public: true}, env())
 	got := recipients(d)
@@ -539,7 +542,7 @@ func TestN1_PublicCommentAudience(t *testing.T) {
 }
 
 func TestN2_InternalNoteAudience(t *testing.T) {
-	tk := ticket(store.StatusOpen)
+	tk := ticket(model.StatusOpen)
 	tk.Assignee = dana
 	d, _ := DecideAction(tk, Action{Kind: ActComment, Actor: alice, Public: false}, env())
 	got := notifiedEmails(d)
@@ -549,7 +552,7 @@ func TestN2_InternalNoteAudience(t *testing.T) {
 }
 
 func TestN3_DirectRecipientsAreLeftOut(t *testing.T) {
-	d := DecideMail(ticket(store.StatusOpen), mailFrom(jane, nil, addrs(joe, carol)), env())
+	d := DecideMail(ticket(model.StatusOpen), mailFrom(jane, nil, addrs(joe, carol)), env())
 	got := notifiedEmails(d)
 	if got[joe] || got[carol] || !traceHas(d.Trace, "N3", "not notified") {
 		t.Fatalf("direct recipients notified again: %v", got)
@@ -557,8 +560,8 @@ func TestN3_DirectRecipientsAreLeftOut(t *testing.T) {
 }
 
 func TestN4_ReplyAudience(t *testing.T) {
-	tk := ticket(store.StatusOpen)
-	tk.CCs = append(tk.CCs, store.Person{Email: kim})
+	tk := ticket(model.StatusOpen)
+	tk.CCs = append(tk.CCs, model.Person{Email: kim})
 	m := mailFrom(jane, nil, addrs(joe))
 	m.Answered = &Answered{CCs: []string{joe}}
 	// kim became a CC after the notification jane answers.
@@ -573,17 +576,17 @@ func TestN4_ReplyAudience(t *testing.T) {
 }
 
 func TestN5_EventAudiences(t *testing.T) {
-	tk := ticket(store.StatusOpen)
-	d, _ := DecideAction(tk, Action{Kind: ActAssign, Person: store.Person{Email: alice}}, env())
+	tk := ticket(model.StatusOpen)
+	d, _ := DecideAction(tk, Action{Kind: ActAssign, Person: model.Person{Email: alice}}, env())
 	got := recipients(d)
 	if !has(got, jane+"/requester/end_user") || !has(got, joe+"/cc/end_user") || !has(got, alice+"/assignee/agent") {
 		t.Fatalf("assigned (requester_and_ccs): %v", got)
 	}
-	d, _ = DecideAction(tk, Action{Kind: ActAssign, Person: store.Person{Email: alice}}, env(func(e *Env) { e.Notifications.Assigned = "none" }))
+	d, _ = DecideAction(tk, Action{Kind: ActAssign, Person: model.Person{Email: alice}}, env(func(e *Env) { e.Notifications.Assigned = "none" }))
 	if got := recipients(d); len(got) != 1 || got[0] != alice+"/assignee/agent" {
 		t.Fatalf("assigned (none): %v; the assignee is always told", got)
 	}
-	d, _ = DecideAction(tk, Action{Kind: ActStatus, Status: store.StatusSolved}, env(func(e *Env) { e.Notifications.Solved = "requester" }))
+	d, _ = DecideAction(tk, Action{Kind: ActStatus, Status: model.StatusSolved}, env(func(e *Env) { e.Notifications.Solved = "requester" }))
 	if got := recipients(d); len(got) != 1 || got[0] != jane+"/requester/end_user" {
 		t.Fatalf("solved (requester): %v", got)
 	}
@@ -602,7 +605,7 @@ func TestN6_AttachmentsAndCCs(t *testing.T) {
 	m := mailFrom(jane, nil, nil)
 	m.HasAttachments = true
 	for _, ccAttach := range []bool{true, false} {
-		d := DecideMail(ticket(store.StatusOpen), m, env(func(e *Env) { e.Policy.CCAttachments = ccAttach }))
+		d := DecideMail(ticket(model.StatusOpen), m, env(func(e *Env) { e.Policy.CCAttachments = ccAttach }))
 		for _, n := range d.Notifications {
 			for _, r := range n.Recipients {
 				if r.Email == joe && n.Attachments != ccAttach {
@@ -620,7 +623,7 @@ func TestA1_SpoofNoteIsTraced(t *testing.T) {
 	m := mailFrom(alice, addrs(jane), nil)
 	id := Identify(env(), alice, AuthFacts{Mode: "dmarc", FromAddress: alice, DMARCSummary: "dmarc=fail (p=reject) header.from=example.com"})
 	m.Role, m.Identified = id.Role, id.Step
-	d := DecideMail(ticket(store.StatusOpen), m, env())
+	d := DecideMail(ticket(model.StatusOpen), m, env())
 	if !traceHas(d.Trace, "A1", "end user") || !d.Comment.ThirdParty || d.Comment.Public {
 		t.Fatalf("spoofed agent got an agent's powers: %+v", d.Comment)
 	}
@@ -651,25 +654,25 @@ func TestT5_SenderLimit(t *testing.T) {
 }
 
 func TestT6_BounceVerdicts(t *testing.T) {
-	rep := dsn.Report{Recipients: []dsn.Recipient{{Email: "Joe@customer.test", Action: "failed", Status: "5.1.1"}, {Email: kim, Action: "delayed"}}}
+	rep := model.BounceReport{Recipients: []model.BounceRecipient{{Email: "Joe@customer.test", Action: "failed", Status: "5.1.1"}, {Email: kim, Action: "delayed"}}}
 	got := Bounced([]string{joe, kim}, rep)
 	if len(got) != 1 || !strings.Contains(got[joe], "5.1.1") {
 		t.Errorf("DSN: %v", got)
 	}
-	if got := Bounced([]string{joe, kim}, dsn.Report{Text: "no mailbox <kim@customer.test> here"}); len(got) != 1 || got[kim] == "" {
+	if got := Bounced([]string{joe, kim}, model.BounceReport{Text: "no mailbox <kim@customer.test> here"}); len(got) != 1 || got[kim] == "" {
 		t.Errorf("plain bounce naming kim: %v", got)
 	}
-	if got := Bounced([]string{joe}, dsn.Report{Text: "something failed"}); got[joe] == "" {
+	if got := Bounced([]string{joe}, model.BounceReport{Text: "something failed"}); got[joe] == "" {
 		t.Errorf("plain bounce, one recipient: %v", got)
 	}
-	if got := Bounced([]string{joe, kim}, dsn.Report{Text: "something failed"}); len(got) != 0 {
+	if got := Bounced([]string{joe, kim}, model.BounceReport{Text: "something failed"}); len(got) != 0 {
 		t.Errorf("plain bounce naming nobody of two: %v", got)
 	}
 }
 
 func TestC5_ExpertCannotAddOwnAddresses(t *testing.T) {
 	for _, kind := range []string{ActAddCC, ActAddFollower} {
-		_, r := DecideAction(ticket(store.StatusOpen), Action{Kind: kind, Person: store.Person{Email: "support@example.com"}, PersonIsOwn: true}, env())
+		_, r := DecideAction(ticket(model.StatusOpen), Action{Kind: kind, Person: model.Person{Email: "support@example.com"}, PersonIsOwn: true}, env())
 		if r == nil || r.Code != 422 || r.Rule != "C5" {
 			t.Errorf("%s of an own address: %v", kind, r)
 		}
@@ -677,16 +680,16 @@ func TestC5_ExpertCannotAddOwnAddresses(t *testing.T) {
 }
 
 func TestT4_InternalNoteDoesNotReopenButEndUserMailDoes(t *testing.T) {
-	d := DecideMail(ticket(store.StatusSolved), mailFrom(alice, nil, nil), env())
+	d := DecideMail(ticket(model.StatusSolved), mailFrom(alice, nil, nil), env())
 	if d.Status != "" {
 		t.Errorf("an agent's internal note by mail reopened a solved ticket")
 	}
-	d, _ = DecideAction(ticket(store.StatusSolved), Action{Kind: ActComment, Actor: alice, Public: false}, env())
+	d, _ = DecideAction(ticket(model.StatusSolved), Action{Kind: ActComment, Actor: alice, Public: false}, env())
 	if d.Status != "" {
 		t.Errorf("an agent's internal note by API reopened a solved ticket")
 	}
-	d = DecideMail(ticket(store.StatusSolved), mailFrom(joe, nil, nil), env())
-	if d.Status != store.StatusOpen {
+	d = DecideMail(ticket(model.StatusSolved), mailFrom(joe, nil, nil), env())
+	if d.Status != model.StatusOpen {
 		t.Errorf("a CC's private reply left a solved ticket %q", d.Status)
 	}
 }
@@ -701,7 +704,7 @@ func TestH2_H3_Masking(t *testing.T) {
 func TestM1_UndecodableMail(t *testing.T) {
 	unreadable := mailFrom(jane, nil, addrs(joe))
 	unreadable.Problems, unreadable.Unreadable = []string{"body: illegal base64 data"}, true
-	d := DecideMail(ticket(store.StatusOpen), unreadable, env())
+	d := DecideMail(ticket(model.StatusOpen), unreadable, env())
 	if d.Comment.Public || !traceHas(d.Trace, "M1", "internal") {
 		t.Fatalf("nothing readable left, yet public: %+v", d.Trace)
 	}
@@ -717,7 +720,7 @@ func TestM1_UndecodableMail(t *testing.T) {
 	}
 	partly := mailFrom(jane, nil, nil)
 	partly.Problems = []string{"attachment \"a.pdf\": illegal base64 data"}
-	if d := DecideMail(ticket(store.StatusOpen), partly, env()); !d.Comment.Public || !traceHas(d.Trace, "M1", "decoding problems") {
+	if d := DecideMail(ticket(model.StatusOpen), partly, env()); !d.Comment.Public || !traceHas(d.Trace, "M1", "decoding problems") {
 		t.Errorf("readable mail with a broken file: public=%v %+v", d.Comment.Public, d.Trace)
 	}
 }

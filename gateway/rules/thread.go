@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/deskgate/deskgate/store"
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 // Sender roles.
@@ -52,8 +52,8 @@ type ThreadFacts struct {
 
 // Thread picks the ticket of a mail by T2, first match wins. It returns 0 when the mail
 // threads nowhere (and so opens a ticket by T1).
-func Thread(f ThreadFacts) (uint64, []store.TraceStep) {
-	var trace []store.TraceStep
+func Thread(f ThreadFacts) (uint64, []model.TraceStep) {
+	var trace []model.TraceStep
 	invalid := false
 	for _, r := range f.Recipients {
 		if r.TicketID == 0 {
@@ -100,12 +100,12 @@ func Thread(f ThreadFacts) (uint64, []store.TraceStep) {
 	return 0, trace
 }
 
-func step(rule, what, detail string) store.TraceStep {
-	return store.TraceStep{Rule: rule, Step: what, Detail: detail}
+func step(rule, what, detail string) model.TraceStep {
+	return model.TraceStep{Rule: rule, Step: what, Detail: detail}
 }
 
 // IsCC reports whether email is a CC of t.
-func IsCC(t *store.Ticket, email string) bool {
+func IsCC(t *model.Ticket, email string) bool {
 	for _, c := range t.CCs {
 		if SameAddress(c.Email, email) {
 			return true
@@ -115,7 +115,7 @@ func IsCC(t *store.Ticket, email string) bool {
 }
 
 // IsParticipant reports whether email is requester, CC, follower or assignee of t.
-func IsParticipant(t *store.Ticket, email string) bool {
+func IsParticipant(t *model.Ticket, email string) bool {
 	if SameAddress(t.Requester.Email, email) || SameAddress(t.Assignee, email) || IsCC(t, email) {
 		return true
 	}
