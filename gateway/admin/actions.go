@@ -120,12 +120,27 @@ func writeActError(w http.ResponseWriter, err error) {
 	var ref *rules.Refusal
 	switch {
 	case errors.As(err, &ref):
-		writeError(w, ref.Code, ref.Error())
+		writeError(w, httpStatus(ref.Kind), ref.Error())
 	case errors.Is(err, desk.ErrNotFound), errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error())
 	default:
 		writeError(w, http.StatusInternalServerError, err.Error())
 	}
+}
+
+// httpStatus is the API's answer to each kind of refusal.
+func httpStatus(k rules.RefusalKind) int {
+	switch k {
+	case rules.RefuseInvalid:
+		return http.StatusBadRequest
+	case rules.RefuseNotFound:
+		return http.StatusNotFound
+	case rules.RefuseConflict:
+		return http.StatusConflict
+	case rules.RefuseNotAllowed:
+		return http.StatusUnprocessableEntity
+	}
+	return http.StatusInternalServerError
 }
 
 func (s *Server) act(w http.ResponseWriter, r *http.Request, id uint64, actions []rules.Action, body string, status int) {
@@ -408,7 +423,7 @@ func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request) {
 		} else {
 			id, err := strconv.ParseUint(key, 10, 64)
 			if err != nil || id == 0 {
-				return &rules.Refusal{Code: 400, Msg: fmt.Sprintf("id: %q is not a delivery id (or all)", key)}
+				return &rules.Refusal{Kind: rules.RefuseInvalid, Msg: fmt.Sprintf("id: %q is not a delivery id (or all)", key)}
 			}
 			ids = []uint64{id}
 		}
@@ -425,7 +440,7 @@ func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request) {
 			}
 			if len(states) == 0 {
 				if key != "all" {
-					return &rules.Refusal{Code: 409, Msg: fmt.Sprintf("delivery %d has nothing to retry (state %s)", id, d.State)}
+					return &rules.Refusal{Kind: rules.RefuseConflict, Msg: fmt.Sprintf("delivery %d has nothing to retry (state %s)", id, d.State)}
 				}
 				continue
 			}
@@ -466,7 +481,7 @@ func (s *Server) dropDelivery(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		if d.State != store.DeliveryQueued {
-			return &rules.Refusal{Code: 409, Msg: fmt.Sprintf("delivery %d is not queued (state %s)", id, d.State)}
+			return &rules.Refusal{Kind: rules.RefuseConflict, Msg: fmt.Sprintf("delivery %d is not queued (state %s)", id, d.State)}
 		}
 		states := map[string][2]string{}
 		for _, rc := range d.Recipients {

@@ -283,7 +283,7 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 		lastID = 0
 		t, err := tx.Ticket(ticketID)
 		if errors.Is(err, store.ErrNotFound) {
-			return &rules.Refusal{Code: 404, Msg: "ticket does not exist"}
+			return &rules.Refusal{Kind: rules.RefuseNotFound, Msg: "ticket does not exist"}
 		}
 		if err != nil {
 			return err
@@ -292,7 +292,7 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 			if a.Kind == rules.ActMakePrivate || a.Kind == rules.ActMakePublic {
 				c, err := tx.Comment(a.CommentID)
 				if err != nil || c.TicketID != t.ID {
-					return &rules.Refusal{Code: 404, Rule: "V5", Msg: "no such comment on this ticket"}
+					return &rules.Refusal{Kind: rules.RefuseNotFound, Rule: "V5", Msg: "no such comment on this ticket"}
 				}
 				a.CommentPublic = c.Public
 			}

@@ -35,8 +35,8 @@ type Action struct {
 	Status model.Status
 }
 
-func refuse(code int, rule, format string, args ...any) *Refusal {
-	return &Refusal{Code: code, Rule: rule, Msg: fmt.Sprintf(format, args...)}
+func refuse(kind RefusalKind, rule, format string, args ...any) *Refusal {
+	return &Refusal{Kind: kind, Rule: rule, Msg: fmt.Sprintf(format, args...)}
 }
 
 // DecideAction decides an expert action on ticket, or refuses it.
@@ -45,19 +45,19 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 	d := Decision{Ticket: t}
 	email := a.Person.Email
 	if (a.Kind == ActAddCC || a.Kind == ActAddFollower) && a.PersonIsOwn {
-		return d, refuse(422, "C5", "%s is one of deskgate's own addresses", email)
+		return d, refuse(RefuseNotAllowed, "C5", "%s is one of deskgate's own addresses", email)
 	}
 	switch a.Kind {
 	case ActAddCC:
 		switch {
 		case env.Blocked(email):
-			return d, refuse(422, "C2", "%s matches policy.cc_blocklist", email)
+			return d, refuse(RefuseNotAllowed, "C2", "%s matches policy.cc_blocklist", email)
 		case IsCC(t, email):
-			return d, refuse(409, "R3", "%s is already a CC", email)
+			return d, refuse(RefuseConflict, "R3", "%s is already a CC", email)
 		case SameAddress(t.Requester.Email, email):
-			return d, refuse(409, "R3", "%s is the requester", email)
+			return d, refuse(RefuseConflict, "R3", "%s is the requester", email)
 		case len(t.CCs) >= env.MaxCCs:
-			return d, refuse(422, "C8", "ticket %d already has limits.max_ccs=%d CCs", t.ID, env.MaxCCs)
+			return d, refuse(RefuseNotAllowed, "C8", "ticket %d already has limits.max_ccs=%d CCs", t.ID, env.MaxCCs)
 		}
 		release(&d, t, a.Person, "becomes a CC")
 		t.CCs = append(t.CCs, a.Person)
@@ -69,7 +69,7 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 		}
 	case ActRemoveCC:
 		if !IsCC(t, email) {
-			return d, refuse(404, "C6", "%s is not a CC of ticket %d", email, t.ID)
+			return d, refuse(RefuseNotFound, "C6", "%s is not a CC of ticket %d", email, t.ID)
 		}
 		t.CCs = remove(t.CCs, email)
 		d.Changes = append(d.Changes, Change{Op: OpRemoveCC, Person: a.Person, Rule: "C6"})
@@ -77,17 +77,17 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 	case ActAddFollower:
 		switch {
 		case !env.Policy.FollowersEnabled:
-			return d, refuse(422, "F1", "policy.followers_enabled is false")
+			return d, refuse(RefuseNotAllowed, "F1", "policy.followers_enabled is false")
 		case !env.IsAgent(email):
-			return d, refuse(422, "R2", "%s is not an agent: followers are agents or light agents only", email)
+			return d, refuse(RefuseNotAllowed, "R2", "%s is not an agent: followers are agents or light agents only", email)
 		case env.Blocked(email):
-			return d, refuse(422, "C2", "%s matches policy.cc_blocklist", email)
+			return d, refuse(RefuseNotAllowed, "C2", "%s matches policy.cc_blocklist", email)
 		case IsFollower(t, email):
-			return d, refuse(409, "R3", "%s already follows ticket %d", email, t.ID)
+			return d, refuse(RefuseConflict, "R3", "%s already follows ticket %d", email, t.ID)
 		case SameAddress(t.Requester.Email, email):
-			return d, refuse(409, "R3", "%s is the requester", email)
+			return d, refuse(RefuseConflict, "R3", "%s is the requester", email)
 		case SameAddress(t.Assignee, email):
-			return d, refuse(409, "R3", "%s is the assignee, who receives every update already", email)
+			return d, refuse(RefuseConflict, "R3", "%s is the assignee, who receives every update already", email)
 		}
 		release(&d, t, a.Person, "becomes a hidden follower")
 		if a.Person.Name == "" {
@@ -99,7 +99,7 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 		d.trace("F1", "follower added", email+" by an expert")
 	case ActRemoveFollower:
 		if !IsFollower(t, email) {
-			return d, refuse(404, "F1", "%s does not follow ticket %d", email, t.ID)
+			return d, refuse(RefuseNotFound, "F1", "%s does not follow ticket %d", email, t.ID)
 		}
 		t.Followers = remove(t.Followers, email)
 		d.Changes = append(d.Changes, Change{Op: OpRemoveFollower, Person: a.Person, Rule: "F1"})
@@ -108,9 +108,9 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 		role := env.AgentRole(a.Actor)
 		switch {
 		case role == RoleEndUser:
-			return d, refuse(422, "V4", "%s is not an agent", a.Actor)
+			return d, refuse(RefuseNotAllowed, "V4", "%s is not an agent", a.Actor)
 		case role == RoleLightAgent && a.Public:
-			return d, refuse(422, "V4", "%s is a light agent and can only write internal notes", a.Actor)
+			return d, refuse(RefuseNotAllowed, "V4", "%s is a light agent and can only write internal notes", a.Actor)
 		}
 		d.Comment = &CommentDecision{Public: a.Public}
 		if a.Public {
@@ -122,7 +122,7 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 		notifyComment(&d, t, env, noteFacts{author: a.Actor, public: a.Public, endUsersOK: true, ccs: t.CCs})
 	case ActMakePrivate:
 		if a.CommentID == 0 {
-			return d, refuse(404, "V5", "no such comment on ticket %d", t.ID)
+			return d, refuse(RefuseNotFound, "V5", "no such comment on ticket %d", t.ID)
 		}
 		d.Restate = &Restate{CommentID: a.CommentID, Public: false}
 		if a.CommentPublic {
@@ -132,13 +132,13 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 		}
 	case ActMakePublic:
 		if a.CommentID == 0 {
-			return d, refuse(404, "V5", "no such comment on ticket %d", t.ID)
+			return d, refuse(RefuseNotFound, "V5", "no such comment on ticket %d", t.ID)
 		}
 		d.Restate = &Restate{CommentID: a.CommentID, Public: true}
 		d.trace("X1", "made public", fmt.Sprintf("comment %d is public from now on, by an expert; it is not sent again", a.CommentID))
 	case ActAssign:
 		if role := env.AgentRole(email); role != RoleAgent {
-			return d, refuse(422, "R1", "%s is not an agent (light agents cannot be assigned)", email)
+			return d, refuse(RefuseNotAllowed, "R1", "%s is not an agent (light agents cannot be assigned)", email)
 		}
 		release(&d, t, a.Person, "becomes the assignee, who receives every update")
 		t.Assignee = email
@@ -152,7 +152,7 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 		switch a.Status {
 		case model.StatusNew, model.StatusOpen, model.StatusPending, model.StatusSolved:
 		default:
-			return d, refuse(400, "", "status: %q is not one of new, open, pending, solved", a.Status)
+			return d, refuse(RefuseInvalid, "", "status: %q is not one of new, open, pending, solved", a.Status)
 		}
 		if a.Status == t.Status {
 			d.trace("T4", "status unchanged", string(a.Status))
@@ -164,7 +164,7 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 			notifyEvent(&d, t, env, KindSolved, env.Notifications.Solved, a.Actor)
 		}
 	default:
-		return d, refuse(400, "", "unknown action %q", a.Kind)
+		return d, refuse(RefuseInvalid, "", "unknown action %q", a.Kind)
 	}
 	return d, nil
 }

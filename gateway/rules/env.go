@@ -144,10 +144,22 @@ type Restate struct {
 
 // Refusal is an expert action the rules refuse: Code is the HTTP status (404, 409, 422).
 type Refusal struct {
-	Code int
+	Kind RefusalKind
 	Msg  string
 	Rule string
 }
+
+// RefusalKind says why an action was refused; the edges turn it into an HTTP status or an
+// SMTP reply.
+type RefusalKind int
+
+// The kinds of refusal.
+const (
+	RefuseInvalid    RefusalKind = iota + 1 // the request does not make sense (bad status, unknown action)
+	RefuseNotFound                          // what it names is not on the ticket
+	RefuseConflict                          // the ticket is already so (a CC already, the requester)
+	RefuseNotAllowed                        // a rule forbids it (blocklist, light agent, cap)
+)
 
 func (r *Refusal) Error() string {
 	if r.Rule != "" {

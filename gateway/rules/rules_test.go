@@ -212,10 +212,10 @@ func TestT5_AutomaticMailIsANoteAndTellsNoEndUser(t *testing.T) {
 }
 
 func TestR1_OnlyAgentsAreAssigned(t *testing.T) {
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAssign, Person: model.Person{Email: bob}}, env()); r == nil || r.Code != 422 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAssign, Person: model.Person{Email: bob}}, env()); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("light agent assigned: %v", r)
 	}
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAssign, Person: model.Person{Email: vendor}}, env()); r == nil || r.Code != 422 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAssign, Person: model.Person{Email: vendor}}, env()); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("end user assigned: %v", r)
 	}
 	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAssign, Person: model.Person{Email: alice}}, env())
@@ -226,7 +226,7 @@ func TestR1_OnlyAgentsAreAssigned(t *testing.T) {
 
 func TestR2_FollowersAreAgentsOnly(t *testing.T) {
 	_, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: kim}}, env())
-	if r == nil || r.Code != 422 || r.Rule != "R2" {
+	if r == nil || r.Kind != RefuseNotAllowed || r.Rule != "R2" {
 		t.Fatalf("end user made follower: %v", r)
 	}
 	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: bob}}, env()); r != nil {
@@ -241,7 +241,7 @@ func TestR3_OneRolePerAddress(t *testing.T) {
 	if r != nil || IsCC(d.Ticket, dana) || !IsFollower(d.Ticket, dana) || !traceHas(d.Trace, "R3", "promoted") {
 		t.Fatalf("CC not moved to follower: %v %+v", r, d.Ticket)
 	}
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Person: model.Person{Email: jane}}, env()); r == nil || r.Code != 409 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Person: model.Person{Email: jane}}, env()); r == nil || r.Kind != RefuseConflict {
 		t.Fatalf("requester added as CC: %v", r)
 	}
 }
@@ -282,11 +282,11 @@ func TestC2_BlocklistNeverAdds(t *testing.T) {
 	if len(d.Ticket.CCs) != 1 || !traceHas(d.Trace, "C2", "not added") {
 		t.Fatalf("blocklisted added: %+v", d.Ticket.CCs)
 	}
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Person: model.Person{Email: "x@noreply.example.com"}}, env()); r == nil || r.Code != 422 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Person: model.Person{Email: "x@noreply.example.com"}}, env()); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("API added a blocklisted CC: %v", r)
 	}
 	e := env(func(e *Env) { e.Policy.CCBlocklist = append(e.Policy.CCBlocklist, dana) })
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: dana}}, e); r == nil || r.Code != 422 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: dana}}, e); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("API added a blocklisted follower: %v", r)
 	}
 }
@@ -345,7 +345,7 @@ func TestC6_ExpertsManageCCs(t *testing.T) {
 	if r != nil || IsCC(d.Ticket, kim) {
 		t.Fatalf("expert remove: %v", r)
 	}
-	if _, r = DecideAction(d.Ticket, Action{Kind: ActRemoveCC, Person: model.Person{Email: kim}}, env()); r == nil || r.Code != 404 {
+	if _, r = DecideAction(d.Ticket, Action{Kind: ActRemoveCC, Person: model.Person{Email: kim}}, env()); r == nil || r.Kind != RefuseNotFound {
 		t.Fatalf("removing a non-CC: %v", r)
 	}
 }
@@ -387,7 +387,7 @@ func TestC8_CapOnCCs(t *testing.T) {
 	if len(d.Ticket.CCs) != 2 || !traceHas(d.Trace, "C8", "not added") {
 		t.Fatalf("cap: %v", d.Ticket.CCs)
 	}
-	if _, r := DecideAction(d.Ticket, Action{Kind: ActAddCC, Person: model.Person{Email: "z@customer.test"}}, env(func(e *Env) { e.MaxCCs = 2 })); r == nil || r.Code != 422 {
+	if _, r := DecideAction(d.Ticket, Action{Kind: ActAddCC, Person: model.Person{Email: "z@customer.test"}}, env(func(e *Env) { e.MaxCCs = 2 })); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("API over the cap: %v", r)
 	}
 }
@@ -401,7 +401,7 @@ func TestF1_MailNeverAddsFollowers(t *testing.T) {
 	if r != nil || !IsFollower(d.Ticket, dana) {
 		t.Fatalf("expert could not add a follower: %v", r)
 	}
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: dana}}, env(func(e *Env) { e.Policy.FollowersEnabled = false })); r == nil || r.Code != 422 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: dana}}, env(func(e *Env) { e.Policy.FollowersEnabled = false })); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("followers disabled: %v", r)
 	}
 }
@@ -483,10 +483,10 @@ func TestV3_AgentReplyVsReplyAll(t *testing.T) {
 }
 
 func TestV4_ExpertChoosesVisibility(t *testing.T) {
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActComment, Actor: bob, Public: true}, env()); r == nil || r.Code != 422 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActComment, Actor: bob, Public: true}, env()); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("light agent's public API comment: %v", r)
 	}
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActComment, Actor: vendor, Public: false}, env()); r == nil || r.Code != 422 {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActComment, Actor: vendor, Public: false}, env()); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("non-agent API comment: %v", r)
 	}
 	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActComment, Actor: bob, Public: false}, env())
@@ -673,7 +673,7 @@ func TestT6_BounceVerdicts(t *testing.T) {
 func TestC5_ExpertCannotAddOwnAddresses(t *testing.T) {
 	for _, kind := range []string{ActAddCC, ActAddFollower} {
 		_, r := DecideAction(ticket(model.StatusOpen), Action{Kind: kind, Person: model.Person{Email: "support@example.com"}, PersonIsOwn: true}, env())
-		if r == nil || r.Code != 422 || r.Rule != "C5" {
+		if r == nil || r.Kind != RefuseNotAllowed || r.Rule != "C5" {
 			t.Errorf("%s of an own address: %v", kind, r)
 		}
 	}
