@@ -757,62 +757,21 @@ func (t *Tx) QueueCounts() (queued, total int) {
 	return queued, int(t.tx.Bucket(bucketDeliv).Sequence())
 }
 
-// SettleState sets a delivery's state from its recipients' states.
-func SettleState(d *Delivery) {
-	var queued, sent, failed, dropped int
-	for _, r := range d.Recipients {
-		switch r.State {
-		case DeliveryQueued:
-			queued++
-		case DeliverySent:
-			sent++
-		case DeliveryFailed:
-			failed++
-		case DeliveryDropped:
-			dropped++
-		}
+// Settle puts what the rules decided of a delivery's recipients (rules.Settle) into d, to be
+// saved by PutDelivery, and stores the failures to flag on its ticket. The `notified`
+// entries of comments are not rewritten: WithStatus reads their status from the deliveries
+// when asked, which keeps the relay's bookkeeping off the comments.
+func (t *Tx) Settle(d *Delivery, recipients []DeliveryRecipient, state string, failures []DeliveryFailure) error {
+	d.Recipients, d.State = recipients, state
+	if len(failures) == 0 {
+		return nil
 	}
-	switch {
-	case queued > 0:
-		d.State = DeliveryQueued
-	case failed > 0 && sent > 0:
-		d.State = DeliveryPartial
-	case failed > 0:
-		d.State = DeliveryFailed
-	case dropped > 0 && sent == 0:
-		d.State = DeliveryDropped
-	default:
-		d.State = DeliverySent
+	tk, err := t.Ticket(d.TicketID)
+	if err != nil {
+		return err
 	}
-}
-
-// MarkRecipients records recipients' new states on a delivery and, for an end user who
-// will not get it, as a failure flag on the ticket. The `notified` entries of comments
-// are not rewritten: WithStatus reads their status from the deliveries when asked,
-// which keeps the relay's bookkeeping off the comments. states maps lowercased addresses to state and
-// reply; the delivery's own state follows. The caller puts d afterwards.
-func (t *Tx) MarkRecipients(d *Delivery, states map[string][2]string, at time.Time) error {
-	var failures []DeliveryFailure
-	for i, r := range d.Recipients {
-		st, ok := states[strings.ToLower(r.Email)]
-		if !ok {
-			continue
-		}
-		d.Recipients[i].State, d.Recipients[i].Reply = st[0], st[1]
-		if st[0] == DeliveryFailed && r.Visible && r.State != DeliveryFailed {
-			failures = append(failures, DeliveryFailure{Email: r.Email, As: r.As, Delivery: d.ID, SourceID: d.SourceID, Reply: st[1], At: at})
-		}
-	}
-	SettleState(d)
-	if len(failures) > 0 {
-		tk, err := t.Ticket(d.TicketID)
-		if err != nil {
-			return err
-		}
-		tk.DeliveryFailures = append(tk.DeliveryFailures, failures...)
-		return t.PutTicket(tk)
-	}
-	return nil
+	tk.DeliveryFailures = append(tk.DeliveryFailures, failures...)
+	return t.PutTicket(tk)
 }
 
 // WithStatus fills each entry's Status and Reply from its delivery.

@@ -248,14 +248,14 @@ func TestSentDeliveriesDropTheirBytes(t *testing.T) {
 			}
 		}
 		sent, _ := tx.Delivery(1)
-		if err := tx.MarkRecipients(sent, map[string][2]string{"a@b": {DeliverySent, "ok"}}, time.Now()); err != nil {
+		if err := tx.Settle(sent, []DeliveryRecipient{{Email: "a@b", State: DeliverySent, Reply: "ok"}}, DeliverySent, nil); err != nil {
 			return err
 		}
 		if err := tx.PutDelivery(sent); err != nil {
 			return err
 		}
 		failed, _ := tx.Delivery(2)
-		tx.MarkRecipients(failed, map[string][2]string{"a@b": {DeliveryFailed, "550"}}, time.Now())
+		tx.Settle(failed, []DeliveryRecipient{{Email: "a@b", State: DeliveryFailed, Reply: "550"}}, DeliveryFailed, nil)
 		return tx.PutDelivery(failed)
 	})
 	s.View(func(tx *Tx) error {

@@ -412,89 +412,21 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 // now and with a fresh queue lifetime; "all" makes every queued delivery due now (like
 // Postfix's postqueue -f).
 func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request) {
-	key := r.PathValue("id")
-	now := time.Now().UTC()
-	count := 0
-	err := s.store.Update(r.Context(), func(tx *store.Tx) error {
-		count = 0
-		var ids []uint64
-		if key == "all" {
-			ids = tx.QueuedDeliveries(1 << 30)
-		} else {
-			id, err := strconv.ParseUint(key, 10, 64)
-			if err != nil || id == 0 {
-				return &rules.Refusal{Kind: rules.RefuseInvalid, Msg: fmt.Sprintf("id: %q is not a delivery id (or all)", key)}
-			}
-			ids = []uint64{id}
-		}
-		for _, id := range ids {
-			d, err := tx.Delivery(id)
-			if err != nil {
-				return err
-			}
-			states := map[string][2]string{}
-			for _, rc := range d.Recipients {
-				if rc.State == store.DeliveryQueued || rc.State == store.DeliveryFailed {
-					states[strings.ToLower(rc.Email)] = [2]string{store.DeliveryQueued, rc.Reply}
-				}
-			}
-			if len(states) == 0 {
-				if key != "all" {
-					return &rules.Refusal{Kind: rules.RefuseConflict, Msg: fmt.Sprintf("delivery %d has nothing to retry (state %s)", id, d.State)}
-				}
-				continue
-			}
-			if err := tx.MarkRecipients(d, states, now); err != nil {
-				return err
-			}
-			d.NextTry = now
-			if key != "all" {
-				d.CreatedAt = now
-			}
-			if err := tx.PutDelivery(d); err != nil {
-				return err
-			}
-			count++
-		}
-		return nil
-	})
+	count, err := s.Desk.RetryDelivery(r.Context(), r.PathValue("id"))
 	if err != nil {
 		writeActError(w, err)
 		return
 	}
-	if s.Desk != nil {
-		s.Desk.Kick()
-	}
 	writeJSON(w, http.StatusOK, map[string]any{"retried": count})
 }
 
-// dropDelivery takes a delivery off the queue: its waiting recipients are not sent.
 func (s *Server) dropDelivery(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
 	if err != nil || id == 0 {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("id: %q is not a delivery id", r.PathValue("id")))
 		return
 	}
-	err = s.store.Update(r.Context(), func(tx *store.Tx) error {
-		d, err := tx.Delivery(id)
-		if err != nil {
-			return err
-		}
-		if d.State != store.DeliveryQueued {
-			return &rules.Refusal{Kind: rules.RefuseConflict, Msg: fmt.Sprintf("delivery %d is not queued (state %s)", id, d.State)}
-		}
-		states := map[string][2]string{}
-		for _, rc := range d.Recipients {
-			if rc.State == store.DeliveryQueued {
-				states[strings.ToLower(rc.Email)] = [2]string{store.DeliveryDropped, "dropped by an operator"}
-			}
-		}
-		if err := tx.MarkRecipients(d, states, time.Now().UTC()); err != nil {
-			return err
-		}
-		return tx.PutDelivery(d)
-	})
-	if err != nil {
+	if err := s.Desk.DropDelivery(r.Context(), id); err != nil {
 		writeActError(w, err)
 		return
 	}

@@ -42,13 +42,14 @@ func (s *Service) bounce(ctx context.Context, book *addr.Book, rcpts []recipient
 			if len(failed) == 0 {
 				return nil
 			}
-			states := map[string][2]string{}
+			outcomes := map[string]rules.Outcome{}
 			var summary []string
 			for email, reply := range failed {
-				states[email] = [2]string{store.DeliveryFailed, reply}
+				outcomes[email] = rules.Outcome{State: store.DeliveryFailed, Reply: reply}
 				summary = append(summary, email+": "+reply)
 			}
-			if err := tx.MarkRecipients(d, states, s.Now().UTC()); err != nil {
+			settled := rules.Settle(d.ID, d.SourceID, d.Recipients, outcomes, s.Now().UTC())
+			if err := tx.Settle(d, settled.Recipients, settled.State, settled.Failures); err != nil {
 				return err
 			}
 			d.LastReply = "bounce (T6): " + strings.Join(summary, "; ")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -411,40 +412,20 @@ func (w *Worker) record(results []attempt) bool {
 				continue // dropped by an operator meanwhile
 			}
 			cur.Attempts++
-			states := map[string][2]string{}
-			deferred := false
+			answers := make([]rules.Answer, len(a.rcpts))
 			for j, rc := range a.rcpts {
-				e := a.errs[j]
-				switch {
-				case e == nil:
-					states[strings.ToLower(rc)] = [2]string{store.DeliverySent, "accepted by " + a.via}
-				case permanent(e):
-					states[strings.ToLower(rc)] = [2]string{store.DeliveryFailed, replyText(e)}
-					cur.LastReply = replyText(e)
-				default:
-					deferred = true
-					cur.LastReply = replyText(e)
-					if now.Sub(cur.CreatedAt) >= cfg.Upstream.MaxQueueLifetime {
-						states[strings.ToLower(rc)] = [2]string{store.DeliveryFailed,
-							fmt.Sprintf("gave up after upstream.max_queue_lifetime (%s): %s", cfg.Upstream.MaxQueueLifetime, replyText(e))}
-					} else {
-						states[strings.ToLower(rc)] = [2]string{store.DeliveryQueued, replyText(e)}
-					}
+				answers[j] = rules.Answer{Email: rc, Accepted: a.errs[j] == nil}
+				if e := a.errs[j]; e != nil {
+					answers[j].Permanent, answers[j].Reply = permanent(e), replyText(e)
 				}
 			}
-			if !deferred {
-				failed := false
-				for _, e := range a.errs {
-					failed = failed || e != nil
-				}
-				if !failed {
-					cur.LastReply = "accepted by " + a.via
-				}
-			}
+			outcomes, last := rules.AfterAttempt(answers, a.via, now.Sub(cur.CreatedAt), cfg.Upstream.MaxQueueLifetime)
+			cur.LastReply = last
 			for j, rc := range a.rcpts {
-				a.final[j] = states[strings.ToLower(rc)][0]
+				a.final[j] = outcomes[strings.ToLower(rc)].State
 			}
-			if err := tx.MarkRecipients(cur, states, now); err != nil {
+			settled := rules.Settle(cur.ID, cur.SourceID, cur.Recipients, outcomes, now)
+			if err := tx.Settle(cur, settled.Recipients, settled.State, settled.Failures); err != nil {
 				return err
 			}
 			if cur.State == store.DeliveryQueued {

@@ -1,0 +1,138 @@
+package rules
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/deskgate/deskgate/gateway/model"
+)
+
+// Outcome is what became of one recipient of a delivery: its new state and the reply that
+// says why (the upstream's, a DSN's, an operator's).
+type Outcome struct {
+	State, Reply string
+}
+
+// Settlement is a delivery after outcomes: its recipients, its state, and the failures to flag
+// on the ticket (T6).
+type Settlement struct {
+	Recipients []model.DeliveryRecipient
+	State      string
+	Failures   []model.DeliveryFailure
+}
+
+// Settle applies outcomes (keyed by lowercased address) to the recipients of delivery id,
+// which told of source. A recipient of an end user's copy that fails for the first time is a
+// failure to flag on the ticket (T6): agents see it where they look, and no bounce becomes a
+// comment that would notify followers.
+func Settle(id, source uint64, recipients []model.DeliveryRecipient, outcomes map[string]Outcome, at time.Time) Settlement {
+	s := Settlement{Recipients: append([]model.DeliveryRecipient(nil), recipients...)}
+	for i, r := range s.Recipients {
+		o, ok := outcomes[strings.ToLower(r.Email)]
+		if !ok {
+			continue
+		}
+		if o.State == model.DeliveryFailed && r.Visible && r.State != model.DeliveryFailed {
+			s.Failures = append(s.Failures, model.DeliveryFailure{Email: r.Email, As: r.As, Delivery: id, SourceID: source, Reply: o.Reply, At: at})
+		}
+		s.Recipients[i].State, s.Recipients[i].Reply = o.State, o.Reply
+	}
+	s.State = DeliveryState(s.Recipients)
+	return s
+}
+
+// DeliveryState is a delivery's state from its recipients': queued while any waits; partial
+// when some were sent and some failed; failed, dropped or sent when all ended alike.
+func DeliveryState(recipients []model.DeliveryRecipient) string {
+	var queued, sent, failed, dropped int
+	for _, r := range recipients {
+		switch r.State {
+		case model.DeliveryQueued:
+			queued++
+		case model.DeliverySent:
+			sent++
+		case model.DeliveryFailed:
+			failed++
+		case model.DeliveryDropped:
+			dropped++
+		}
+	}
+	switch {
+	case queued > 0:
+		return model.DeliveryQueued
+	case failed > 0 && sent > 0:
+		return model.DeliveryPartial
+	case failed > 0:
+		return model.DeliveryFailed
+	case dropped > 0 && sent == 0:
+		return model.DeliveryDropped
+	}
+	return model.DeliverySent
+}
+
+// Retry says which recipients an operator's retry puts back on the queue: those waiting and
+// those that failed. ok is false when there is nothing to retry.
+func Retry(recipients []model.DeliveryRecipient) (outcomes map[string]Outcome, ok bool) {
+	outcomes = map[string]Outcome{}
+	for _, r := range recipients {
+		if r.State == model.DeliveryQueued || r.State == model.DeliveryFailed {
+			outcomes[strings.ToLower(r.Email)] = Outcome{model.DeliveryQueued, r.Reply}
+		}
+	}
+	return outcomes, len(outcomes) > 0
+}
+
+// Drop takes a queued delivery's waiting recipients off the queue; a delivery that is not
+// queued cannot be dropped.
+func Drop(id uint64, state string, recipients []model.DeliveryRecipient) (map[string]Outcome, *Refusal) {
+	if state != model.DeliveryQueued {
+		return nil, refuse(RefuseConflict, "", "delivery %d is not queued (state %s)", id, state)
+	}
+	outcomes := map[string]Outcome{}
+	for _, r := range recipients {
+		if r.State == model.DeliveryQueued {
+			outcomes[strings.ToLower(r.Email)] = Outcome{model.DeliveryDropped, "dropped by an operator"}
+		}
+	}
+	return outcomes, nil
+}
+
+// NothingToRetry is the refusal for a retry of a delivery with no waiting or failed recipient.
+func NothingToRetry(id uint64, state string) *Refusal {
+	return &Refusal{Kind: RefuseConflict, Msg: fmt.Sprintf("delivery %d has nothing to retry (state %s)", id, state)}
+}
+
+// Answer is what the upstream said of one recipient of an attempt.
+type Answer struct {
+	Email     string
+	Accepted  bool
+	Permanent bool   // a 5xx: the recipient fails for good
+	Reply     string // the upstream's words, for the record
+}
+
+// AfterAttempt decides each recipient's outcome after one attempt through via: accepted is
+// sent, a permanent refusal failed, anything else waits for the next try, unless the delivery
+// has been on the queue for its whole lifetime, which fails it. last is the reply to show for
+// the delivery.
+func AfterAttempt(answers []Answer, via string, age, lifetime time.Duration) (outcomes map[string]Outcome, last string) {
+	outcomes = map[string]Outcome{}
+	last = "accepted by " + via
+	for _, a := range answers {
+		key := strings.ToLower(a.Email)
+		switch {
+		case a.Accepted:
+			outcomes[key] = Outcome{model.DeliverySent, "accepted by " + via}
+		case a.Permanent:
+			outcomes[key] = Outcome{model.DeliveryFailed, a.Reply}
+			last = a.Reply
+		case age >= lifetime:
+			outcomes[key] = Outcome{model.DeliveryFailed, fmt.Sprintf("gave up after upstream.max_queue_lifetime (%s): %s", lifetime, a.Reply)}
+			last = a.Reply
+		default:
+			outcomes[key] = Outcome{model.DeliveryQueued, a.Reply}
+			last = a.Reply
+		}
+	}
+	return outcomes, last
+}
