@@ -98,3 +98,19 @@ func TestReloadCommandWaitsForTheResult(t *testing.T) {
 		t.Errorf("reload counts: %v", metrics)
 	}
 }
+
+// /healthz answers 503 when a listener cannot be reached any more: here the LMTP socket's
+// file was removed, as a cleaner of /run would.
+func TestHealthzChecksTheListeners(t *testing.T) {
+	d := startDaemon(t, options{lmtpUnix: true})
+	if code, body := d.api("GET", "/healthz", nil, false); code != 200 {
+		t.Fatalf("healthy daemon: %d %s", code, body)
+	}
+	if err := os.Remove(d.lmtpAddr); err != nil {
+		t.Fatal(err)
+	}
+	code, body := d.api("GET", "/healthz", nil, false)
+	if code != 503 || !strings.Contains(string(body), "lmtp listener") {
+		t.Errorf("with the LMTP socket gone: %d %s, want 503 naming the listener", code, body)
+	}
+}

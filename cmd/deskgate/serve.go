@@ -87,7 +87,7 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 			logger.Error("admin.token_file", "err", err)
 			return exitError{1}
 		}
-		api = admin.New(st, logger, token, nil)
+		api = admin.New(st, logger, token, in.Healthy)
 		metrics.Gauge("deskgate_sessions", "Open SMTP and LMTP sessions.", func() float64 { return float64(in.ActiveSessions()) })
 		api.Desk = svc
 		api.ReplyAddress = func(t *store.Ticket) string {

@@ -48,8 +48,10 @@ type Server struct {
 
 type listener struct {
 	net.Listener
-	lmtp bool
-	tls  *tls.Config
+	lmtp    bool
+	tls     *tls.Config
+	address string      // as configured
+	stopped atomic.Bool // the accept loop has ended
 }
 
 // countReply counts one reply by protocol, code and enhanced code.
@@ -72,6 +74,25 @@ func New(cfg *config.Config, svc *desk.Service, logger *slog.Logger) *Server {
 // The desk service is reloaded by its owner.
 func (s *Server) SetConfig(cfg *config.Config) {
 	s.cfg.Store(cfg)
+}
+
+// Healthy says what is wrong with the listeners, or nil: an accept loop that ended, or a unix
+// socket whose file is gone (a cleaned /run), which no MTA can reach any more.
+func (s *Server) Healthy() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ln := range s.listeners {
+		name := protoName(ln.lmtp) + " listener " + ln.address
+		if ln.stopped.Load() && !s.stopping.Load() {
+			return fmt.Errorf("%s: no longer accepting", name)
+		}
+		if path, ok := strings.CutPrefix(ln.address, "unix:"); ok {
+			if st, err := os.Lstat(path); err != nil || st.Mode()&os.ModeSocket == 0 {
+				return fmt.Errorf("%s: the socket file is gone", name)
+			}
+		}
+	}
+	return nil
 }
 
 // Grace is how long Shutdown lets sessions in the middle of a message finish
@@ -104,7 +125,7 @@ func (s *Server) Listen() error {
 			s.Shutdown(context.Background())
 			return err
 		}
-		ln := &listener{Listener: l, lmtp: ep.lmtp}
+		ln := &listener{Listener: l, lmtp: ep.lmtp, address: ep.addr}
 		if !ep.lmtp {
 			ln.tls = tlsConfig
 		}
@@ -120,6 +141,7 @@ func (s *Server) Listen() error {
 
 func (s *Server) accept(ln *listener) {
 	defer s.accepting.Done()
+	defer ln.stopped.Store(true)
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
