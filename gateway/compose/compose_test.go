@@ -154,3 +154,15 @@ func TestN6_AttachmentsAreSent(t *testing.T) {
 		t.Fatalf("attachment missing:\n%s", raw)
 	}
 }
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
+
+// A random source that fails must not make every Message-ID the same.
+func TestMessageIDsStayUniqueWhenTheRandomSourceFails(t *testing.T) {
+	a, b := NewMessageID(failingReader{}, "mx.test"), NewMessageID(failingReader{}, "mx.test")
+	if a == b || strings.HasPrefix(a, "000000") {
+		t.Errorf("ids %s and %s", a, b)
+	}
+}

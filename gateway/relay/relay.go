@@ -292,7 +292,13 @@ func (w *Worker) due(limit int, skip map[uint64]bool) []job {
 				continue
 			}
 			d, err := tx.Delivery(id)
-			if err != nil || d.State != store.DeliveryQueued {
+			if err != nil {
+				// A record that cannot be read stays on the queue and is named at every pass,
+				// rather than dropped without a word.
+				w.log.Error("queued delivery cannot be read; skipped", "delivery", id, "err", err)
+				continue
+			}
+			if d.State != store.DeliveryQueued {
 				continue
 			}
 			jobs = append(jobs, job{d: d, msg: tx.DeliveryMessage(id)})
