@@ -47,11 +47,13 @@ type Support struct {
 }
 
 type Limits struct {
-	MaxMessageBytes       ByteSize      `mapstructure:"max_message_bytes"`
-	MaxRecipients         int           `mapstructure:"max_recipients"`
-	MaxCCs                int           `mapstructure:"max_ccs"`
-	MaxSessions           int           `mapstructure:"max_sessions"`
-	MaxSessionsPerIP      int           `mapstructure:"max_sessions_per_ip"`
+	MaxMessageBytes  ByteSize `mapstructure:"max_message_bytes"`
+	MaxRecipients    int      `mapstructure:"max_recipients"`
+	MaxCCs           int      `mapstructure:"max_ccs"`
+	MaxSessions      int      `mapstructure:"max_sessions"`
+	MaxSessionsPerIP int      `mapstructure:"max_sessions_per_ip"`
+	// MaxDataMemory bounds the message data all sessions hold at once.
+	MaxDataMemory         ByteSize      `mapstructure:"max_data_memory"`
 	ShutdownGrace         time.Duration `mapstructure:"shutdown_grace"`
 	MaxMailsPerSenderHour int           `mapstructure:"max_mails_per_sender_hour"`
 	// ReadTimeout is the time a client has for one whole command line, and the base of

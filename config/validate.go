@@ -119,6 +119,9 @@ func validate(c *Config) Problems {
 	if l.MaxSessionsPerIP < 1 {
 		add("limits.max_sessions_per_ip", "must be at least 1, got %d", l.MaxSessionsPerIP)
 	}
+	if l.MaxDataMemory < 2*l.MaxMessageBytes {
+		add("limits.max_data_memory", "%d is less than twice limits.max_message_bytes (%d): the largest message could never be taken", l.MaxDataMemory, l.MaxMessageBytes)
+	}
 	if l.ShutdownGrace < 0 {
 		add("limits.shutdown_grace", "must not be negative, got %s", l.ShutdownGrace)
 	}

@@ -37,6 +37,7 @@ type Server struct {
 	desk     *desk.Service
 	log      *slog.Logger
 	limiter  *sessionLimiter
+	budget   *memoryBudget
 	stopping atomic.Bool
 
 	mu        sync.Mutex
@@ -63,6 +64,7 @@ func countReply(proto string, r reply) {
 func New(cfg *config.Config, svc *desk.Service, logger *slog.Logger) *Server {
 	s := &Server{desk: svc, log: logger, sessions: map[*session]struct{}{}}
 	s.SetConfig(cfg)
+	s.budget = &memoryBudget{max: func() int64 { return int64(s.cfg.Load().Limits.MaxDataMemory) }}
 	s.limiter = &sessionLimiter{
 		max:      func() int { return s.cfg.Load().Limits.MaxSessions },
 		maxPerIP: func() int { return s.cfg.Load().Limits.MaxSessionsPerIP },

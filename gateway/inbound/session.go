@@ -73,6 +73,21 @@ type session struct {
 	qid      string
 	rcpts    []recipient
 	declared int64 // SIZE= of the MAIL command
+	reserved int64 // of the server's memory budget, for the message being read
+}
+
+// reserveStep is how much of the memory budget a growing message takes at a time.
+const reserveStep = 64 << 10
+
+// memoryCost is what a message of n bytes costs the memory budget: its bytes, and as much
+// again for decoding it (attachments, the original's compression, the notifications).
+func memoryCost(n int64) int64 { return 2 * n }
+
+func (s *session) releaseMemory() {
+	if s.reserved > 0 {
+		s.srv.budget.release(s.reserved)
+		s.reserved = 0
+	}
 }
 
 func (s *session) newWriter(c net.Conn) *bufio.Writer {
@@ -133,6 +148,7 @@ func (s *session) proto() string {
 // serve runs the dialogue until the client quits, a deadline passes, or the server stops.
 func (s *session) serve() {
 	defer func() {
+		s.releaseMemory()
 		if s.lingerOnClose {
 			lingerClose(s.nc)
 		} else {
@@ -382,6 +398,7 @@ func (s *session) startTLS(arg string) bool {
 }
 
 func (s *session) reset() {
+	s.releaseMemory()
 	s.hasFrom = false
 	s.from = ""
 	s.qid = ""
@@ -442,6 +459,15 @@ func (s *session) mail(arg string) {
 	if max := int64(s.cfg.Limits.MaxMessageBytes); declared > max {
 		s.refuse("mail", reply{552, "5.3.4", fmt.Sprintf("Message size exceeds limits.max_message_bytes (%d bytes)", max)}, "size", declared)
 		return
+	}
+	// A declared size is reserved whole now, so that a message that cannot be held is turned
+	// away before its data is sent, as Postfix does when its queue is short of space.
+	if declared > 0 {
+		if !s.srv.budget.reserve(memoryCost(declared)) {
+			s.refuse("mail", reply{452, "4.3.1", "Insufficient system storage for this message now, try again later"}, "size", declared)
+			return
+		}
+		s.reserved = memoryCost(declared)
 	}
 	// The queue id names the transaction from here on: in RCPT refusals, the 250 and the log.
 	s.qid = newQueueID()
@@ -580,6 +606,18 @@ func (s *session) readData() (raw []byte, received int64, problem *reply, err er
 			problem = &reply{552, "5.3.4", fmt.Sprintf("Message exceeds limits.max_message_bytes (%d bytes)", max)}
 			buf = buf[:0]
 			continue
+		}
+		if need := memoryCost(int64(len(buf) + len(line))); need > s.reserved {
+			step := need - s.reserved
+			if step < memoryCost(reserveStep) {
+				step = memoryCost(reserveStep)
+			}
+			if !s.srv.budget.reserve(step) {
+				problem = &reply{452, "4.3.1", "Insufficient system storage for this message now, try again later"}
+				buf = buf[:0]
+				continue
+			}
+			s.reserved += step
 		}
 		buf = append(buf, line...)
 	}
