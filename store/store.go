@@ -37,6 +37,7 @@ var (
 	bucketQueue    = []byte("queue")
 	bucketItems    = []byte("ticket_items")
 	bucketOrig     = []byte("originals")
+	bucketByStatus = []byte("tickets_by_status")
 
 	keySecret = []byte("ticket_secret")
 )
@@ -53,6 +54,8 @@ type Store struct {
 	secret []byte
 	calls  chan *call
 	done   chan struct{}
+	// migratedFrom is the schema version the database had when it was opened.
+	migratedFrom int
 }
 
 type call struct {
@@ -107,6 +110,10 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		db.Close()
 		return nil, err
+	}
+	if s.migratedFrom, err = migrate(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	go s.writer()
 	return s, nil
@@ -354,6 +361,9 @@ func (t *Tx) CreateTicket(tk *Ticket) error {
 		return err
 	}
 	tk.ID = id
+	if err := t.tx.Bucket(bucketByStatus).Put(statusKey(string(tk.Status), id), nil); err != nil {
+		return err
+	}
 	return putJSON(b, itob(id), tk)
 }
 
@@ -362,7 +372,27 @@ func (t *Tx) PutTicket(tk *Ticket) error {
 	if tk.ID == 0 {
 		return errors.New("store: ticket without id")
 	}
-	return putJSON(t.tx.Bucket(bucketTickets), itob(tk.ID), tk)
+	b := t.tx.Bucket(bucketTickets)
+	var old struct {
+		Status string `json:"status"`
+	}
+	if v := b.Get(itob(tk.ID)); v != nil {
+		if err := json.Unmarshal(v, &old); err != nil {
+			return fmt.Errorf("ticket %d: %w", tk.ID, err)
+		}
+	}
+	if old.Status != string(tk.Status) {
+		idx := t.tx.Bucket(bucketByStatus)
+		if old.Status != "" {
+			if err := idx.Delete(statusKey(old.Status, tk.ID)); err != nil {
+				return err
+			}
+		}
+		if err := idx.Put(statusKey(string(tk.Status), tk.ID), nil); err != nil {
+			return err
+		}
+	}
+	return putJSON(b, itob(tk.ID), tk)
 }
 
 // AddComment stores c with the next comment id, appends it to tk (which the caller then
@@ -438,6 +468,9 @@ func (t *Tx) PutComment(c *Comment) error {
 // ListTickets returns up to limit tickets, newest first, with id < before when before > 0,
 // and only those in status when status is set.
 func (t *Tx) ListTickets(status model.Status, limit int, before uint64) ([]Ticket, error) {
+	if status != "" {
+		return t.listByStatus(status, limit, before)
+	}
 	c := t.tx.Bucket(bucketTickets).Cursor()
 	var k, v []byte
 	if before > 0 {
@@ -457,10 +490,37 @@ func (t *Tx) ListTickets(status model.Status, limit int, before uint64) ([]Ticke
 		if err := json.Unmarshal(v, &tk); err != nil {
 			return nil, err
 		}
-		if status != "" && tk.Status != status {
-			continue
-		}
 		out = append(out, tk)
+	}
+	return out, nil
+}
+
+// listByStatus walks the status index from the newest ticket below before: only the tickets
+// listed are read.
+func (t *Tx) listByStatus(status model.Status, limit int, before uint64) ([]Ticket, error) {
+	prefix := statusKey(string(status), 0)
+	prefix = prefix[:len(prefix)-8]
+	start := before
+	if start == 0 {
+		start = ^uint64(0)
+	}
+	c := t.tx.Bucket(bucketByStatus).Cursor()
+	k, _ := c.Seek(statusKey(string(status), start))
+	if k == nil {
+		k, _ = c.Last()
+	}
+	// Back over what is past the page: later statuses, and ids not below before.
+	for k != nil && (!bytes.HasPrefix(k, prefix) && bytes.Compare(k, prefix) > 0 ||
+		bytes.HasPrefix(k, prefix) && binary.BigEndian.Uint64(k[len(prefix):]) >= start) {
+		k, _ = c.Prev()
+	}
+	out := []Ticket{}
+	for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Prev() {
+		tk, err := t.Ticket(binary.BigEndian.Uint64(k[len(prefix):]))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *tk)
 	}
 	return out, nil
 }

@@ -3,9 +3,16 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 func addTicketWithComment(t *testing.T, s *Store, msgID string, refs ...string) (uint64, uint64) {
@@ -270,4 +277,83 @@ func TestSentDeliveriesDropTheirBytes(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestListByStatusUsesTheIndexAndFollowsChanges(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses := []model.Status{StatusNew, StatusOpen, StatusSolved, StatusOpen, StatusNew, StatusOpen}
+	s.Update(context.Background(), func(tx *Tx) error {
+		for _, st := range statuses {
+			if err := tx.CreateTicket(&Ticket{Status: st}); err != nil {
+				return err
+			}
+		}
+		tk, _ := tx.Ticket(2)
+		tk.Status = StatusSolved // 2 leaves open
+		return tx.PutTicket(tk)
+	})
+	ids := func(status model.Status, limit int, before uint64) []uint64 {
+		var out []uint64
+		s.View(func(tx *Tx) error {
+			list, err := tx.ListTickets(status, limit, before)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tk := range list {
+				out = append(out, tk.ID)
+			}
+			return nil
+		})
+		return out
+	}
+	for _, tc := range []struct {
+		status model.Status
+		limit  int
+		before uint64
+		want   string
+	}{
+		{StatusOpen, 10, 0, "[6 4]"},
+		{StatusSolved, 10, 0, "[3 2]"},
+		{StatusNew, 10, 0, "[5 1]"},
+		{StatusOpen, 1, 0, "[6]"},
+		{StatusOpen, 10, 6, "[4]"},
+		{StatusNew, 10, 5, "[1]"},
+		{StatusPending, 10, 0, "[]"},
+		{"", 3, 0, "[6 5 4]"},
+	} {
+		if got := fmt.Sprint(ids(tc.status, tc.limit, tc.before)); got != tc.want {
+			t.Errorf("%q limit %d before %d: %s, want %s", tc.status, tc.limit, tc.before, got, tc.want)
+		}
+	}
+	s.Close()
+
+	// A database from before the index (schema 0) gets it at the next start.
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		tx.DeleteBucket(bucketByStatus)
+		return tx.Bucket(bucketMeta).Delete(keySchema)
+	})
+	db.Close()
+	if s, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(ids(StatusOpen, 10, 0)); got != "[6 4]" {
+		t.Errorf("after the migration: %s", got)
+	}
+	s.Close()
+
+	// A database from a newer deskgate is refused, not misread.
+	db, _ = bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte{0, 0, 0, 99}) })
+	db.Close()
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "newer than this deskgate") {
+		t.Errorf("a newer schema: %v", err)
+	}
 }

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/store"
+)
+
+func migrateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "bring the database's layout up to this deskgate's and exit (serve does it at start too); the daemon must be stopped",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := configPath()
+			cfg, err := config.Load(path)
+			if err != nil {
+				printProblems(cmd, path, err)
+				return exitError{1}
+			}
+			from, err := store.Migrate(cfg.DataDir)
+			if err != nil {
+				return err
+			}
+			if from == store.SchemaVersion {
+				fmt.Fprintf(cmd.OutOrStdout(), "schema version %d: nothing to do\n", from)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "schema version %d -> %d\n", from, store.SchemaVersion)
+			}
+			return nil
+		},
+	}
+}

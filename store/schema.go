@@ -1,0 +1,92 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The database records the version of its layout, and each version past it is reached by a
+// numbered migration run at start, in its own transaction. A database written by a newer
+// deskgate is refused rather than misread.
+
+var keySchema = []byte("schema_version")
+
+// migrations[i] takes a database from version i to version i+1. Version 0 is the layout of the
+// first releases, which recorded no version.
+var migrations = []func(tx *bolt.Tx) error{
+	// 1: the status index, so that listing tickets by status reads only those tickets.
+	func(tx *bolt.Tx) error {
+		idx, err := tx.CreateBucketIfNotExists(bucketByStatus)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketTickets).ForEach(func(k, v []byte) error {
+			var st struct {
+				Status string `json:"status"`
+			}
+			if err := json.Unmarshal(v, &st); err != nil {
+				return fmt.Errorf("ticket %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			return idx.Put(statusKey(st.Status, binary.BigEndian.Uint64(k)), nil)
+		})
+	},
+}
+
+// SchemaVersion is the layout this deskgate writes.
+var SchemaVersion = len(migrations)
+
+// schemaVersion reads the database's version (0 when it has none).
+func schemaVersion(tx *bolt.Tx) int {
+	v := tx.Bucket(bucketMeta).Get(keySchema)
+	if len(v) != 4 {
+		return 0
+	}
+	return int(binary.BigEndian.Uint32(v))
+}
+
+// migrate brings the database to SchemaVersion, one migration per transaction, and returns
+// the version it found.
+func migrate(db *bolt.DB) (from int, err error) {
+	if err := db.View(func(tx *bolt.Tx) error { from = schemaVersion(tx); return nil }); err != nil {
+		return 0, err
+	}
+	if from > SchemaVersion {
+		return from, fmt.Errorf("the database has schema version %d, newer than this deskgate's %d: run the deskgate that wrote it, or a newer one", from, SchemaVersion)
+	}
+	for v := from; v < SchemaVersion; v++ {
+		err := db.Update(func(tx *bolt.Tx) error {
+			if err := migrations[v](tx); err != nil {
+				return err
+			}
+			b := make([]byte, 4)
+			binary.BigEndian.PutUint32(b, uint32(v+1))
+			return tx.Bucket(bucketMeta).Put(keySchema, b)
+		})
+		if err != nil {
+			return from, fmt.Errorf("migration to schema version %d: %w", v+1, err)
+		}
+	}
+	return from, nil
+}
+
+// statusKey is the status index's key: the status, a zero byte, the ticket id.
+func statusKey(status string, id uint64) []byte {
+	k := make([]byte, 0, len(status)+9)
+	k = append(k, status...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, id)
+}
+
+// Migrate opens the database in dir, brings its layout to SchemaVersion and closes it; it
+// returns the version it found. Open does the same at every start.
+func Migrate(dir string) (from int, err error) {
+	s, err := Open(dir)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	return s.migratedFrom, nil
+}
