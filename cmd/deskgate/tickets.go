@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/deskgate/deskgate/gateway/admin"
-	"github.com/deskgate/deskgate/store"
 )
 
 func ticketsCmd() *cobra.Command {
@@ -183,7 +182,7 @@ func person(name, email string) string {
 	return fmt.Sprintf("%s <%s>", name, email)
 }
 
-func people(ps []store.Person) string {
+func people(ps []admin.Person) string {
 	if len(ps) == 0 {
 		return "-"
 	}

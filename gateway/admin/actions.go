@@ -295,15 +295,15 @@ func (s *Server) patchTicket(w http.ResponseWriter, r *http.Request) {
 
 // QueueEntry is one delivery in GET /api/v1/queue.
 type QueueEntry struct {
-	ID         uint64                    `json:"id"`
-	TicketID   uint64                    `json:"ticket_id"`
-	Kind       string                    `json:"kind"`
-	Recipients []store.DeliveryRecipient `json:"recipients"`
-	State      string                    `json:"state"`
-	Attempts   int                       `json:"attempts"`
-	NextTry    time.Time                 `json:"next_try"`
-	LastReply  string                    `json:"last_reply"`
-	CreatedAt  time.Time                 `json:"created_at"`
+	ID         uint64      `json:"id"`
+	TicketID   uint64      `json:"ticket_id"`
+	Kind       string      `json:"kind"`
+	Recipients []Recipient `json:"recipients"`
+	State      string      `json:"state"`
+	Attempts   int         `json:"attempts"`
+	NextTry    time.Time   `json:"next_try"`
+	LastReply  string      `json:"last_reply"`
+	CreatedAt  time.Time   `json:"created_at"`
 }
 
 func (s *Server) listQueue(w http.ResponseWriter, r *http.Request) {
@@ -336,7 +336,7 @@ func (s *Server) listQueue(w http.ResponseWriter, r *http.Request) {
 	err := s.store.View(func(tx *store.Tx) error {
 		list, err := tx.DeliveriesPage(before, state, limit)
 		for _, d := range list {
-			out = append(out, QueueEntry{ID: d.ID, TicketID: d.TicketID, Kind: d.Kind, Recipients: d.Recipients, State: d.State,
+			out = append(out, QueueEntry{ID: d.ID, TicketID: d.TicketID, Kind: d.Kind, Recipients: recipientsView(d.Recipients), State: d.State,
 				Attempts: d.Attempts, NextTry: d.NextTry, LastReply: d.LastReply, CreatedAt: d.CreatedAt})
 		}
 		return err
@@ -350,17 +350,17 @@ func (s *Server) listQueue(w http.ResponseWriter, r *http.Request) {
 
 // Explanation is GET /api/v1/explain/{id}: the decision trace of a comment or event.
 type Explanation struct {
-	ID         uint64            `json:"id"`
-	Kind       string            `json:"kind"` // comment or event
-	TicketID   uint64            `json:"ticket_id"`
-	MessageID  string            `json:"message_id,omitempty"`
-	Author     string            `json:"author,omitempty"`
-	Action     string            `json:"action,omitempty"`
-	Public     bool              `json:"public"`
-	ThirdParty bool              `json:"third_party"`
-	CreatedAt  time.Time         `json:"created_at"`
-	Trace      []store.TraceStep `json:"trace"`
-	Notified   []store.Notified  `json:"notified"`
+	ID         uint64      `json:"id"`
+	Kind       string      `json:"kind"` // comment or event
+	TicketID   uint64      `json:"ticket_id"`
+	MessageID  string      `json:"message_id,omitempty"`
+	Author     string      `json:"author,omitempty"`
+	Action     string      `json:"action,omitempty"`
+	Public     bool        `json:"public"`
+	ThirdParty bool        `json:"third_party"`
+	CreatedAt  time.Time   `json:"created_at"`
+	Trace      []TraceStep `json:"trace"`
+	Notified   []Notified  `json:"notified"`
 }
 
 func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
@@ -380,7 +380,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 		}
 		if c, err := tx.Comment(id); err == nil {
 			out = Explanation{ID: c.ID, Kind: "comment", TicketID: c.TicketID, MessageID: "<" + c.MessageID + ">", Author: c.Author,
-				Public: c.Public, ThirdParty: c.ThirdParty, CreatedAt: c.CreatedAt, Trace: c.Trace, Notified: tx.WithStatus(c.Notified)}
+				Public: c.Public, ThirdParty: c.ThirdParty, CreatedAt: c.CreatedAt, Trace: traceView(c.Trace), Notified: notifiedView(tx.WithStatus(c.Notified))}
 			return nil
 		}
 		e, err := tx.Event(id)
@@ -388,7 +388,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		out = Explanation{ID: e.ID, Kind: "event", TicketID: e.TicketID, Author: e.Actor, Action: e.Action, CreatedAt: e.CreatedAt,
-			Trace: e.Trace, Notified: tx.WithStatus(e.Notified)}
+			Trace: traceView(e.Trace), Notified: notifiedView(tx.WithStatus(e.Notified))}
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -398,12 +398,6 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
-	}
-	if out.Trace == nil {
-		out.Trace = []store.TraceStep{}
-	}
-	if out.Notified == nil {
-		out.Notified = []store.Notified{}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

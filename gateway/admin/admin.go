@@ -288,54 +288,54 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 
 // TicketSummary is one row of GET /api/v1/tickets.
 type TicketSummary struct {
-	ID        uint64       `json:"id"`
-	Subject   string       `json:"subject"`
-	Status    string       `json:"status"`
-	Requester store.Person `json:"requester"`
-	Assignee  string       `json:"assignee"`
-	UpdatedAt time.Time    `json:"updated_at"`
+	ID        uint64    `json:"id"`
+	Subject   string    `json:"subject"`
+	Status    string    `json:"status"`
+	Requester Person    `json:"requester"`
+	Assignee  string    `json:"assignee"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // TicketView is GET /api/v1/tickets/{id}.
 type TicketView struct {
-	ID           uint64         `json:"id"`
-	Subject      string         `json:"subject"`
-	Status       string         `json:"status"`
-	Requester    store.Person   `json:"requester"`
-	Assignee     string         `json:"assignee"`
-	ReplyAddress string         `json:"reply_address,omitempty"`
-	CCs          []store.Person `json:"ccs"`
-	Followers    []store.Person `json:"followers"`
-	CreatedAt    time.Time      `json:"created_at"`
-	UpdatedAt    time.Time      `json:"updated_at"`
-	Comments     []CommentView  `json:"comments"`
+	ID           uint64        `json:"id"`
+	Subject      string        `json:"subject"`
+	Status       string        `json:"status"`
+	Requester    Person        `json:"requester"`
+	Assignee     string        `json:"assignee"`
+	ReplyAddress string        `json:"reply_address,omitempty"`
+	CCs          []Person      `json:"ccs"`
+	Followers    []Person      `json:"followers"`
+	CreatedAt    time.Time     `json:"created_at"`
+	UpdatedAt    time.Time     `json:"updated_at"`
+	Comments     []CommentView `json:"comments"`
 	// DeliveryFailures is mail that did not reach an end user (bounces, 5xx, expiry).
-	DeliveryFailures []store.DeliveryFailure `json:"delivery_failures"`
+	DeliveryFailures []DeliveryFailure `json:"delivery_failures"`
 	// Events are the expert actions that are no comments (assignment, status, CCs).
-	Events []store.Event `json:"events"`
+	Events []Event `json:"events"`
 	// Last is the comment or event an action just made, in an action's answer.
 	Last uint64 `json:"last_id,omitempty"`
 }
 
 // CommentView is one comment in TicketView.
 type CommentView struct {
-	ID             uint64             `json:"id"`
-	Author         string             `json:"author"`
-	AuthorName     string             `json:"author_name,omitempty"`
-	Public         bool               `json:"public"`
-	ThirdParty     bool               `json:"third_party"`
-	Via            string             `json:"via"`
-	MessageID      string             `json:"message_id"`
-	CreatedAt      time.Time          `json:"created_at"`
-	Subject        string             `json:"subject,omitempty"`
-	Body           string             `json:"body"`
-	Attachments    []store.Attachment `json:"attachments"`
-	Notified       []store.Notified   `json:"notified"`
-	ReplyToDiffers bool               `json:"reply_to_differs,omitempty"`
-	Automatic      string             `json:"automatic,omitempty"`
+	ID             uint64       `json:"id"`
+	Author         string       `json:"author"`
+	AuthorName     string       `json:"author_name,omitempty"`
+	Public         bool         `json:"public"`
+	ThirdParty     bool         `json:"third_party"`
+	Via            string       `json:"via"`
+	MessageID      string       `json:"message_id"`
+	CreatedAt      time.Time    `json:"created_at"`
+	Subject        string       `json:"subject,omitempty"`
+	Body           string       `json:"body"`
+	Attachments    []Attachment `json:"attachments"`
+	Notified       []Notified   `json:"notified"`
+	ReplyToDiffers bool         `json:"reply_to_differs,omitempty"`
+	Automatic      string       `json:"automatic,omitempty"`
 	// AuthenticationResults and Sender say who a received mail proved to be (A1).
-	AuthenticationResults string           `json:"authentication_results,omitempty"`
-	Sender                *store.TraceStep `json:"sender,omitempty"`
+	AuthenticationResults string     `json:"authentication_results,omitempty"`
+	Sender                *TraceStep `json:"sender,omitempty"`
 	// Problems is what could not be decoded of a received mail (M1).
 	Problems []string `json:"problems,omitempty"`
 }
@@ -369,7 +369,7 @@ func (s *Server) listTickets(w http.ResponseWriter, r *http.Request) {
 	err := s.store.View(func(tx *store.Tx) error {
 		list, err := tx.ListTickets(status, limit, before)
 		for _, t := range list {
-			out = append(out, TicketSummary{ID: t.ID, Subject: t.Subject, Status: string(t.Status), Requester: t.Requester, Assignee: t.Assignee, UpdatedAt: t.UpdatedAt})
+			out = append(out, TicketSummary{ID: t.ID, Subject: t.Subject, Status: string(t.Status), Requester: personView(t.Requester), Assignee: t.Assignee, UpdatedAt: t.UpdatedAt})
 		}
 		return err
 	})
@@ -428,48 +428,32 @@ func (s *Server) loadTicket(id uint64) (TicketView, error) {
 }
 
 func ticketView(t *store.Ticket, comments []store.Comment) TicketView {
-	v := TicketView{ID: t.ID, Subject: t.Subject, Status: string(t.Status), Requester: t.Requester, Assignee: t.Assignee,
-		CCs: nonNil(t.CCs), Followers: nonNil(t.Followers), CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Comments: []CommentView{},
-		DeliveryFailures: t.DeliveryFailures}
-	if v.DeliveryFailures == nil {
-		v.DeliveryFailures = []store.DeliveryFailure{}
-	}
+	v := TicketView{ID: t.ID, Subject: t.Subject, Status: string(t.Status), Requester: personView(t.Requester), Assignee: t.Assignee,
+		CCs: peopleView(t.CCs), Followers: peopleView(t.Followers), CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Comments: []CommentView{},
+		DeliveryFailures: failuresView(t.DeliveryFailures)}
 	for _, c := range comments {
 		cv := CommentView{ID: c.ID, Author: c.Author, AuthorName: c.AuthorName, Public: c.Public, ThirdParty: c.ThirdParty,
 			Via: c.Via, MessageID: "<" + c.MessageID + ">", CreatedAt: c.CreatedAt, Subject: c.Subject, Body: c.Body,
-			Attachments: c.Attachments, Notified: c.Notified, ReplyToDiffers: c.ReplyToDiffers, Automatic: c.Automatic,
+			Attachments: attachmentsView(c.Attachments), Notified: notifiedView(c.Notified), ReplyToDiffers: c.ReplyToDiffers, Automatic: c.Automatic,
 			AuthenticationResults: c.AuthenticationResults, Problems: c.Problems}
 		for i := range c.Trace {
 			if c.Trace[i].Rule == "A1" {
-				cv.Sender = &c.Trace[i]
+				step := traceView(c.Trace[i : i+1])[0]
+				cv.Sender = &step
 				break
 			}
-		}
-		if cv.Attachments == nil {
-			cv.Attachments = []store.Attachment{}
-		}
-		if cv.Notified == nil {
-			cv.Notified = []store.Notified{}
 		}
 		v.Comments = append(v.Comments, cv)
 	}
 	return v
 }
 
-func nonNil(p []store.Person) []store.Person {
-	if p == nil {
-		return []store.Person{}
-	}
-	return p
-}
-
-func events(tx *store.Tx, t *store.Ticket) []store.Event {
-	out := []store.Event{}
+func events(tx *store.Tx, t *store.Ticket) []Event {
+	out := []Event{}
 	for _, id := range t.EventIDs {
 		if e, err := tx.Event(id); err == nil {
-			e.Trace = nil // explain shows it
 			e.Notified = tx.WithStatus(e.Notified)
-			out = append(out, *e)
+			out = append(out, eventView(*e)) // the trace is explain's
 		}
 	}
 	return out
