@@ -5,8 +5,6 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/dsn"
 	"github.com/deskgate/deskgate/gateway/rules"
@@ -56,7 +54,7 @@ func (s *Service) bounce(ctx context.Context, book *addr.Book, rcpts []recipient
 			return tx.PutDelivery(d)
 		})
 		if err != nil {
-			return res, smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem recording the bounce; try again later")
+			return res, refusal(rules.RefuseStorage, "Temporary local problem recording the bounce; try again later")
 		}
 		s.log.Info("bounce recorded", "rule", "T6", "delivery", p.ID, "ticket", res.TicketID, "dsn_recipients", len(rep.Recipients))
 	}

@@ -10,9 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -82,8 +81,8 @@ func TestT5_OwnMailIsDropped(t *testing.T) {
 		return nil
 	})
 	_, err := s.Receive(context.Background(), Envelope{From: "x@y", Recipients: []string{"support@example.com"}}, msg("Example Support <support@example.com>", "c@x"))
-	var se *smtp.SMTPError
-	if !errors.As(err, &se) || se.Code != 550 {
+	var ref *rules.Refusal
+	if !errors.As(err, &ref) || ref.Kind != rules.RefuseOwnAddress {
 		t.Fatalf("mail From our own support address: %v, want 550", err)
 	}
 	res, err := s.Receive(context.Background(), Envelope{From: "robot@x", Recipients: []string{"support@example.com"}}, msg("robot@x", sentID))
@@ -105,8 +104,8 @@ func TestT5_SenderRateLimitIsTemporary(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		_, last = s.Receive(context.Background(), Envelope{From: "robot@x", Recipients: []string{"support@example.com"}}, msg("robot@x", fmt.Sprintf("r%d@x", i)))
 	}
-	var se *smtp.SMTPError
-	if !errors.As(last, &se) || se.Code != 451 {
+	var ref *rules.Refusal
+	if !errors.As(last, &ref) || ref.Kind != rules.RefuseTooMany || !ref.Kind.Temporary() {
 		t.Fatalf("fourth mail in an hour: %v, want 451", last)
 	}
 	if _, err := s.Receive(context.Background(), Envelope{From: "jane@x", Recipients: []string{"support@example.com"}}, msg("jane@x", "j@x")); err != nil {

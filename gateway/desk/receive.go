@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/auth"
 	"github.com/deskgate/deskgate/gateway/mailparse"
@@ -37,11 +35,9 @@ type Result struct {
 	MessageID string
 }
 
-func smtpErr(code int, enh smtp.EnhancedCode, format string, args ...any) *smtp.SMTPError {
-	if len(args) == 0 {
-		return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: format}
-	}
-	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: fmt.Sprintf(format, args...)}
+// refusal is a received mail refused, of kind, in the words for the sender.
+func refusal(kind rules.RefusalKind, format string, args ...any) *rules.Refusal {
+	return &rules.Refusal{Kind: kind, Msg: fmt.Sprintf(format, args...)}
 }
 
 // recipient is an envelope recipient and, when it is one of deskgate's, what it is.
@@ -61,7 +57,7 @@ func classifyRecipients(book *addr.Book, list []string) []recipient {
 }
 
 // Receive parses, threads, decides and stores one mail with its notifications. It
-// returns only after all of it is durable, or with an *smtp.SMTPError that says what
+// returns only after all of it is durable, or with a *rules.Refusal that says what
 // the sender should do.
 func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result, error) {
 	cfg, book, renv := s.cfg.Load(), s.book.Load(), s.env.Load()
@@ -84,9 +80,9 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 	msg, err := mailparse.Parse(raw, cfg.Hostname)
 	switch {
 	case errors.Is(err, mailparse.ErrHeaderTooLarge):
-		return res, smtpErr(552, smtp.EnhancedCode{5, 3, 4}, "Message header block exceeds %d bytes", mailparse.MaxHeaderBytes)
+		return res, refusal(rules.RefuseTooLarge, "Message header block exceeds %d bytes", mailparse.MaxHeaderBytes)
 	case err != nil:
-		return res, smtpErr(550, smtp.EnhancedCode{5, 6, 0}, "Message cannot be parsed: %v", err)
+		return res, refusal(rules.RefuseUnreadable, "Message cannot be parsed: %v", err)
 	}
 	res.MessageID = msg.MessageID
 
@@ -97,7 +93,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 	case env.From != "":
 		from = store.Person{Email: env.From}
 	default:
-		return res, smtpErr(550, smtp.EnhancedCode{5, 6, 0}, "Message has no From header and an empty envelope sender; nobody to answer")
+		return res, refusal(rules.RefuseNobodyToTell, "Message has no From header and an empty envelope sender; nobody to answer")
 	}
 	res.From = from.Email
 	if rules.OwnLoop(msg.Header, cfg.Support.Addresses) {
@@ -106,14 +102,14 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		return res, nil
 	}
 	if _, own := book.Classify(from.Email); own {
-		return res, smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "From <%s> is this gateway's own address", from.Email)
+		return res, refusal(rules.RefuseOwnAddress, "From <%s> is this gateway's own address", from.Email)
 	}
 	authResult, id := s.authenticate(ctx, env, raw, from.Email)
 	if id.Defer {
-		return res, smtpErr(451, smtp.EnhancedCode{4, 7, 5}, "Cannot verify now that <%s> sent this: %s; try again later", from.Email, id.Step.Detail)
+		return res, refusal(rules.RefuseUnverifiedNow, "Cannot verify now that <%s> sent this: %s; try again later", from.Email, id.Step.Detail)
 	}
 	if limited, step := s.noteSender(from.Email, cfg.Limits.MaxMailsPerSenderHour); limited {
-		return res, smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "Too many messages from <%s>: %s (%s); try again later", from.Email, step.Detail, step.Rule)
+		return res, refusal(rules.RefuseTooMany, "Too many messages from <%s>: %s (%s); try again later", from.Email, step.Detail, step.Rule)
 	}
 	automatic := rules.Automatic(msg.Header, env.From)
 	replyToDiffers := false
@@ -190,7 +186,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 	})
 	if err != nil {
 		s.log.Error("store update failed", "err", err)
-		return res, smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem storing the message; try again later")
+		return res, refusal(rules.RefuseStorage, "Temporary local problem storing the message; try again later")
 	}
 	s.kick()
 	done.count()

@@ -24,11 +24,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/desk"
 	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/gateway/rules"
 )
 
 // Server is the SMTP and LMTP front of deskgate.
@@ -291,18 +290,27 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.accepting.Wait()
 }
 
-// replyFor turns the desk's error into the reply the client gets.
+// replyFor turns the desk's refusal into the reply the client gets (RFC 3463 codes).
 func replyFor(err error) reply {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		enh := ""
-		if se.EnhancedCode != smtp.NoEnhancedCode && se.EnhancedCode != smtp.EnhancedCodeNotSet {
-			enh = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+	var ref *rules.Refusal
+	if errors.As(err, &ref) {
+		switch ref.Kind {
+		case rules.RefuseTooLarge:
+			return reply{552, "5.3.4", ref.Msg}
+		case rules.RefuseUnreadable, rules.RefuseNobodyToTell:
+			return reply{550, "5.6.0", ref.Msg}
+		case rules.RefuseOwnAddress:
+			return reply{550, "5.7.1", ref.Msg}
+		case rules.RefuseUnverifiedNow:
+			return reply{451, "4.7.5", ref.Msg}
+		case rules.RefuseTooMany:
+			return reply{451, "4.7.1", ref.Msg}
+		case rules.RefuseStorage:
+			return reply{451, "4.3.0", ref.Msg}
 		}
-		return reply{se.Code, enh, se.Message}
 	}
-	// An error without a reply of its own is the desk's failure, not the message's: the
-	// client tries again later and the cause is in the log line.
+	// Anything else is the desk's failure, not the message's: the client tries again later
+	// and the cause is in the log line.
 	return reply{451, "4.3.0", "Local error in processing, try again later"}
 }
 

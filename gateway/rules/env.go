@@ -159,7 +159,21 @@ const (
 	RefuseNotFound                          // what it names is not on the ticket
 	RefuseConflict                          // the ticket is already so (a CC already, the requester)
 	RefuseNotAllowed                        // a rule forbids it (blocklist, light agent, cap)
+
+	// Kinds for received mail; the SMTP edge turns each into its reply.
+	RefuseTooLarge      // the header block is over its limit
+	RefuseUnreadable    // the data is no message at all
+	RefuseNobodyToTell  // no From and an empty envelope sender
+	RefuseOwnAddress    // From is one of deskgate's own addresses
+	RefuseUnverifiedNow // an agent's claim that DNS cannot settle now (A1): try later
+	RefuseTooMany       // the sender's hourly limit (T5): try later
+	RefuseStorage       // deskgate could not store it: try later
 )
+
+// Temporary reports whether the sender should try again later.
+func (k RefusalKind) Temporary() bool {
+	return k == RefuseUnverifiedNow || k == RefuseTooMany || k == RefuseStorage
+}
 
 func (r *Refusal) Error() string {
 	if r.Rule != "" {
