@@ -373,18 +373,11 @@ func (t *Tx) PutTicket(tk *Ticket) error {
 		return errors.New("store: ticket without id")
 	}
 	b := t.tx.Bucket(bucketTickets)
-	var old struct {
-		Status string `json:"status"`
-	}
-	if v := b.Get(itob(tk.ID)); v != nil {
-		if err := json.Unmarshal(v, &old); err != nil {
-			return fmt.Errorf("ticket %d: %w", tk.ID, err)
-		}
-	}
-	if old.Status != string(tk.Status) {
+	oldStatus := storedStatus(b.Get(itob(tk.ID)))
+	if oldStatus != string(tk.Status) {
 		idx := t.tx.Bucket(bucketByStatus)
-		if old.Status != "" {
-			if err := idx.Delete(statusKey(old.Status, tk.ID)); err != nil {
+		if oldStatus != "" {
+			if err := idx.Delete(statusKey(oldStatus, tk.ID)); err != nil {
 				return err
 			}
 		}
@@ -493,6 +486,23 @@ func (t *Tx) ListTickets(status model.Status, limit int, before uint64) ([]Ticke
 		out = append(out, tk)
 	}
 	return out, nil
+}
+
+// storedStatus reads the status out of a stored ticket's JSON without decoding the rest: this
+// runs on the writer for every ticket change. The first `"status":"` is the field's, because
+// the fields before it are numbers and escaped strings, in which a bare quote cannot appear.
+func storedStatus(record []byte) string {
+	const field = `"status":"`
+	i := bytes.Index(record, []byte(field))
+	if i < 0 {
+		return ""
+	}
+	rest := record[i+len(field):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return ""
+	}
+	return string(rest[:j])
 }
 
 // listByStatus walks the status index from the newest ticket below before: only the tickets

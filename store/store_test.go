@@ -357,3 +357,15 @@ func TestListByStatusUsesTheIndexAndFollowsChanges(t *testing.T) {
 		t.Errorf("a newer schema: %v", err)
 	}
 }
+
+func TestStoredStatusReadsOnlyTheField(t *testing.T) {
+	for _, tc := range []struct{ json, want string }{
+		{`{"id":1,"subject":"a \"status\":\"x\" trick","status":"open","requester":{}}`, "open"},
+		{`{"id":2,"subject":"","status":"solved"}`, "solved"},
+		{``, ""},
+	} {
+		if got := storedStatus([]byte(tc.json)); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.json, got, tc.want)
+		}
+	}
+}

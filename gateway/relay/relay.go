@@ -388,19 +388,6 @@ func replyText(err error) string {
 	return err.Error()
 }
 
-// backoff is the delay before retry number n (1-based): retry_min doubled each time,
-// capped at retry_max.
-func backoff(cfg *config.Config, n int) time.Duration {
-	d := cfg.Upstream.RetryMin
-	for i := 1; i < n && d < cfg.Upstream.RetryMax; i++ {
-		d *= 2
-	}
-	if d > cfg.Upstream.RetryMax {
-		d = cfg.Upstream.RetryMax
-	}
-	return d
-}
-
 // record stores the results of a pass. What was handed over is recorded even during
 // shutdown: forgetting it would send it again after the restart.
 func (w *Worker) record(results []attempt) bool {
@@ -435,7 +422,7 @@ func (w *Worker) record(results []attempt) bool {
 				return err
 			}
 			if cur.State == store.DeliveryQueued {
-				cur.NextTry = now.Add(backoff(cfg, cur.Attempts))
+				cur.NextTry = now.Add(rules.Backoff(cur.Attempts, cfg.Upstream.RetryMin, cfg.Upstream.RetryMax))
 			}
 			if err := tx.PutDelivery(cur); err != nil {
 				return err

@@ -29,6 +29,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -246,7 +247,7 @@ func TestBackoffAndQueueLifetime(t *testing.T) {
 	cfg := testConfig(t, "127.0.0.1:1", nil)
 	cfg.Upstream.RetryMin, cfg.Upstream.RetryMax = time.Minute, 10*time.Minute
 	for n, want := range map[int]time.Duration{1: time.Minute, 2: 2 * time.Minute, 4: 8 * time.Minute, 5: 10 * time.Minute, 30: 10 * time.Minute} {
-		if got := backoff(cfg, n); got != want {
+		if got := rules.Backoff(n, cfg.Upstream.RetryMin, cfg.Upstream.RetryMax); got != want {
 			t.Errorf("backoff(%d) = %s, want %s", n, got, want)
 		}
 	}

@@ -136,3 +136,16 @@ func AfterAttempt(answers []Answer, via string, age, lifetime time.Duration) (ou
 	}
 	return outcomes, last
 }
+
+// Backoff is the wait before retry number n (1-based): retryMin, doubled at each retry, never
+// over retryMax.
+func Backoff(n int, retryMin, retryMax time.Duration) time.Duration {
+	d := retryMin
+	for i := 1; i < n && d < retryMax; i++ {
+		d *= 2
+	}
+	if d > retryMax {
+		d = retryMax
+	}
+	return d
+}
