@@ -17,6 +17,7 @@ type (
 	Comment           = model.Comment
 	Event             = model.Event
 	DeliveryRecipient = model.DeliveryRecipient
+	DeliveryState     = model.DeliveryState
 )
 
 // Ticket statuses and delivery states.
@@ -43,7 +44,7 @@ type Delivery struct {
 	MessageID  string              `json:"message_id"`
 	From       string              `json:"envelope_from"`
 	Recipients []DeliveryRecipient `json:"recipients"`
-	State      string              `json:"state"`
+	State      DeliveryState       `json:"state"`
 	Attempts   int                 `json:"attempts"`
 	NextTry    time.Time           `json:"next_try"`
 	LastReply  string              `json:"last_reply,omitempty"`

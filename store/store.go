@@ -767,7 +767,7 @@ func (t *Tx) Deliveries(limit int) ([]Delivery, error) {
 
 // DeliveriesPage lists deliveries with ids below before (0: from the newest) in state ("":
 // any), newest first, at most limit.
-func (t *Tx) DeliveriesPage(before uint64, state string, limit int) ([]Delivery, error) {
+func (t *Tx) DeliveriesPage(before uint64, state DeliveryState, limit int) ([]Delivery, error) {
 	var out []Delivery
 	c := t.tx.Bucket(bucketDeliv).Cursor()
 	var k, v []byte
@@ -831,7 +831,7 @@ func (t *Tx) QueueCounts() (queued, total int) {
 // saved by PutDelivery, and stores the failures to flag on its ticket. The `notified`
 // entries of comments are not rewritten: WithStatus reads their status from the deliveries
 // when asked, which keeps the relay's bookkeeping off the comments.
-func (t *Tx) Settle(d *Delivery, recipients []DeliveryRecipient, state string, failures []DeliveryFailure) error {
+func (t *Tx) Settle(d *Delivery, recipients []DeliveryRecipient, state DeliveryState, failures []DeliveryFailure) error {
 	d.Recipients, d.State = recipients, state
 	if len(failures) == 0 {
 		return nil
@@ -863,7 +863,7 @@ func (t *Tx) WithStatus(list []Notified) []Notified {
 		}
 		for _, r := range d.Recipients {
 			if strings.EqualFold(r.Email, n.Email) {
-				out[i].Status, out[i].Reply = r.State, r.Reply
+				out[i].Status, out[i].Reply = string(r.State), r.Reply
 			}
 		}
 	}

@@ -325,7 +325,7 @@ func (s *Server) listQueue(w http.ResponseWriter, r *http.Request) {
 		}
 		before = n
 	}
-	state := r.URL.Query().Get("state")
+	state := store.DeliveryState(r.URL.Query().Get("state"))
 	switch state {
 	case "", store.DeliveryQueued, store.DeliverySent, store.DeliveryFailed, store.DeliveryPartial, store.DeliveryDropped:
 	default:
@@ -336,7 +336,7 @@ func (s *Server) listQueue(w http.ResponseWriter, r *http.Request) {
 	err := s.store.View(func(tx *store.Tx) error {
 		list, err := tx.DeliveriesPage(before, state, limit)
 		for _, d := range list {
-			out = append(out, QueueEntry{ID: d.ID, TicketID: d.TicketID, Kind: d.Kind, Recipients: recipientsView(d.Recipients), State: d.State,
+			out = append(out, QueueEntry{ID: d.ID, TicketID: d.TicketID, Kind: d.Kind, Recipients: recipientsView(d.Recipients), State: string(d.State),
 				Attempts: d.Attempts, NextTry: d.NextTry, LastReply: d.LastReply, CreatedAt: d.CreatedAt})
 		}
 		return err

@@ -120,7 +120,7 @@ func eventView(e store.Event) Event {
 func recipientsView(rs []store.DeliveryRecipient) []Recipient {
 	out := make([]Recipient, len(rs))
 	for i, r := range rs {
-		out[i] = Recipient{Email: r.Email, As: r.As, Visible: r.Visible, State: r.State, Reply: r.Reply}
+		out[i] = Recipient{Email: r.Email, As: r.As, Visible: r.Visible, State: string(r.State), Reply: r.Reply}
 	}
 	return out
 }

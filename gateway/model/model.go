@@ -27,20 +27,23 @@ func (s Status) Valid() bool {
 
 // DeliveryRecipient is one envelope recipient of a delivery.
 type DeliveryRecipient struct {
-	Email   string `json:"email"`
-	As      string `json:"as"`
-	Visible bool   `json:"visible"`
-	State   string `json:"state"`
-	Reply   string `json:"reply,omitempty"`
+	Email   string        `json:"email"`
+	As      string        `json:"as"`
+	Visible bool          `json:"visible"`
+	State   DeliveryState `json:"state"`
+	Reply   string        `json:"reply,omitempty"`
 }
+
+// DeliveryState is where a delivery, or one of its recipients, stands.
+type DeliveryState string
 
 // Delivery states.
 const (
-	DeliveryQueued  = "queued"
-	DeliverySent    = "sent"
-	DeliveryFailed  = "failed"
-	DeliveryPartial = "partial" // some recipients sent, some failed
-	DeliveryDropped = "dropped" // an operator took it off the queue
+	DeliveryQueued  DeliveryState = "queued"
+	DeliverySent    DeliveryState = "sent"
+	DeliveryFailed  DeliveryState = "failed"
+	DeliveryPartial DeliveryState = "partial" // some recipients sent, some failed
+	DeliveryDropped DeliveryState = "dropped" // an operator took it off the queue
 )
 
 // Policy is the behaviour that the policy keys of the config choose, as plain data.

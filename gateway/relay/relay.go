@@ -317,7 +317,7 @@ type attempt struct {
 	rcpts []string
 	errs  []error
 	via   string
-	final []string // each recipient's state once recorded
+	final []store.DeliveryState // each recipient's state once recorded
 	// recorded is the sender's window: one slot is given back once the result is stored.
 	recorded chan struct{}
 }
@@ -396,7 +396,7 @@ func (w *Worker) record(results []attempt) bool {
 	err := w.store.Update(context.Background(), func(tx *store.Tx) error {
 		for i := range results {
 			a := &results[i]
-			a.final = make([]string, len(a.rcpts))
+			a.final = make([]store.DeliveryState, len(a.rcpts))
 			cur, err := tx.Delivery(a.d.ID)
 			if err != nil {
 				return err

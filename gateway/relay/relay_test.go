@@ -180,7 +180,7 @@ func TestPerRecipientResultsAndSessionReuse(t *testing.T) {
 	d := delivery(t, st, id)
 	states := map[string]string{}
 	for _, r := range d.Recipients {
-		states[r.Email] = r.State
+		states[r.Email] = string(r.State)
 	}
 	if states["a@customer.test"] != "sent" || states["gone@customer.test"] != "failed" || states["busy@customer.test"] != "queued" {
 		t.Fatalf("one refused recipient must not fail the others: %v", states)

@@ -11,14 +11,15 @@ import (
 // Outcome is what became of one recipient of a delivery: its new state and the reply that
 // says why (the upstream's, a DSN's, an operator's).
 type Outcome struct {
-	State, Reply string
+	State model.DeliveryState
+	Reply string
 }
 
 // Settlement is a delivery after outcomes: its recipients, its state, and the failures to flag
 // on the ticket (T6).
 type Settlement struct {
 	Recipients []model.DeliveryRecipient
-	State      string
+	State      model.DeliveryState
 	Failures   []model.DeliveryFailure
 }
 
@@ -44,7 +45,7 @@ func Settle(id, source uint64, recipients []model.DeliveryRecipient, outcomes ma
 
 // DeliveryState is a delivery's state from its recipients': queued while any waits; partial
 // when some were sent and some failed; failed, dropped or sent when all ended alike.
-func DeliveryState(recipients []model.DeliveryRecipient) string {
+func DeliveryState(recipients []model.DeliveryRecipient) model.DeliveryState {
 	var queued, sent, failed, dropped int
 	for _, r := range recipients {
 		switch r.State {
@@ -85,7 +86,7 @@ func Retry(recipients []model.DeliveryRecipient) (outcomes map[string]Outcome, o
 
 // Drop takes a queued delivery's waiting recipients off the queue; a delivery that is not
 // queued cannot be dropped.
-func Drop(id uint64, state string, recipients []model.DeliveryRecipient) (map[string]Outcome, *Refusal) {
+func Drop(id uint64, state model.DeliveryState, recipients []model.DeliveryRecipient) (map[string]Outcome, *Refusal) {
 	if state != model.DeliveryQueued {
 		return nil, refuse(RefuseConflict, "", "delivery %d is not queued (state %s)", id, state)
 	}
@@ -99,7 +100,7 @@ func Drop(id uint64, state string, recipients []model.DeliveryRecipient) (map[st
 }
 
 // NothingToRetry is the refusal for a retry of a delivery with no waiting or failed recipient.
-func NothingToRetry(id uint64, state string) *Refusal {
+func NothingToRetry(id uint64, state model.DeliveryState) *Refusal {
 	return &Refusal{Kind: RefuseConflict, Msg: fmt.Sprintf("delivery %d has nothing to retry (state %s)", id, state)}
 }
 

@@ -7,23 +7,23 @@ import (
 	"github.com/deskgate/deskgate/gateway/model"
 )
 
-func rcpt(email, state string, visible bool) model.DeliveryRecipient {
+func rcpt(email string, state model.DeliveryState, visible bool) model.DeliveryRecipient {
 	return model.DeliveryRecipient{Email: email, As: "cc", Visible: visible, State: state}
 }
 
 func TestDeliveryState(t *testing.T) {
 	q, s, f, d := model.DeliveryQueued, model.DeliverySent, model.DeliveryFailed, model.DeliveryDropped
 	for _, tc := range []struct {
-		states []string
-		want   string
+		states []model.DeliveryState
+		want   model.DeliveryState
 	}{
-		{[]string{q, s}, q},
-		{[]string{s, s}, s},
-		{[]string{s, f}, model.DeliveryPartial},
-		{[]string{f, f}, f},
-		{[]string{f, d}, f},
-		{[]string{d, d}, d},
-		{[]string{s, d}, s},
+		{[]model.DeliveryState{q, s}, q},
+		{[]model.DeliveryState{s, s}, s},
+		{[]model.DeliveryState{s, f}, model.DeliveryPartial},
+		{[]model.DeliveryState{f, f}, f},
+		{[]model.DeliveryState{f, d}, f},
+		{[]model.DeliveryState{d, d}, d},
+		{[]model.DeliveryState{s, d}, s},
 	} {
 		var rs []model.DeliveryRecipient
 		for _, st := range tc.states {
