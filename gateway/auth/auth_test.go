@@ -17,6 +17,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/internal/dnstest"
 )
@@ -445,7 +446,7 @@ func provesUnder(mode string, f rules.AuthFacts) bool {
 	if from == "" {
 		from = "alice@example.com"
 	}
-	env := rules.Env{Agents: map[string]string{strings.ToLower(from): rules.RoleAgent}}
+	env := rules.Env{Agents: map[string]model.Role{strings.ToLower(from): rules.RoleAgent}}
 	return rules.Identify(env, from, f).Role == rules.RoleAgent
 }
 

@@ -11,6 +11,7 @@ import (
 	gomail "github.com/emersion/go-message/mail"
 
 	"github.com/deskgate/deskgate/gateway/addr"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
@@ -18,7 +19,7 @@ import (
 var book = addr.NewBook([]byte("secret-secret-secret-secret-0001"), []string{"support@example.com"})
 
 func testEnv() rules.Env {
-	return rules.Env{Agents: map[string]string{"alice@example.com": rules.RoleAgent, "dana@example.com": rules.RoleAgent},
+	return rules.Env{Agents: map[string]model.Role{"alice@example.com": rules.RoleAgent, "dana@example.com": rules.RoleAgent},
 		AgentNames: map[string]string{"alice@example.com": "Alice", "dana@example.com": "Dana"}}
 }
 

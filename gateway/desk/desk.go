@@ -367,7 +367,7 @@ func EnvFrom(cfg *config.Config) rules.Env {
 			ReplyAudience: p.ReplyAudience, CCAttachments: p.CCAttachments},
 		Notifications: model.Notifications{TicketCreated: n.TicketCreated, Assigned: n.Assigned, Solved: n.Solved},
 		MaxCCs:        cfg.Limits.MaxCCs,
-		Agents:        map[string]string{}, AgentNames: map[string]string{},
+		Agents:        map[string]model.Role{}, AgentNames: map[string]string{},
 	}
 	for _, a := range cfg.Agents {
 		role := rules.RoleAgent

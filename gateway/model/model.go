@@ -25,6 +25,16 @@ func (s Status) Valid() bool {
 	return false
 }
 
+// Role is what a sender or participant is to the desk.
+type Role string
+
+// Roles.
+const (
+	RoleEndUser    Role = "end_user"
+	RoleAgent      Role = "agent"
+	RoleLightAgent Role = "light_agent"
+)
+
 // DeliveryRecipient is one envelope recipient of a delivery.
 type DeliveryRecipient struct {
 	Email   string        `json:"email"`

@@ -14,14 +14,14 @@ type Env struct {
 	Notifications model.Notifications
 	MaxCCs        int
 	// Agents maps lowercased addresses to RoleAgent or RoleLightAgent.
-	Agents map[string]string
+	Agents map[string]model.Role
 	// AgentNames maps lowercased agent addresses to their names.
 	AgentNames map[string]string
 }
 
 // AgentRole is the configured role of email: RoleAgent, RoleLightAgent or RoleEndUser.
 // This is what the address is; whether a mail proves it is A1's question (gateway/auth).
-func (e Env) AgentRole(email string) string {
+func (e Env) AgentRole(email string) model.Role {
 	if r, ok := e.Agents[strings.ToLower(strings.TrimSpace(email))]; ok {
 		return r
 	}

@@ -31,7 +31,7 @@ type AuthFacts struct {
 
 // Identity is A1's answer for one mail.
 type Identity struct {
-	Role string
+	Role model.Role
 	// Defer is set when an agent's address is claimed and DNS could not say whether
 	// the claim is true: the mail is refused for now (451 4.7.5), so that the sender's
 	// MTA tries again, instead of filing an agent's reply as a stranger's.
@@ -82,7 +82,7 @@ func Identify(env Env, from string, f AuthFacts) Identity {
 		Detail: fmt.Sprintf("spoofed agent: %s (%s is an agent address, agent_identity=%s)", summary, from, f.Mode)}}
 }
 
-func roleWord(role string) string {
+func roleWord(role model.Role) string {
 	if role == RoleLightAgent {
 		return "light agent"
 	}

@@ -3,6 +3,8 @@ package rules
 import (
 	"strings"
 	"testing"
+
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 func TestA1_IdentifyByMode(t *testing.T) {
@@ -15,7 +17,7 @@ func TestA1_IdentifyByMode(t *testing.T) {
 		name     string
 		from     string
 		facts    AuthFacts
-		role     string
+		role     model.Role
 		deferred bool
 		step     string
 		text     string

@@ -24,7 +24,7 @@ type Mail struct {
 	From      model.Person
 	// Role is the sender's role after authentication (A1); Identified is the A1 step
 	// that says why, with the authentication results.
-	Role       string
+	Role       model.Role
 	Identified model.TraceStep
 	To, Cc     []Addr
 	Subject    string
@@ -347,7 +347,7 @@ func containsFold(list []string, s string) bool {
 // ticket opens again on a public comment or on anything an end user writes (an agent's
 // internal note is work on the ticket, not a reply); a new ticket opens at the first
 // agent comment. Automatic mail changes nothing.
-func reopen(d *Decision, t *model.Ticket, role string, public, automatic bool) {
+func reopen(d *Decision, t *model.Ticket, role model.Role, public, automatic bool) {
 	switch {
 	case automatic:
 		return

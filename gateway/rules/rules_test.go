@@ -27,7 +27,7 @@ func env(mod ...func(*Env)) Env {
 			ReplyAudience: "notification", CCAttachments: true},
 		Notifications: model.Notifications{TicketCreated: "requester", Assigned: "requester_and_ccs", Solved: "requester_and_ccs"},
 		MaxCCs:        48,
-		Agents:        map[string]string{alice: RoleAgent, dana: RoleAgent, carol: RoleAgent, bob: RoleLightAgent},
+		Agents:        map[string]model.Role{alice: RoleAgent, dana: RoleAgent, carol: RoleAgent, bob: RoleLightAgent},
 		AgentNames:    map[string]string{alice: "Alice", dana: "Dana", carol: "Carol", bob: "Bob"},
 	}
 	for _, m := range mod {
@@ -57,7 +57,7 @@ func masked(of string) Addr {
 	return Addr{Email: "support+5-tok-p1@example.com", Own: true, MaskedOf: of}
 }
 
-func roleOf(email string) string { return env().AgentRole(email) }
+func roleOf(email string) model.Role { return env().AgentRole(email) }
 
 func mailFrom(from string, to []Addr, cc []Addr) Mail {
 	return Mail{MessageID: "m@x", From: model.Person{Email: from}, Role: roleOf(from), To: to, Cc: cc}

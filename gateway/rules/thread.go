@@ -10,11 +10,11 @@ import (
 	"github.com/deskgate/deskgate/gateway/model"
 )
 
-// Sender roles.
+// Sender roles, as the model names them.
 const (
-	RoleEndUser    = "end_user"
-	RoleAgent      = "agent"
-	RoleLightAgent = "light_agent"
+	RoleEndUser    = model.RoleEndUser
+	RoleAgent      = model.RoleAgent
+	RoleLightAgent = model.RoleLightAgent
 )
 
 // ThreadRecipient is one envelope recipient that is one of deskgate's addresses.
