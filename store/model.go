@@ -36,20 +36,20 @@ const (
 // Delivery is one composed message and its envelope, queued in the same transaction as
 // the change that caused it (the outbox), so that a crash loses neither.
 type Delivery struct {
-	ID         uint64              `json:"id"`
-	TicketID   uint64              `json:"ticket_id"`
-	SourceID   uint64              `json:"source_id"` // the comment or event it tells of
-	Kind       string              `json:"kind"`      // comment, ticket_created, assigned, solved
-	Copy       string              `json:"copy"`      // end_user or agent
-	MessageID  string              `json:"message_id"`
-	From       string              `json:"envelope_from"`
-	Recipients []DeliveryRecipient `json:"recipients"`
-	State      DeliveryState       `json:"state"`
-	Attempts   int                 `json:"attempts"`
-	NextTry    time.Time           `json:"next_try"`
-	LastReply  string              `json:"last_reply,omitempty"`
-	CreatedAt  time.Time           `json:"created_at"`
-	Size       int                 `json:"size"`
+	ID         uint64                 `json:"id"`
+	TicketID   uint64                 `json:"ticket_id"`
+	SourceID   uint64                 `json:"source_id"` // the comment or event it tells of
+	Kind       model.NotificationKind `json:"kind"`
+	Copy       string                 `json:"copy"` // end_user or agent
+	MessageID  string                 `json:"message_id"`
+	From       string                 `json:"envelope_from"`
+	Recipients []DeliveryRecipient    `json:"recipients"`
+	State      DeliveryState          `json:"state"`
+	Attempts   int                    `json:"attempts"`
+	NextTry    time.Time              `json:"next_try"`
+	LastReply  string                 `json:"last_reply,omitempty"`
+	CreatedAt  time.Time              `json:"created_at"`
+	Size       int                    `json:"size"`
 
 	// loadedNext is NextTry as read from the store: PutDelivery moves the queue entry
 	// from it without reading the record again.

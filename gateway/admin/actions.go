@@ -162,7 +162,7 @@ func (s *Server) writeTicket(w http.ResponseWriter, id uint64, status int, last 
 	writeJSON(w, status, view)
 }
 
-func (s *Server) personAction(kind string) http.HandlerFunc {
+func (s *Server) personAction(kind model.Operation) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, ok := ticketID(w, r)
 		if !ok {
@@ -336,7 +336,7 @@ func (s *Server) listQueue(w http.ResponseWriter, r *http.Request) {
 	err := s.store.View(func(tx *store.Tx) error {
 		list, err := tx.DeliveriesPage(before, state, limit)
 		for _, d := range list {
-			out = append(out, QueueEntry{ID: d.ID, TicketID: d.TicketID, Kind: d.Kind, Recipients: recipientsView(d.Recipients), State: string(d.State),
+			out = append(out, QueueEntry{ID: d.ID, TicketID: d.TicketID, Kind: string(d.Kind), Recipients: recipientsView(d.Recipients), State: string(d.State),
 				Attempts: d.Attempts, NextTry: d.NextTry, LastReply: d.LastReply, CreatedAt: d.CreatedAt})
 		}
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-message/mail"
 
 	"github.com/deskgate/deskgate/gateway/addr"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
@@ -34,11 +35,11 @@ type Input struct {
 	Book        *addr.Book
 	Env         rules.Env
 	Ticket      *store.Ticket // the state after the change
-	Kind        string        // rules.Kind*
-	Copy        string        // rules.CopyEndUser or rules.CopyAgent
-	AuthorName  string        // who wrote the comment or took the action
-	Body        string        // the comment's text, or "" for an event
-	Internal    bool          // an internal note (agents' copies only)
+	Kind        model.NotificationKind
+	Copy        string // rules.CopyEndUser or rules.CopyAgent
+	AuthorName  string // who wrote the comment or took the action
+	Body        string // the comment's text, or "" for an event
+	Internal    bool   // an internal note (agents' copies only)
 	ThirdParty  bool
 	History     []store.Comment // public comments before this one, oldest first (C4)
 	Files       []File
@@ -167,7 +168,7 @@ func Message(in Input) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func subject(kind, ticketSubject, tag string, internal bool) string {
+func subject(kind model.NotificationKind, ticketSubject, tag string, internal bool) string {
 	s := ticketSubject
 	switch kind {
 	case rules.KindTicketCreated:

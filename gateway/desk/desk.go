@@ -301,7 +301,7 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 			if refusal != nil {
 				return refusal
 			}
-			src := source{author: store.Person{Email: a.Actor, Name: env.AgentNames[strings.ToLower(a.Actor)]}, via: "api", action: a.Kind, detail: detailOf(a)}
+			src := source{author: store.Person{Email: a.Actor, Name: env.AgentNames[strings.ToLower(a.Actor)]}, via: "api", action: string(a.Kind), detail: detailOf(a)}
 			if a.Kind == rules.ActComment {
 				src.body = body
 				src.messageID = compose.NewMessageID(s.Random, cfg.Hostname)
@@ -329,7 +329,7 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 type tally struct {
 	tickets       int
 	comments      [][2]string // via, visibility
-	notifications []string    // kinds
+	notifications []model.NotificationKind
 }
 
 func (t *tally) add(d rules.Decision, via string) {
@@ -354,7 +354,7 @@ func (t *tally) count() {
 		metrics.CommentsCreated.WithLabelValues(c[0], c[1]).Inc()
 	}
 	for _, k := range t.notifications {
-		metrics.Notifications.WithLabelValues(k).Inc()
+		metrics.Notifications.WithLabelValues(string(k)).Inc()
 	}
 }
 

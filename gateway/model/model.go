@@ -25,6 +25,33 @@ func (s Status) Valid() bool {
 	return false
 }
 
+// Operation is an expert's action on a ticket (C6, F1, V4, V5, N5).
+type Operation string
+
+// Operations.
+const (
+	OpAddCC          Operation = "cc_add"
+	OpRemoveCC       Operation = "cc_remove"
+	OpAddFollower    Operation = "follower_add"
+	OpRemoveFollower Operation = "follower_remove"
+	OpComment        Operation = "comment"
+	OpMakePrivate    Operation = "comment_private"
+	OpMakePublic     Operation = "comment_public"
+	OpAssign         Operation = "assign"
+	OpStatus         Operation = "status"
+)
+
+// NotificationKind is what a notification tells of.
+type NotificationKind string
+
+// Notification kinds.
+const (
+	KindComment       NotificationKind = "comment"
+	KindTicketCreated NotificationKind = "ticket_created"
+	KindAssigned      NotificationKind = "assigned"
+	KindSolved        NotificationKind = "solved"
+)
+
 // Role is what a sender or participant is to the desk.
 type Role string
 

@@ -8,20 +8,20 @@ import (
 
 // Expert actions (C6, F1, V4, V5, N5), taken through the admin API or the CLI.
 const (
-	ActAddCC          = "cc_add"
-	ActRemoveCC       = "cc_remove"
-	ActAddFollower    = "follower_add"
-	ActRemoveFollower = "follower_remove"
-	ActComment        = "comment"
-	ActMakePrivate    = "comment_private"
-	ActMakePublic     = "comment_public"
-	ActAssign         = "assign"
-	ActStatus         = "status"
+	ActAddCC          = model.OpAddCC
+	ActRemoveCC       = model.OpRemoveCC
+	ActAddFollower    = model.OpAddFollower
+	ActRemoveFollower = model.OpRemoveFollower
+	ActComment        = model.OpComment
+	ActMakePrivate    = model.OpMakePrivate
+	ActMakePublic     = model.OpMakePublic
+	ActAssign         = model.OpAssign
+	ActStatus         = model.OpStatus
 )
 
 // Action is one expert action on a ticket.
 type Action struct {
-	Kind   string
+	Kind   model.Operation
 	Actor  string // the agent acting, when known
 	Person model.Person
 	// PersonIsOwn is set when Person is one of deskgate's own addresses (C5).

@@ -67,10 +67,10 @@ const (
 
 // Notification kinds.
 const (
-	KindComment       = "comment"
-	KindTicketCreated = "ticket_created"
-	KindAssigned      = "assigned"
-	KindSolved        = "solved"
+	KindComment       = model.KindComment
+	KindTicketCreated = model.KindTicketCreated
+	KindAssigned      = model.KindAssigned
+	KindSolved        = model.KindSolved
 )
 
 // Recipient is one person a notification is sent to.
@@ -83,7 +83,7 @@ type Recipient struct {
 
 // Notification is one message to send: one copy, to its envelope recipients.
 type Notification struct {
-	Kind       string
+	Kind       model.NotificationKind
 	Copy       string
 	Recipients []Recipient
 	// History asks for the public conversation so far in the body (C4).

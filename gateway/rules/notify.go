@@ -78,7 +78,7 @@ func notifyComment(d *Decision, t *model.Ticket, env Env, f noteFacts) {
 // addEndUserCopies groups end users into copies: the plain one, one with the history for
 // CCs who never had it (C4), and one without attachments for CCs when
 // policy.cc_attachments is false (N6).
-func addEndUserCopies(d *Decision, t *model.Ticket, env Env, kind string, endUsers []Recipient, attachments, automatic bool, rule string) {
+func addEndUserCopies(d *Decision, t *model.Ticket, env Env, kind model.NotificationKind, endUsers []Recipient, attachments, automatic bool, rule string) {
 	type key struct{ history, attach bool }
 	groups := map[key][]Recipient{}
 	var order []key
@@ -108,7 +108,7 @@ func addEndUserCopies(d *Decision, t *model.Ticket, env Env, kind string, endUse
 }
 
 // notifyEvent sends an event (N5) to the audience that notifications.<event> sets.
-func notifyEvent(d *Decision, t *model.Ticket, env Env, kind, audience, actor string) {
+func notifyEvent(d *Decision, t *model.Ticket, env Env, kind model.NotificationKind, audience, actor string) {
 	if t.Welcomed == nil {
 		t.Welcomed = map[string]bool{}
 	}
@@ -124,10 +124,10 @@ func notifyEvent(d *Decision, t *model.Ticket, env Env, kind, audience, actor st
 				endUsers = append(endUsers, Recipient{Email: cc.Email, Name: cc.Name, As: AsCC, Visible: true})
 			}
 		} else if len(t.CCs) > 0 {
-			d.trace("N5", "not notified", "CCs: notifications."+kind+" is requester")
+			d.trace("N5", "not notified", "CCs: notifications."+string(kind)+" is requester")
 		}
 	default:
-		d.trace("N5", "not notified", "requester and CCs: notifications."+kind+" is none")
+		d.trace("N5", "not notified", "requester and CCs: notifications."+string(kind)+" is none")
 	}
 	addEndUserCopies(d, t, env, kind, endUsers, false, true, "N5")
 }

@@ -671,7 +671,7 @@ func TestT6_BounceVerdicts(t *testing.T) {
 }
 
 func TestC5_ExpertCannotAddOwnAddresses(t *testing.T) {
-	for _, kind := range []string{ActAddCC, ActAddFollower} {
+	for _, kind := range []model.Operation{ActAddCC, ActAddFollower} {
 		_, r := DecideAction(ticket(model.StatusOpen), Action{Kind: kind, Person: model.Person{Email: "support@example.com"}, PersonIsOwn: true}, env())
 		if r == nil || r.Kind != RefuseNotAllowed || r.Rule != "C5" {
 			t.Errorf("%s of an own address: %v", kind, r)
