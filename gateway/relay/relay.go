@@ -69,11 +69,22 @@ func (w *Worker) SetConfig(cfg *config.Config) {
 	w.idle = nil
 }
 
-func (w *Worker) snapshot() (*config.Config, *upstream, error, *signer, error) {
+// setup is what one attempt works with, as the last SetConfig left it.
+type setup struct {
+	cfg     *config.Config
+	up      *upstream
+	upErr   error
+	sign    *signer
+	signErr error
+}
+
+func (w *Worker) snapshot() setup {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.cfg, w.up, w.upErr, w.sign, w.signErr
+	return setup{w.cfg, w.up, w.upErr, w.sign, w.signErr}
 }
+
+func (w *Worker) config() *config.Config { return w.snapshot().cfg }
 
 // Run delivers until ctx ends, then closes its upstream sessions. It is a pipeline:
 // a dispatcher hands due deliveries to as many senders as upstream.max_connections
@@ -86,7 +97,7 @@ const unrecordedWindow = 16
 
 func (w *Worker) Run(ctx context.Context) {
 	defer w.closeIdle(0)
-	cfg, _, _, _, _ := w.snapshot()
+	cfg := w.config()
 	if dir, ok := strings.CutPrefix(cfg.Upstream.Address, config.MaildirPrefix); ok {
 		md := &Maildir{Dir: dir, Hostname: cfg.Hostname}
 		if n, err := md.CleanTmp(); err != nil {
@@ -247,7 +258,7 @@ func (w *Worker) release(up *upstream, c *session, max int) {
 // to step the queue deterministically.
 func (w *Worker) RunOnce(ctx context.Context) {
 	for ctx.Err() == nil {
-		cfg, _, _, _, _ := w.snapshot()
+		cfg := w.config()
 		jobs := w.due(200, nil)
 		if len(jobs) == 0 {
 			return
@@ -325,7 +336,8 @@ type attempt struct {
 // attempt hands one delivery to the upstream.
 func (w *Worker) attempt(d *store.Delivery, msg []byte) attempt {
 	defer func(start time.Time) { metrics.RelayDeliverySeconds.Observe(time.Since(start).Seconds()) }(time.Now())
-	cfg, up, upErr, sign, signErr := w.snapshot()
+	set := w.snapshot()
+	cfg, up, upErr, sign, signErr := set.cfg, set.up, set.upErr, set.sign, set.signErr
 	a := attempt{d: d}
 	for _, r := range d.Recipients {
 		if r.State == store.DeliveryQueued {
@@ -391,7 +403,7 @@ func replyText(err error) string {
 // record stores the results of a pass. What was handed over is recorded even during
 // shutdown: forgetting it would send it again after the restart.
 func (w *Worker) record(results []attempt) bool {
-	cfg, _, _, _, _ := w.snapshot()
+	cfg := w.config()
 	now := w.Now().UTC()
 	err := w.store.Update(context.Background(), func(tx *store.Tx) error {
 		for i := range results {
