@@ -352,3 +352,23 @@ func TestAnEmptyEnvironmentVariableIsAValue(t *testing.T) {
 		t.Errorf("DESKGATE_LISTEN_LMTP= left listen.lmtp at %q", cfg.Listen.LMTP)
 	}
 }
+
+// Type problems are told in YAML's words, from mapstructure's typed errors, never Go's type
+// names.
+func TestTypeProblemsSpeakYAML(t *testing.T) {
+	ps := problemsOf(t, validBase+"limits: {max_ccs: lots, max_recipients: [1]}\npolicy: {ccs_enabled: maybe}\n")
+	for key, want := range map[string]string{
+		"limits.max_ccs":        `expected a whole number, got "lots"`,
+		"limits.max_recipients": "expected a whole number, got a list",
+		"policy.ccs_enabled":    `expected true or false, got "maybe"`,
+	} {
+		if !hasProblem(ps, key, want) {
+			t.Errorf("%s: %v, want %q", key, ps, want)
+		}
+	}
+	for _, p := range ps {
+		if strings.Contains(p.Msg, "interface") || strings.Contains(p.Msg, "'int'") {
+			t.Errorf("a Go type name: %s", p)
+		}
+	}
+}

@@ -334,7 +334,7 @@ func decodeProblems(err error) Problems {
 				walk(de.Unwrap())
 				return
 			}
-			out = append(out, Problem{Key: de.Name(), Msg: cleanTypeMsg(msg)})
+			out = append(out, Problem{Key: de.Name(), Msg: typeProblem(de.Unwrap())})
 			return
 		}
 		out = append(out, Problem{Msg: e.Error()})
@@ -350,9 +350,49 @@ func joinKey(prefix, key string) string {
 	return prefix + "." + key
 }
 
-func cleanTypeMsg(msg string) string {
-	msg = strings.Replace(msg, "expected type 'string', got unconvertible type", "expected a string, got", 1)
-	msg = strings.Replace(msg, "cannot parse value as 'int': strconv.ParseInt: invalid syntax", "expected a whole number", 1)
-	msg = strings.Replace(msg, "cannot parse value as 'bool': strconv.ParseBool: invalid syntax", "expected true or false", 1)
-	return "wrong type: " + msg
+// typeProblem says what a value of the wrong type should have been, in YAML's words rather
+// than Go's, from mapstructure's typed errors.
+func typeProblem(err error) string {
+	var parse *mapstructure.ParseError
+	var unconvertible *mapstructure.UnconvertibleTypeError
+	switch {
+	case errors.As(err, &parse):
+		return fmt.Sprintf("wrong type: expected %s, got %q", expected(parse.Expected.Kind()), fmt.Sprint(parse.Value))
+	case errors.As(err, &unconvertible):
+		return fmt.Sprintf("wrong type: expected %s, got %s", expected(unconvertible.Expected.Kind()), yamlKind(unconvertible.Value))
+	}
+	return "wrong type: " + err.Error()
+}
+
+func expected(k reflect.Kind) string {
+	switch k {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "a mapping"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return "a whole number"
+}
+
+func yamlKind(v any) string {
+	if v == nil {
+		return "nothing"
+	}
+	switch reflect.TypeOf(v).Kind() {
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map:
+		return "a mapping"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return fmt.Sprintf("%q", v)
+	}
+	return fmt.Sprint(v)
 }
