@@ -384,7 +384,7 @@ func TestSIGTERMUnderLoadCutsNoSession(t *testing.T) {
 				id := fmt.Sprintf("<term-%d-%d@customer.test>", c, j)
 				msg := mail(map[string]string{"From": fmt.Sprintf("term%d@customer.test", c), "To": "support@example.com",
 					"Subject": "sigterm", "Message-ID": id}, "in flight\n")
-				greeted, err := deliverGreeted(d.smtpAddr, msg)
+				greeted, _, err := deliverRaw(d.smtpAddr, msg, false)
 				var tpErr *textproto.Error
 				mu.Lock()
 				switch {
@@ -431,41 +431,51 @@ func TestSIGTERMUnderLoadCutsNoSession(t *testing.T) {
 	t.Logf("%d messages acknowledged before and during SIGTERM, all stored", len(acked))
 }
 
-// deliverGreeted sends one message over a raw SMTP dialogue and says whether the server
-// greeted the client. net/smtp would not do here: after a 421 to EHLO it tries HELO on the
-// closed connection and reports that EOF instead of the reply.
-func deliverGreeted(addr string, msg []byte) (bool, error) {
+// deliverRaw sends one message over a raw SMTP dialogue, with its SIZE declared when asked,
+// and says whether the server greeted the client and what it last replied. net/smtp would not
+// do here: after a 421 to EHLO it tries HELO on the closed connection and reports that EOF
+// instead of the reply.
+func deliverRaw(addr string, msg []byte, declareSize bool) (greeted bool, last string, err error) {
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(30 * time.Second))
 	c := textproto.NewConn(nc)
-	if _, _, err := c.ReadResponse(220); err != nil {
+	answer := func(want int) error {
+		code, text, err := c.ReadResponse(want)
+		last = fmt.Sprintf("%d %s", code, text)
+		return err
+	}
+	if err := answer(220); err != nil {
 		var tpErr *textproto.Error
-		return errors.As(err, &tpErr), err
+		return errors.As(err, &tpErr), last, err
+	}
+	mailFrom := "MAIL FROM:<burst@customer.test>"
+	if declareSize {
+		mailFrom += fmt.Sprintf(" SIZE=%d", len(msg))
 	}
 	for _, step := range []struct {
 		cmd  string
 		want int
-	}{{"EHLO client.example", 250}, {"MAIL FROM:<burst@customer.test>", 250}, {"RCPT TO:<support@example.com>", 250}, {"DATA", 354}} {
+	}{{"EHLO client.example", 250}, {mailFrom, 250}, {"RCPT TO:<support@example.com>", 250}, {"DATA", 354}} {
 		if _, err := c.Cmd("%s", step.cmd); err != nil {
-			return true, err
+			return true, last, err
 		}
-		if _, _, err := c.ReadResponse(step.want); err != nil {
-			return true, err
+		if err := answer(step.want); err != nil {
+			return true, last, err
 		}
 	}
 	w := c.DotWriter()
 	w.Write(msg)
 	if err := w.Close(); err != nil {
-		return true, err
+		return true, last, err
 	}
-	if _, _, err := c.ReadResponse(250); err != nil {
-		return true, err
+	if err := answer(250); err != nil {
+		return true, last, err
 	}
 	// The 250 is in: what QUIT gets (221, or 421 while shutting down) changes nothing.
 	c.Cmd("QUIT")
-	return true, nil
+	return true, last, nil
 }

@@ -22,8 +22,25 @@ func (b *memoryBudget) reserve(n int64) bool {
 	return true
 }
 
+// fits says whether n could be reserved now, without reserving it.
+func (b *memoryBudget) fits(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used+n <= b.max()
+}
+
 func (b *memoryBudget) release(n int64) {
 	b.mu.Lock()
 	b.used -= n
 	b.mu.Unlock()
+}
+
+// usedPercent is how much of the budget is taken, from 0 to 100.
+func (b *memoryBudget) usedPercent() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if m := b.max(); m > 0 {
+		return b.used * 100 / m
+	}
+	return 100
 }

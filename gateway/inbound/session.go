@@ -460,14 +460,12 @@ func (s *session) mail(arg string) {
 		s.refuse("mail", reply{552, "5.3.4", fmt.Sprintf("Message size exceeds limits.max_message_bytes (%d bytes)", max)}, "size", declared)
 		return
 	}
-	// A declared size is reserved whole now, so that a message that cannot be held is turned
-	// away before its data is sent, as Postfix does when its queue is short of space.
-	if declared > 0 {
-		if !s.srv.budget.reserve(memoryCost(declared)) {
-			s.refuse("mail", reply{452, "4.3.1", "Insufficient system storage for this message now, try again later"}, "size", declared)
-			return
-		}
-		s.reserved = memoryCost(declared)
+	// A declared size that cannot be held now is turned away before its data is sent, as
+	// Postfix does when its queue is short of space. It is not reserved: only bytes that
+	// arrive are, so that a client declaring sizes and sending nothing holds no memory.
+	if declared > 0 && !s.srv.budget.fits(memoryCost(declared)) {
+		s.refuse("mail", reply{452, "4.3.1", "Insufficient system storage for this message now, try again later"}, "size", declared)
+		return
 	}
 	// The queue id names the transaction from here on: in RCPT refusals, the 250 and the log.
 	s.qid = newQueueID()
@@ -531,6 +529,16 @@ func (s *session) data(arg string) (quit bool) {
 		s.commandError(reply{554, "5.5.1", "No valid recipients"})
 		return false
 	}
+	// A declared size is reserved whole before the data comes, so that large messages sent
+	// at once do not each take a part of the budget and all run out of it. It is reserved
+	// here and not at MAIL, because only DATA puts the client under the data deadline.
+	if s.declared > 0 {
+		if !s.srv.budget.reserve(memoryCost(s.declared)) {
+			s.refuse("data", reply{452, "4.3.1", "Insufficient system storage for this message now, try again later"}, "size", s.declared)
+			return false
+		}
+		s.reserved = memoryCost(s.declared)
+	}
 	s.write(reply{354, "", "End data with <CR><LF>.<CR><LF>"})
 	if !s.flush() {
 		return true
@@ -562,9 +570,12 @@ func (s *session) readData() (raw []byte, received int64, problem *reply, err er
 	start := time.Now()
 	max := int64(s.cfg.Limits.MaxMessageBytes)
 	rate := float64(s.cfg.Limits.MinDataRate)
+	// While the memory budget is nearly spent, the base shrinks as the command deadline does
+	// under stress: a client that holds memory and sends nothing gives it back soon.
+	base := commandTimeout(s.cfg.Limits.ReadTimeout, int(s.srv.budget.usedPercent()), 100)
 	deadline := func() time.Time {
 		earned := time.Duration(float64(received) / rate * float64(time.Second))
-		return s.earliest(start.Add(s.cfg.Limits.ReadTimeout + earned))
+		return s.earliest(start.Add(base + earned))
 	}
 	hint := s.declared
 	if hint <= 0 || hint > max {

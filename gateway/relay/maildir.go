@@ -31,8 +31,10 @@ func (m *Maildir) fileName(delivery uint64, rcpt string) string {
 	return fmt.Sprintf("%012d.R%s.deskgate.%s", delivery, hex.EncodeToString(sum[:6]), m.Hostname)
 }
 
-// Deliver writes msg once for each recipient; it returns per-recipient errors.
-func (m *Maildir) Deliver(delivery uint64, from string, rcpts []string, msg []byte) []error {
+// Deliver writes msg once for each recipient; it returns per-recipient errors. retry says
+// the delivery may have been attempted before (by this process or one that died), so a copy
+// may be there already, even moved on to cur/.
+func (m *Maildir) Deliver(delivery uint64, retry bool, from string, rcpts []string, msg []byte) []error {
 	errs := make([]error, len(rcpts))
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(m.Dir, sub), 0o750); err != nil {
@@ -43,7 +45,7 @@ func (m *Maildir) Deliver(delivery uint64, from string, rcpts []string, msg []by
 		}
 	}
 	for i, rc := range rcpts {
-		errs[i] = m.deliverOne(m.fileName(delivery, rc), from, rc, msg)
+		errs[i] = m.deliverOne(m.fileName(delivery, rc), retry, from, rc, msg)
 	}
 	// The renames are durable only once the directory is synced; an error here means the
 	// files may be lost on a power cut, so every recipient is tried again.
@@ -57,8 +59,8 @@ func (m *Maildir) Deliver(delivery uint64, from string, rcpts []string, msg []by
 	return errs
 }
 
-func (m *Maildir) deliverOne(name, from, rcpt string, msg []byte) error {
-	if m.delivered(name) {
+func (m *Maildir) deliverOne(name string, retry bool, from, rcpt string, msg []byte) error {
+	if m.delivered(name, retry) {
 		return nil
 	}
 	tmp := filepath.Join(m.Dir, "tmp", name)
@@ -84,11 +86,15 @@ func (m *Maildir) deliverOne(name, from, rcpt string, msg []byte) error {
 	return os.Rename(tmp, filepath.Join(m.Dir, "new", name))
 }
 
-// delivered reports whether the file is in new/, or in cur/ where a mail reader moved it
-// (with its ":2,flags" suffix).
-func (m *Maildir) delivered(name string) bool {
+// delivered reports whether the file is in new/, or, for a retry, in cur/ where a mail reader
+// may have moved it (with its ":2,flags" suffix). cur/ is read only then: it can hold a whole
+// mailbox, and a first attempt cannot be there.
+func (m *Maildir) delivered(name string, retry bool) bool {
 	if _, err := os.Stat(filepath.Join(m.Dir, "new", name)); err == nil {
 		return true
+	}
+	if !retry {
+		return false
 	}
 	matches, _ := filepath.Glob(filepath.Join(m.Dir, "cur", name+"*"))
 	return len(matches) > 0

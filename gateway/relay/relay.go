@@ -27,6 +27,9 @@ type Worker struct {
 	log   *slog.Logger
 	kick  <-chan struct{}
 	Now   func() time.Time
+	// started is when this worker began: a delivery queued before it may have been handed
+	// over by a process that died before recording it.
+	started time.Time
 
 	mu      sync.Mutex
 	cfg     *config.Config
@@ -47,7 +50,7 @@ const idleTimeout = 30 * time.Second
 
 // New makes a worker woken by kick whenever deliveries are committed.
 func New(cfg *config.Config, st *store.Store, logger *slog.Logger, kick <-chan struct{}) *Worker {
-	w := &Worker{store: st, log: logger, kick: kick, Now: time.Now}
+	w := &Worker{store: st, log: logger, kick: kick, Now: time.Now, started: time.Now()}
 	w.SetConfig(cfg)
 	return w
 }
@@ -361,7 +364,8 @@ func (w *Worker) attempt(d *store.Delivery, msg []byte) attempt {
 	if dir, ok := strings.CutPrefix(cfg.Upstream.Address, config.MaildirPrefix); ok {
 		a.via = "maildir"
 		md := &Maildir{Dir: dir, Hostname: cfg.Hostname}
-		a.errs = md.Deliver(d.ID, d.From, a.rcpts, signed)
+		maybeDone := d.Attempts > 0 || d.CreatedAt.Before(w.started)
+		a.errs = md.Deliver(d.ID, maybeDone, d.From, a.rcpts, signed)
 		return a
 	}
 	a.via = cfg.Upstream.Address

@@ -359,3 +359,21 @@ func TestPipelinedAllRecipientsRefusedSendsNothing(t *testing.T) {
 		t.Fatalf("after a refused transaction: state %s, %d messages, %d sessions", d.State, len(up.got), up.sessions)
 	}
 }
+
+// A copy that a mail reader moved to cur/ before deskgate could record it is not written again
+// when the delivery is tried once more.
+func TestMaildirRetryFindsTheCopyInCur(t *testing.T) {
+	dir := t.TempDir()
+	md := &Maildir{Dir: dir, Hostname: "mx.test"}
+	if errs := md.Deliver(7, false, "b@x", []string{"joe@customer.test"}, []byte("Subject: x\r\n\r\nx\r\n")); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	name := md.fileName(7, "joe@customer.test")
+	if err := os.Rename(filepath.Join(dir, "new", name), filepath.Join(dir, "cur", name+":2,S")); err != nil {
+		t.Fatal(err)
+	}
+	md.Deliver(7, true, "b@x", []string{"joe@customer.test"}, []byte("Subject: x\r\n\r\nx\r\n"))
+	if files, _ := os.ReadDir(filepath.Join(dir, "new")); len(files) != 0 {
+		t.Errorf("the retry wrote the copy again: %d files in new/", len(files))
+	}
+}
