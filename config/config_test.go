@@ -141,6 +141,20 @@ func TestUnknownKeysAreNamedWithTheirPath(t *testing.T) {
 	}
 }
 
+// An unknown key beside a wrong value in the same section is still named: the decoder gives
+// up on a section at its first wrong value, the key check does not.
+func TestUnknownKeysBesideWrongValuesAreNamed(t *testing.T) {
+	ps := problemsOf(t, validBase+"\nbogus: 1\nlimits:\n  max_ccs: [1, 2]\n  max_cc: 3\n")
+	for _, key := range []string{"bogus", "limits.max_cc"} {
+		if !hasProblem(ps, key, "unknown key") {
+			t.Errorf("%s not named as unknown beside a wrong value: %v", key, ps)
+		}
+	}
+	if !hasProblem(ps, "limits.max_ccs", "expected a whole number") {
+		t.Errorf("the wrong value is not named: %v", ps)
+	}
+}
+
 func TestWrongTypesAreNamed(t *testing.T) {
 	ps := problemsOf(t, validBase+"\nlimits:\n  max_ccs: lots\n  read_timeout: soon\npolicy:\n  ccs_enabled: maybe\n")
 	for _, key := range []string{"limits.max_ccs", "limits.read_timeout", "policy.ccs_enabled"} {

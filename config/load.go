@@ -156,7 +156,9 @@ func Load(path string) (*Config, error) {
 
 	var cfg Config
 	var problems Problems
-	err = v.UnmarshalExact(&cfg, func(dc *mapstructure.DecoderConfig) {
+	// Unknown keys are found by comparing the file with Config's fields, not by reading the
+	// decoder's messages, and all of them are named even where a value beside them is wrong.
+	err = v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
 		dc.DecodeHook = decodeHook
 		dc.WeaklyTypedInput = true // env values are strings; "48" must still be an int
 	})
@@ -166,6 +168,10 @@ func Load(path string) (*Config, error) {
 			problems = append(problems, p)
 			badKeys[p.Key] = true
 		}
+	}
+	for _, key := range unknownKeys(v.AllSettings(), reflect.TypeOf(Config{}), "") {
+		problems = append(problems, Problem{Key: key, Msg: "unknown key"})
+		badKeys[key] = true
 	}
 	cfg.Path = path
 	for _, p := range validate(&cfg) {
@@ -323,13 +329,6 @@ func decodeProblems(err error) Problems {
 			}
 		}
 		if ok {
-			msg := de.Unwrap().Error()
-			if rest, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
-				for _, k := range strings.Split(rest, ", ") {
-					out = append(out, Problem{Key: joinKey(de.Name(), k), Msg: "unknown key"})
-				}
-				return
-			}
 			if inner := (*mapstructure.DecodeError)(nil); errors.As(de.Unwrap(), &inner) {
 				walk(de.Unwrap())
 				return
@@ -340,6 +339,41 @@ func decodeProblems(err error) Problems {
 		out = append(out, Problem{Msg: e.Error()})
 	}
 	walk(err)
+	return out
+}
+
+// unknownKeys lists the keys of settings that no field of t (a struct with mapstructure tags)
+// takes, sorted, with their full path: "limits.bogus", "agents[1].rol".
+func unknownKeys(settings map[string]any, t reflect.Type, prefix string) []string {
+	fields := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		if tag := t.Field(i).Tag.Get("mapstructure"); tag != "" && tag != "-" {
+			fields[tag] = t.Field(i).Type
+		}
+	}
+	var out []string
+	for key, value := range settings {
+		ft, ok := fields[key]
+		if !ok {
+			out = append(out, joinKey(prefix, key))
+			continue
+		}
+		switch {
+		case ft.Kind() == reflect.Struct && ft != reflect.TypeOf(time.Duration(0)):
+			if m, ok := value.(map[string]any); ok {
+				out = append(out, unknownKeys(m, ft, joinKey(prefix, key))...)
+			}
+		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+			if list, ok := value.([]any); ok {
+				for i, item := range list {
+					if m, ok := item.(map[string]any); ok {
+						out = append(out, unknownKeys(m, ft.Elem(), fmt.Sprintf("%s[%d]", joinKey(prefix, key), i))...)
+					}
+				}
+			}
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 
