@@ -368,7 +368,10 @@ func parseFallback(raw []byte, hostname string, cause error) (*Message, error) {
 	}
 	h := gmail.HeaderFromMap(mm.Header)
 	m.readHeader(h)
-	body, _ := io.ReadAll(io.LimitReader(mm.Body, 4*maxBodyRunes))
+	body, err := io.ReadAll(io.LimitReader(mm.Body, 4*maxBodyRunes))
+	if err != nil {
+		m.problem("body: " + err.Error())
+	}
 	m.Text = string(body)
 	m.finish(raw, hostname)
 	return m, nil
