@@ -40,7 +40,7 @@ type Delivery struct {
 	TicketID   uint64                 `json:"ticket_id"`
 	SourceID   uint64                 `json:"source_id"` // the comment or event it tells of
 	Kind       model.NotificationKind `json:"kind"`
-	Copy       string                 `json:"copy"` // end_user or agent
+	Copy       model.Copy             `json:"copy"`
 	MessageID  string                 `json:"message_id"`
 	From       string                 `json:"envelope_from"`
 	Recipients []DeliveryRecipient    `json:"recipients"`

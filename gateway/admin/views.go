@@ -91,7 +91,7 @@ func attachmentsView(as []store.Attachment) []Attachment {
 func notifiedView(ns []store.Notified) []Notified {
 	out := make([]Notified, len(ns))
 	for i, n := range ns {
-		out[i] = Notified{Email: n.Email, As: n.As, Visible: n.Visible, Delivery: n.Delivery, Status: n.Status, Reply: n.Reply}
+		out[i] = Notified{Email: n.Email, As: string(n.As), Visible: n.Visible, Delivery: n.Delivery, Status: n.Status, Reply: n.Reply}
 	}
 	return out
 }
@@ -107,7 +107,7 @@ func traceView(ts []store.TraceStep) []TraceStep {
 func failuresView(fs []store.DeliveryFailure) []DeliveryFailure {
 	out := make([]DeliveryFailure, len(fs))
 	for i, f := range fs {
-		out[i] = DeliveryFailure{Email: f.Email, As: f.As, Delivery: f.Delivery, SourceID: f.SourceID, Reply: f.Reply, At: f.At}
+		out[i] = DeliveryFailure{Email: f.Email, As: string(f.As), Delivery: f.Delivery, SourceID: f.SourceID, Reply: f.Reply, At: f.At}
 	}
 	return out
 }
@@ -120,7 +120,7 @@ func eventView(e store.Event) Event {
 func recipientsView(rs []store.DeliveryRecipient) []Recipient {
 	out := make([]Recipient, len(rs))
 	for i, r := range rs {
-		out[i] = Recipient{Email: r.Email, As: r.As, Visible: r.Visible, State: string(r.State), Reply: r.Reply}
+		out[i] = Recipient{Email: r.Email, As: string(r.As), Visible: r.Visible, State: string(r.State), Reply: r.Reply}
 	}
 	return out
 }

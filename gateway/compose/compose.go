@@ -36,7 +36,7 @@ type Input struct {
 	Env         rules.Env
 	Ticket      *store.Ticket // the state after the change
 	Kind        model.NotificationKind
-	Copy        string // rules.CopyEndUser or rules.CopyAgent
+	Copy        model.Copy
 	AuthorName  string // who wrote the comment or took the action
 	Body        string // the comment's text, or "" for an event
 	Internal    bool   // an internal note (agents' copies only)

@@ -31,7 +31,7 @@ func testTicket() *store.Ticket {
 		Masks:     map[string]int{"jane@customer.test": 1, "joe@customer.test": 2, "dana@example.com": 3, "carol@example.com": 4}}
 }
 
-func build(t *testing.T, copyKind string, mod func(*Input)) (*mail.Message, string) {
+func build(t *testing.T, copyKind model.Copy, mod func(*Input)) (*mail.Message, string) {
 	t.Helper()
 	in := Input{Hostname: "mx.test", SupportName: "Example Support", Book: book, Env: testEnv(), Ticket: testTicket(),
 		Kind: rules.KindComment, Copy: copyKind, AuthorName: "Alice", Body: "Please unplug it.",

@@ -62,10 +62,35 @@ const (
 	RoleLightAgent Role = "light_agent"
 )
 
+// As is the capacity in which a participant is sent a notification, as the API's "as"
+// names it.
+type As string
+
+// Capacities.
+const (
+	AsRequester As = "requester"
+	AsCC        As = "cc"
+	AsFollower  As = "follower"
+	AsAssignee  As = "assignee"
+	AsAgent     As = "agent"
+)
+
+// Copy is which of a notification's messages a recipient is sent.
+type Copy string
+
+// Copies of a notification.
+const (
+	// CopyEndUser is the one message that the requester and CCs share: real addresses in To
+	// and Cc (H2), agents masked.
+	CopyEndUser Copy = "end_user"
+	// CopyAgent is an agent's own message: every participant masked (F3, H3).
+	CopyAgent Copy = "agent"
+)
+
 // DeliveryRecipient is one envelope recipient of a delivery.
 type DeliveryRecipient struct {
 	Email   string        `json:"email"`
-	As      string        `json:"as"`
+	As      As            `json:"as"`
 	Visible bool          `json:"visible"`
 	State   DeliveryState `json:"state"`
 	Reply   string        `json:"reply,omitempty"`
@@ -148,7 +173,7 @@ type Attachment struct {
 // Notified is one participant who was sent a comment or an event.
 type Notified struct {
 	Email    string `json:"email"`
-	As       string `json:"as"`
+	As       As     `json:"as"`
 	Visible  bool   `json:"visible"`
 	Delivery uint64 `json:"delivery,omitempty"`
 	// Status is queued, sent or failed; Reply the upstream's last word or the DSN's.
@@ -160,7 +185,7 @@ type Notified struct {
 // see it where they look (tickets show, the API) without a bounce becoming a comment.
 type DeliveryFailure struct {
 	Email    string    `json:"email"`
-	As       string    `json:"as"`
+	As       As        `json:"as"`
 	Delivery uint64    `json:"delivery"`
 	SourceID uint64    `json:"source_id"`
 	Reply    string    `json:"reply"`

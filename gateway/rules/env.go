@@ -47,22 +47,19 @@ func (e Env) Blocked(email string) bool {
 	return false
 }
 
-// Roles a notified participant has, as the API's "as" names them.
+// Capacities a notified participant has, as the API's "as" names them.
 const (
-	AsRequester = "requester"
-	AsCC        = "cc"
-	AsFollower  = "follower"
-	AsAssignee  = "assignee"
-	AsAgent     = "agent"
+	AsRequester = model.AsRequester
+	AsCC        = model.AsCC
+	AsFollower  = model.AsFollower
+	AsAssignee  = model.AsAssignee
+	AsAgent     = model.AsAgent
 )
 
 // Copies of a notification.
 const (
-	// CopyEndUser is the one message that the requester and CCs share: real addresses
-	// in To and Cc (H2), agents masked.
-	CopyEndUser = "end_user"
-	// CopyAgent is an agent's own message: every participant masked (F3, H3).
-	CopyAgent = "agent"
+	CopyEndUser = model.CopyEndUser
+	CopyAgent   = model.CopyAgent
 )
 
 // Notification kinds.
@@ -77,14 +74,14 @@ const (
 type Recipient struct {
 	Email   string
 	Name    string
-	As      string
+	As      model.As
 	Visible bool
 }
 
 // Notification is one message to send: one copy, to its envelope recipients.
 type Notification struct {
 	Kind       model.NotificationKind
-	Copy       string
+	Copy       model.Copy
 	Recipients []Recipient
 	// History asks for the public conversation so far in the body (C4).
 	History bool
@@ -96,17 +93,20 @@ type Notification struct {
 
 // Change is one change of a ticket's participants.
 type Change struct {
-	Op     string // add_cc, remove_cc, add_follower, remove_follower
+	Op     ChangeOp
 	Person model.Person
 	Rule   string
 }
 
+// ChangeOp is what a Change does to a ticket's participants.
+type ChangeOp string
+
 // Participant change operations.
 const (
-	OpAddCC          = "add_cc"
-	OpRemoveCC       = "remove_cc"
-	OpAddFollower    = "add_follower"
-	OpRemoveFollower = "remove_follower"
+	OpAddCC          ChangeOp = "add_cc"
+	OpRemoveCC       ChangeOp = "remove_cc"
+	OpAddFollower    ChangeOp = "add_follower"
+	OpRemoveFollower ChangeOp = "remove_follower"
 )
 
 // CommentDecision is the comment an event adds.
@@ -233,6 +233,6 @@ func remove(list []model.Person, email string) []model.Person {
 // Masked reports whether a copy shows email by its masked address: agents' copies mask
 // everybody (H3); end users' copies show end users by their real address (H2) and agents
 // by their masked one, so that no agent's own address reaches an end user (H1, H4).
-func (e Env) Masked(copyKind, email string) bool {
+func (e Env) Masked(copyKind model.Copy, email string) bool {
 	return copyKind == CopyAgent || e.IsAgent(email)
 }

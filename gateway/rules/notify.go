@@ -20,13 +20,13 @@ func notifyComment(d *Decision, t *model.Ticket, env Env, f noteFacts) {
 	if f.direct == nil {
 		f.direct = func(string) bool { return false }
 	}
-	skip := func(email, as string) bool {
+	skip := func(email string, as model.As) bool {
 		if SameAddress(email, f.author) {
-			d.trace("N1", "not notified", email+" ("+as+") wrote it")
+			d.trace("N1", "not notified", email+" ("+string(as)+") wrote it")
 			return true
 		}
 		if f.direct(email) {
-			d.trace("N3", "not notified", email+" ("+as+") was a direct recipient of the mail and has it already")
+			d.trace("N3", "not notified", email+" ("+string(as)+") was a direct recipient of the mail and has it already")
 			return true
 		}
 		return false
@@ -99,7 +99,7 @@ func addEndUserCopies(d *Decision, t *model.Ticket, env Env, kind model.Notifica
 			order = append(order, k)
 		}
 		groups[k] = append(groups[k], r)
-		d.trace(rule, "notified (visible)", r.Email+" as "+r.As)
+		d.trace(rule, "notified (visible)", r.Email+" as "+string(r.As))
 	}
 	for _, k := range order {
 		d.Notifications = append(d.Notifications, Notification{Kind: kind, Copy: CopyEndUser, Recipients: groups[k],

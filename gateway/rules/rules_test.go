@@ -77,7 +77,7 @@ func recipients(d Decision) []string {
 	var out []string
 	for _, n := range d.Notifications {
 		for _, r := range n.Recipients {
-			out = append(out, r.Email+"/"+r.As+"/"+n.Copy)
+			out = append(out, r.Email+"/"+string(r.As)+"/"+string(n.Copy))
 		}
 	}
 	return out
