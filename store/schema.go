@@ -33,6 +33,12 @@ var migrations = []func(tx *bolt.Tx) error{
 			return idx.Put(statusKey(st.Status, binary.BigEndian.Uint64(k)), nil)
 		})
 	},
+	// 2: a ticket counter. Ids are now drawn by the process and an id drawn but not written is
+	// skipped, so the sequence no longer counts tickets; until now no ticket was ever deleted
+	// or skipped, so the sequence is the count to start from.
+	func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyTicketCount, itob(tx.Bucket(bucketTickets).Sequence()))
+	},
 }
 
 // SchemaVersion is the layout this deskgate writes.

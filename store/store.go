@@ -56,6 +56,7 @@ type Store struct {
 	done   chan struct{}
 	// migratedFrom is the schema version the database had when it was opened.
 	migratedFrom int
+	ids          counters
 }
 
 type call struct {
@@ -115,6 +116,7 @@ func Open(dir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	db.View(func(tx *bolt.Tx) error { s.ids.load(tx); return nil })
 	go s.writer()
 	return s, nil
 }
@@ -181,7 +183,7 @@ func (s *Store) commit(batch []*call) {
 		metrics.StoreCommitSeconds.Observe(time.Since(start).Seconds())
 	}()
 	err := s.db.Update(func(btx *bolt.Tx) error {
-		tx := &Tx{tx: btx, secret: s.secret}
+		tx := &Tx{tx: btx, st: s}
 		for i, c := range batch {
 			if err := c.fn(tx); err != nil {
 				return &failedCall{index: i, err: err}
@@ -212,7 +214,7 @@ func (s *Store) commit(batch []*call) {
 
 // View runs fn in a read-only transaction.
 func (s *Store) View(fn func(*Tx) error) error {
-	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, secret: s.secret}) })
+	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, st: s}) })
 }
 
 // Backup writes a consistent copy of the database to w.
@@ -228,8 +230,10 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 
 // Tx is one transaction, read-only or writable.
 type Tx struct {
-	tx     *bolt.Tx
-	secret []byte
+	tx *bolt.Tx
+	st *Store
+	// reads, when not nil, collects what a plan read (see Plan).
+	reads *ReadSet
 }
 
 func itob(v uint64) []byte {
@@ -238,8 +242,12 @@ func itob(v uint64) []byte {
 	return b
 }
 
-func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
-	raw := b.Get(key)
+func (t *Tx) getJSON(bucket, key []byte, v any) (bool, error) {
+	return decodeStored(t.get(bucket, key), v)
+}
+
+// decodeStored decodes a record the writer reads for its own bookkeeping, outside any plan.
+func decodeStored(raw []byte, v any) (bool, error) {
 	if raw == nil {
 		return false, nil
 	}
@@ -257,7 +265,7 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 // Ticket returns the ticket with id, or ErrNotFound.
 func (t *Tx) Ticket(id uint64) (*Ticket, error) {
 	var tk Ticket
-	ok, err := getJSON(t.tx.Bucket(bucketTickets), itob(id), &tk)
+	ok, err := t.getJSON(bucketTickets, itob(id), &tk)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +278,7 @@ func (t *Tx) Ticket(id uint64) (*Ticket, error) {
 // Comment returns the comment with id, or ErrNotFound.
 func (t *Tx) Comment(id uint64) (*Comment, error) {
 	var c Comment
-	ok, err := getJSON(t.tx.Bucket(bucketComments), itob(id), &c)
+	ok, err := t.getJSON(bucketComments, itob(id), &c)
 	if err != nil {
 		return nil, err
 	}
@@ -346,7 +354,7 @@ func (t *Tx) MessageID(id string) (MessageRef, bool) {
 		return MessageRef{}, false
 	}
 	var ref MessageRef
-	ok, err := getJSON(t.tx.Bucket(bucketMsgIDs), []byte(id), &ref)
+	ok, err := t.getJSON(bucketMsgIDs, []byte(id), &ref)
 	if err != nil || !ok {
 		return MessageRef{}, false
 	}
@@ -356,11 +364,16 @@ func (t *Tx) MessageID(id string) (MessageRef, bool) {
 // CreateTicket stores a new ticket and gives it the next id.
 func (t *Tx) CreateTicket(tk *Ticket) error {
 	b := t.tx.Bucket(bucketTickets)
-	id, err := b.NextSequence()
-	if err != nil {
+	if tk.ID == 0 {
+		tk.ID = drawID(&t.st.ids.ticket)
+	}
+	id := tk.ID
+	if err := useID(b, &t.st.ids.ticket, id); err != nil {
 		return err
 	}
-	tk.ID = id
+	if err := t.count(keyTicketCount, 1); err != nil {
+		return err
+	}
 	if err := t.tx.Bucket(bucketByStatus).Put(statusKey(string(tk.Status), id), nil); err != nil {
 		return err
 	}
@@ -392,21 +405,18 @@ func (t *Tx) PutTicket(tk *Ticket) error {
 // puts) and indexes its Message-ID and the ones it references.
 func (t *Tx) AddComment(tk *Ticket, c *Comment) error {
 	b := t.tx.Bucket(bucketComments)
-	id, err := b.NextSequence()
-	if err != nil {
+	if c.ID == 0 {
+		c.ID = drawID(&t.st.ids.comment)
+	}
+	id := c.ID
+	if err := useID(b, &t.st.ids.comment, id); err != nil {
 		return err
 	}
-	c.ID = id
 	c.TicketID = tk.ID
 	if err := putJSON(b, itob(id), c); err != nil {
 		return err
 	}
-	meta := t.tx.Bucket(bucketMeta)
-	var count uint64
-	if n := meta.Get(keyCommentCount); len(n) == 8 {
-		count = binary.BigEndian.Uint64(n)
-	}
-	if err := meta.Put(keyCommentCount, itob(count+1)); err != nil {
+	if err := t.count(keyCommentCount, 1); err != nil {
 		return err
 	}
 	if err := t.addItem(tk, itemComment, id); err != nil {
@@ -440,7 +450,7 @@ func (t *Tx) setMessageID(id string, ref MessageRef, own bool) error {
 	}
 	b := t.tx.Bucket(bucketMsgIDs)
 	var old MessageRef
-	ok, err := getJSON(b, []byte(id), &old)
+	ok, err := decodeStored(b.Get([]byte(id)), &old)
 	if err != nil {
 		return err
 	}
@@ -535,31 +545,52 @@ func (t *Tx) listByStatus(status model.Status, limit int, before uint64) ([]Tick
 	return out, nil
 }
 
-var keyCommentCount = []byte("comment_count")
+var (
+	keyCommentCount = []byte("comment_count")
+	keyTicketCount  = []byte("ticket_count")
+)
 
 // Counts returns how many tickets and comments are stored, without walking the tree:
-// tickets are never deleted, so their sequence is their count, and comments are
-// counted as they are added.
+// both are counted as they are added.
 func (t *Tx) Counts() (tickets, comments int) {
-	n := t.tx.Bucket(bucketMeta).Get(keyCommentCount)
-	if len(n) == 8 {
-		comments = int(binary.BigEndian.Uint64(n))
-	}
-	return int(t.tx.Bucket(bucketTickets).Sequence()), comments
+	return int(t.counter(keyTicketCount)), int(t.counter(keyCommentCount))
 }
 
-// NextID draws an id from the comment sequence, for a comment or an event.
-func (t *Tx) NextID() (uint64, error) {
-	return t.tx.Bucket(bucketComments).NextSequence()
+func (t *Tx) counter(key []byte) uint64 {
+	if n := t.tx.Bucket(bucketMeta).Get(key); len(n) == 8 {
+		return binary.BigEndian.Uint64(n)
+	}
+	return 0
+}
+
+// count adds delta to one of the counters kept in the meta bucket.
+func (t *Tx) count(key []byte, delta int64) error {
+	return t.tx.Bucket(bucketMeta).Put(key, itob(uint64(int64(t.counter(key))+delta)))
+}
+
+// NotifiedOf returns whom comment or event id was sent to, without decoding the rest of its
+// record (a comment's body, its trace), or false when there is no such record.
+func (t *Tx) NotifiedOf(id uint64) ([]Notified, bool, error) {
+	var rec struct {
+		Notified []Notified `json:"notified"`
+	}
+	ok, err := t.getJSON(bucketComments, itob(id), &rec)
+	if !ok && err == nil {
+		ok, err = t.getJSON(bucketEvents, itob(id), &rec)
+	}
+	return rec.Notified, ok, err
 }
 
 // AddEvent stores an event with the next id and appends it to tk.
 func (t *Tx) AddEvent(tk *Ticket, e *Event) error {
-	id, err := t.NextID()
-	if err != nil {
+	if e.ID == 0 {
+		e.ID = drawID(&t.st.ids.comment)
+	}
+	id := e.ID
+	if err := useID(t.tx.Bucket(bucketComments), &t.st.ids.comment, id); err != nil {
 		return err
 	}
-	e.ID, e.TicketID = id, tk.ID
+	e.TicketID = tk.ID
 	if err := t.addItem(tk, itemEvent, id); err != nil {
 		return err
 	}
@@ -574,7 +605,7 @@ func (t *Tx) PutEvent(e *Event) error {
 // Event returns the event with id, or ErrNotFound.
 func (t *Tx) Event(id uint64) (*Event, error) {
 	var e Event
-	ok, err := getJSON(t.tx.Bucket(bucketEvents), itob(id), &e)
+	ok, err := t.getJSON(bucketEvents, itob(id), &e)
 	if err != nil {
 		return nil, err
 	}
@@ -648,12 +679,6 @@ func (t *Tx) Original(commentID uint64) ([]byte, bool, error) {
 	return raw, true, nil
 }
 
-// NextDeliveryID draws a delivery id; the bounce address is made from it before the
-// message that carries it is stored.
-func (t *Tx) NextDeliveryID() (uint64, error) {
-	return t.tx.Bucket(bucketDeliv).NextSequence()
-}
-
 // queueKey orders the outbound queue by when a delivery is due, then by id, so that
 // finding what is due is a range scan however many deliveries wait for later.
 func queueKey(next time.Time, id uint64) []byte {
@@ -669,8 +694,8 @@ func queueKey(next time.Time, id uint64) []byte {
 
 // QueueDelivery stores a delivery and its message and puts it on the outbound queue.
 func (t *Tx) QueueDelivery(d *Delivery, message []byte) error {
-	if d.ID == 0 {
-		return errors.New("store: delivery without id")
+	if err := useID(t.tx.Bucket(bucketDeliv), &t.st.ids.delivery, d.ID); err != nil {
+		return err
 	}
 	d.Size = len(message)
 	if err := putJSON(t.tx.Bucket(bucketDeliv), itob(d.ID), d); err != nil {
@@ -685,7 +710,7 @@ func (t *Tx) QueueDelivery(d *Delivery, message []byte) error {
 // Delivery returns the delivery with id, or ErrNotFound.
 func (t *Tx) Delivery(id uint64) (*Delivery, error) {
 	var d Delivery
-	ok, err := getJSON(t.tx.Bucket(bucketDeliv), itob(id), &d)
+	ok, err := t.getJSON(bucketDeliv, itob(id), &d)
 	if err != nil {
 		return nil, err
 	}
@@ -707,7 +732,7 @@ func (t *Tx) PutDelivery(d *Delivery) error {
 	b := t.tx.Bucket(bucketDeliv)
 	if !d.loaded {
 		var old Delivery
-		if ok, err := getJSON(b, itob(d.ID), &old); err != nil {
+		if ok, err := decodeStored(b.Get(itob(d.ID)), &old); err != nil {
 			return err
 		} else if ok {
 			d.loadedNext, d.loaded = old.NextTry, true

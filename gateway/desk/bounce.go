@@ -23,13 +23,13 @@ func (s *Service) bounce(ctx context.Context, book *addr.Book, rcpts []recipient
 			s.log.Warn("bounce to an address with a bad token ignored", "rcpt", r.address)
 			continue
 		}
-		err := s.store.Update(ctx, func(tx *store.Tx) error {
+		err := s.commit(ctx, func(tx *store.Tx, _ *planRun) (writes, error) {
 			d, err := tx.Delivery(p.ID)
 			if errors.Is(err, store.ErrNotFound) {
-				return nil
+				return nil, nil
 			}
 			if err != nil {
-				return err
+				return nil, err
 			}
 			res.TicketID = d.TicketID
 			emails := make([]string, len(d.Recipients))
@@ -38,7 +38,7 @@ func (s *Service) bounce(ctx context.Context, book *addr.Book, rcpts []recipient
 			}
 			failed := rules.Bounced(emails, rep)
 			if len(failed) == 0 {
-				return nil
+				return nil, nil
 			}
 			outcomes := map[string]rules.Outcome{}
 			var summary []string
@@ -46,12 +46,8 @@ func (s *Service) bounce(ctx context.Context, book *addr.Book, rcpts []recipient
 				outcomes[email] = rules.Outcome{State: store.DeliveryFailed, Reply: reply}
 				summary = append(summary, email+": "+reply)
 			}
-			settled := rules.Settle(d.ID, d.SourceID, d.Recipients, outcomes, s.Now().UTC())
-			if err := tx.Settle(d, settled.Recipients, settled.State, settled.Failures); err != nil {
-				return err
-			}
 			d.LastReply = "bounce (T6): " + strings.Join(summary, "; ")
-			return tx.PutDelivery(d)
+			return settle(tx, map[uint64]*store.Ticket{}, d, rules.Settle(d.ID, d.SourceID, d.Recipients, outcomes, s.Now().UTC()))
 		})
 		if err != nil {
 			return res, refusal(rules.RefuseStorage, "Temporary local problem recording the bounce; try again later")

@@ -137,7 +137,8 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 
 	var repeat store.TraceStep
 	var done tally
-	err = s.store.Update(ctx, func(tx *store.Tx) error {
+	ids := s.store.NewIds()
+	err = s.commit(ctx, func(tx *store.Tx, run *planRun) (writes, error) {
 		done = tally{}
 		res.TicketID, res.CommentID, res.Duplicate, res.Outcome = 0, 0, false, ""
 		var seen rules.Seen
@@ -149,15 +150,18 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		switch verdict {
 		case rules.OwnMail:
 			res.Outcome = "own mail dropped"
-			return nil
+			return nil, nil
 		case rules.Duplicate:
 			res.TicketID, res.CommentID, res.Duplicate, res.Outcome = seen.TicketID, seen.CommentID, true, "duplicate"
-			return nil
+			return nil, nil
 		}
 		tickets := ticketCache{tx: tx, m: map[uint64]*store.Ticket{}}
 		refs := resolveChain(tx, chain)
 		ticketID, threadTrace := rules.Thread(threadFacts(&tickets, book, rcpts, refs, msg, from.Email))
 		ticket := tickets.get(ticketID)
+		if tickets.err != nil {
+			return nil, tickets.err
+		}
 		m := rules.Mail{
 			MessageID: msg.MessageID, From: from, Role: id.Role, Identified: id.Step,
 			To: classify(book, ticket, msg.To), Cc: classify(book, ticket, msg.Cc),
@@ -176,13 +180,13 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 			subject: msg.Subject, to: persons(msg.To), cc: persons(msg.Cc), recipients: env.Recipients, envFrom: env.From,
 			body: body, attachments: atts, files: files, authResults: authResult.Header(cfg.Hostname),
 			original: original, problems: msg.Problems}
-		cid, err := s.apply(tx, cfg, book, renv, d, src, threadTrace)
+		ch, err := s.planner(tx, run, ids, cfg, book, renv).change(d, src, threadTrace)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		done.add(d, src.via)
-		res.TicketID, res.CommentID = d.Ticket.ID, cid
-		return tickets.err
+		res.TicketID, res.CommentID = d.Ticket.ID, ch.sourceID
+		return writes{ch.write}, nil
 	})
 	if err != nil {
 		s.log.Error("store update failed", "err", err)
@@ -331,12 +335,8 @@ func answered(tx *store.Tx, ticketID uint64, refs []knownRef) *rules.Answered {
 		if !k.ref.Sent || k.ref.TicketID != ticketID {
 			continue
 		}
-		var notified []store.Notified
-		if c, err := tx.Comment(k.ref.SourceID); err == nil {
-			notified = c.Notified
-		} else if e, err := tx.Event(k.ref.SourceID); err == nil {
-			notified = e.Notified
-		} else {
+		notified, ok, err := tx.NotifiedOf(k.ref.SourceID)
+		if !ok || err != nil {
 			continue
 		}
 		a := &rules.Answered{SourceID: k.ref.SourceID}

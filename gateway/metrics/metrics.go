@@ -66,6 +66,13 @@ var (
 		Help: "Notifications composed and queued, by kind.",
 	}, []string{"kind"})
 
+	// WriterPlans counts events decided on the writer instead of on a snapshot: because a
+	// record their snapshot plan read had changed (conflict), or because their ticket had
+	// such conflicts a moment ago (contended).
+	WriterPlans = factory.NewCounterVec(prometheus.CounterOpts{
+		Name: "deskgate_store_writer_plans_total",
+		Help: "Events decided and composed on the store's writer rather than on a snapshot, by reason (conflict, contended).",
+	}, []string{"reason"})
 	// StoreCommits and StoreWrites count write transactions and the changes they carried.
 	StoreCommits = factory.NewCounter(prometheus.CounterOpts{
 		Name: "deskgate_store_commits_total",

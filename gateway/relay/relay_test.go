@@ -135,11 +135,7 @@ func queueOne(t *testing.T, st *store.Store, rcpts ...string) uint64 {
 		if err := tx.CreateTicket(tk); err != nil {
 			return err
 		}
-		var err error
-		id, err = tx.NextDeliveryID()
-		if err != nil {
-			return err
-		}
+		id = st.NewIds().Delivery()
 		d := &store.Delivery{ID: id, TicketID: tk.ID, From: "support+bounce-1-x@example.com", State: store.DeliveryQueued, CreatedAt: time.Now()}
 		for _, r := range rcpts {
 			d.Recipients = append(d.Recipients, store.DeliveryRecipient{Email: r, As: "cc", Visible: true, State: store.DeliveryQueued})

@@ -100,7 +100,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("smtp-source against deskgate: %w", err)
 	}
-	commits, writes := d.storeCounters()
+	commits, writes, writerSeconds := d.storeCounters()
 	stored, err := d.countTickets()
 	if err != nil {
 		return err
@@ -172,12 +172,16 @@ func run() error {
 			fmt.Printf("%-34s %10.0f messages/s (%d messages relayed to smtp-sink, drained %.1fs after the last 250)\n",
 				"outbound composed and delivered", fanOut.deliveriesPerSec, fanOut.deliveries, fanOut.drain.Seconds())
 			fmt.Printf("%-34s %10d KiB\n", "deskgate RSS peak (fan-out)", fanOut.peak)
+			fmt.Printf("%-34s %10d conflict, %d contended (of %d replies into one ticket)\n", "decided on the writer", fanOut.conflicts, fanOut.contended, *fanN)
 		}
 	}()
 	fmt.Printf("%-34s %10d KiB\n", "deskgate RSS peak under the burst", peak)
 	fmt.Printf("%-34s %10d tickets\n", "tickets stored (checked)", stored)
 	if commits > 0 {
 		fmt.Printf("%-34s %10.1f per fsync'd commit (%d commits)\n", "group commit: messages", float64(writes)/float64(commits), commits)
+		// The writer's time per message, its fsync included: the one part of the path that
+		// does not run in parallel.
+		fmt.Printf("%-34s %10.0f µs\n", "writer time per message", writerSeconds/float64(writes)*1e6)
 	}
 	return nil
 }
@@ -295,10 +299,10 @@ func (d *deskgate) countTickets() (int, error) {
 }
 
 // storeCounters reads the group-commit counters from /metrics.
-func (d *deskgate) storeCounters() (commits, writes int) {
+func (d *deskgate) storeCounters() (commits, writes int, writerSeconds float64) {
 	resp, err := http.Get("http://" + d.admin + "/metrics")
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
@@ -314,9 +318,11 @@ func (d *deskgate) storeCounters() (commits, writes int) {
 			commits = n
 		case "deskgate_store_writes_total":
 			writes = n
+		case "deskgate_store_commit_seconds_sum":
+			writerSeconds = v
 		}
 	}
-	return commits, writes
+	return commits, writes, writerSeconds
 }
 
 func waitListen(addr string) {
@@ -404,6 +410,8 @@ type fanOutResult struct {
 	deliveriesPerSec float64
 	drain            time.Duration
 	peak             int
+	// onWriter is how many replies were decided on the writer, by reason.
+	conflicts, contended int
 }
 
 // runFanOut makes one ticket with 20 CCs and 10 followers, then sends the requester's
@@ -464,6 +472,8 @@ func runFanOut(source, sinkBin, dir string) (fanOutResult, error) {
 	if comments != *fanN+1 {
 		return r, fmt.Errorf("%d comments for %d replies: the run is not valid", comments, *fanN)
 	}
+	r.conflicts = max(0, d.metric(`deskgate_store_writer_plans_total{reason="conflict"}`))
+	r.contended = max(0, d.metric(`deskgate_store_writer_plans_total{reason="contended"}`))
 	return r, nil
 }
 

@@ -1,0 +1,361 @@
+package desk
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/addr"
+	"github.com/deskgate/deskgate/gateway/compose"
+	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/gateway/rules"
+	"github.com/deskgate/deskgate/store"
+)
+
+// An event (a mail, an expert's actions, a bounce, a queue command) is decided and its
+// notifications composed on a snapshot of the store, on the caller's goroutine. What comes out
+// is a list of writes, and only those run on the store's one writer goroutine. If a record the
+// plan read has changed by the time the writer gets to it (another mail to the same ticket, in
+// the same group commit), the event is planned again on the writer, against the new state, so
+// the outcome is always the one a serial order would give.
+
+// write is one record change of a plan.
+type write func(*store.Tx) error
+
+// writes is everything one event changes, in order.
+type writes []write
+
+func (ws writes) run(tx *store.Tx) error {
+	for _, w := range ws {
+		if err := w(tx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// planRun is one attempt at planning an event: where it runs and which ticket it changes.
+type planRun struct {
+	onSnapshot bool
+	ticket     uint64
+}
+
+// errContended stops a plan on a snapshot whose ticket other events are changing right now:
+// it would only be planned again on the writer, so it is planned there at once.
+var errContended = errors.New("ticket contended")
+
+// commit plans an event on a snapshot and has the writer write the plan. plan may run twice
+// (the second time on the writer, when the first plan no longer holds), so it starts afresh
+// each time and has no effect outside what it returns.
+func (s *Service) commit(ctx context.Context, plan func(*store.Tx, *planRun) (writes, error)) error {
+	onWriter := func(tx *store.Tx) error {
+		again, err := plan(tx, &planRun{})
+		if err != nil {
+			return err
+		}
+		return again.run(tx)
+	}
+	var planned writes
+	first := &planRun{onSnapshot: true}
+	rs, err := s.store.Plan(func(tx *store.Tx) error {
+		var err error
+		planned, err = plan(tx, first)
+		return err
+	})
+	if errors.Is(err, errContended) {
+		metrics.WriterPlans.WithLabelValues("contended").Inc()
+		return s.store.Update(ctx, onWriter)
+	}
+	if err != nil {
+		return err
+	}
+	held, err := s.store.Apply(ctx, rs, planned.run, onWriter)
+	if err == nil && !held {
+		metrics.WriterPlans.WithLabelValues("conflict").Inc()
+		s.contended.mark(first.ticket, s.Now())
+	}
+	return err
+}
+
+// contention remembers the tickets whose plans recently failed to hold. Replies pouring into
+// one ticket from many sessions at once would otherwise each be composed twice, once on a
+// snapshot that is stale by the time the writer gets to it.
+type contention struct {
+	mu    sync.Mutex
+	until map[uint64]time.Time
+}
+
+// contendedFor is how long a ticket counts as contended after a plan of it failed to hold.
+const contendedFor = 2 * time.Second
+
+func (c *contention) mark(ticket uint64, now time.Time) {
+	if ticket == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.until == nil {
+		c.until = map[uint64]time.Time{}
+	}
+	if len(c.until) >= 4096 {
+		for id, t := range c.until {
+			if now.After(t) {
+				delete(c.until, id)
+			}
+		}
+		if len(c.until) >= 4096 {
+			return
+		}
+	}
+	c.until[ticket] = now.Add(contendedFor)
+}
+
+func (c *contention) has(ticket uint64, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.until[ticket]
+	return ok && now.Before(t)
+}
+
+// planner turns decisions into records and composed notifications for one event.
+type planner struct {
+	s    *Service
+	run  *planRun
+	tx   *store.Tx
+	ids  *store.Ids
+	cfg  *config.Config
+	book *addr.Book
+	env  *rules.Env
+	now  time.Time
+	// planned are the comments this event made or changed so far, newest state, so that
+	// a later action of the same event sees them as if they were stored.
+	planned map[uint64]*store.Comment
+}
+
+func (s *Service) planner(tx *store.Tx, run *planRun, ids *store.Ids, cfg *config.Config, book *addr.Book, env *rules.Env) *planner {
+	ids.Restart()
+	return &planner{s: s, run: run, tx: tx, ids: ids, cfg: cfg, book: book, env: env, now: s.Now().UTC(), planned: map[uint64]*store.Comment{}}
+}
+
+// comment is comment id as this event sees it.
+func (p *planner) comment(id uint64) (*store.Comment, error) {
+	if c, ok := p.planned[id]; ok {
+		return c, nil
+	}
+	return p.tx.Comment(id)
+}
+
+// plannedChange is one decision made into records: the write and the id of what its
+// notifications tell of (the new comment, or the event that records an action).
+type plannedChange struct {
+	sourceID uint64
+	write    write
+}
+
+// change makes the records of decision d and composes its notifications.
+func (p *planner) change(d rules.Decision, src source, pre []store.TraceStep) (*plannedChange, error) {
+	now := p.now
+	t := d.Ticket
+	newTicket := d.NewTicket
+	if newTicket {
+		t.ID = p.ids.Ticket()
+		t.CreatedAt = now
+		t.RootMessageID = store.NormalizeMessageID(src.messageID)
+	}
+	p.run.ticket = t.ID
+	if !newTicket && p.run.onSnapshot && p.s.contended.has(t.ID, now) {
+		return nil, errContended
+	}
+	t.UpdatedAt = now
+	trace := append(append([]store.TraceStep(nil), pre...), d.Trace...)
+
+	var comment, restated *store.Comment
+	var event *store.Event
+	var sourceID uint64
+	if d.Comment != nil {
+		comment = &store.Comment{ID: p.ids.Item(), TicketID: t.ID,
+			Author: src.author.Email, AuthorName: src.author.Name, Public: d.Comment.Public,
+			ThirdParty: d.Comment.ThirdParty, ReplyToDiffers: d.Comment.ReplyToDiffers, Automatic: d.Comment.Automatic,
+			Via: src.via, MessageID: store.NormalizeMessageID(src.messageID), InReplyTo: src.inReplyTo,
+			References: src.references, Subject: src.subject, To: src.to, Cc: src.cc, Recipients: src.recipients,
+			EnvelopeFrom: src.envFrom, CreatedAt: now, Body: src.body, Attachments: src.attachments,
+			Trace: trace, AuthenticationResults: src.authResults, Problems: src.problems,
+		}
+		sourceID = comment.ID
+	} else {
+		if r := d.Restate; r != nil {
+			// The comment's own trace says what became of it later.
+			c, err := p.comment(r.CommentID)
+			if err != nil {
+				return nil, err
+			}
+			changed := *c
+			changed.Public = r.Public
+			changed.Trace = append(append([]store.TraceStep(nil), c.Trace...), d.Trace...)
+			restated = &changed
+			p.planned[changed.ID] = restated
+		}
+		event = &store.Event{ID: p.ids.Item(), TicketID: t.ID, Action: src.action, Actor: src.author.Email, Detail: src.detail, CreatedAt: now, Trace: trace}
+		sourceID = event.ID
+	}
+
+	type outgoing struct {
+		delivery *store.Delivery
+		message  []byte
+	}
+	var outbox []outgoing
+	notified := []store.Notified{}
+	for _, n := range d.Notifications {
+		del, msg, err := p.compose(t, n, comment, src, sourceID)
+		if err != nil {
+			return nil, err
+		}
+		outbox = append(outbox, outgoing{del, msg})
+		for _, r := range del.Recipients {
+			notified = append(notified, store.Notified{Email: r.Email, As: r.As, Visible: r.Visible, Delivery: del.ID})
+		}
+	}
+	if comment != nil {
+		comment.Notified = notified
+		p.planned[comment.ID] = comment
+	} else {
+		event.Notified = notified
+	}
+	// A later action of the same event starts from this ticket; what the writer puts is
+	// this state, taken now.
+	final := *t
+	original, files := src.original, src.files
+	w := func(tx *store.Tx) error {
+		tk := final
+		if newTicket {
+			if err := tx.CreateTicket(&tk); err != nil {
+				return err
+			}
+		}
+		if comment != nil {
+			if err := tx.AddComment(&tk, comment); err != nil {
+				return err
+			}
+			if original != nil {
+				if err := tx.PutOriginal(comment.ID, original); err != nil {
+					return err
+				}
+			}
+			for i, data := range files {
+				if err := tx.PutAttachmentData(comment.ID, i, data); err != nil {
+					return err
+				}
+			}
+		}
+		if restated != nil {
+			if err := tx.PutComment(restated); err != nil {
+				return err
+			}
+		}
+		if event != nil {
+			if err := tx.AddEvent(&tk, event); err != nil {
+				return err
+			}
+		}
+		for _, o := range outbox {
+			if err := tx.QueueDelivery(o.delivery, o.message); err != nil {
+				return err
+			}
+			if err := tx.IndexSentMessageID(o.delivery.MessageID, store.MessageRef{TicketID: tk.ID, SourceID: sourceID, Delivery: o.delivery.ID}); err != nil {
+				return err
+			}
+		}
+		return tx.PutTicket(&tk)
+	}
+	return &plannedChange{sourceID: sourceID, write: w}, nil
+}
+
+// compose writes one notification and the delivery that will carry it.
+func (p *planner) compose(t *store.Ticket, n rules.Notification, comment *store.Comment, src source, sourceID uint64) (*store.Delivery, []byte, error) {
+	id := p.ids.Delivery()
+	env := p.env
+	support := compose.Support(p.book, t)
+	in := compose.Input{
+		Hostname: p.cfg.Hostname, SupportName: p.cfg.Support.Name, Book: p.book, Env: *env, Ticket: t,
+		Kind: n.Kind, Copy: n.Copy, Automatic: n.Automatic,
+		MessageID: compose.NewMessageID(p.s.Random, p.cfg.Hostname), Date: p.now,
+	}
+	if n.Kind == rules.KindComment && comment != nil {
+		in.AuthorName = compose.AuthorName(*env, comment.Author, comment.AuthorName)
+		in.Body = comment.Body
+		in.Internal = !comment.Public
+		in.ThirdParty = comment.ThirdParty
+		if n.Attachments {
+			for i, a := range comment.Attachments {
+				var data []byte
+				if i < len(src.files) {
+					data = src.files[i]
+				}
+				in.Files = append(in.Files, compose.File{Name: a.Name, ContentType: a.ContentType, Data: data})
+			}
+		}
+	} else if src.author.Email != "" && env.IsAgent(src.author.Email) {
+		in.AuthorName = src.author.Name
+	}
+	if n.History {
+		hist, err := p.publicHistory(t, sourceID)
+		if err != nil {
+			return nil, nil, err
+		}
+		in.History = hist
+	}
+	// One thread in mail clients: everything references the ticket's first message, and
+	// a notification of a received mail answers that mail.
+	if t.RootMessageID != "" {
+		in.References, in.InReplyTo = []string{t.RootMessageID}, t.RootMessageID
+	}
+	if comment != nil && comment.Via == "email" && comment.MessageID != "" && comment.MessageID != t.RootMessageID {
+		in.References = append(in.References, comment.MessageID)
+		in.InReplyTo = comment.MessageID
+	}
+	msg, err := compose.Message(in)
+	if err != nil {
+		return nil, nil, err
+	}
+	del := &store.Delivery{ID: id, TicketID: t.ID, SourceID: sourceID, Kind: n.Kind, Copy: n.Copy, MessageID: in.MessageID,
+		From: p.book.BounceAddress(support, id), State: store.DeliveryQueued, NextTry: p.now, CreatedAt: p.now}
+	for _, r := range n.Recipients {
+		del.Recipients = append(del.Recipients, store.DeliveryRecipient{Email: r.Email, As: r.As, Visible: r.Visible, State: store.DeliveryQueued})
+	}
+	return del, msg, nil
+}
+
+// publicHistory is the public conversation before comment `except`, oldest first (C4),
+// including what this event planned before it.
+func (p *planner) publicHistory(t *store.Ticket, except uint64) ([]store.Comment, error) {
+	var out []store.Comment
+	probe := store.Ticket{ID: t.ID}
+	p.tx.Items(&probe) // in id order, which is their order in time
+	ids := probe.CommentIDs
+	stored := map[uint64]bool{}
+	for _, id := range ids {
+		stored[id] = true
+	}
+	for id := range p.planned {
+		if !stored[id] {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids[len(probe.CommentIDs):])
+	for _, id := range ids {
+		if id == except {
+			continue
+		}
+		c, err := p.comment(id)
+		if err != nil {
+			return nil, err
+		}
+		if c.Public && c.TicketID == t.ID {
+			out = append(out, *c)
+		}
+	}
+	return out, nil
+}
