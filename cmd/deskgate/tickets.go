@@ -83,7 +83,7 @@ func ticketsCmd() *cobra.Command {
 		},
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print the API's JSON")
-	cmd.AddCommand(list, show)
+	cmd.AddCommand(list, show, ticketsDeleteCmd())
 	return cmd
 }
 

@@ -32,6 +32,44 @@ func (s *Server) routeActions(api *http.ServeMux) {
 	s.handle(api, "DELETE /api/v1/queue/{id}", s.dropDelivery)
 	s.handle(api, "GET /api/v1/explain/{id}", s.explain)
 	s.handle(api, "GET /api/v1/backup", s.backup)
+	s.handle(api, "DELETE /api/v1/tickets/{id}", s.deleteTicket)
+	s.handle(api, "POST /api/v1/erase", s.erase)
+}
+
+// deleteTicket deletes a ticket and everything of it (tickets delete).
+func (s *Server) deleteTicket(w http.ResponseWriter, r *http.Request) {
+	id, ok := ticketID(w, r)
+	if !ok {
+		return
+	}
+	d, err := s.Desk.DeleteTicket(r.Context(), id)
+	if err != nil {
+		writeActError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Deleted{Ticket: d.Ticket, Comments: d.Comments, Events: d.Events, Deliveries: d.Deliveries,
+		MessageIDs: d.MessageIDs, Attachments: d.Attachments})
+}
+
+// erase removes a person from every ticket (deskgate erase).
+func (s *Server) erase(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Address string `json:"address"`
+		DryRun  bool   `json:"dry_run"`
+	}
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	e, err := s.Desk.Erase(r.Context(), req.Address, req.DryRun)
+	if err != nil {
+		writeActError(w, err)
+		return
+	}
+	actions := e.Actions
+	if actions == nil {
+		actions = []string{}
+	}
+	writeJSON(w, http.StatusOK, Erasure{Address: e.Address, Marker: e.Marker, DryRun: e.DryRun, Tickets: e.Tickets, Actions: actions})
 }
 
 func ticketID(w http.ResponseWriter, r *http.Request) (uint64, bool) {

@@ -124,3 +124,22 @@ func recipientsView(rs []store.DeliveryRecipient) []Recipient {
 	}
 	return out
 }
+
+// Deleted is what deleting a ticket removed.
+type Deleted struct {
+	Ticket      uint64 `json:"ticket"`
+	Comments    int    `json:"comments"`
+	Events      int    `json:"events"`
+	Deliveries  int    `json:"deliveries"`
+	MessageIDs  int    `json:"message_ids"`
+	Attachments int    `json:"attachments"`
+}
+
+// Erasure is what erasing a person did, or would do in a dry run.
+type Erasure struct {
+	Address string   `json:"address"`
+	Marker  string   `json:"marker"`
+	DryRun  bool     `json:"dry_run"`
+	Tickets int      `json:"tickets"`
+	Actions []string `json:"actions"`
+}

@@ -414,6 +414,12 @@ func (w *Worker) record(results []attempt) bool {
 			a := &results[i]
 			a.final = make([]store.DeliveryState, len(a.rcpts))
 			cur, err := tx.Delivery(a.d.ID)
+			if errors.Is(err, store.ErrNotFound) {
+				// Its ticket was deleted (or its requester erased) while it was being sent;
+				// the rest of the pass is recorded as usual.
+				w.log.Info("delivery deleted while it was being sent", "delivery", a.d.ID, "ticket", a.d.TicketID)
+				continue
+			}
 			if err != nil {
 				return err
 			}

@@ -42,6 +42,7 @@ type upstreamServer struct {
 	got      []received
 	refuse   map[string]int // recipient -> SMTP code to refuse it with
 	needAuth bool
+	onData   func(received) // called as each message arrives, before the reply
 }
 
 type received struct {
@@ -96,7 +97,11 @@ func (s *upSession) Data(r io.Reader) error {
 	s.cur.data = b
 	s.s.mu.Lock()
 	s.s.got = append(s.s.got, s.cur)
+	hook := s.s.onData
 	s.s.mu.Unlock()
+	if hook != nil {
+		hook(s.cur)
+	}
 	return nil
 }
 func (s *upSession) Reset()        {}
@@ -197,6 +202,48 @@ func TestPerRecipientResultsAndSessionReuse(t *testing.T) {
 	}
 	if up.sessions > 2 {
 		t.Errorf("%d sessions for 2 deliveries with max_connections 2", up.sessions)
+	}
+}
+
+// A ticket deleted while one of its deliveries is being sent: the pass still records the
+// other deliveries it sent, so that none of them is sent again.
+func TestDeliveryDeletedWhileSendingSpoilsNothing(t *testing.T) {
+	up := &upstreamServer{}
+	w, st := newWorker(t, testConfig(t, serve(t, up), func(c *config.Config) { c.Upstream.MaxConnections = 1 }))
+	doomed := queueOne(t, st, "a@customer.test")
+	kept := queueOne(t, st, "b@customer.test")
+	var ticket uint64
+	// As the desk queues it: the comment it tells of names it among who was notified.
+	st.Update(context.Background(), func(tx *store.Tx) error {
+		d, _ := tx.Delivery(doomed)
+		ticket = d.TicketID
+		tk, err := tx.Ticket(ticket)
+		if err != nil {
+			return err
+		}
+		return tx.AddComment(tk, &store.Comment{Author: "a@customer.test", Notified: []store.Notified{{Email: "a@customer.test", Delivery: doomed}}})
+	})
+	var once sync.Once
+	up.onData = func(received) {
+		once.Do(func() {
+			err := st.Update(context.Background(), func(tx *store.Tx) error { _, err := tx.DeleteTicket(ticket); return err })
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	w.RunOnce(context.Background())
+	if d := delivery(t, st, kept); d == nil || d.State != "sent" {
+		t.Fatalf("the other delivery of the pass after a delete mid-send: %+v", d)
+	}
+	if delivery(t, st, doomed) != nil {
+		t.Error("the deleted delivery came back")
+	}
+	w.RunOnce(context.Background())
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if len(up.got) != 2 {
+		t.Fatalf("upstream got %d messages, want 2 (each once)", len(up.got))
 	}
 }
 

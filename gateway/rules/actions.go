@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/deskgate/deskgate/gateway/model"
 )
@@ -182,4 +183,22 @@ func release(d *Decision, t *model.Ticket, p model.Person, why string) {
 		d.Changes = append(d.Changes, Change{Op: OpRemoveCC, Person: p, Rule: "R3"})
 		d.trace("R3", "CC promoted", p.Email+" was a CC and "+why)
 	}
+}
+
+// Erasable says whether a person's data may be erased from the desk. An agent's address is
+// refused: agents' replies and actions are the desk's own record, and an agent leaving is a
+// config change, not an erasure. deskgate's own addresses are refused too.
+func Erasable(env Env, email string, own bool) *Refusal {
+	switch {
+	case env.IsAgent(email):
+		return &Refusal{Kind: RefuseNotAllowed, Msg: fmt.Sprintf("%s is an agent's address (agents in the config); remove the agent from the config instead of erasing", email)}
+	case own:
+		return &Refusal{Kind: RefuseNotAllowed, Msg: fmt.Sprintf("%s is one of deskgate's own addresses", email)}
+	}
+	return nil
+}
+
+// RetentionDue says whether retention deletes ticket t: solved, and unchanged since cutoff.
+func RetentionDue(t *model.Ticket, cutoff time.Time) bool {
+	return t.Status == model.StatusSolved && t.UpdatedAt.Before(cutoff)
 }

@@ -1,0 +1,176 @@
+package desk
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/mail"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/deskgate/deskgate/gateway/rules"
+	"github.com/deskgate/deskgate/store"
+)
+
+// DeleteTicket deletes a ticket with everything stored of it, its queued deliveries included.
+func (s *Service) DeleteTicket(ctx context.Context, id uint64) (store.Deleted, error) {
+	var out store.Deleted
+	err := s.store.Update(ctx, func(tx *store.Tx) error {
+		var err error
+		out, err = tx.DeleteTicket(id)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return out, &rules.Refusal{Kind: rules.RefuseNotFound, Msg: fmt.Sprintf("ticket %d does not exist", id)}
+	}
+	if err == nil {
+		s.log.Info("ticket deleted", "ticket", id, "comments", out.Comments, "events", out.Events, "deliveries", out.Deliveries)
+	}
+	return out, err
+}
+
+// Erasure is what erasing a person did, or would do in a dry run.
+type Erasure struct {
+	Address string
+	Marker  string // what the address was replaced with
+	DryRun  bool
+	Tickets int      // tickets where the person was found
+	Actions []string // one line per change
+}
+
+// Erase removes a person from every ticket: a ticket they requested is deleted; elsewhere
+// their address becomes a marker and their own text is erased. Agents and deskgate's own
+// addresses are refused. Each ticket is changed in its own short transaction, so that mail
+// keeps flowing during an erasure of a large desk.
+func (s *Service) Erase(ctx context.Context, address string, dryRun bool) (Erasure, error) {
+	address = strings.TrimSpace(address)
+	out := Erasure{Address: address, DryRun: dryRun}
+	if a, err := mail.ParseAddress(address); err != nil || a.Address != address || a.Name != "" {
+		return out, &rules.Refusal{Kind: rules.RefuseInvalid, Msg: fmt.Sprintf("address: %q is not a mail address", address)}
+	}
+	_, own := s.book.Load().Classify(address)
+	if refusal := rules.Erasable(*s.env.Load(), address, own); refusal != nil {
+		return out, refusal
+	}
+	var ids []uint64
+	if err := s.store.View(func(tx *store.Tx) error {
+		var err error
+		ids, err = tx.Mentioning(address)
+		return err
+	}); err != nil {
+		return out, err
+	}
+	slices.Sort(ids)
+	out.Tickets = len(ids)
+	out.Marker = "erased-" + randomHex(4) + "@erased.invalid"
+	for _, id := range ids {
+		var lines []string
+		run := func(tx *store.Tx) error {
+			var err error
+			lines, err = tx.EraseFromTicket(id, address, out.Marker)
+			return err
+		}
+		var err error
+		if dryRun {
+			err = s.store.View(run)
+		} else {
+			err = s.store.Update(ctx, run)
+		}
+		if err != nil {
+			return out, fmt.Errorf("ticket %d: %w", id, err)
+		}
+		out.Actions = append(out.Actions, lines...)
+	}
+	if !dryRun {
+		s.rateMu.Lock()
+		delete(s.rate, strings.ToLower(address))
+		s.rateMu.Unlock()
+		s.log.Info("address erased", "tickets", out.Tickets, "changes", len(out.Actions))
+	}
+	return out, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		// The marker only has to differ between erasures; the time does that too.
+		return fmt.Sprintf("%x", time.Now().UnixNano())
+	}
+	return hex.EncodeToString(b)
+}
+
+// retentionBatch bounds one deletion transaction, so that the writer is never held long by
+// retention: a few dozen tickets take milliseconds.
+const retentionBatch = 32
+
+// DeleteSolvedBefore deletes the solved tickets last changed before cutoff, in small
+// transactions, and returns how many it deleted. A ticket reopened between the search and its
+// deletion is kept: the writer checks each one again.
+func (s *Service) DeleteSolvedBefore(ctx context.Context, cutoff time.Time) (int, error) {
+	deleted := 0
+	var after uint64
+	for {
+		var ids []uint64
+		var last uint64
+		s.store.View(func(tx *store.Tx) error {
+			ids, last = tx.SolvedBefore(cutoff, after, retentionBatch)
+			return nil
+		})
+		if len(ids) > 0 {
+			err := s.store.Update(ctx, func(tx *store.Tx) error {
+				for _, id := range ids {
+					tk, err := tx.Ticket(id)
+					if errors.Is(err, store.ErrNotFound) {
+						continue
+					}
+					if err != nil {
+						return err
+					}
+					if !rules.RetentionDue(tk, cutoff) {
+						continue
+					}
+					if _, err := tx.DeleteTicket(id); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return deleted, err
+			}
+			deleted += len(ids)
+		}
+		if len(ids) < retentionBatch || ctx.Err() != nil {
+			return deleted, ctx.Err()
+		}
+		after = last
+	}
+}
+
+// Retain runs retention.delete_solved_after until ctx ends: at start and then every
+// tenth of the period (at least a second, at most an hour). A config reload takes effect at
+// the next pass.
+func (s *Service) Retain(ctx context.Context) {
+	for {
+		after := s.cfg.Load().Retention.DeleteSolvedAfter
+		wait := time.Hour
+		if after > 0 {
+			n, err := s.DeleteSolvedBefore(ctx, s.Now().Add(-after))
+			switch {
+			case err != nil && ctx.Err() == nil:
+				s.log.Error("retention: deleting solved tickets failed", "err", err)
+			case n > 0:
+				s.log.Info("retention: solved tickets deleted", "count", n, "older_than", after.String())
+			}
+			wait = min(max(after/10, time.Second), time.Hour)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}

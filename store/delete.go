@@ -1,0 +1,244 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Deleted is what deleting a ticket removed.
+type Deleted struct {
+	Ticket      uint64
+	Comments    int
+	Events      int
+	Deliveries  int // queued ones among them were taken off the queue
+	MessageIDs  int
+	Attachments int
+}
+
+// DeleteTicket removes ticket id with its comments, events, originals, attachments, the
+// Message-ID entries that point at it and its deliveries (queued or not). ErrNotFound when it
+// does not exist.
+func (t *Tx) DeleteTicket(id uint64) (Deleted, error) {
+	out := Deleted{Ticket: id}
+	tk, err := t.Ticket(id)
+	if err != nil {
+		return out, err
+	}
+	t.Items(tk)
+	msgIDs := map[string]bool{NormalizeMessageID(tk.RootMessageID): true}
+	deliveries := map[uint64]bool{}
+	for _, cid := range tk.CommentIDs {
+		c, err := t.Comment(cid)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("comment %d: %w", cid, err)
+		}
+		for _, m := range append([]string{c.MessageID, c.InReplyTo}, c.References...) {
+			msgIDs[NormalizeMessageID(m)] = true
+		}
+		for _, n := range c.Notified {
+			deliveries[n.Delivery] = true
+		}
+		n, err := t.deletePrefix(bucketAttach, itob(cid))
+		if err != nil {
+			return out, err
+		}
+		out.Attachments += n
+		for _, b := range [][]byte{bucketOrig, bucketComments} {
+			if err := t.tx.Bucket(b).Delete(itob(cid)); err != nil {
+				return out, err
+			}
+		}
+		out.Comments++
+	}
+	for _, eid := range tk.EventIDs {
+		var e Event
+		if ok, err := decodeStored(t.tx.Bucket(bucketEvents).Get(itob(eid)), &e); err != nil {
+			return out, fmt.Errorf("event %d: %w", eid, err)
+		} else if ok {
+			for _, n := range e.Notified {
+				deliveries[n.Delivery] = true
+			}
+		}
+		if err := t.tx.Bucket(bucketEvents).Delete(itob(eid)); err != nil {
+			return out, err
+		}
+		out.Events++
+	}
+	delete(deliveries, 0)
+	for did := range deliveries {
+		var d Delivery
+		ok, err := decodeStored(t.tx.Bucket(bucketDeliv).Get(itob(did)), &d)
+		if err != nil {
+			return out, fmt.Errorf("delivery %d: %w", did, err)
+		}
+		if !ok || d.TicketID != id {
+			continue
+		}
+		msgIDs[NormalizeMessageID(d.MessageID)] = true
+		if err := t.tx.Bucket(bucketQueue).Delete(queueKey(d.NextTry, did)); err != nil {
+			return out, err
+		}
+		for _, b := range [][]byte{bucketDelivMsg, bucketDeliv} {
+			if err := t.tx.Bucket(b).Delete(itob(did)); err != nil {
+				return out, err
+			}
+		}
+		out.Deliveries++
+	}
+	idx := t.tx.Bucket(bucketMsgIDs)
+	for m := range msgIDs {
+		if m == "" {
+			continue
+		}
+		var ref MessageRef
+		if ok, err := decodeStored(idx.Get([]byte(m)), &ref); err != nil || !ok || ref.TicketID != id {
+			continue // another ticket's, or gone; an unreadable entry is left as it is
+		}
+		if err := idx.Delete([]byte(m)); err != nil {
+			return out, err
+		}
+		out.MessageIDs++
+	}
+	if _, err := t.deletePrefix(bucketItems, itob(id)); err != nil {
+		return out, err
+	}
+	if err := t.tx.Bucket(bucketByStatus).Delete(statusKey(string(tk.Status), id)); err != nil {
+		return out, err
+	}
+	if err := t.tx.Bucket(bucketTickets).Delete(itob(id)); err != nil {
+		return out, err
+	}
+	if err := t.count(keyTicketCount, -1); err != nil {
+		return out, err
+	}
+	return out, t.count(keyCommentCount, -int64(out.Comments))
+}
+
+// deletePrefix deletes every key of bucket that starts with prefix.
+func (t *Tx) deletePrefix(bucket, prefix []byte) (int, error) {
+	c := t.tx.Bucket(bucket).Cursor()
+	n := 0
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// SolvedBefore lists up to limit solved tickets last changed before cutoff, oldest id first,
+// starting after id `after`. It reads the time from each record without decoding it.
+func (t *Tx) SolvedBefore(cutoff time.Time, after uint64, limit int) (ids []uint64, last uint64) {
+	prefix := statusKey(string(StatusSolved), 0)[:len(StatusSolved)+1]
+	c := t.tx.Bucket(bucketByStatus).Cursor()
+	tickets := t.tx.Bucket(bucketTickets)
+	for k, _ := c.Seek(statusKey(string(StatusSolved), after+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		id := binary.BigEndian.Uint64(k[len(prefix):])
+		last = id
+		if at, ok := storedTime(tickets.Get(itob(id)), `"updated_at":"`); ok && at.Before(cutoff) {
+			ids = append(ids, id)
+			if len(ids) == limit {
+				break
+			}
+		}
+	}
+	return ids, last
+}
+
+// storedTime finds a top-level RFC 3339 time field in a JSON record by its bytes. Ticket
+// records put their nested objects (requester, CCs) before updated_at and none of them has a
+// field of that name, so the first match is the ticket's own.
+func storedTime(record []byte, field string) (time.Time, bool) {
+	i := bytes.Index(record, []byte(field))
+	if i < 0 {
+		return time.Time{}, false
+	}
+	rest := record[i+len(field):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return time.Time{}, false
+	}
+	at, err := time.Parse(time.RFC3339Nano, string(rest[:j]))
+	return at, err == nil
+}
+
+// Mentioning lists, on a snapshot, the tickets whose record or any of whose comments, events
+// or deliveries contains email (in any case). It reads every record's bytes and decodes none,
+// so that a desk of millions of comments is searched in one pass over the file.
+func (t *Tx) Mentioning(email string) ([]uint64, error) {
+	needle := []byte(strings.ToLower(email))
+	found := map[uint64]bool{}
+	scan := func(bucket []byte, owner func(k, v []byte) uint64) error {
+		return t.tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			if containsFold(v, needle) {
+				if id := owner(k, v); id != 0 {
+					found[id] = true
+				}
+			}
+			return nil
+		})
+	}
+	byKey := func(k, _ []byte) uint64 { return binary.BigEndian.Uint64(k) }
+	byTicketField := func(_, v []byte) uint64 {
+		var rec struct {
+			TicketID uint64 `json:"ticket_id"`
+		}
+		if _, err := decodeStored(v, &rec); err != nil {
+			return 0
+		}
+		return rec.TicketID
+	}
+	if err := scan(bucketTickets, byKey); err != nil {
+		return nil, err
+	}
+	for _, b := range [][]byte{bucketComments, bucketEvents, bucketDeliv} {
+		if err := scan(b, byTicketField); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]uint64, 0, len(found))
+	for id := range found {
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// containsFold reports whether haystack contains needle (lower case ASCII) in any case,
+// without copying haystack.
+func containsFold(haystack, needle []byte) bool {
+	if len(needle) == 0 {
+		return true
+	}
+	first := needle[0]
+	upper := first
+	if 'a' <= first && first <= 'z' {
+		upper = first - 'a' + 'A'
+	}
+	for i := 0; i+len(needle) <= len(haystack); i++ {
+		c := haystack[i]
+		if c != first && c != upper {
+			continue
+		}
+		if bytes.EqualFold(haystack[i:i+len(needle)], needle) {
+			return true
+		}
+	}
+	return false
+}
+
+// replaceFold replaces every occurrence of old (in any case) in s with new.
+func replaceFold(s, old, new string) string {
+	if old == "" {
+		return s
+	}
+	return regexp.MustCompile(`(?i)`+regexp.QuoteMeta(old)).ReplaceAllLiteralString(s, new)
+}

@@ -1,0 +1,279 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErasedText stands where an erased person's text was.
+const ErasedText = "[erased]"
+
+// EraseFromTicket removes email from ticket id: the whole ticket when email is its requester,
+// otherwise the address, wherever it is stored, becomes marker, and whatever that person wrote
+// (their comments' text, subject, attachments and original mail) becomes ErasedText. In a
+// read-only transaction it changes nothing and only says what it would do. It returns one line
+// per change.
+func (t *Tx) EraseFromTicket(id uint64, email, marker string) ([]string, error) {
+	write := t.tx.Writable()
+	tk, err := t.Ticket(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil // deleted meanwhile
+	}
+	if err != nil {
+		return nil, err
+	}
+	same := func(a string) bool { return strings.EqualFold(strings.TrimSpace(a), email) }
+	if same(tk.Requester.Email) {
+		line := fmt.Sprintf("ticket %d: deleted (requester)", id)
+		if write {
+			d, err := t.DeleteTicket(id)
+			if err != nil {
+				return nil, err
+			}
+			line += fmt.Sprintf(": %d comments, %d events, %d deliveries", d.Comments, d.Events, d.Deliveries)
+		}
+		return []string{line}, nil
+	}
+	var report []string
+	say := func(format string, args ...any) { report = append(report, fmt.Sprintf(format, args...)) }
+	scrub := func(s string) string { return replaceFold(s, email, marker) }
+	people := func(list []Person) ([]Person, bool) {
+		changed := false
+		for i := range list {
+			if same(list[i].Email) {
+				list[i] = Person{Email: marker}
+				changed = true
+			}
+		}
+		return list, changed
+	}
+	notified := func(list []Notified) bool {
+		changed := false
+		for i := range list {
+			if same(list[i].Email) {
+				list[i].Email, list[i].Reply = marker, scrub(list[i].Reply)
+				changed = true
+			}
+		}
+		return changed
+	}
+	traced := func(list []TraceStep) {
+		for i := range list {
+			list[i].Detail = scrub(list[i].Detail)
+		}
+	}
+
+	// The ticket itself.
+	ticketChanged := false
+	keep := func(list []Person, as string) []Person {
+		out := list[:0]
+		for _, p := range list {
+			if same(p.Email) {
+				say("ticket %d: removed as %s", id, as)
+				ticketChanged = true
+				continue
+			}
+			out = append(out, p)
+		}
+		return out
+	}
+	tk.CCs = keep(tk.CCs, "CC")
+	tk.Followers = keep(tk.Followers, "follower")
+	for k := range tk.Masks {
+		if same(k) {
+			delete(tk.Masks, k)
+			ticketChanged = true
+		}
+	}
+	for k := range tk.Welcomed {
+		if same(k) {
+			delete(tk.Welcomed, k)
+			ticketChanged = true
+		}
+	}
+	for i, f := range tk.DeliveryFailures {
+		if same(f.Email) || containsFold([]byte(f.Reply), []byte(strings.ToLower(email))) {
+			tk.DeliveryFailures[i].Email, tk.DeliveryFailures[i].Reply = marker, scrub(f.Reply)
+			ticketChanged = true
+		}
+	}
+	if s := scrub(tk.Subject); s != tk.Subject {
+		tk.Subject, ticketChanged = s, true
+	}
+
+	t.Items(tk)
+	deliveries := map[uint64]bool{}
+	for _, cid := range tk.CommentIDs {
+		c, err := t.Comment(cid)
+		if err != nil {
+			return nil, fmt.Errorf("comment %d: %w", cid, err)
+		}
+		for _, n := range c.Notified {
+			deliveries[n.Delivery] = true
+		}
+		before, _ := encodeRecord(c)
+		dropOriginal := false
+		if same(c.Author) {
+			c.Author, c.AuthorName, c.Body, c.Subject = marker, "", ErasedText, ErasedText
+			if c.EnvelopeFrom != "" {
+				c.EnvelopeFrom = marker
+			}
+			if len(c.Attachments) > 0 && write {
+				if _, err := t.deletePrefix(bucketAttach, itob(cid)); err != nil {
+					return nil, err
+				}
+			}
+			c.Attachments = nil
+			dropOriginal = true
+			say("comment %d: author, text, attachments and original erased", cid)
+		} else {
+			c.Body, c.Subject, c.EnvelopeFrom = scrub(c.Body), scrub(c.Subject), scrub(c.EnvelopeFrom)
+		}
+		c.To, _ = people(c.To)
+		c.Cc, _ = people(c.Cc)
+		for i, r := range c.Recipients {
+			c.Recipients[i] = scrub(r)
+		}
+		notified(c.Notified)
+		traced(c.Trace)
+		c.AuthenticationResults = scrub(c.AuthenticationResults)
+		after, _ := encodeRecord(c)
+		changed := !bytes.Equal(before, after)
+		if changed && !dropOriginal {
+			say("comment %d: address replaced", cid)
+		}
+		originalChanged, err := t.scrubOriginal(cid, email, marker, dropOriginal, write)
+		if err != nil {
+			return nil, err
+		}
+		if originalChanged && !dropOriginal {
+			say("comment %d: address replaced in the original mail", cid)
+		}
+		if changed && write {
+			if err := t.PutComment(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, eid := range tk.EventIDs {
+		e, err := t.Event(eid)
+		if err != nil {
+			return nil, fmt.Errorf("event %d: %w", eid, err)
+		}
+		for _, n := range e.Notified {
+			deliveries[n.Delivery] = true
+		}
+		before, _ := encodeRecord(e)
+		e.Detail = scrub(e.Detail)
+		notified(e.Notified)
+		traced(e.Trace)
+		if after, _ := encodeRecord(e); !bytes.Equal(before, after) {
+			say("event %d: address replaced", eid)
+			if write {
+				if err := t.PutEvent(e); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	delete(deliveries, 0)
+	for did := range deliveries {
+		lines, err := t.eraseFromDelivery(did, id, email, marker, write)
+		if err != nil {
+			return nil, err
+		}
+		report = append(report, lines...)
+	}
+	if ticketChanged && write {
+		if err := t.PutTicket(tk); err != nil {
+			return nil, err
+		}
+	}
+	return report, nil
+}
+
+// eraseFromDelivery takes email off a delivery of ticket: a recipient still waiting is not
+// sent to, and the address becomes marker in the record and in the message kept for sending.
+func (t *Tx) eraseFromDelivery(id, ticket uint64, email, marker string, write bool) ([]string, error) {
+	d, err := t.Delivery(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if d.TicketID != ticket {
+		return nil, nil
+	}
+	var out []string
+	changed := false
+	waiting := 0
+	for i, r := range d.Recipients {
+		if strings.EqualFold(r.Email, email) {
+			d.Recipients[i].Email, d.Recipients[i].Reply = marker, replaceFold(r.Reply, email, marker)
+			if r.State == DeliveryQueued {
+				d.Recipients[i].State, d.Recipients[i].Reply = DeliveryDropped, "erased"
+				out = append(out, fmt.Sprintf("delivery %d: recipient dropped from the queue", id))
+			}
+			changed = true
+		}
+		if d.Recipients[i].State == DeliveryQueued {
+			waiting++
+		}
+	}
+	if d.State == DeliveryQueued && waiting == 0 && changed {
+		d.State = DeliveryDropped
+	}
+	if s := replaceFold(d.LastReply, email, marker); s != d.LastReply {
+		d.LastReply, changed = s, true
+	}
+	msg := t.tx.Bucket(bucketDelivMsg).Get(itob(id))
+	var scrubbed []byte
+	if msg != nil && containsFold(msg, []byte(strings.ToLower(email))) {
+		scrubbed = []byte(replaceFold(string(msg), email, marker))
+		changed = true
+	}
+	if !changed {
+		return out, nil
+	}
+	if len(out) == 0 {
+		out = append(out, fmt.Sprintf("delivery %d: address replaced", id))
+	}
+	if !write {
+		return out, nil
+	}
+	if scrubbed != nil {
+		if err := t.tx.Bucket(bucketDelivMsg).Put(itob(id), scrubbed); err != nil {
+			return nil, err
+		}
+	}
+	return out, t.PutDelivery(d)
+}
+
+// scrubOriginal drops a comment's original mail, or replaces email in it with marker, and
+// says whether it changed (or would).
+func (t *Tx) scrubOriginal(cid uint64, email, marker string, drop, write bool) (bool, error) {
+	raw, ok, err := t.Original(cid)
+	if err != nil || !ok {
+		return false, err
+	}
+	if drop {
+		if write {
+			return true, t.tx.Bucket(bucketOrig).Delete(itob(cid))
+		}
+		return true, nil
+	}
+	if !containsFold(raw, []byte(strings.ToLower(email))) {
+		return false, nil
+	}
+	if write {
+		return true, t.PutOriginal(cid, PackOriginal([]byte(replaceFold(string(raw), email, marker))))
+	}
+	return true, nil
+}
+
+// encodeRecord is a record as stored, to tell whether scrubbing changed it.
+func encodeRecord(v any) ([]byte, error) { return json.Marshal(v) }
