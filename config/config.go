@@ -18,6 +18,7 @@ type Config struct {
 	Policy         Policy         `mapstructure:"policy"`
 	Notifications  Notifications  `mapstructure:"notifications"`
 	Authentication Authentication `mapstructure:"authentication"`
+	Retention      Retention      `mapstructure:"retention"`
 	Upstream       Upstream       `mapstructure:"upstream"`
 	DKIM           DKIM           `mapstructure:"dkim"`
 	Admin          Admin          `mapstructure:"admin"`
@@ -25,6 +26,13 @@ type Config struct {
 
 	// Path is the file this config was read from; not a key.
 	Path string `mapstructure:"-"`
+}
+
+// Retention says how long the desk keeps what it no longer needs.
+type Retention struct {
+	// DeleteSolvedAfter deletes a solved ticket this long after its last change; 0 keeps
+	// tickets forever.
+	DeleteSolvedAfter time.Duration `mapstructure:"delete_solved_after"`
 }
 
 type Listen struct {

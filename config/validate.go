@@ -122,6 +122,9 @@ func validate(c *Config) Problems {
 	if l.MaxDataMemory < 2*l.MaxMessageBytes {
 		add("limits.max_data_memory", "%d is less than twice limits.max_message_bytes (%d): the largest message could never be taken", l.MaxDataMemory, l.MaxMessageBytes)
 	}
+	if c.Retention.DeleteSolvedAfter < 0 {
+		add("retention.delete_solved_after", "must not be negative (0 keeps tickets forever), got %s", c.Retention.DeleteSolvedAfter)
+	}
 	if l.ShutdownGrace < 0 {
 		add("limits.shutdown_grace", "must not be negative, got %s", l.ShutdownGrace)
 	}

@@ -75,6 +75,16 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		stopWorker()
 		<-workerDone
 	}()
+	retainCtx, stopRetention := context.WithCancel(context.Background())
+	retentionDone := make(chan struct{})
+	go func() {
+		svc.Retain(retainCtx) // retention.delete_solved_after; does nothing while it is 0
+		close(retentionDone)
+	}()
+	defer func() {
+		stopRetention()
+		<-retentionDone
+	}()
 	in := inbound.New(cfg, svc, logger)
 	if err := in.Listen(); err != nil {
 		logger.Error("cannot listen", "err", err)
