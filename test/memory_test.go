@@ -72,7 +72,12 @@ func TestTwentyLargeMessagesAtOnceStayWithinMemory(t *testing.T) {
 	if replies["250 2.0.0"] == 0 {
 		t.Errorf("no message got in")
 	}
-	if peak > 600 {
+	switch {
+	case os.Getenv("E2E_RACE") != "":
+		// The race detector keeps shadow memory for every byte the daemon touches, several
+		// times the message data itself; the bound is for the real binary.
+		t.Logf("E2E_RACE: peak RSS not checked against the bound (%d MiB)", peak)
+	case peak > 600:
 		t.Errorf("peak RSS %d MiB with max_data_memory 128MiB, want under 600", peak)
 	}
 }
