@@ -76,10 +76,10 @@ func Open(dir string) (*Store, error) {
 	path := filepath.Join(dir, FileName)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: 2 * time.Second,
-		// The freelist is rebuilt by a scan at open instead of being written at every
-		// commit: one page write less per fsync, which is the hot path.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+		// The freelist is written at every commit. Without it bbolt finds the free pages at
+		// open by reading every page of the file: 3 s for a cold 350 MB desk, minutes for a
+		// desk of a million tickets, against one more page in each commit's write.
+		FreelistType: bolt.FreelistMapType,
 	})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
@@ -183,6 +183,7 @@ func (s *Store) commit(batch []*call) {
 		metrics.StoreCommitSeconds.Observe(time.Since(start).Seconds())
 	}()
 	err := s.db.Update(func(btx *bolt.Tx) error {
+		fillAppendOnly(btx)
 		tx := &Tx{tx: btx, st: s}
 		for i, c := range batch {
 			if err := c.fn(tx); err != nil {
@@ -208,6 +209,19 @@ func (s *Store) commit(batch []*call) {
 	default:
 		for _, c := range batch {
 			c.err <- err
+		}
+	}
+}
+
+// appendOnly are the buckets whose keys only grow (ids drawn in order). bbolt splits a full
+// page in half, which for keys that only grow leaves every page half empty; filled to 90 %
+// instead, the same records take about 40 % fewer pages, and each commit fewer page writes.
+var appendOnly = [][]byte{bucketTickets, bucketComments, bucketEvents, bucketAttach, bucketDeliv, bucketDelivMsg, bucketOrig}
+
+func fillAppendOnly(btx *bolt.Tx) {
+	for _, name := range appendOnly {
+		if b := btx.Bucket(name); b != nil {
+			b.FillPercent = 0.9
 		}
 	}
 }
