@@ -195,8 +195,7 @@ func explainCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				_, err = cmd.OutOrStdout().Write(raw)
-				return err
+				return printJSON(cmd.OutOrStdout(), raw)
 			}
 			w := cmd.OutOrStdout()
 			vis := "public"
@@ -260,8 +259,7 @@ func queueCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				_, err = cmd.OutOrStdout().Write(raw)
-				return err
+				return printJSON(cmd.OutOrStdout(), raw)
 			}
 			if len(rows) == 0 {
 				fmt.Fprintln(cmd.OutOrStdout(), "queue is empty")

