@@ -36,7 +36,11 @@ var (
 
 func main() {
 	flag.Parse()
-	if err := run(); err != nil {
+	do := run
+	if *scale > 0 {
+		do = runScale
+	}
+	if err := do(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -202,12 +206,16 @@ func blast(source, addr string) (float64, error) {
 	return float64(*messages) / time.Since(start).Seconds(), nil
 }
 
+// startWait is how long a daemon may take to answer /healthz; a large desk takes longer.
+var startWait = 5 * time.Second
+
 type deskgate struct {
-	outbox string
-	cmd    *exec.Cmd
-	smtp   string
-	admin  string
-	token  string
+	startedIn time.Duration // from exec to the first /healthz 200
+	outbox    string
+	cmd       *exec.Cmd
+	smtp      string
+	admin     string
+	token     string
 }
 
 func benchAgents() string {
@@ -255,14 +263,16 @@ log: {level: warn}
 	if err := d.cmd.Start(); err != nil {
 		return nil, err
 	}
-	for i := 0; i < 200; i++ {
+	start := time.Now()
+	for time.Since(start) < startWait {
 		if resp, err := http.Get("http://" + d.admin + "/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
+				d.startedIn = time.Since(start)
 				return d, nil
 			}
 		}
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 	d.stop()
 	return nil, fmt.Errorf("deskgate did not start")
