@@ -12,6 +12,7 @@ FUZZ_DSN   ?= 300000x
 FUZZ_AUTH  ?= 200000x
 FUZZ_SMTP  ?= 50000x
 FUZZ_RELAY ?= 30000x
+FUZZ_STORE ?= 100000x
 
 # Package versions must start with a digit: the release, then the commit it was built from.
 PKG_VERSION ?= 0.1.0+git$(shell git log -1 --format=%cd.%h --date=format:%Y%m%d 2>/dev/null || echo 0)
@@ -53,6 +54,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzHeaders$$' -fuzztime=$(FUZZ_AUTH) ./gateway/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzSession$$' -fuzztime=$(FUZZ_SMTP) ./gateway/inbound
 	$(GO) test -run='^$$' -fuzz='^FuzzTransact$$' -fuzztime=$(FUZZ_RELAY) ./gateway/relay
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeComment$$' -fuzztime=$(FUZZ_STORE) ./store
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeDelivery$$' -fuzztime=$(FUZZ_STORE) ./store
 
 bench: build
 	$(GO) build -o bin/deskgate-bench ./test/bench

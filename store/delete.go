@@ -74,12 +74,15 @@ func (t *Tx) DeleteTicket(id uint64) (Deleted, error) {
 	}
 	delete(deliveries, 0)
 	for did := range deliveries {
+		raw := t.tx.Bucket(bucketDeliv).Get(itob(did))
+		if raw == nil {
+			continue
+		}
 		var d Delivery
-		ok, err := decodeStored(t.tx.Bucket(bucketDeliv).Get(itob(did)), &d)
-		if err != nil {
+		if err := decodeDelivery(raw, &d); err != nil {
 			return out, fmt.Errorf("delivery %d: %w", did, err)
 		}
-		if !ok || d.TicketID != id {
+		if d.TicketID != id {
 			continue
 		}
 		msgIDs[NormalizeMessageID(d.MessageID)] = true
@@ -197,13 +200,31 @@ func (t *Tx) Mentioning(email string) ([]uint64, error) {
 		}
 		return rec.TicketID
 	}
+	byComment := func(_, v []byte) uint64 {
+		var c Comment
+		if err := decodeComment(v, &c); err != nil {
+			return 0
+		}
+		return c.TicketID
+	}
 	if err := scan(bucketTickets, byKey); err != nil {
 		return nil, err
 	}
-	for _, b := range [][]byte{bucketComments, bucketEvents, bucketDeliv} {
-		if err := scan(b, byTicketField); err != nil {
-			return nil, err
+	if err := scan(bucketComments, byComment); err != nil {
+		return nil, err
+	}
+	byDelivery := func(_, v []byte) uint64 {
+		var d Delivery
+		if err := decodeDelivery(v, &d); err != nil {
+			return 0
 		}
+		return d.TicketID
+	}
+	if err := scan(bucketDeliv, byDelivery); err != nil {
+		return nil, err
+	}
+	if err := scan(bucketEvents, byTicketField); err != nil {
+		return nil, err
 	}
 	out := make([]uint64, 0, len(found))
 	for id := range found {

@@ -18,6 +18,7 @@ type (
 	Event             = model.Event
 	DeliveryRecipient = model.DeliveryRecipient
 	DeliveryState     = model.DeliveryState
+	As                = model.As
 )
 
 // Ticket statuses and delivery states.

@@ -291,13 +291,13 @@ func (t *Tx) Ticket(id uint64) (*Ticket, error) {
 
 // Comment returns the comment with id, or ErrNotFound.
 func (t *Tx) Comment(id uint64) (*Comment, error) {
-	var c Comment
-	ok, err := t.getJSON(bucketComments, itob(id), &c)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
+	raw := t.get(bucketComments, itob(id))
+	if raw == nil {
 		return nil, ErrNotFound
+	}
+	var c Comment
+	if err := decodeComment(raw, &c); err != nil {
+		return nil, fmt.Errorf("comment %d: %w", id, err)
 	}
 	return &c, nil
 }
@@ -427,7 +427,7 @@ func (t *Tx) AddComment(tk *Ticket, c *Comment) error {
 		return err
 	}
 	c.TicketID = tk.ID
-	if err := putJSON(b, itob(id), c); err != nil {
+	if err := b.Put(itob(id), encodeComment(c)); err != nil {
 		return err
 	}
 	if err := t.count(keyCommentCount, 1); err != nil {
@@ -479,7 +479,7 @@ func (t *Tx) PutComment(c *Comment) error {
 	if c.ID == 0 {
 		return errors.New("store: comment without id")
 	}
-	return putJSON(t.tx.Bucket(bucketComments), itob(c.ID), c)
+	return t.tx.Bucket(bucketComments).Put(itob(c.ID), encodeComment(c))
 }
 
 // ListTickets returns up to limit tickets, newest first, with id < before when before > 0,
@@ -582,16 +582,20 @@ func (t *Tx) count(key []byte, delta int64) error {
 	return t.tx.Bucket(bucketMeta).Put(key, itob(uint64(int64(t.counter(key))+delta)))
 }
 
-// NotifiedOf returns whom comment or event id was sent to, without decoding the rest of its
-// record (a comment's body, its trace), or false when there is no such record.
+// NotifiedOf returns whom comment or event id was sent to, or false when there is no such
+// record.
 func (t *Tx) NotifiedOf(id uint64) ([]Notified, bool, error) {
+	c, err := t.Comment(id)
+	if err == nil {
+		return c.Notified, true, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return nil, true, err
+	}
 	var rec struct {
 		Notified []Notified `json:"notified"`
 	}
-	ok, err := t.getJSON(bucketComments, itob(id), &rec)
-	if !ok && err == nil {
-		ok, err = t.getJSON(bucketEvents, itob(id), &rec)
-	}
+	ok, err := t.getJSON(bucketEvents, itob(id), &rec)
 	return rec.Notified, ok, err
 }
 
@@ -712,7 +716,7 @@ func (t *Tx) QueueDelivery(d *Delivery, message []byte) error {
 		return err
 	}
 	d.Size = len(message)
-	if err := putJSON(t.tx.Bucket(bucketDeliv), itob(d.ID), d); err != nil {
+	if err := t.tx.Bucket(bucketDeliv).Put(itob(d.ID), encodeDelivery(d)); err != nil {
 		return err
 	}
 	if err := t.tx.Bucket(bucketDelivMsg).Put(itob(d.ID), message); err != nil {
@@ -723,13 +727,13 @@ func (t *Tx) QueueDelivery(d *Delivery, message []byte) error {
 
 // Delivery returns the delivery with id, or ErrNotFound.
 func (t *Tx) Delivery(id uint64) (*Delivery, error) {
-	var d Delivery
-	ok, err := t.getJSON(bucketDeliv, itob(id), &d)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
+	raw := t.get(bucketDeliv, itob(id))
+	if raw == nil {
 		return nil, ErrNotFound
+	}
+	var d Delivery
+	if err := decodeDelivery(raw, &d); err != nil {
+		return nil, fmt.Errorf("delivery %d: %w", id, err)
 	}
 	d.loadedNext, d.loaded = d.NextTry, true
 	return &d, nil
@@ -745,10 +749,11 @@ func (t *Tx) DeliveryMessage(id uint64) []byte {
 func (t *Tx) PutDelivery(d *Delivery) error {
 	b := t.tx.Bucket(bucketDeliv)
 	if !d.loaded {
-		var old Delivery
-		if ok, err := decodeStored(b.Get(itob(d.ID)), &old); err != nil {
-			return err
-		} else if ok {
+		if raw := b.Get(itob(d.ID)); raw != nil {
+			var old Delivery
+			if err := decodeDelivery(raw, &old); err != nil {
+				return fmt.Errorf("delivery %d: %w", d.ID, err)
+			}
 			d.loadedNext, d.loaded = old.NextTry, true
 		}
 	}
@@ -757,7 +762,7 @@ func (t *Tx) PutDelivery(d *Delivery) error {
 			return err
 		}
 	}
-	if err := putJSON(b, itob(d.ID), d); err != nil {
+	if err := b.Put(itob(d.ID), encodeDelivery(d)); err != nil {
 		return err
 	}
 	d.loadedNext, d.loaded = d.NextTry, true
@@ -826,7 +831,7 @@ func (t *Tx) DeliveriesPage(before uint64, state DeliveryState, limit int) ([]De
 			continue
 		}
 		var d Delivery
-		if err := json.Unmarshal(v, &d); err != nil {
+		if err := decodeDelivery(v, &d); err != nil {
 			return nil, fmt.Errorf("delivery %d: %w", binary.BigEndian.Uint64(k), err)
 		}
 		if state != "" && d.State != state {
