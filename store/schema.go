@@ -39,6 +39,10 @@ var migrations = []func(tx *bolt.Tx) error{
 	func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keyTicketCount, itob(tx.Bucket(bucketTickets).Sequence()))
 	},
+	// 3: comments and deliveries are written in the binary layout (codec.go). Nothing is
+	// converted (the old JSON records are still read), but a deskgate older than this could
+	// not read the new ones, so the version marks the database as theirs no more.
+	func(tx *bolt.Tx) error { return nil },
 }
 
 // SchemaVersion is the layout this deskgate writes.

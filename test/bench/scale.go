@@ -29,6 +29,7 @@ var (
 	scale      = flag.Int("scale", 0, "build a desk of this many tickets (five comments each) and measure deskgate at that size against an empty desk")
 	scaleReuse = flag.Bool("scale-reuse", true, "reuse a desk of the same size built by an earlier run that did not compact it")
 	apiN       = flag.Int("api-n", 200, "requests per API endpoint in the latency runs")
+	scaleHalf  = flag.Bool("scale-compact", true, "after measuring, delete half of the tickets and compact (the desk is then built again by the next run)")
 )
 
 func runScale() error {
@@ -70,10 +71,13 @@ func runScale() error {
 	if err != nil {
 		return fmt.Errorf("desk of %d tickets: %w", *scale, err)
 	}
-	compacted, err := deleteHalfAndCompact(bigDir)
-	os.Remove(marker) // half of it is gone now
-	if err != nil {
-		return fmt.Errorf("delete and compact: %w", err)
+	var compacted compaction
+	if *scaleHalf {
+		compacted, err = deleteHalfAndCompact(bigDir)
+		os.Remove(marker) // half of it is gone now
+		if err != nil {
+			return fmt.Errorf("delete and compact: %w", err)
+		}
 	}
 
 	fmt.Printf("\n%-44s %14s %14s %8s  %s\n", "", "empty desk", fmt.Sprintf("%d tickets", *scale), "ratio", "goal")
@@ -106,6 +110,9 @@ func runScale() error {
 	fmt.Printf("%-44s %14s %11.0f B\n", "database bytes per comment", "", float64(big.fileSize)/float64(big.comments))
 	row("deskgate backup: time", empty.backupTook.Seconds(), big.backupTook.Seconds(), "s", "", true)
 	row("deskgate backup: size", float64(empty.backupSize)/(1<<20), float64(big.backupSize)/(1<<20), "Mi", "", true)
+	if !*scaleHalf {
+		return nil
+	}
 	fmt.Printf("\nhalf of the %d tickets deleted (%s), then deskgate compact (%s):\n", *scale, compacted.deleteTook.Round(time.Second), compacted.took.Round(time.Second))
 	fmt.Printf("%-44s %11.1f MiB -> %.1f MiB after deleting -> %.1f MiB compacted\n", "database file", float64(compacted.before)/(1<<20),
 		float64(compacted.afterDelete)/(1<<20), float64(compacted.after)/(1<<20))
