@@ -35,7 +35,7 @@ func Compact(dir string) (Compacted, error) {
 	out.Before = info.Size()
 	// The exclusive lock keeps the daemon, or a second compaction, off the file until the
 	// new one is in place.
-	src, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType})
+	src, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistArrayType})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return out, fmt.Errorf("%s is in use by another process: stop the deskgate daemon first (compact works offline)", path)
@@ -60,7 +60,7 @@ func Compact(dir string) (Compacted, error) {
 		return out, fmt.Errorf("compact: %w (the database is unchanged)", err)
 	}
 	// Synced once at the end rather than at every one of Compact's transactions.
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistArrayType})
 	if err != nil {
 		return fail(err)
 	}
