@@ -35,7 +35,7 @@ func build(t *testing.T, copyKind model.Copy, mod func(*Input)) (*mail.Message, 
 	t.Helper()
 	in := Input{Hostname: "mx.test", SupportName: "Example Support", Book: book, Env: testEnv(), Ticket: testTicket(),
 		Kind: rules.KindComment, Copy: copyKind, AuthorName: "Alice", Body: "Please unplug it.",
-		MessageID: NewMessageID(nil, "mx.test"), InReplyTo: "root@customer.test", References: []string{"root@customer.test"},
+		MessageID: NewMessageID(nil, time.Now(), "mx.test"), InReplyTo: "root@customer.test", References: []string{"root@customer.test"},
 		Date: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
 	if mod != nil {
 		mod(&in)
@@ -82,8 +82,13 @@ func TestH1_Headers(t *testing.T) {
 	if auto.Header.Get("Auto-Submitted") != "auto-generated" {
 		t.Error("automatic mail lacks Auto-Submitted")
 	}
-	if a, b := NewMessageID(nil, "h"), NewMessageID(nil, "h"); a == b {
+	now := time.Now()
+	if a, b := NewMessageID(nil, now, "h"), NewMessageID(nil, now, "h"); a == b {
 		t.Error("Message-IDs repeat")
+	}
+	// Later ids sort after earlier ones, so that the Message-ID index grows at one end.
+	if a, b := NewMessageID(nil, now, "h"), NewMessageID(nil, now.Add(time.Millisecond), "h"); a >= b {
+		t.Errorf("Message-ID %s made later sorts before %s", b, a)
 	}
 }
 
@@ -162,7 +167,7 @@ func (failingReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
 
 // A random source that fails must not make every Message-ID the same.
 func TestMessageIDsStayUniqueWhenTheRandomSourceFails(t *testing.T) {
-	a, b := NewMessageID(failingReader{}, "mx.test"), NewMessageID(failingReader{}, "mx.test")
+	a, b := NewMessageID(failingReader{}, time.Now(), "mx.test"), NewMessageID(failingReader{}, time.Now(), "mx.test")
 	if a == b || strings.HasPrefix(a, "000000") {
 		t.Errorf("ids %s and %s", a, b)
 	}

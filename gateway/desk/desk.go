@@ -145,7 +145,7 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 			src := source{author: store.Person{Email: a.Actor, Name: env.AgentNames[strings.ToLower(a.Actor)]}, via: "api", action: string(a.Kind), detail: detailOf(a)}
 			if a.Kind == rules.ActComment {
 				src.body = body
-				src.messageID = compose.NewMessageID(s.Random, cfg.Hostname)
+				src.messageID = compose.NewMessageID(s.Random, s.Now(), cfg.Hostname)
 			}
 			ch, err := p.change(d, src, nil)
 			if err != nil {

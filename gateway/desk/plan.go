@@ -281,7 +281,7 @@ func (p *planner) compose(t *store.Ticket, n rules.Notification, comment *store.
 	in := compose.Input{
 		Hostname: p.cfg.Hostname, SupportName: p.cfg.Support.Name, Book: p.book, Env: *env, Ticket: t,
 		Kind: n.Kind, Copy: n.Copy, Automatic: n.Automatic,
-		MessageID: compose.NewMessageID(p.s.Random, p.cfg.Hostname), Date: p.now,
+		MessageID: compose.NewMessageID(p.s.Random, p.now, p.cfg.Hostname), Date: p.now,
 	}
 	if n.Kind == rules.KindComment && comment != nil {
 		in.AuthorName = compose.AuthorName(*env, comment.Author, comment.AuthorName)
