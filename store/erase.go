@@ -11,12 +11,11 @@ import (
 // ErasedText stands where an erased person's text was.
 const ErasedText = "[erased]"
 
-// EraseFromTicket removes email from ticket id: the whole ticket when email is its requester,
-// otherwise the address, wherever it is stored, becomes marker, and whatever that person wrote
-// (their comments' text, subject, attachments and original mail) becomes ErasedText. In a
-// read-only transaction it changes nothing and only says what it would do. It returns one line
-// per change.
-func (t *Tx) EraseFromTicket(id uint64, email, marker string) ([]string, error) {
+// ScrubTicket takes email out of ticket id, which the person did not open: wherever the address
+// is stored it becomes marker, and whatever that person wrote (their comments' text, subject,
+// attachments and original mail) becomes ErasedText. In a read-only transaction it changes
+// nothing and only says what it would do. It returns one line per change.
+func (t *Tx) ScrubTicket(id uint64, email, marker string) ([]string, error) {
 	write := t.tx.Writable()
 	tk, err := t.Ticket(id)
 	if errors.Is(err, ErrNotFound) {
@@ -26,17 +25,6 @@ func (t *Tx) EraseFromTicket(id uint64, email, marker string) ([]string, error) 
 		return nil, err
 	}
 	same := func(a string) bool { return strings.EqualFold(strings.TrimSpace(a), email) }
-	if same(tk.Requester.Email) {
-		line := fmt.Sprintf("ticket %d: deleted (requester)", id)
-		if write {
-			d, err := t.DeleteTicket(id)
-			if err != nil {
-				return nil, err
-			}
-			line += fmt.Sprintf(": %d comments, %d events, %d deliveries", d.Comments, d.Events, d.Deliveries)
-		}
-		return []string{line}, nil
-	}
 	var report []string
 	say := func(format string, args ...any) { report = append(report, fmt.Sprintf(format, args...)) }
 	scrub := func(s string) string { return replaceFold(s, email, marker) }

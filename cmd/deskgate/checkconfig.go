@@ -30,6 +30,18 @@ data_dir can be created and written. Every key: deskgate.yaml(5), docs/configura
 	}
 }
 
+// loadConfig loads the config for an offline command; on problems it prints them and returns
+// the error that exits 1.
+func loadConfig(cmd *cobra.Command) (*config.Config, error) {
+	path := configPath()
+	cfg, err := config.Load(path)
+	if err != nil {
+		printProblems(cmd, path, err)
+		return nil, exitError{1}
+	}
+	return cfg, nil
+}
+
 func printProblems(cmd *cobra.Command, path string, err error) {
 	var ps config.Problems
 	if errors.As(err, &ps) {

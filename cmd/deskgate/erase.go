@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/admin"
 	"github.com/deskgate/deskgate/store"
 )
@@ -89,11 +88,9 @@ func compactCmd() *cobra.Command {
 		Short: "offline: rewrite the database into a compact file and swap it in; refused while the daemon holds it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path := configPath()
-			cfg, err := config.Load(path)
+			cfg, err := loadConfig(cmd)
 			if err != nil {
-				printProblems(cmd, path, err)
-				return exitError{1}
+				return err
 			}
 			c, err := store.Compact(cfg.DataDir)
 			if err != nil {

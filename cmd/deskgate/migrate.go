@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -15,11 +14,9 @@ func migrateCmd() *cobra.Command {
 		Short: "bring the database's layout up to this deskgate's and exit (serve does it at start too); the daemon must be stopped",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path := configPath()
-			cfg, err := config.Load(path)
+			cfg, err := loadConfig(cmd)
 			if err != nil {
-				printProblems(cmd, path, err)
-				return exitError{1}
+				return err
 			}
 			from, err := store.Migrate(cfg.DataDir)
 			if err != nil {

@@ -69,8 +69,27 @@ func (s *Service) Erase(ctx context.Context, address string, dryRun bool) (Erasu
 	for _, id := range ids {
 		var lines []string
 		run := func(tx *store.Tx) error {
-			var err error
-			lines, err = tx.EraseFromTicket(id, address, out.Marker)
+			lines = nil
+			tk, err := tx.Ticket(id)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil // deleted meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			if rules.ErasureOf(tk, address) == rules.EraseTicket {
+				line := fmt.Sprintf("ticket %d: deleted (requester)", id)
+				if !dryRun {
+					d, err := tx.DeleteTicket(id)
+					if err != nil {
+						return err
+					}
+					line += fmt.Sprintf(": %d comments, %d events, %d deliveries", d.Comments, d.Events, d.Deliveries)
+				}
+				lines = []string{line}
+				return nil
+			}
+			lines, err = tx.ScrubTicket(id, address, out.Marker)
 			return err
 		}
 		var err error

@@ -198,6 +198,26 @@ func Erasable(env Env, email string, own bool) *Refusal {
 	return nil
 }
 
+// Erasure is what erasing a person does to one ticket they are on.
+type Erasure int
+
+// Erasures.
+const (
+	// EraseTicket deletes the whole ticket: the person opened it, so it is theirs.
+	EraseTicket Erasure = iota + 1
+	// ScrubPerson keeps the ticket for the others on it, with the person's address replaced
+	// by a marker and what they wrote erased.
+	ScrubPerson
+)
+
+// ErasureOf says what erasing email does to ticket t.
+func ErasureOf(t *model.Ticket, email string) Erasure {
+	if SameAddress(t.Requester.Email, email) {
+		return EraseTicket
+	}
+	return ScrubPerson
+}
+
 // RetentionDue says whether retention deletes ticket t: solved, and unchanged since cutoff.
 func RetentionDue(t *model.Ticket, cutoff time.Time) bool {
 	return t.Status == model.StatusSolved && t.UpdatedAt.Before(cutoff)
