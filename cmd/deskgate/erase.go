@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -96,10 +97,15 @@ func compactCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "compacted in %s: %s -> %s\n", c.Took.Round(1e7), mib(c.Before), mib(c.After))
+			fmt.Fprintf(cmd.OutOrStdout(), "compacted in %s: %s -> %s\n", c.Took.Round(time.Millisecond), size(c.Before), size(c.After))
 			return nil
 		},
 	}
 }
 
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+func size(n int64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
