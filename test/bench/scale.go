@@ -29,6 +29,7 @@ var (
 	scale      = flag.Int("scale", 0, "build a desk of this many tickets (five comments each) and measure deskgate at that size against an empty desk")
 	scaleReuse = flag.Bool("scale-reuse", true, "reuse a desk of the same size built by an earlier run that did not compact it")
 	apiN       = flag.Int("api-n", 200, "requests per API endpoint in the latency runs")
+	scaleMsgs  = flag.Int("scale-n", 20000, "new tickets per rate run at scale: longer runs than make bench's, for steadier figures")
 	scaleDir   = flag.String("scale-dir", "var/bench-scale", "where the desks of -scale live (apart from -dir, which make bench empties)")
 	scaleHalf  = flag.Bool("scale-compact", true, "after measuring, delete half of the tickets and compact (the desk is then built again by the next run)")
 )
@@ -43,6 +44,7 @@ func runScale() error {
 	}
 	defer benchDNS.Close()
 	startWait = 10 * time.Minute
+	*messages = *scaleMsgs
 	base, _ := filepath.Abs(*scaleDir)
 	bigDir := filepath.Join(base, fmt.Sprintf("scale-%d", *scale))
 	emptyDir := filepath.Join(base, "scale-empty")
