@@ -122,6 +122,9 @@ func (t *Tx) DeleteTicket(id uint64) (Deleted, error) {
 	if err := t.count(keyTicketCount, -1); err != nil {
 		return out, err
 	}
+	if err := t.count(keyDeliveryCount, -int64(out.Deliveries)); err != nil {
+		return out, err
+	}
 	return out, t.count(keyCommentCount, -int64(out.Comments))
 }
 

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // A plan holds while nothing it read has changed, and is replaced by a plan made on the writer
@@ -108,6 +111,46 @@ func TestIdsAreReusedByAReplanAndPersist(t *testing.T) {
 	s.View(func(tx *Tx) error {
 		if tickets, _ := tx.Counts(); tickets != 1 {
 			t.Errorf("%d tickets counted, want 1", tickets)
+		}
+		return nil
+	})
+}
+
+// Migration 4 counts the deliveries a database already holds.
+func TestMigrationCountsDeliveries(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(context.Background(), func(tx *Tx) error {
+		for i := 0; i < 3; i++ {
+			if err := tx.QueueDelivery(&Delivery{ID: s.NewIds().Delivery(), State: DeliveryQueued}, []byte("m")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		tx.Bucket(bucketMeta).Delete(keyDeliveryCount)
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte{0, 0, 0, 3})
+	})
+	db.Close()
+	if s, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.View(func(tx *Tx) error {
+		if _, total := tx.QueueCounts(); total != 3 {
+			t.Errorf("%d deliveries counted after the migration, want 3", total)
 		}
 		return nil
 	})

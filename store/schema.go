@@ -43,6 +43,12 @@ var migrations = []func(tx *bolt.Tx) error{
 	// converted (the old JSON records are still read), but a deskgate older than this could
 	// not read the new ones, so the version marks the database as theirs no more.
 	func(tx *bolt.Tx) error { return nil },
+	// 4: a delivery counter, counted once by walking the deliveries (tickets may already have
+	// been deleted with theirs under version 3).
+	func(tx *bolt.Tx) error {
+		n := tx.Bucket(bucketDeliv).Stats().KeyN
+		return tx.Bucket(bucketMeta).Put(keyDeliveryCount, itob(uint64(n)))
+	},
 }
 
 // SchemaVersion is the layout this deskgate writes.

@@ -564,6 +564,9 @@ func (t *Tx) listByStatus(status model.Status, limit int, before uint64) ([]Tick
 var (
 	keyCommentCount = []byte("comment_count")
 	keyTicketCount  = []byte("ticket_count")
+	// keyDeliveryCount counts delivery records: ids are drawn by the process and deleted
+	// tickets take their deliveries along, so the sequence does not count them.
+	keyDeliveryCount = []byte("delivery_count")
 )
 
 // Counts returns how many tickets and comments are stored, without walking the tree:
@@ -717,6 +720,9 @@ func (t *Tx) QueueDelivery(d *Delivery, message []byte) error {
 	if err := useID(t.tx.Bucket(bucketDeliv), &t.st.ids.delivery, d.ID); err != nil {
 		return err
 	}
+	if err := t.count(keyDeliveryCount, 1); err != nil {
+		return err
+	}
 	d.Size = len(message)
 	if err := t.tx.Bucket(bucketDeliv).Put(itob(d.ID), encodeDelivery(d)); err != nil {
 		return err
@@ -864,13 +870,13 @@ func (t *Tx) OldestQueued() (time.Time, bool) {
 	return d.CreatedAt, true
 }
 
-// QueueCounts returns how many deliveries are queued and how many were ever made.
+// QueueCounts returns how many deliveries are queued and how many are recorded.
 func (t *Tx) QueueCounts() (queued, total int) {
 	c := t.tx.Bucket(bucketQueue).Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		queued++
 	}
-	return queued, int(t.tx.Bucket(bucketDeliv).Sequence())
+	return queued, int(t.counter(keyDeliveryCount))
 }
 
 // Settle puts what the rules decided of a delivery's recipients (rules.Settle) into d, to be

@@ -338,6 +338,7 @@ func TestListByStatusUsesTheIndexAndFollowsChanges(t *testing.T) {
 	db.Update(func(tx *bolt.Tx) error {
 		tx.DeleteBucket(bucketByStatus)
 		tx.Bucket(bucketMeta).Delete(keyTicketCount)
+		tx.Bucket(bucketMeta).Delete(keyDeliveryCount)
 		return tx.Bucket(bucketMeta).Delete(keySchema)
 	})
 	db.Close()

@@ -66,6 +66,8 @@ func TestDeleteTicketRemovesEverythingOfIt(t *testing.T) {
 	if len(sentIDs) == 0 {
 		t.Fatal("no notification queued for the ticket to delete")
 	}
+	var totalBefore int
+	s.store.View(func(tx *store.Tx) error { _, totalBefore = tx.QueueCounts(); return nil })
 	d, err := s.DeleteTicket(ctx, doomed.TicketID)
 	if err != nil {
 		t.Fatal(err)
@@ -101,6 +103,9 @@ func TestDeleteTicketRemovesEverythingOfIt(t *testing.T) {
 		}
 		if tickets, comments := tx.Counts(); tickets != 1 || comments != 1 {
 			t.Errorf("counted %d tickets, %d comments after the delete; want 1 and 1", tickets, comments)
+		}
+		if _, total := tx.QueueCounts(); total != totalBefore-d.Deliveries {
+			t.Errorf("%d deliveries counted after deleting %d of %d", total, d.Deliveries, totalBefore)
 		}
 		return nil
 	})
