@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -259,10 +258,64 @@ func containsFold(haystack, needle []byte) bool {
 	return false
 }
 
-// replaceFold replaces every occurrence of old (in any case) in s with new.
-func replaceFold(s, old, new string) string {
-	if old == "" {
+// An address inside a longer one is not that address: erasing ann@customer.test must leave
+// joann@customer.test and ann@customer.test.example alone. A match counts only where the
+// character before cannot belong to a local part and the one after cannot continue the domain.
+
+func atext(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0
+}
+
+func domainChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-'
+}
+
+// addressAt reports whether s[i:i+n] is a whole address, not part of a longer one.
+func addressAt(s string, i, n int) bool {
+	if i > 0 && atext(s[i-1]) {
+		return false
+	}
+	end := i + n
+	if end < len(s) {
+		if domainChar(s[end]) {
+			return false
+		}
+		// A dot ends a sentence, or carries the domain on.
+		if s[end] == '.' && end+1 < len(s) && domainChar(s[end+1]) {
+			return false
+		}
+	}
+	return true
+}
+
+// indexAddress finds email (in any case) as a whole address in s from position from, or -1.
+func indexAddress(s, email string, from int) int {
+	for i := from; i+len(email) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(email)], email) && addressAt(s, i, len(email)) {
+			return i
+		}
+	}
+	return -1
+}
+
+// containsAddress reports whether email stands in s as a whole address, in any case.
+func containsAddress(s, email string) bool { return email != "" && indexAddress(s, email, 0) >= 0 }
+
+// replaceAddress replaces email, wherever it stands in s as a whole address, with marker.
+func replaceAddress(s, email, marker string) string {
+	if email == "" {
 		return s
 	}
-	return regexp.MustCompile(`(?i)`+regexp.QuoteMeta(old)).ReplaceAllLiteralString(s, new)
+	var b strings.Builder
+	last := 0
+	for i := indexAddress(s, email, 0); i >= 0; i = indexAddress(s, email, last) {
+		b.WriteString(s[last:i])
+		b.WriteString(marker)
+		last = i + len(email)
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
 }

@@ -27,26 +27,21 @@ func (t *Tx) ScrubTicket(id uint64, email, marker string) ([]string, error) {
 	same := func(a string) bool { return strings.EqualFold(strings.TrimSpace(a), email) }
 	var report []string
 	say := func(format string, args ...any) { report = append(report, fmt.Sprintf(format, args...)) }
-	scrub := func(s string) string { return replaceFold(s, email, marker) }
-	people := func(list []Person) ([]Person, bool) {
-		changed := false
+	scrub := func(s string) string { return replaceAddress(s, email, marker) }
+	// Each record is compared with itself before and after, so these only change in place.
+	people := func(list []Person) {
 		for i := range list {
 			if same(list[i].Email) {
 				list[i] = Person{Email: marker}
-				changed = true
 			}
 		}
-		return list, changed
 	}
-	notified := func(list []Notified) bool {
-		changed := false
+	notified := func(list []Notified) {
 		for i := range list {
 			if same(list[i].Email) {
 				list[i].Email, list[i].Reply = marker, scrub(list[i].Reply)
-				changed = true
 			}
 		}
-		return changed
 	}
 	traced := func(list []TraceStep) {
 		for i := range list {
@@ -83,7 +78,7 @@ func (t *Tx) ScrubTicket(id uint64, email, marker string) ([]string, error) {
 		}
 	}
 	for i, f := range tk.DeliveryFailures {
-		if same(f.Email) || containsFold([]byte(f.Reply), []byte(strings.ToLower(email))) {
+		if same(f.Email) || containsAddress(f.Reply, email) {
 			tk.DeliveryFailures[i].Email, tk.DeliveryFailures[i].Reply = marker, scrub(f.Reply)
 			ticketChanged = true
 		}
@@ -102,7 +97,7 @@ func (t *Tx) ScrubTicket(id uint64, email, marker string) ([]string, error) {
 		for _, n := range c.Notified {
 			deliveries[n.Delivery] = true
 		}
-		before, _ := encodeRecord(c)
+		before := encodeComment(c)
 		dropOriginal := false
 		if same(c.Author) {
 			c.Author, c.AuthorName, c.Body, c.Subject = marker, "", ErasedText, ErasedText
@@ -120,15 +115,15 @@ func (t *Tx) ScrubTicket(id uint64, email, marker string) ([]string, error) {
 		} else {
 			c.Body, c.Subject, c.EnvelopeFrom = scrub(c.Body), scrub(c.Subject), scrub(c.EnvelopeFrom)
 		}
-		c.To, _ = people(c.To)
-		c.Cc, _ = people(c.Cc)
+		people(c.To)
+		people(c.Cc)
 		for i, r := range c.Recipients {
 			c.Recipients[i] = scrub(r)
 		}
 		notified(c.Notified)
 		traced(c.Trace)
 		c.AuthenticationResults = scrub(c.AuthenticationResults)
-		after, _ := encodeRecord(c)
+		after := encodeComment(c)
 		changed := !bytes.Equal(before, after)
 		if changed && !dropOriginal {
 			say("comment %d: address replaced", cid)
@@ -201,7 +196,7 @@ func (t *Tx) eraseFromDelivery(id, ticket uint64, email, marker string, write bo
 	waiting := 0
 	for i, r := range d.Recipients {
 		if strings.EqualFold(r.Email, email) {
-			d.Recipients[i].Email, d.Recipients[i].Reply = marker, replaceFold(r.Reply, email, marker)
+			d.Recipients[i].Email, d.Recipients[i].Reply = marker, replaceAddress(r.Reply, email, marker)
 			if r.State == DeliveryQueued {
 				d.Recipients[i].State, d.Recipients[i].Reply = DeliveryDropped, "erased"
 				out = append(out, fmt.Sprintf("delivery %d: recipient dropped from the queue", id))
@@ -215,14 +210,15 @@ func (t *Tx) eraseFromDelivery(id, ticket uint64, email, marker string, write bo
 	if d.State == DeliveryQueued && waiting == 0 && changed {
 		d.State = DeliveryDropped
 	}
-	if s := replaceFold(d.LastReply, email, marker); s != d.LastReply {
+	if s := replaceAddress(d.LastReply, email, marker); s != d.LastReply {
 		d.LastReply, changed = s, true
 	}
 	msg := t.tx.Bucket(bucketDelivMsg).Get(itob(id))
 	var scrubbed []byte
-	if msg != nil && containsFold(msg, []byte(strings.ToLower(email))) {
-		scrubbed = []byte(replaceFold(string(msg), email, marker))
-		changed = true
+	if msg != nil {
+		if s := replaceAddress(string(msg), email, marker); s != string(msg) {
+			scrubbed, changed = []byte(s), true
+		}
 	}
 	if !changed {
 		return out, nil
@@ -254,11 +250,12 @@ func (t *Tx) scrubOriginal(cid uint64, email, marker string, drop, write bool) (
 		}
 		return true, nil
 	}
-	if !containsFold(raw, []byte(strings.ToLower(email))) {
+	scrubbed := replaceAddress(string(raw), email, marker)
+	if scrubbed == string(raw) {
 		return false, nil
 	}
 	if write {
-		return true, t.PutOriginal(cid, PackOriginal([]byte(replaceFold(string(raw), email, marker))))
+		return true, t.PutOriginal(cid, PackOriginal([]byte(scrubbed)))
 	}
 	return true, nil
 }

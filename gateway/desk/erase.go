@@ -64,7 +64,6 @@ func (s *Service) Erase(ctx context.Context, address string, dryRun bool) (Erasu
 		return out, err
 	}
 	slices.Sort(ids)
-	out.Tickets = len(ids)
 	out.Marker = "erased-" + randomHex(4) + "@erased.invalid"
 	for _, id := range ids {
 		var lines []string
@@ -100,6 +99,11 @@ func (s *Service) Erase(ctx context.Context, address string, dryRun bool) (Erasu
 		}
 		if err != nil {
 			return out, fmt.Errorf("ticket %d: %w", id, err)
+		}
+		if len(lines) > 0 {
+			// The byte search also finds longer addresses that contain this one; only the
+			// tickets where the address itself stood count.
+			out.Tickets++
 		}
 		out.Actions = append(out.Actions, lines...)
 	}
@@ -139,7 +143,9 @@ func (s *Service) DeleteSolvedBefore(ctx context.Context, cutoff time.Time) (int
 			return nil
 		})
 		if len(ids) > 0 {
+			n := 0
 			err := s.store.Update(ctx, func(tx *store.Tx) error {
+				n = 0 // the store may run this again
 				for _, id := range ids {
 					tk, err := tx.Ticket(id)
 					if errors.Is(err, store.ErrNotFound) {
@@ -154,13 +160,14 @@ func (s *Service) DeleteSolvedBefore(ctx context.Context, cutoff time.Time) (int
 					if _, err := tx.DeleteTicket(id); err != nil {
 						return err
 					}
+					n++
 				}
 				return nil
 			})
 			if err != nil {
 				return deleted, err
 			}
-			deleted += len(ids)
+			deleted += n
 		}
 		if len(ids) < retentionBatch || ctx.Err() != nil {
 			return deleted, ctx.Err()

@@ -320,3 +320,42 @@ func TestRetentionDeletesOnlyOldSolvedTickets(t *testing.T) {
 		return nil
 	})
 }
+
+// Erasing ann@customer.test leaves joann@customer.test, an address that contains it, as it was:
+// on her own ticket, as a CC, and where the text names her.
+func TestEraseLeavesLongerAddressesAlone(t *testing.T) {
+	s := testService(t, nil)
+	ann := receive(t, s, withAttachment("carol@customer.test", "ann@customer.test", "c1@customer.test", ""))
+	joann := receive(t, s, withAttachment("joann@customer.test", "dan@customer.test", "j1@customer.test", ""))
+	other := receive(t, s, withAttachment("erin@customer.test", "joann@customer.test", "e1@customer.test", ""))
+	before := map[uint64][]byte{}
+	s.store.View(func(tx *store.Tx) error {
+		for _, r := range []Result{joann, other} {
+			c, _ := tx.Comment(r.CommentID)
+			raw, _, _ := tx.Original(r.CommentID)
+			before[r.CommentID] = []byte(fmt.Sprint(*c) + string(raw))
+		}
+		return nil
+	})
+	e, err := s.Erase(context.Background(), "ann@customer.test", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Tickets != 1 {
+		t.Errorf("erased from %d tickets, want 1 (ticket %d): %v", e.Tickets, ann.TicketID, e.Actions)
+	}
+	s.store.View(func(tx *store.Tx) error {
+		for _, r := range []Result{joann, other} {
+			c, _ := tx.Comment(r.CommentID)
+			raw, _, _ := tx.Original(r.CommentID)
+			if string(before[r.CommentID]) != fmt.Sprint(*c)+string(raw) {
+				t.Errorf("comment %d, which only names joann, was changed", r.CommentID)
+			}
+		}
+		tk, _ := tx.Ticket(other.TicketID)
+		if len(tk.CCs) != 1 || tk.CCs[0].Email != "joann@customer.test" {
+			t.Errorf("joann as a CC after erasing ann: %+v", tk.CCs)
+		}
+		return nil
+	})
+}
