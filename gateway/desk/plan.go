@@ -133,11 +133,15 @@ type planner struct {
 	// planned are the comments this event made or changed so far, newest state, so that
 	// a later action of the same event sees them as if they were stored.
 	planned map[uint64]*store.Comment
+	// history is the public conversation each source's notifications carry (C4), read once
+	// though the end users' copy and the agents' copy both carry it.
+	history map[uint64][]store.Comment
 }
 
 func (s *Service) planner(tx *store.Tx, run *planRun, ids *store.Ids, cfg *config.Config, book *addr.Book, env *rules.Env) *planner {
 	ids.Restart()
-	return &planner{s: s, run: run, tx: tx, ids: ids, cfg: cfg, book: book, env: env, now: s.Now().UTC(), planned: map[uint64]*store.Comment{}}
+	return &planner{s: s, run: run, tx: tx, ids: ids, cfg: cfg, book: book, env: env, now: s.Now().UTC(), planned: map[uint64]*store.Comment{},
+		history: map[uint64][]store.Comment{}}
 }
 
 // comment is comment id as this event sees it.
@@ -331,6 +335,9 @@ func (p *planner) compose(t *store.Ticket, n rules.Notification, comment *store.
 // publicHistory is the public conversation before comment `except`, oldest first (C4),
 // including what this event planned before it.
 func (p *planner) publicHistory(t *store.Ticket, except uint64) ([]store.Comment, error) {
+	if h, ok := p.history[except]; ok {
+		return h, nil
+	}
 	var out []store.Comment
 	probe := store.Ticket{ID: t.ID}
 	p.tx.Items(&probe) // in id order, which is their order in time
@@ -357,5 +364,6 @@ func (p *planner) publicHistory(t *store.Ticket, except uint64) ([]store.Comment
 			out = append(out, *c)
 		}
 	}
+	p.history[except] = out
 	return out, nil
 }
