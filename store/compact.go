@@ -44,7 +44,7 @@ func Compact(dir string) (Compacted, error) {
 	}
 	defer src.Close()
 	if err := src.View(func(tx *bolt.Tx) error {
-		if v := schemaVersion(tx); v > SchemaVersion {
+		if v := schemaVersion(boltTx{tx}); v > SchemaVersion {
 			return fmt.Errorf("the database has schema version %d, newer than this deskgate's %d", v, SchemaVersion)
 		}
 		return nil

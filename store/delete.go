@@ -129,15 +129,18 @@ func (t *Tx) DeleteTicket(id uint64) (Deleted, error) {
 
 // deletePrefix deletes every key of bucket that starts with prefix.
 func (t *Tx) deletePrefix(bucket, prefix []byte) (int, error) {
-	c := t.tx.Bucket(bucket).Cursor()
-	n := 0
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-		if err := c.Delete(); err != nil {
-			return n, err
-		}
-		n++
+	b := t.tx.Bucket(bucket)
+	var keys [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
 	}
-	return n, nil
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
 }
 
 // SolvedBefore lists up to limit solved tickets last changed before cutoff, oldest id first,

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"hash/maphash"
 	"sync/atomic"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Deciding what a mail or an action does, and composing the notifications it sends, reads a
@@ -63,7 +61,7 @@ func (t *Tx) Unchanged(rs *ReadSet) bool {
 // Plan runs fn on a read-only snapshot and returns what it read.
 func (s *Store) Plan(fn func(*Tx) error) (*ReadSet, error) {
 	rs := &ReadSet{}
-	err := s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, st: s, reads: rs}) })
+	err := s.be.view(func(tx kvTx) error { return fn(&Tx{tx: tx, st: s, reads: rs}) })
 	return rs, err
 }
 
@@ -83,19 +81,51 @@ func (s *Store) Apply(ctx context.Context, rs *ReadSet, write, replan func(*Tx) 
 	return heldNow && err == nil, err
 }
 
-// Ids are handed out by the process, not by the write transaction, so that a plan made on a
-// snapshot can name the ticket, comment and deliveries it will create (a ticket's reply
-// address and a delivery's bounce address are made from them). One process holds the file,
-// so its counters are the truth; a write stores the highest id it used as the bucket's
-// sequence, and the next start begins past it. An id drawn and never written is skipped.
+// Ids are handed out before the write transaction, so that a plan made on a snapshot can name
+// the ticket, comment and deliveries it will create (a ticket's reply address and a
+// delivery's bounce address are made from them). With bbolt one process holds the file, so
+// its counters are the truth: a write stores the highest id it used as the bucket's sequence,
+// and the next start begins past it. With PostgreSQL the ids come from the database's
+// sequences, unique across every node. An id drawn and never written is skipped.
 type counters struct {
-	ticket, comment, delivery atomic.Uint64
+	ticket, comment, delivery idCounter
 }
 
-func (c *counters) load(tx *bolt.Tx) {
-	c.ticket.Store(tx.Bucket(bucketTickets).Sequence())
-	c.comment.Store(tx.Bucket(bucketComments).Sequence())
-	c.delivery.Store(tx.Bucket(bucketDeliv).Sequence())
+func (s *Store) loadCounters(tx kvTx) {
+	s.ids.ticket = s.be.counter(tx, bucketTickets)
+	s.ids.comment = s.be.counter(tx, bucketComments)
+	s.ids.delivery = s.be.counter(tx, bucketDeliv)
+}
+
+// idCounter draws ids for one bucket.
+type idCounter interface {
+	// draw returns a fresh id, or 0 when none could be had (the write then fails).
+	draw() uint64
+	// use records that id was written to b.
+	use(b kvBucket, id uint64) error
+}
+
+// processCounter is an idCounter held by the one process that owns the database.
+type processCounter struct{ n atomic.Uint64 }
+
+func (c *processCounter) draw() uint64 { return c.n.Add(1) }
+
+// use keeps the counter past id, should a caller have chosen the id itself, and stores it as
+// the bucket's sequence so that the next start draws past it.
+func (c *processCounter) use(b kvBucket, id uint64) error {
+	if id == 0 {
+		return errNoID
+	}
+	for {
+		drawn := c.n.Load()
+		if id <= drawn || c.n.CompareAndSwap(drawn, id) {
+			break
+		}
+	}
+	if id > b.Sequence() {
+		return b.SetSequence(id)
+	}
+	return nil
 }
 
 // Ids draws ids for one event. What a plan draws is kept, so that planning the event again
@@ -113,9 +143,9 @@ type drawn struct {
 	used int
 }
 
-func (d *drawn) next(c *atomic.Uint64) uint64 {
+func (d *drawn) next(c idCounter) uint64 {
 	if d.used == len(d.ids) {
-		d.ids = append(d.ids, c.Add(1))
+		d.ids = append(d.ids, c.draw())
 	}
 	d.used++
 	return d.ids[d.used-1]
@@ -127,16 +157,16 @@ func (s *Store) NewIds() *Ids { return &Ids{st: s} }
 // Ticket is the new ticket's id.
 func (i *Ids) Ticket() uint64 {
 	if i.ticket == 0 {
-		i.ticket = i.st.ids.ticket.Add(1)
+		i.ticket = i.st.ids.ticket.draw()
 	}
 	return i.ticket
 }
 
 // Item is the id of the event's next comment or event record (they share one sequence).
-func (i *Ids) Item() uint64 { return i.items.next(&i.st.ids.comment) }
+func (i *Ids) Item() uint64 { return i.items.next(i.st.ids.comment) }
 
 // Delivery is the id of the event's next delivery.
-func (i *Ids) Delivery() uint64 { return i.deliveries.next(&i.st.ids.delivery) }
+func (i *Ids) Delivery() uint64 { return i.deliveries.next(i.st.ids.delivery) }
 
 // Restart begins a new plan of the same event, which reuses the ids drawn so far.
 func (i *Ids) Restart() { i.items.used, i.deliveries.used = 0, 0 }
@@ -144,24 +174,8 @@ func (i *Ids) Restart() { i.items.used, i.deliveries.used = 0, 0 }
 // errNoID is a record written without an id drawn for it.
 var errNoID = errors.New("store: record without an id")
 
-// useID records id as used in b, so that the next start draws past it, and keeps the
-// process's counter c past it too, should a caller have chosen the id itself.
-func useID(b *bolt.Bucket, c *atomic.Uint64, id uint64) error {
-	if id == 0 {
-		return errNoID
-	}
-	for {
-		drawn := c.Load()
-		if id <= drawn || c.CompareAndSwap(drawn, id) {
-			break
-		}
-	}
-	if id > b.Sequence() {
-		return b.SetSequence(id)
-	}
-	return nil
-}
+// useID records id as used in b.
+func useID(b kvBucket, c idCounter, id uint64) error { return c.use(b, id) }
 
-// drawID draws a fresh id from one of the process's counters, for writes planned in the
-// writer itself.
-func drawID(c *atomic.Uint64) uint64 { return c.Add(1) }
+// drawID draws a fresh id, for writes planned in the writer itself.
+func drawID(c idCounter) uint64 { return c.draw() }

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // The database records the version of its layout, and each version past it is reached by a
@@ -16,9 +14,9 @@ var keySchema = []byte("schema_version")
 
 // migrations[i] takes a database from version i to version i+1. Version 0 is the layout of the
 // first releases, which recorded no version.
-var migrations = []func(tx *bolt.Tx) error{
+var migrations = []func(tx kvTx) error{
 	// 1: the status index, so that listing tickets by status reads only those tickets.
-	func(tx *bolt.Tx) error {
+	func(tx kvTx) error {
 		idx, err := tx.CreateBucketIfNotExists(bucketByStatus)
 		if err != nil {
 			return err
@@ -36,17 +34,21 @@ var migrations = []func(tx *bolt.Tx) error{
 	// 2: a ticket counter. Ids are now drawn by the process and an id drawn but not written is
 	// skipped, so the sequence no longer counts tickets; until now no ticket was ever deleted
 	// or skipped, so the sequence is the count to start from.
-	func(tx *bolt.Tx) error {
+	func(tx kvTx) error {
 		return tx.Bucket(bucketMeta).Put(keyTicketCount, itob(tx.Bucket(bucketTickets).Sequence()))
 	},
 	// 3: comments and deliveries are written in the binary layout (codec.go). Nothing is
 	// converted (the old JSON records are still read), but a deskgate older than this could
 	// not read the new ones, so the version marks the database as theirs no more.
-	func(tx *bolt.Tx) error { return nil },
+	func(tx kvTx) error { return nil },
 	// 4: a delivery counter, counted once by walking the deliveries (tickets may already have
 	// been deleted with theirs under version 3).
-	func(tx *bolt.Tx) error {
-		n := tx.Bucket(bucketDeliv).Stats().KeyN
+	func(tx kvTx) error {
+		n := 0
+		c := tx.Bucket(bucketDeliv).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			n++
+		}
 		return tx.Bucket(bucketMeta).Put(keyDeliveryCount, itob(uint64(n)))
 	},
 }
@@ -55,7 +57,7 @@ var migrations = []func(tx *bolt.Tx) error{
 var SchemaVersion = len(migrations)
 
 // schemaVersion reads the database's version (0 when it has none).
-func schemaVersion(tx *bolt.Tx) int {
+func schemaVersion(tx kvTx) int {
 	v := tx.Bucket(bucketMeta).Get(keySchema)
 	if len(v) != 4 {
 		return 0
@@ -65,15 +67,19 @@ func schemaVersion(tx *bolt.Tx) int {
 
 // migrate brings the database to SchemaVersion, one migration per transaction, and returns
 // the version it found.
-func migrate(db *bolt.DB) (from int, err error) {
-	if err := db.View(func(tx *bolt.Tx) error { from = schemaVersion(tx); return nil }); err != nil {
+func migrate(be backend) (from int, err error) {
+	if err := be.view(func(tx kvTx) error { from = schemaVersion(tx); return nil }); err != nil {
 		return 0, err
 	}
 	if from > SchemaVersion {
 		return from, fmt.Errorf("the database has schema version %d, newer than this deskgate's %d: run the deskgate that wrote it, or a newer one", from, SchemaVersion)
 	}
 	for v := from; v < SchemaVersion; v++ {
-		err := db.Update(func(tx *bolt.Tx) error {
+		err := be.update(func(tx kvTx) error {
+			// Another node may have run it meanwhile (PostgreSQL): update runs alone.
+			if schemaVersion(tx) > v {
+				return nil
+			}
 			if err := migrations[v](tx); err != nil {
 				return err
 			}

@@ -50,6 +50,8 @@ const FileName = "deskgate.db"
 
 // Store is the open database with its group-commit writer.
 type Store struct {
+	be backend
+	// db is the bbolt file, nil on PostgreSQL.
 	db     *bolt.DB
 	secret []byte
 	calls  chan *call
@@ -89,9 +91,22 @@ func Open(dir string) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	s := &Store{db: db, calls: make(chan *call, maxBatch), done: make(chan struct{})}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketTickets, bucketComments, bucketMsgIDs, bucketEvents, bucketAttach, bucketDeliv, bucketDelivMsg, bucketQueue, bucketItems, bucketOrig} {
+	s := &Store{db: db, be: boltBackend{db}}
+	if err := s.start(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// allBuckets are the buckets every store has.
+var allBuckets = [][]byte{bucketMeta, bucketTickets, bucketComments, bucketMsgIDs, bucketEvents, bucketAttach, bucketDeliv, bucketDelivMsg, bucketQueue, bucketItems, bucketOrig}
+
+// start makes the buckets and the secret if the store is new, brings the layout to
+// SchemaVersion and starts the writer.
+func (s *Store) start() error {
+	err := s.be.update(func(tx kvTx) error {
+		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -111,16 +126,17 @@ func Open(dir string) (*Store, error) {
 		return meta.Put(keySecret, sec)
 	})
 	if err != nil {
-		db.Close()
-		return nil, err
+		return err
 	}
-	if s.migratedFrom, err = migrate(db); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+	if s.migratedFrom, err = migrate(s.be); err != nil {
+		return err
 	}
-	db.View(func(tx *bolt.Tx) error { s.ids.load(tx); return nil })
+	if err := s.be.view(func(tx kvTx) error { s.loadCounters(tx); return nil }); err != nil {
+		return err
+	}
+	s.calls, s.done = make(chan *call, maxBatch), make(chan struct{})
 	go s.writer()
-	return s, nil
+	return nil
 }
 
 // Secret is the HMAC key for ticket tokens.
@@ -130,7 +146,7 @@ func (s *Store) Secret() []byte { return s.secret }
 func (s *Store) Close() error {
 	close(s.calls)
 	<-s.done
-	return s.db.Close()
+	return s.be.close()
 }
 
 // Update runs fn in a write transaction that may be shared with other callers (group
@@ -184,9 +200,8 @@ func (s *Store) commit(batch []*call) {
 		metrics.StoreCommitBatch.Observe(float64(len(batch)))
 		metrics.StoreCommitSeconds.Observe(time.Since(start).Seconds())
 	}()
-	err := s.db.Update(func(btx *bolt.Tx) error {
-		fillAppendOnly(btx)
-		tx := &Tx{tx: btx, st: s}
+	err := s.be.update(func(ktx kvTx) error {
+		tx := &Tx{tx: ktx, st: s}
 		for i, c := range batch {
 			if err := c.fn(tx); err != nil {
 				return &failedCall{index: i, err: err}
@@ -230,7 +245,7 @@ func fillAppendOnly(btx *bolt.Tx) {
 
 // View runs fn in a read-only transaction.
 func (s *Store) View(fn func(*Tx) error) error {
-	return s.db.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx, st: s}) })
+	return s.be.view(func(ktx kvTx) error { return fn(&Tx{tx: ktx, st: s}) })
 }
 
 // Backup writes a consistent copy of the database to w.
@@ -246,7 +261,7 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 
 // Tx is one transaction, read-only or writable.
 type Tx struct {
-	tx *bolt.Tx
+	tx kvTx
 	st *Store
 	// reads, when not nil, collects what a plan read (see Plan).
 	reads *ReadSet
@@ -270,7 +285,7 @@ func decodeStored(raw []byte, v any) (bool, error) {
 	return true, json.Unmarshal(raw, v)
 }
 
-func putJSON(b *bolt.Bucket, key []byte, v any) error {
+func putJSON(b kvBucket, key []byte, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -381,10 +396,10 @@ func (t *Tx) MessageID(id string) (MessageRef, bool) {
 func (t *Tx) CreateTicket(tk *Ticket) error {
 	b := t.tx.Bucket(bucketTickets)
 	if tk.ID == 0 {
-		tk.ID = drawID(&t.st.ids.ticket)
+		tk.ID = drawID(t.st.ids.ticket)
 	}
 	id := tk.ID
-	if err := useID(b, &t.st.ids.ticket, id); err != nil {
+	if err := useID(b, t.st.ids.ticket, id); err != nil {
 		return err
 	}
 	if err := t.count(keyTicketCount, 1); err != nil {
@@ -422,10 +437,10 @@ func (t *Tx) PutTicket(tk *Ticket) error {
 func (t *Tx) AddComment(tk *Ticket, c *Comment) error {
 	b := t.tx.Bucket(bucketComments)
 	if c.ID == 0 {
-		c.ID = drawID(&t.st.ids.comment)
+		c.ID = drawID(t.st.ids.comment)
 	}
 	id := c.ID
-	if err := useID(b, &t.st.ids.comment, id); err != nil {
+	if err := useID(b, t.st.ids.comment, id); err != nil {
 		return err
 	}
 	c.TicketID = tk.ID
@@ -607,10 +622,10 @@ func (t *Tx) NotifiedOf(id uint64) ([]Notified, bool, error) {
 // AddEvent stores an event with the next id and appends it to tk.
 func (t *Tx) AddEvent(tk *Ticket, e *Event) error {
 	if e.ID == 0 {
-		e.ID = drawID(&t.st.ids.comment)
+		e.ID = drawID(t.st.ids.comment)
 	}
 	id := e.ID
-	if err := useID(t.tx.Bucket(bucketComments), &t.st.ids.comment, id); err != nil {
+	if err := useID(t.tx.Bucket(bucketComments), t.st.ids.comment, id); err != nil {
 		return err
 	}
 	e.TicketID = tk.ID
@@ -717,7 +732,7 @@ func queueKey(next time.Time, id uint64) []byte {
 
 // QueueDelivery stores a delivery and its message and puts it on the outbound queue.
 func (t *Tx) QueueDelivery(d *Delivery, message []byte) error {
-	if err := useID(t.tx.Bucket(bucketDeliv), &t.st.ids.delivery, d.ID); err != nil {
+	if err := useID(t.tx.Bucket(bucketDeliv), t.st.ids.delivery, d.ID); err != nil {
 		return err
 	}
 	if err := t.count(keyDeliveryCount, 1); err != nil {
