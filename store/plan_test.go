@@ -10,8 +10,10 @@ import (
 
 // A plan holds while nothing it read has changed, and is replaced by a plan made on the writer
 // once a record it read, or a key it found empty, has been written since.
-func TestPlanHoldsOnlyWhileWhatItReadIsUnchanged(t *testing.T) {
-	s, err := Open(t.TempDir())
+func TestPlanHoldsOnlyWhileWhatItReadIsUnchanged(t *testing.T) { eachBackend(t, testPlanHoldsOnlyWhileWhatItReadIsUnchanged) }
+
+func testPlanHoldsOnlyWhileWhatItReadIsUnchanged(t *testing.T, open opener) {
+	s, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,9 +75,10 @@ func TestPlanHoldsOnlyWhileWhatItReadIsUnchanged(t *testing.T) {
 
 // Ids drawn by a plan are reused when the event is planned again, and survive a restart as
 // the sequence to start from.
-func TestIdsAreReusedByAReplanAndPersist(t *testing.T) {
-	dir := t.TempDir()
-	s, err := Open(dir)
+func TestIdsAreReusedByAReplanAndPersist(t *testing.T) { eachBackend(t, testIdsAreReusedByAReplanAndPersist) }
+
+func testIdsAreReusedByAReplanAndPersist(t *testing.T, open opener) {
+	s, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +103,7 @@ func TestIdsAreReusedByAReplanAndPersist(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	s, err = Open(dir)
+	s, err = open()
 	if err != nil {
 		t.Fatal(err)
 	}

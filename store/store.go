@@ -250,6 +250,9 @@ func (s *Store) View(fn func(*Tx) error) error {
 
 // Backup writes a consistent copy of the database to w.
 func (s *Store) Backup(w io.Writer) (int64, error) {
+	if s.db == nil {
+		return 0, ErrBackupElsewhere
+	}
 	var n int64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
@@ -258,6 +261,9 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 	})
 	return n, err
 }
+
+// ErrBackupElsewhere is Backup on PostgreSQL, whose own tools (pg_dump, base backups) back it up.
+var ErrBackupElsewhere = errors.New("the store is on PostgreSQL: back it up with pg_dump or pg_basebackup")
 
 // Tx is one transaction, read-only or writable.
 type Tx struct {

@@ -36,9 +36,10 @@ func addTicketWithComment(t *testing.T, s *Store, msgID string, refs ...string) 
 	return tid, cid
 }
 
-func TestCommitSurvivesReopen(t *testing.T) {
-	dir := t.TempDir()
-	s, err := Open(dir)
+func TestCommitSurvivesReopen(t *testing.T) { eachBackend(t, testCommitSurvivesReopen) }
+
+func testCommitSurvivesReopen(t *testing.T, open opener) {
+	s, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func TestCommitSurvivesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err = Open(dir)
+	s, err = open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,8 +82,10 @@ func TestCommitSurvivesReopen(t *testing.T) {
 	}
 }
 
-func TestFailedUpdateKeepsNothingAndSparesTheOthers(t *testing.T) {
-	s, err := Open(t.TempDir())
+func TestFailedUpdateKeepsNothingAndSparesTheOthers(t *testing.T) { eachBackend(t, testFailedUpdateKeepsNothingAndSparesTheOthers) }
+
+func testFailedUpdateKeepsNothingAndSparesTheOthers(t *testing.T, open opener) {
+	s, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,8 +129,10 @@ func TestFailedUpdateKeepsNothingAndSparesTheOthers(t *testing.T) {
 	})
 }
 
-func TestMessageIDFirstSeenWins(t *testing.T) {
-	s, err := Open(t.TempDir())
+func TestMessageIDFirstSeenWins(t *testing.T) { eachBackend(t, testMessageIDFirstSeenWins) }
+
+func testMessageIDFirstSeenWins(t *testing.T, open opener) {
+	s, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,8 +147,10 @@ func TestMessageIDFirstSeenWins(t *testing.T) {
 	})
 }
 
-func TestListTicketsNewestFirstWithFilters(t *testing.T) {
-	s, err := Open(t.TempDir())
+func TestListTicketsNewestFirstWithFilters(t *testing.T) { eachBackend(t, testListTicketsNewestFirstWithFilters) }
+
+func testListTicketsNewestFirstWithFilters(t *testing.T, open opener) {
+	s, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,8 +202,10 @@ func TestSecondOpenIsRefusedClearly(t *testing.T) {
 
 // TestDueDeliveriesAreNotStarvedByDeferredOnes: thousands of deliveries waiting for a
 // later retry must not hide one that is due now.
-func TestDueDeliveriesAreNotStarvedByDeferredOnes(t *testing.T) {
-	s, err := Open(t.TempDir())
+func TestDueDeliveriesAreNotStarvedByDeferredOnes(t *testing.T) { eachBackend(t, testDueDeliveriesAreNotStarvedByDeferredOnes) }
+
+func testDueDeliveriesAreNotStarvedByDeferredOnes(t *testing.T, open opener) {
+	s, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,8 +249,10 @@ func TestDueDeliveriesAreNotStarvedByDeferredOnes(t *testing.T) {
 	})
 }
 
-func TestSentDeliveriesDropTheirBytes(t *testing.T) {
-	s, err := Open(t.TempDir())
+func TestSentDeliveriesDropTheirBytes(t *testing.T) { eachBackend(t, testSentDeliveriesDropTheirBytes) }
+
+func testSentDeliveriesDropTheirBytes(t *testing.T, open opener) {
+	s, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}

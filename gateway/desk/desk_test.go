@@ -12,6 +12,7 @@ import (
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/rules"
+	"github.com/deskgate/deskgate/internal/storetest"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -32,13 +33,11 @@ func testService(t *testing.T, mod func(*config.Config)) *Service {
 	if mod != nil {
 		mod(cfg)
 	}
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t, dir)
 	return New(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
+
+func TestMain(m *testing.M) { storetest.Main(m) }
 
 func msg(from, id string, extra ...string) []byte {
 	return []byte(fmt.Sprintf("From: %s\r\nTo: support@example.com\r\nSubject: s\r\nMessage-ID: <%s>\r\n%s\r\nbody\r\n", from, id, strings.Join(extra, "")))

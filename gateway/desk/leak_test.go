@@ -19,6 +19,7 @@ import (
 	"github.com/deskgate/deskgate/gateway/relay"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/internal/mailtest"
+	"github.com/deskgate/deskgate/internal/storetest"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -83,11 +84,7 @@ func newWorld(t *testing.T, seed int64) *world {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewSource(seed))
 	cfg := randomConfig(rng, dir)
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t, dir)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := New(cfg, st, logger)
 	return &world{t: t, rng: rng, svc: svc, worker: relay.New(cfg, st, logger, nil), outbox: filepath.Join(dir, "outbox", "new"),

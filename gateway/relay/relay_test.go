@@ -30,6 +30,7 @@ import (
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/rules"
+	"github.com/deskgate/deskgate/internal/storetest"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -154,12 +155,10 @@ func queueOne(t *testing.T, st *store.Store, rcpts ...string) uint64 {
 	return id
 }
 
+func TestMain(m *testing.M) { storetest.Main(m) }
+
 func newWorker(t *testing.T, cfg *config.Config) (*Worker, *store.Store) {
-	st, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t, t.TempDir())
 	return New(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)), nil), st
 }
 

@@ -1,0 +1,731 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// On PostgreSQL each bucket is a table deskgate_<bucket> (key bytea primary key, value bytea)
+// with a sequence deskgate_<bucket>_seq for its ids. The store's logic is the same as on bbolt:
+// the records, the indexes and the migrations are the buckets'. What PostgreSQL adds is that
+// several deskgate nodes share them:
+//
+//   - Writes are serial across the nodes, as they are within one process on bbolt: each write
+//     transaction takes one advisory lock first. Reads and plans run on snapshots beside it
+//     (REPEATABLE READ), so the lock is held only while the planned records are written.
+//   - Ids come from the sequences, unique across the nodes.
+//   - The Message-ID index is the table deskgate_message_ids, whose primary key is the
+//     normalised Message-ID; with writes serial, a message that reached two nodes at once is
+//     stored by the first write and found by the second (its plan no longer holds).
+//   - The outbound queue is shared: a node claims a due delivery with a lease row (Claim)
+//     before it sends it, and a committed change to the queue is announced with NOTIFY.
+
+// pgWriteLock is the advisory lock every write transaction holds ("deskgate" in ASCII).
+const pgWriteLock = 0x6465736b67617465
+
+// pgQueueChannel is the NOTIFY channel a committed change to the outbound queue is announced on.
+const pgQueueChannel = "deskgate_queue"
+
+// leaseTime is how long a claimed delivery stays with its node without a renewal; a node
+// renews its leases every leaseTime/4, so a live node keeps them and a dead node's are taken
+// over leaseTime after its last renewal.
+var leaseTime = 30 * time.Second
+
+// ErrUnavailable wraps a failure to reach the database: the operation may be tried again later.
+var ErrUnavailable = errors.New("store unavailable")
+
+type pgBackend struct {
+	pool *pgxpool.Pool
+	// aux serves the short statements that run beside the transactions: drawing ids,
+	// claiming and renewing leases. A plan holds a connection of pool while it draws ids, so
+	// drawing them from pool too could leave every connection waiting for another.
+	aux *pgxpool.Pool
+	// conn is the configuration of the connection that listens for NOTIFY.
+	conn *pgx.ConnConfig
+	// node names this process in the leases it holds.
+	node string
+
+	mu       sync.Mutex
+	held     map[uint64]bool
+	onQueue  func()
+	stop     context.CancelFunc
+	stopped  sync.WaitGroup
+	maxDrawn atomic.Uint64
+}
+
+// IsPostgresURL says whether url names a PostgreSQL store.
+func IsPostgresURL(url string) bool {
+	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
+}
+
+// PostgresConfig parses url and adds the password read from passwordFile (when set). Without
+// one, the password comes from PGPASSWORD or ~/.pgpass, as for every PostgreSQL client. A
+// password written into the URL itself is refused: the URL lives in the YAML file.
+func PostgresConfig(rawURL, passwordFile string) (*pgxpool.Config, error) {
+	if u, err := url.Parse(rawURL); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			return nil, errors.New("the URL holds a password: put it in store.password_file (or PGPASSWORD) instead")
+		}
+	}
+	cfg, err := pgxpool.ParseConfig(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if passwordFile != "" {
+		raw, err := os.ReadFile(passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("store.password_file: %w", err)
+		}
+		cfg.ConnConfig.Password = strings.TrimRight(string(raw), "\r\n")
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	if !strings.Contains(rawURL, "pool_max_conns") {
+		// Plans run on the sessions' goroutines, each on a connection of its own.
+		cfg.MaxConns = 16
+	}
+	return cfg, nil
+}
+
+// OpenPostgres opens the store in the PostgreSQL database at url, making its tables on first
+// use and running the migrations.
+func OpenPostgres(rawURL, passwordFile string) (*Store, error) {
+	cfg, err := PostgresConfig(rawURL, passwordFile)
+	if err != nil {
+		return nil, fmt.Errorf("store.url: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store.url: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store.url: cannot reach PostgreSQL at %s: %w", Redact(rawURL), err)
+	}
+	auxCfg := cfg.Copy()
+	auxCfg.MaxConns = 4
+	aux, err := pgxpool.NewWithConfig(context.Background(), auxCfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store.url: %w", err)
+	}
+	host, _ := os.Hostname()
+	rnd := make([]byte, 4)
+	rand.Read(rnd)
+	be := &pgBackend{pool: pool, aux: aux, conn: cfg.ConnConfig.Copy(), node: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(rnd)), held: map[uint64]bool{}}
+	if err := be.ensureLeases(ctx); err != nil {
+		pool.Close()
+		aux.Close()
+		return nil, fmt.Errorf("store.url: %w", err)
+	}
+	s := &Store{be: be}
+	if err := s.start(); err != nil {
+		pool.Close()
+		aux.Close()
+		return nil, fmt.Errorf("store %s: %w", Redact(rawURL), err)
+	}
+	lctx, stop := context.WithCancel(context.Background())
+	be.stop = stop
+	be.stopped.Add(2)
+	go be.listen(lctx)
+	go be.renew(lctx)
+	return s, nil
+}
+
+// Redact is url without its password, for messages.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+func (b *pgBackend) ensureLeases(ctx context.Context) error {
+	_, err := b.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS deskgate_leases (
+		delivery bigint PRIMARY KEY,
+		node text NOT NULL,
+		until timestamptz NOT NULL)`)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		// Two nodes made it at the same moment; it exists.
+		return nil
+	}
+	return err
+}
+
+func (b *pgBackend) close() error {
+	if b.stop != nil {
+		b.stop()
+		b.stopped.Wait()
+	}
+	b.releaseAll()
+	b.pool.Close()
+	b.aux.Close()
+	return nil
+}
+
+// unavailable marks err as the database's absence when it is one (not a constraint or a
+// syntax error, which would be deskgate's own bug).
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && !strings.HasPrefix(pgErr.Code, "08") && !strings.HasPrefix(pgErr.Code, "57") && !strings.HasPrefix(pgErr.Code, "53") {
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+func (b *pgBackend) update(fn func(kvTx) error) error {
+	ctx := context.Background()
+	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return unavailable(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(pgWriteLock)); err != nil {
+		return unavailable(err)
+	}
+	t := &pgTx{ctx: ctx, tx: tx, write: true, b: b}
+	ferr := fn(t)
+	if t.err != nil {
+		return unavailable(t.err)
+	}
+	if ferr != nil {
+		return ferr
+	}
+	if err := t.flush(); err != nil {
+		return unavailable(err)
+	}
+	if t.queueTouched {
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", pgQueueChannel); err != nil {
+			return unavailable(err)
+		}
+	}
+	return unavailable(tx.Commit(ctx))
+}
+
+func (b *pgBackend) view(fn func(kvTx) error) error {
+	ctx := context.Background()
+	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return unavailable(err)
+	}
+	defer tx.Rollback(ctx)
+	t := &pgTx{ctx: ctx, tx: tx, b: b}
+	ferr := fn(t)
+	if t.err != nil {
+		return unavailable(t.err)
+	}
+	return ferr
+}
+
+// pgCounter draws ids from a bucket's sequence.
+type pgCounter struct {
+	b   *pgBackend
+	seq string
+	err atomic.Pointer[error]
+}
+
+func (b *pgBackend) counter(_ kvTx, bucket []byte) idCounter {
+	return &pgCounter{b: b, seq: tableOf(bucket) + "_seq"}
+}
+
+func (c *pgCounter) draw() uint64 {
+	var id int64
+	if err := c.b.aux.QueryRow(context.Background(), "SELECT nextval($1::regclass)", c.seq).Scan(&id); err != nil {
+		err = unavailable(err)
+		c.err.Store(&err)
+		return 0
+	}
+	for {
+		m := c.b.maxDrawn.Load()
+		if uint64(id) <= m || c.b.maxDrawn.CompareAndSwap(m, uint64(id)) {
+			break
+		}
+	}
+	return uint64(id)
+}
+
+func (c *pgCounter) use(b kvBucket, id uint64) error {
+	if id == 0 {
+		if err := c.err.Load(); err != nil {
+			return *err
+		}
+		return errNoID
+	}
+	return nil
+}
+
+var bucketName = regexp.MustCompile(`^[a-z_]+$`)
+
+// tableOf is the table that holds bucket. Bucket names are the store's own constants.
+func tableOf(bucket []byte) string {
+	if !bucketName.Match(bucket) {
+		panic(fmt.Sprintf("store: bucket name %q", bucket))
+	}
+	return "deskgate_" + string(bucket)
+}
+
+// pgTx is one transaction. A write transaction keeps what it wrote in memory and sends it in
+// one batch at commit (or before a cursor needs the table); reads see those writes first.
+type pgTx struct {
+	ctx   context.Context
+	tx    pgx.Tx
+	b     *pgBackend
+	write bool
+	// err is the first failure to talk to the database; the transaction is then lost.
+	err          error
+	cache        map[string]map[string]*pgEntry
+	queueTouched bool
+}
+
+type pgEntry struct {
+	value   []byte
+	present bool
+	dirty   bool
+}
+
+func (t *pgTx) fail(err error) {
+	if t.err == nil {
+		t.err = err
+	}
+}
+
+func (t *pgTx) Writable() bool { return t.write }
+
+func (t *pgTx) Bucket(name []byte) kvBucket {
+	return &pgBucket{t: t, name: string(name), table: tableOf(name)}
+}
+
+func (t *pgTx) CreateBucketIfNotExists(name []byte) (kvBucket, error) {
+	table := tableOf(name)
+	_, err := t.tx.Exec(t.ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (key bytea PRIMARY KEY, value bytea NOT NULL);
+		CREATE SEQUENCE IF NOT EXISTS %s_seq`, table, table))
+	if err != nil {
+		return nil, err
+	}
+	return t.Bucket(name), nil
+}
+
+func (t *pgTx) entry(bucket, key string) (*pgEntry, bool) {
+	e, ok := t.cache[bucket][key]
+	return e, ok
+}
+
+func (t *pgTx) set(bucket, key string, e *pgEntry) {
+	if t.cache == nil {
+		t.cache = map[string]map[string]*pgEntry{}
+	}
+	m := t.cache[bucket]
+	if m == nil {
+		m = map[string]*pgEntry{}
+		t.cache[bucket] = m
+	}
+	m[key] = e
+}
+
+// flush sends the writes held in memory, in one round trip.
+func (t *pgTx) flush() error {
+	if t.err != nil {
+		return t.err
+	}
+	batch := &pgx.Batch{}
+	buckets := make([]string, 0, len(t.cache))
+	for name := range t.cache {
+		buckets = append(buckets, name)
+	}
+	sort.Strings(buckets)
+	for _, name := range buckets {
+		table := tableOf([]byte(name))
+		keys := make([]string, 0, len(t.cache[name]))
+		for k, e := range t.cache[name] {
+			if e.dirty {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			e := t.cache[name][k]
+			if e.present {
+				batch.Queue(fmt.Sprintf("INSERT INTO %s (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", table), []byte(k), e.value)
+			} else {
+				batch.Queue(fmt.Sprintf("DELETE FROM %s WHERE key = $1", table), []byte(k))
+			}
+			e.dirty = false
+		}
+	}
+	if batch.Len() == 0 {
+		return nil
+	}
+	if err := t.tx.SendBatch(t.ctx, batch).Close(); err != nil {
+		t.fail(err)
+		return err
+	}
+	return nil
+}
+
+type pgBucket struct {
+	t     *pgTx
+	name  string
+	table string
+}
+
+func (b *pgBucket) Get(key []byte) []byte {
+	if e, ok := b.t.entry(b.name, string(key)); ok {
+		if !e.present {
+			return nil
+		}
+		return e.value
+	}
+	if b.t.err != nil {
+		return nil
+	}
+	var v []byte
+	err := b.t.tx.QueryRow(b.t.ctx, "SELECT value FROM "+b.table+" WHERE key = $1", key).Scan(&v)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		b.t.set(b.name, string(key), &pgEntry{})
+		return nil
+	case err != nil:
+		b.t.fail(err)
+		return nil
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	b.t.set(b.name, string(key), &pgEntry{value: v, present: true})
+	return v
+}
+
+func (b *pgBucket) Put(key, value []byte) error {
+	if !b.t.write {
+		return errors.New("store: write in a read-only transaction")
+	}
+	v := make([]byte, len(value))
+	copy(v, value)
+	b.t.set(b.name, string(key), &pgEntry{value: v, present: true, dirty: true})
+	if b.name == string(bucketQueue) {
+		b.t.queueTouched = true
+	}
+	return b.t.err
+}
+
+func (b *pgBucket) Delete(key []byte) error {
+	if !b.t.write {
+		return errors.New("store: write in a read-only transaction")
+	}
+	b.t.set(b.name, string(key), &pgEntry{dirty: true})
+	return b.t.err
+}
+
+func (b *pgBucket) ForEach(fn func(k, v []byte) error) error {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return b.t.err
+}
+
+func (b *pgBucket) Sequence() uint64 {
+	var last int64
+	var called bool
+	if err := b.t.tx.QueryRow(b.t.ctx, "SELECT last_value, is_called FROM "+b.table+"_seq").Scan(&last, &called); err != nil {
+		b.t.fail(err)
+		return 0
+	}
+	if !called {
+		return 0
+	}
+	return uint64(last)
+}
+
+func (b *pgBucket) SetSequence(v uint64) error {
+	var err error
+	if v == 0 {
+		_, err = b.t.tx.Exec(b.t.ctx, "SELECT setval($1::regclass, 1, false)", b.table+"_seq")
+	} else {
+		_, err = b.t.tx.Exec(b.t.ctx, "SELECT setval($1::regclass, $2, true)", b.table+"_seq", int64(v))
+	}
+	if err != nil {
+		b.t.fail(err)
+	}
+	return err
+}
+
+func (b *pgBucket) Cursor() kvCursor {
+	if b.t.write {
+		// The table must hold this transaction's writes before a range of it is read.
+		b.t.flush()
+	}
+	return &pgCursor{b: b}
+}
+
+// pgCursor reads a table in pages, growing from a few rows (most walks are short: a ticket's
+// items, a page of a list) to a few hundred.
+type pgCursor struct {
+	b    *pgBucket
+	rows []pgRow
+	i    int
+	// forward is the direction the page was read in; more, whether the table may hold rows
+	// past the page in that direction.
+	forward bool
+	more    bool
+	size    int
+}
+
+type pgRow struct{ k, v []byte }
+
+const firstPage, maxPage = 16, 256
+
+func (c *pgCursor) load(where string, arg []byte, forward bool) ([]byte, []byte) {
+	if c.size == 0 || c.forward != forward {
+		c.size = firstPage
+	} else if c.size < maxPage {
+		c.size *= 2
+	}
+	order := "ASC"
+	if !forward {
+		order = "DESC"
+	}
+	q := "SELECT key, value FROM " + c.b.table + " " + where + " ORDER BY key " + order + fmt.Sprintf(" LIMIT %d", c.size)
+	var args []any
+	if where != "" {
+		args = append(args, arg)
+	}
+	c.rows, c.i, c.forward = c.rows[:0], 0, forward
+	if c.b.t.err != nil {
+		return nil, nil
+	}
+	rows, err := c.b.t.tx.Query(c.b.t.ctx, q, args...)
+	if err != nil {
+		c.b.t.fail(err)
+		return nil, nil
+	}
+	for rows.Next() {
+		var r pgRow
+		if err := rows.Scan(&r.k, &r.v); err != nil {
+			c.b.t.fail(err)
+			rows.Close()
+			return nil, nil
+		}
+		if r.v == nil {
+			r.v = []byte{}
+		}
+		c.rows = append(c.rows, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		c.b.t.fail(err)
+		return nil, nil
+	}
+	c.more = len(c.rows) == c.size
+	return c.at()
+}
+
+func (c *pgCursor) at() ([]byte, []byte) {
+	if c.i >= len(c.rows) {
+		return nil, nil
+	}
+	return c.rows[c.i].k, c.rows[c.i].v
+}
+
+// current is the key the cursor stands on, nil when it ran off an end.
+func (c *pgCursor) current() []byte {
+	if c.i < len(c.rows) {
+		return c.rows[c.i].k
+	}
+	return nil
+}
+
+func (c *pgCursor) First() ([]byte, []byte) { c.size = 0; return c.load("", nil, true) }
+func (c *pgCursor) Last() ([]byte, []byte)  { c.size = 0; return c.load("", nil, false) }
+
+func (c *pgCursor) Seek(key []byte) ([]byte, []byte) {
+	c.size = 0
+	return c.load("WHERE key >= $1", key, true)
+}
+
+func (c *pgCursor) Next() ([]byte, []byte) { return c.step(true) }
+func (c *pgCursor) Prev() ([]byte, []byte) { return c.step(false) }
+
+func (c *pgCursor) step(forward bool) ([]byte, []byte) {
+	cur := c.current()
+	if cur == nil {
+		return nil, nil
+	}
+	if c.forward == forward {
+		if c.i+1 < len(c.rows) {
+			c.i++
+			return c.at()
+		}
+		if !c.more {
+			c.i = len(c.rows)
+			return nil, nil
+		}
+	}
+	cur = append([]byte(nil), cur...)
+	if forward {
+		return c.load("WHERE key > $1", cur, true)
+	}
+	return c.load("WHERE key < $1", cur, false)
+}
+
+// Claims and the queue's wake-ups.
+
+// Claim returns those of ids this node may send now: on bbolt all of them; on PostgreSQL
+// those no other live node holds, each now leased to this node until it is released or
+// the node stops renewing it. A caller reads the deliveries again after claiming them, since
+// another node may have sent and recorded one just before.
+func (s *Store) Claim(ids []uint64) ([]uint64, error) {
+	b, ok := s.be.(*pgBackend)
+	if !ok || len(ids) == 0 {
+		return ids, nil
+	}
+	list := make([]int64, len(ids))
+	for i, id := range ids {
+		list[i] = int64(id)
+	}
+	rows, err := b.aux.Query(context.Background(), `
+		INSERT INTO deskgate_leases (delivery, node, until)
+		SELECT unnest($1::bigint[]), $2, now() + $3::interval
+		ON CONFLICT (delivery) DO UPDATE SET node = excluded.node, until = excluded.until
+		WHERE deskgate_leases.until < now() OR deskgate_leases.node = excluded.node
+		RETURNING delivery`, list, b.node, leaseTime.String())
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	won, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]uint64, len(won))
+	b.mu.Lock()
+	for i, id := range won {
+		out[i] = uint64(id)
+		b.held[uint64(id)] = true
+	}
+	b.mu.Unlock()
+	return out, nil
+}
+
+// Release gives back the leases of ids, after their results are committed.
+func (s *Store) Release(ids []uint64) {
+	b, ok := s.be.(*pgBackend)
+	if !ok || len(ids) == 0 {
+		return
+	}
+	list := make([]int64, len(ids))
+	b.mu.Lock()
+	for i, id := range ids {
+		list[i] = int64(id)
+		delete(b.held, id)
+	}
+	b.mu.Unlock()
+	// Should this fail, the lease runs out by itself: renew keeps only what is held.
+	b.aux.Exec(context.Background(), "DELETE FROM deskgate_leases WHERE node = $1 AND delivery = ANY($2::bigint[])", b.node, list)
+}
+
+func (b *pgBackend) releaseAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	b.aux.Exec(ctx, "DELETE FROM deskgate_leases WHERE node = $1", b.node)
+}
+
+// renew keeps this node's leases while it lives, and clears leases that ran out long ago.
+func (b *pgBackend) renew(ctx context.Context) {
+	defer b.stopped.Done()
+	t := time.NewTicker(leaseTime / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b.mu.Lock()
+		list := make([]int64, 0, len(b.held))
+		for id := range b.held {
+			list = append(list, int64(id))
+		}
+		b.mu.Unlock()
+		if len(list) > 0 {
+			b.aux.Exec(ctx, "UPDATE deskgate_leases SET until = now() + $3::interval WHERE node = $1 AND delivery = ANY($2::bigint[])", b.node, list, leaseTime.String())
+		}
+		b.aux.Exec(ctx, "DELETE FROM deskgate_leases WHERE until < now() - interval '1 hour'")
+	}
+}
+
+// OnQueueChange sets what to call when another node (or this one) commits a change to the
+// outbound queue. bbolt has one process, which knows its own changes; it never calls fn.
+func (s *Store) OnQueueChange(fn func()) {
+	if b, ok := s.be.(*pgBackend); ok {
+		b.mu.Lock()
+		b.onQueue = fn
+		b.mu.Unlock()
+	}
+}
+
+func (b *pgBackend) queueChanged() {
+	b.mu.Lock()
+	fn := b.onQueue
+	b.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+}
+
+// listen waits for NOTIFY on the queue's channel on a connection of its own, and makes a new
+// one when it breaks (a restart of PostgreSQL); after a break it calls the callback once, for
+// the notices it may have missed.
+func (b *pgBackend) listen(ctx context.Context) {
+	defer b.stopped.Done()
+	for ctx.Err() == nil {
+		conn, err := pgx.ConnectConfig(ctx, b.conn)
+		if err == nil {
+			_, err = conn.Exec(ctx, "LISTEN "+pgQueueChannel)
+			if err == nil {
+				b.queueChanged()
+			}
+			for err == nil {
+				_, err = conn.WaitForNotification(ctx)
+				if err == nil {
+					b.queueChanged()
+				}
+			}
+			conn.Close(context.Background())
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Postgres reports whether the store is on PostgreSQL.
+func (s *Store) Postgres() bool {
+	_, ok := s.be.(*pgBackend)
+	return ok
+}
