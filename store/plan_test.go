@@ -10,7 +10,9 @@ import (
 
 // A plan holds while nothing it read has changed, and is replaced by a plan made on the writer
 // once a record it read, or a key it found empty, has been written since.
-func TestPlanHoldsOnlyWhileWhatItReadIsUnchanged(t *testing.T) { eachBackend(t, testPlanHoldsOnlyWhileWhatItReadIsUnchanged) }
+func TestPlanHoldsOnlyWhileWhatItReadIsUnchanged(t *testing.T) {
+	eachBackend(t, testPlanHoldsOnlyWhileWhatItReadIsUnchanged)
+}
 
 func testPlanHoldsOnlyWhileWhatItReadIsUnchanged(t *testing.T, open opener) {
 	s, err := open()
@@ -75,7 +77,9 @@ func testPlanHoldsOnlyWhileWhatItReadIsUnchanged(t *testing.T, open opener) {
 
 // Ids drawn by a plan are reused when the event is planned again, and survive a restart as
 // the sequence to start from.
-func TestIdsAreReusedByAReplanAndPersist(t *testing.T) { eachBackend(t, testIdsAreReusedByAReplanAndPersist) }
+func TestIdsAreReusedByAReplanAndPersist(t *testing.T) {
+	eachBackend(t, testIdsAreReusedByAReplanAndPersist)
+}
 
 func testIdsAreReusedByAReplanAndPersist(t *testing.T, open opener) {
 	s, err := open()

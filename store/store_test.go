@@ -82,7 +82,9 @@ func testCommitSurvivesReopen(t *testing.T, open opener) {
 	}
 }
 
-func TestFailedUpdateKeepsNothingAndSparesTheOthers(t *testing.T) { eachBackend(t, testFailedUpdateKeepsNothingAndSparesTheOthers) }
+func TestFailedUpdateKeepsNothingAndSparesTheOthers(t *testing.T) {
+	eachBackend(t, testFailedUpdateKeepsNothingAndSparesTheOthers)
+}
 
 func testFailedUpdateKeepsNothingAndSparesTheOthers(t *testing.T, open opener) {
 	s, err := open()
@@ -147,7 +149,9 @@ func testMessageIDFirstSeenWins(t *testing.T, open opener) {
 	})
 }
 
-func TestListTicketsNewestFirstWithFilters(t *testing.T) { eachBackend(t, testListTicketsNewestFirstWithFilters) }
+func TestListTicketsNewestFirstWithFilters(t *testing.T) {
+	eachBackend(t, testListTicketsNewestFirstWithFilters)
+}
 
 func testListTicketsNewestFirstWithFilters(t *testing.T, open opener) {
 	s, err := open()
@@ -202,7 +206,9 @@ func TestSecondOpenIsRefusedClearly(t *testing.T) {
 
 // TestDueDeliveriesAreNotStarvedByDeferredOnes: thousands of deliveries waiting for a
 // later retry must not hide one that is due now.
-func TestDueDeliveriesAreNotStarvedByDeferredOnes(t *testing.T) { eachBackend(t, testDueDeliveriesAreNotStarvedByDeferredOnes) }
+func TestDueDeliveriesAreNotStarvedByDeferredOnes(t *testing.T) {
+	eachBackend(t, testDueDeliveriesAreNotStarvedByDeferredOnes)
+}
 
 func testDueDeliveriesAreNotStarvedByDeferredOnes(t *testing.T, open opener) {
 	s, err := open()
