@@ -18,6 +18,7 @@ type Config struct {
 	Policy         Policy         `mapstructure:"policy"`
 	Notifications  Notifications  `mapstructure:"notifications"`
 	Authentication Authentication `mapstructure:"authentication"`
+	Store          Store          `mapstructure:"store"`
 	Retention      Retention      `mapstructure:"retention"`
 	Upstream       Upstream       `mapstructure:"upstream"`
 	DKIM           DKIM           `mapstructure:"dkim"`
@@ -26,6 +27,14 @@ type Config struct {
 
 	// Path is the file this config was read from; not a key.
 	Path string `mapstructure:"-"`
+}
+
+// Store says where tickets and the outbound queue live: "" is bbolt in data_dir (one host);
+// a postgres:// URL is a PostgreSQL database that several deskgate nodes share.
+type Store struct {
+	URL string `mapstructure:"url"`
+	// PasswordFile holds the PostgreSQL password; the URL never does, since it lives in the YAML.
+	PasswordFile string `mapstructure:"password_file"`
 }
 
 // Retention says how long the desk keeps what it no longer needs.

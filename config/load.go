@@ -81,6 +81,8 @@ func defaults() map[string]any {
 		"authentication.agent_identity":       "dmarc",
 		"authentication.timeout":              "10s",
 		"retention.delete_solved_after":       "0s",
+		"store.url":                           "",
+		"store.password_file":                 "",
 		"upstream.address":                    "",
 		"upstream.tls":                        "starttls",
 		"upstream.username":                   "",

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net"
 	"net/mail"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,6 +33,8 @@ func validate(c *Config) Problems {
 	} else if err := checkDataDir(c.DataDir); err != nil {
 		add("data_dir", "%v", err)
 	}
+
+	checkStore(c.Store, add)
 
 	if c.Listen.SMTP == "" && c.Listen.LMTP == "" {
 		add("listen", "at least one of listen.smtp and listen.lmtp must be set")
@@ -415,4 +418,32 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// checkStore checks the store's keys by their form; `deskgate check-config` then tries the
+// connection itself.
+func checkStore(st Store, add func(key, format string, args ...any)) {
+	if st.URL != "" {
+		u, err := url.Parse(st.URL)
+		switch {
+		case err != nil:
+			add("store.url", "not a URL: %v", err)
+		case u.Scheme != "postgres" && u.Scheme != "postgresql":
+			add("store.url", "must be empty (bbolt in data_dir) or a postgres:// URL, got scheme %q", u.Scheme)
+		case u.User != nil && hasPassword(u.User):
+			add("store.url", "holds a password: put it in a file named by store.password_file (or in PGPASSWORD), not in the YAML")
+		}
+	}
+	if st.PasswordFile != "" {
+		if st.URL == "" {
+			add("store.password_file", "set, but store.url is empty (bbolt needs no password)")
+		} else if err := checkReadable(st.PasswordFile); err != nil {
+			add("store.password_file", "%v", err)
+		}
+	}
+}
+
+func hasPassword(u *url.Userinfo) bool {
+	_, ok := u.Password()
+	return ok
 }

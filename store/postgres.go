@@ -150,6 +150,27 @@ func OpenPostgres(rawURL, passwordFile string) (*Store, error) {
 	return s, nil
 }
 
+// CheckPostgres connects to the database at url as the daemon would, and returns the server's
+// version; its error says what failed (the URL, the password file, the connection, the login).
+func CheckPostgres(rawURL, passwordFile string) (string, error) {
+	cfg, err := PostgresConfig(rawURL, passwordFile)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	if err != nil {
+		return "", fmt.Errorf("cannot connect to %s: %w", Redact(rawURL), err)
+	}
+	defer conn.Close(context.Background())
+	var version string
+	if err := conn.QueryRow(ctx, "SHOW server_version").Scan(&version); err != nil {
+		return "", fmt.Errorf("%s answers but not to a query: %w", Redact(rawURL), err)
+	}
+	return version, nil
+}
+
 // Redact is url without its password, for messages.
 func Redact(rawURL string) string {
 	u, err := url.Parse(rawURL)

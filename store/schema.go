@@ -102,6 +102,9 @@ func statusKey(status string, id uint64) []byte {
 	return binary.BigEndian.AppendUint64(k, id)
 }
 
+// MigratedFrom is the schema version the store had when it was opened.
+func (s *Store) MigratedFrom() int { return s.migratedFrom }
+
 // Migrate opens the database in dir, brings its layout to SchemaVersion and closes it; it
 // returns the version it found. Open does the same at every start.
 func Migrate(dir string) (from int, err error) {

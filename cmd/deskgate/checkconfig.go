@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/store"
 )
 
 func checkConfigCmd() *cobra.Command {
@@ -15,14 +16,22 @@ func checkConfigCmd() *cobra.Command {
 		Short: "validate the config file; print every problem with its key path",
 		Long: `Validate the config file and print every problem with its key path, or the environment
 variable it came from; exit 1 on any. Checks that files named in it exist and parse, and that
-data_dir can be created and written. Every key: deskgate.yaml(5), docs/configuration.md.`,
+data_dir can be created and written, and, when store.url is set, that PostgreSQL answers. Every key: deskgate.yaml(5), docs/configuration.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path := configPath()
-			_, err := config.Load(path)
+			cfg, err := config.Load(path)
 			if err != nil {
 				printProblems(cmd, path, err)
 				return exitError{1}
+			}
+			if cfg.Store.URL != "" {
+				version, err := store.CheckPostgres(cfg.Store.URL, cfg.Store.PasswordFile)
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "store.url: %v\n%s: 1 problem(s)\n", err, path)
+					return exitError{1}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "store.url: PostgreSQL %s at %s answers\n", version, store.Redact(cfg.Store.URL))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", path)
 			return nil

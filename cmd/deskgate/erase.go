@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -92,6 +93,9 @@ func compactCmd() *cobra.Command {
 			cfg, err := loadConfig(cmd)
 			if err != nil {
 				return err
+			}
+			if cfg.Store.URL != "" {
+				return errors.New("compact rewrites the bbolt file; this desk is on PostgreSQL (store.url), whose VACUUM gives space back")
 			}
 			c, err := store.Compact(cfg.DataDir)
 			if err != nil {

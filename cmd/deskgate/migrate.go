@@ -11,15 +11,19 @@ import (
 func migrateCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "migrate",
-		Short: "bring the database's layout up to this deskgate's and exit (serve does it at start too); the daemon must be stopped",
+		Short: "bring the store's layout up to this deskgate's and exit (serve does it at start too); on bbolt the daemon must be stopped",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd)
 			if err != nil {
 				return err
 			}
-			from, err := store.Migrate(cfg.DataDir)
+			st, err := openStore(cfg)
 			if err != nil {
+				return err
+			}
+			from := st.MigratedFrom()
+			if err := st.Close(); err != nil {
 				return err
 			}
 			if from == store.SchemaVersion {

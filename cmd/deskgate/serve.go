@@ -56,7 +56,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 
 func serve(cfg *config.Config, logOut io.Writer) error {
 	logger := newLogger(cfg, logOut)
-	st, err := store.Open(cfg.DataDir)
+	st, err := openStore(cfg)
 	if err != nil {
 		logger.Error("cannot open the store", "err", err)
 		return exitError{1}
@@ -64,6 +64,8 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 	defer st.Close()
 
 	svc := desk.New(cfg, st, logger)
+	// On PostgreSQL another node may queue the deliveries: its NOTIFY wakes this relay.
+	st.OnQueueChange(svc.Kick)
 	worker := relay.New(cfg, st, logger, svc.Queued)
 	workerCtx, stopWorker := context.WithCancel(context.Background())
 	workerDone := make(chan struct{})

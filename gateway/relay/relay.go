@@ -155,7 +155,11 @@ func (w *Worker) Run(ctx context.Context) {
 			}
 			// Recorded even during shutdown: forgetting a handed-over message would
 			// send it again after the restart.
-			w.record(batch)
+			if w.record(batch) {
+				// Kept when the record failed: the lease runs out and a node (this one
+				// included) tries again.
+				w.released(batch)
+			}
 			for _, a := range batch {
 				<-a.recorded
 			}
@@ -185,10 +189,13 @@ func (w *Worker) Run(ctx context.Context) {
 			case jobs <- j:
 			case <-ctx.Done():
 				mu.Lock()
-				for _, left := range batch[i:] {
-					delete(inflight, left.d.ID)
+				var left []uint64
+				for _, j := range batch[i:] {
+					delete(inflight, j.d.ID)
+					left = append(left, j.d.ID)
 				}
 				mu.Unlock()
+				w.store.Release(left)
 			}
 			if ctx.Err() != nil {
 				break
@@ -285,7 +292,11 @@ func (w *Worker) RunOnce(ctx context.Context) {
 		wg.Wait()
 		// One transaction records the whole pass, so that outbound bookkeeping takes
 		// one slot of the store's writer instead of one per delivery.
-		if !w.record(results) {
+		ok := w.record(results)
+		if ok {
+			w.released(results)
+		}
+		if !ok {
 			return
 		}
 	}
@@ -297,32 +308,59 @@ type job struct {
 	msg []byte
 }
 
-// due loads up to limit deliveries that are due now, leaving out those in skip.
+// due claims and loads up to limit deliveries that are due now, leaving out those in skip.
+// On PostgreSQL other nodes drain the same queue: a delivery is read only after this node holds
+// its lease, so that one another node sent and recorded just before is seen as sent.
 func (w *Worker) due(limit int, skip map[uint64]bool) []job {
-	var jobs []job
+	now := w.Now()
+	var candidates []uint64
 	w.store.View(func(tx *store.Tx) error {
-		for _, id := range tx.DueDeliveries(w.Now(), limit+len(skip)) {
-			if skip[id] {
-				continue
+		for _, id := range tx.DueDeliveries(now, limit+len(skip)) {
+			if !skip[id] {
+				candidates = append(candidates, id)
 			}
+		}
+		return nil
+	})
+	if len(candidates) > limit {
+		candidates = candidates[:limit]
+	}
+	claimed, err := w.store.Claim(candidates)
+	if err != nil {
+		w.log.Error("cannot claim due deliveries; trying again shortly", "err", err)
+		return nil
+	}
+	var jobs []job
+	var unused []uint64
+	w.store.View(func(tx *store.Tx) error {
+		for _, id := range claimed {
 			d, err := tx.Delivery(id)
 			if err != nil {
 				// A record that cannot be read stays on the queue and is named at every pass,
 				// rather than dropped without a word.
 				w.log.Error("queued delivery cannot be read; skipped", "delivery", id, "err", err)
+				unused = append(unused, id)
 				continue
 			}
-			if d.State != store.DeliveryQueued {
+			if d.State != store.DeliveryQueued || d.NextTry.After(now) {
+				unused = append(unused, id)
 				continue
 			}
 			jobs = append(jobs, job{d: d, msg: tx.DeliveryMessage(id)})
-			if len(jobs) == limit {
-				break
-			}
 		}
 		return nil
 	})
+	w.store.Release(unused)
 	return jobs
+}
+
+// released gives back the leases of what a pass recorded (or never sent).
+func (w *Worker) released(batch []attempt) {
+	ids := make([]uint64, len(batch))
+	for i, a := range batch {
+		ids[i] = a.d.ID
+	}
+	w.store.Release(ids)
 }
 
 // attempt is one try of one delivery: the recipients tried and what happened to each.
