@@ -44,7 +44,7 @@ const pgQueueChannel = "deskgate_queue"
 // leaseTime is how long a claimed delivery stays with its node without a renewal; a node
 // renews its leases every leaseTime/4, so a live node keeps them and a dead node's are taken
 // over leaseTime after its last renewal.
-var leaseTime = 30 * time.Second
+var leaseTime = 20 * time.Second
 
 // ErrUnavailable wraps a failure to reach the database: the operation may be tried again later.
 var ErrUnavailable = errors.New("store unavailable")

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/deskgate/deskgate/internal/pgtest"
 	"io"
 	"net"
 	"net/http"
@@ -52,6 +53,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	pgtest.StopShared()
 	testDNS.Close()
 	os.RemoveAll(dir)
 	os.Exit(code)

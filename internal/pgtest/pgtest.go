@@ -43,13 +43,32 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// Cluster is a running throwaway cluster.
+type Cluster struct {
+	// URL reaches the cluster's postgres database as the superuser deskgate.
+	URL  string
+	run  func(name string, args ...string) error
+	data string
+	dir  string
+	opts string
+}
+
 // Start starts a cluster for t and returns the URL to reach it as the superuser deskgate; the
 // cluster is stopped and removed when t ends.
 func Start(t testing.TB) string {
 	t.Helper()
+	return StartCluster(t).URL
+}
+
+// StartCluster is Start, returning the cluster so that a test can stop and start it.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
 	bin, err := binDir()
 	if err != nil {
-		t.Skipf("no PostgreSQL here: %v", err)
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no PostgreSQL in CI: .ci/run must install the Debian package postgresql (%v)", err)
+		}
+		t.Skipf("no PostgreSQL here (apt-get install postgresql; .ci/run installs it): %v", err)
 	}
 	dir, err := os.MkdirTemp("", "deskgate-pg-")
 	if err != nil {
@@ -77,8 +96,8 @@ func Start(t testing.TB) string {
 		}
 		return nil
 	}
-	data := filepath.Join(dir, "data")
-	if err := run("initdb", "-D", data, "-A", "trust", "-U", "deskgate", "-E", "UTF8", "--no-sync"); err != nil {
+	c := &Cluster{run: run, data: filepath.Join(dir, "data"), dir: dir}
+	if err := run("initdb", "-D", c.data, "-A", "trust", "-U", "deskgate", "-E", "UTF8", "--no-sync"); err != nil {
 		t.Skipf("PostgreSQL could not be set up here: %v", err)
 	}
 	port, err := freePort()
@@ -86,11 +105,25 @@ func Start(t testing.TB) string {
 		t.Fatal(err)
 	}
 	// Tests open many stores side by side, each with its pools.
-	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories=%s -c max_connections=400", port, dir)
-	if err := run("pg_ctl", "-D", data, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "-o", opts, "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "log"))
-		t.Fatalf("PostgreSQL did not start: %v\n%s", err, log)
+	c.opts = fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories=%s -c max_connections=400", port, dir)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop") })
-	return fmt.Sprintf("postgres://deskgate@127.0.0.1:%d/postgres?sslmode=disable", port)
+	t.Cleanup(func() { run("pg_ctl", "-D", c.data, "-m", "immediate", "-w", "stop") })
+	c.URL = fmt.Sprintf("postgres://deskgate@127.0.0.1:%d/postgres?sslmode=disable", port)
+	return c
+}
+
+// Start starts the cluster again after Stop, on the same port.
+func (c *Cluster) Start() error {
+	if err := c.run("pg_ctl", "-D", c.data, "-l", filepath.Join(c.dir, "log"), "-w", "-t", "60", "-o", c.opts, "start"); err != nil {
+		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
+		return fmt.Errorf("PostgreSQL did not start: %v\n%s", err, log)
+	}
+	return nil
+}
+
+// Stop stops the cluster at once, as a crash would (every client's connection breaks).
+func (c *Cluster) Stop() error {
+	return c.run("pg_ctl", "-D", c.data, "-m", "immediate", "-w", "stop")
 }

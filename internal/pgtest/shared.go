@@ -86,8 +86,13 @@ func Database(t testing.TB) string {
 // Main runs a package's tests and then stops the shared cluster, if one was started.
 func Main(m *testing.M) {
 	code := m.Run()
+	StopShared()
+	os.Exit(code)
+}
+
+// StopShared stops the shared cluster, if one was started; for a TestMain of its own.
+func StopShared() {
 	if shared.stop != nil {
 		shared.stop()
 	}
-	os.Exit(code)
 }
