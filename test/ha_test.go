@@ -265,4 +265,3 @@ func TestPostgresRestartedUnderLoad(t *testing.T) {
 	}
 	d.queueSettled(30 * time.Second)
 }
-
