@@ -265,3 +265,47 @@ func TestPostgresRestartedUnderLoad(t *testing.T) {
 	}
 	d.queueSettled(30 * time.Second)
 }
+
+// A desk moved from bbolt to PostgreSQL with `deskgate store copy` keeps its tickets and
+// answers the reply addresses of mail sent before the move.
+func TestStoreCopyMovesADeskToPostgres(t *testing.T) {
+	url := pgtest.Database(t)
+	dir := t.TempDir()
+	d := startDaemon(t, options{dir: dir})
+	id := d.open(jane, []string{joe}, "Moving house", "Before the move.")
+	notes := d.outbox()
+	if len(notes) == 0 {
+		t.Fatal("no acknowledgement was sent")
+	}
+	replyTo := notes[0].addresses("Reply-To")
+	if len(replyTo) != 1 {
+		t.Fatalf("acknowledgement Reply-To %v", replyTo)
+	}
+	d.stop()
+
+	out, errOut, code := d.cli("store", "copy", "--from", "bbolt:"+dir+"/data", "--to", url)
+	if code != 0 {
+		t.Fatalf("store copy: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "copied 1 tickets") {
+		t.Errorf("store copy said %q", out)
+	}
+	if _, errOut, code := d.cli("store", "copy", "--from", "bbolt:"+dir+"/data", "--to", url); code == 0 || !strings.Contains(errOut, "already holds") {
+		t.Errorf("a second copy into the same database: exit %d %s", code, errOut)
+	}
+
+	p := startDaemon(t, options{dir: dir, extraYAML: fmt.Sprintf("store:\n  url: %q\n", url)})
+	// Only the reply address ties this reply to the ticket: no In-Reply-To, no References.
+	h := map[string]string{"From": jane, "To": replyTo[0], "Subject": "after the move", "Message-ID": "<after-move@customer.test>"}
+	if err := sendSMTP(p.smtpAddr, jane, replyTo, mail(h, "After the move.\n")); err != nil {
+		t.Fatal(err)
+	}
+	list := p.tickets()
+	if len(list) != 1 || list[0].ID != id {
+		t.Fatalf("after the move the desk lists %+v, want ticket %d only", list, id)
+	}
+	if got := len(p.ticket(id).Comments); got != 2 {
+		t.Errorf("ticket %d has %d comments after a reply to its old reply address, want 2", id, got)
+	}
+	p.settle()
+}

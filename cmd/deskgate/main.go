@@ -55,7 +55,7 @@ Documentation (docs/ in the source, /usr/share/doc/deskgate/docs in the packages
 	root.AddCommand(serveCmd(), checkConfigCmd(), versionCmd(), ticketsCmd(),
 		participantCmd("cc", "an expert manages CCs", "ccs", "CC"),
 		participantCmd("followers", "an expert manages followers (agents only)", "followers", "follower"),
-		replyCmd(), commentsCmd(), assignCmd(), solveCmd(), explainCmd(), queueCmd(), backupCmd(), eraseCmd(), compactCmd(), dkimCmd(), dnsCmd(), reloadCmd(), migrateCmd(), manCmd())
+		replyCmd(), commentsCmd(), assignCmd(), solveCmd(), explainCmd(), queueCmd(), backupCmd(), eraseCmd(), compactCmd(), dkimCmd(), dnsCmd(), reloadCmd(), migrateCmd(), storeCmd(), manCmd())
 	refuseUnknownSubcommands(root)
 	if err := root.Execute(); err != nil {
 		var ee exitError
