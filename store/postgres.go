@@ -180,11 +180,18 @@ func Redact(rawURL string) string {
 	return u.Redacted()
 }
 
+// ensureLeases makes the tables the nodes share beside the buckets: the delivery leases and
+// the per-sender counts (limits.max_mails_per_sender_hour), one row per sender and minute.
 func (b *pgBackend) ensureLeases(ctx context.Context) error {
 	_, err := b.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS deskgate_leases (
 		delivery bigint PRIMARY KEY,
 		node text NOT NULL,
-		until timestamptz NOT NULL)`)
+		until timestamptz NOT NULL);
+		CREATE TABLE IF NOT EXISTS deskgate_sender_hits (
+		sender text NOT NULL,
+		minute timestamptz NOT NULL,
+		hits integer NOT NULL,
+		PRIMARY KEY (sender, minute))`)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		// Two nodes made it at the same moment; it exists.
@@ -696,6 +703,7 @@ func (b *pgBackend) renew(ctx context.Context) {
 			b.aux.Exec(ctx, "UPDATE deskgate_leases SET until = now() + $3::interval WHERE node = $1 AND delivery = ANY($2::bigint[])", b.node, list, leaseTime.String())
 		}
 		b.aux.Exec(ctx, "DELETE FROM deskgate_leases WHERE until < now() - interval '1 hour'")
+		b.aux.Exec(ctx, "DELETE FROM deskgate_sender_hits WHERE minute < now() - interval '2 hours'")
 	}
 }
 
@@ -743,6 +751,31 @@ func (b *pgBackend) listen(ctx context.Context) {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// SenderHits returns how many mails from sender were counted in the hour before now by every
+// node sharing the store; ok is false on bbolt, whose one process counts in memory.
+func (s *Store) SenderHits(sender string, now time.Time) (n int, ok bool, err error) {
+	b, isPG := s.be.(*pgBackend)
+	if !isPG {
+		return 0, false, nil
+	}
+	err = b.aux.QueryRow(context.Background(),
+		"SELECT coalesce(sum(hits), 0) FROM deskgate_sender_hits WHERE sender = $1 AND minute > $2::timestamptz - interval '1 hour'",
+		sender, now.UTC()).Scan(&n)
+	return n, true, unavailable(err)
+}
+
+// CountSender counts one mail from sender at now, for SenderHits on every node.
+func (s *Store) CountSender(sender string, now time.Time) error {
+	b, isPG := s.be.(*pgBackend)
+	if !isPG {
+		return nil
+	}
+	_, err := b.aux.Exec(context.Background(), `INSERT INTO deskgate_sender_hits (sender, minute, hits)
+		VALUES ($1, date_trunc('minute', $2::timestamptz), 1)
+		ON CONFLICT (sender, minute) DO UPDATE SET hits = deskgate_sender_hits.hits + 1`, sender, now.UTC())
+	return unavailable(err)
 }
 
 // Postgres reports whether the store is on PostgreSQL.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,6 +38,12 @@ func backupCmd() *cobra.Command {
 			}
 			defer resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
+				var e struct {
+					Error string `json:"error"`
+				}
+				if json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&e) == nil && e.Error != "" {
+					return fmt.Errorf("backup: %s", e.Error)
+				}
 				return fmt.Errorf("backup: HTTP %d", resp.StatusCode)
 			}
 			// Written beside the target and renamed, so that FILE is never half a database.

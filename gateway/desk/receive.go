@@ -233,6 +233,24 @@ func (s *Service) authenticate(ctx context.Context, env Envelope, raw []byte, fr
 func (s *Service) noteSender(sender string, perHour int) (bool, store.TraceStep) {
 	key := strings.ToLower(sender)
 	now := s.Now()
+	if perHour <= 0 {
+		return false, store.TraceStep{}
+	}
+	// On PostgreSQL the count is the nodes' together; should it not be had, the write that
+	// follows fails too and the client tries again later.
+	if n, shared, err := s.store.SenderHits(key, now); shared {
+		if err != nil {
+			s.log.Warn("cannot count the sender's mails across nodes", "err", err)
+			return false, store.TraceStep{}
+		}
+		limited, step := rules.SenderLimited(n, perHour)
+		if !limited {
+			if err := s.store.CountSender(key, now); err != nil {
+				s.log.Warn("cannot count the sender's mail across nodes", "err", err)
+			}
+		}
+		return limited, step
+	}
 	s.rateMu.Lock()
 	defer s.rateMu.Unlock()
 	kept := s.rate[key][:0]
