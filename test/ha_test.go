@@ -309,3 +309,29 @@ func TestStoreCopyMovesADeskToPostgres(t *testing.T) {
 	}
 	p.settle()
 }
+
+// check-config tries the PostgreSQL connection and names what fails by its key.
+func TestCheckConfigTriesThePostgresConnection(t *testing.T) {
+	url := pgtest.Database(t)
+	d := writeDaemonConfig(t, options{extraYAML: fmt.Sprintf("store:\n  url: %q\n", url)})
+	if out, errOut, code := d.cli("check-config"); code != 0 || !strings.Contains(out, "store.url: PostgreSQL") {
+		t.Errorf("reachable database: exit %d\n%s%s", code, out, errOut)
+	}
+	closed := "postgres://deskgate@" + freePort(t) + "/deskgate?sslmode=disable"
+	withPassword := strings.Replace(url, "deskgate@", "deskgate:secret@", 1)
+	for _, tc := range []struct{ yaml, want string }{
+		{fmt.Sprintf("store:\n  url: %q\n", closed), "store.url: cannot connect"},
+		{fmt.Sprintf("store:\n  url: %q\n", withPassword), "store.url: holds a password"},
+		{fmt.Sprintf("store:\n  url: %q\n  password_file: /nonexistent/pg.pass\n", url), "store.password_file:"},
+		{"store:\n  url: \"mysql://x\"\n", "store.url: must be empty"},
+	} {
+		d := writeDaemonConfig(t, options{extraYAML: tc.yaml})
+		out, errOut, code := d.cli("check-config")
+		if code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s: exit %d, want 1 and %q\n%s%s", tc.yaml, code, tc.want, out, errOut)
+		}
+		if strings.Contains(out+errOut, "secret") {
+			t.Errorf("check-config printed the password:\n%s%s", out, errOut)
+		}
+	}
+}
