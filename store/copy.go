@@ -66,7 +66,7 @@ func CopyAll(src, dst *Store, progress func(bucket string, n int)) (Copied, erro
 				if len(keys) == 0 {
 					return nil
 				}
-				err := dst.be.update(func(dtx kvTx) error {
+				err := updateDurably(dst.be, func(dtx kvTx) error {
 					b, err := dtx.CreateBucketIfNotExists(name)
 					if err != nil {
 						return err
@@ -100,7 +100,7 @@ func CopyAll(src, dst *Store, progress func(bucket string, n int)) (Copied, erro
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			seq := stx.Bucket(name).Sequence()
-			if err := dst.be.update(func(dtx kvTx) error {
+			if err := updateDurably(dst.be, func(dtx kvTx) error {
 				b, err := dtx.CreateBucketIfNotExists(name)
 				if err != nil {
 					return err

@@ -38,11 +38,19 @@ type kvCursor interface {
 	Prev() (key, value []byte)
 }
 
+// prefetcher is a transaction that can read many records in one go, ahead of the Gets that
+// will ask for them: PostgreSQL, where each read is a round trip. bbolt reads from memory.
+type prefetcher interface {
+	prefetch(keys []bucketKey)
+}
+
 // backend is where a Store keeps its buckets.
 type backend interface {
-	// update runs fn in one write transaction and returns once it is durable. Only one
-	// update runs at a time across every process sharing the backend.
-	update(fn func(kvTx) error) error
+	// update runs fn in one write transaction. Only one update runs at a time across every
+	// process sharing the backend. It returns once the transaction is committed; with a wait
+	// function, the commit is durable on disk only once wait has returned nil, and the next
+	// update may run meanwhile.
+	update(fn func(kvTx) error) (wait func() error, err error)
 	// view runs fn on a consistent read-only snapshot.
 	view(fn func(kvTx) error) error
 	// counter is the source of ids for bucket (see counters).
@@ -53,11 +61,20 @@ type backend interface {
 // boltBackend keeps the buckets in one bbolt file.
 type boltBackend struct{ db *bolt.DB }
 
-func (b boltBackend) update(fn func(kvTx) error) error {
-	return b.db.Update(func(btx *bolt.Tx) error {
+func (b boltBackend) update(fn func(kvTx) error) (func() error, error) {
+	return nil, b.db.Update(func(btx *bolt.Tx) error {
 		fillAppendOnly(btx)
 		return fn(boltTx{btx})
 	})
+}
+
+// updateDurably is update, returning once the transaction is durable.
+func updateDurably(be backend, fn func(kvTx) error) error {
+	wait, err := be.update(fn)
+	if err == nil && wait != nil {
+		err = wait()
+	}
+	return err
 }
 
 func (b boltBackend) view(fn func(kvTx) error) error {

@@ -71,13 +71,13 @@ func (s *Store) Plan(fn func(*Tx) error) (*ReadSet, error) {
 // with whether the plan held.
 func (s *Store) Apply(ctx context.Context, rs *ReadSet, write, replan func(*Tx) error) (held bool, err error) {
 	var heldNow bool
-	err = s.Update(ctx, func(tx *Tx) error {
+	err = s.update(ctx, func(tx *Tx) error {
 		heldNow = tx.Unchanged(rs)
 		if heldNow {
 			return write(tx)
 		}
 		return replan(tx)
-	})
+	}, rs)
 	return heldNow && err == nil, err
 }
 

@@ -224,48 +224,145 @@ func unavailable(err error) error {
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
 }
 
-func (b *pgBackend) update(fn func(kvTx) error) error {
+// A transaction costs round trips, and on a busy machine each one costs a few hundred
+// microseconds of waiting for PostgreSQL's process to be scheduled. So BEGIN (and the write
+// lock) go in one batch with the transaction's first query, the reads a write transaction
+// checks go in one batch (prefetch), and the writes, the NOTIFY and the COMMIT in another.
+
+func (b *pgBackend) update(fn func(kvTx) error) (func() error, error) {
 	ctx := context.Background()
-	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	pc, err := b.pool.Acquire(ctx)
 	if err != nil {
-		return unavailable(err)
+		return nil, unavailable(err)
 	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(pgWriteLock)); err != nil {
-		return unavailable(err)
-	}
-	t := &pgTx{ctx: ctx, tx: tx, write: true, b: b}
+	// A connection released inside a transaction is closed by the pool, never reused.
+	defer pc.Release()
+	t := &pgTx{ctx: ctx, conn: pc.Conn(), write: true, b: b, beginSQL: "BEGIN ISOLATION LEVEL READ COMMITTED"}
 	ferr := fn(t)
+	if t.err == nil && ferr == nil {
+		t.commit()
+	}
+	if t.err != nil || ferr != nil {
+		t.rollback()
+	}
 	if t.err != nil {
-		return unavailable(t.err)
+		return nil, unavailable(t.err)
 	}
 	if ferr != nil {
-		return ferr
+		return nil, ferr
 	}
-	if err := t.flush(); err != nil {
-		return unavailable(err)
-	}
-	if t.queueTouched {
-		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", pgQueueChannel); err != nil {
-			return unavailable(err)
-		}
-	}
-	return unavailable(tx.Commit(ctx))
+	return b.flushed, nil
+}
+
+// The write lock is held from a transaction's first statement to its commit; were the commit
+// to wait for the disk, every node would wait for every other's fsync in turn. So a write
+// transaction commits without waiting (synchronous_commit off, which changes when the commit
+// reaches the disk, not what it contains or who sees it), and flushed then makes it durable
+// outside the lock: a transaction that is given an id and commits with synchronous_commit on
+// waits until the log is on disk (and on a synchronous standby) up to its own commit record,
+// which lies after the write's. Callers answer only after that. Should PostgreSQL die in
+// between, the write is lost with everything written after it, and its callers get an error.
+func (b *pgBackend) flushed() error {
+	var xid int64
+	err := b.pool.QueryRow(context.Background(), "SELECT txid_current()").Scan(&xid)
+	return unavailable(err)
 }
 
 func (b *pgBackend) view(fn func(kvTx) error) error {
 	ctx := context.Background()
-	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	pc, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return unavailable(err)
 	}
-	defer tx.Rollback(ctx)
-	t := &pgTx{ctx: ctx, tx: tx, b: b}
+	defer pc.Release()
+	t := &pgTx{ctx: ctx, conn: pc.Conn(), b: b, beginSQL: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"}
 	ferr := fn(t)
+	t.rollback()
 	if t.err != nil {
 		return unavailable(t.err)
 	}
 	return ferr
+}
+
+// send sends what queue puts in a batch, after BEGIN (and the write lock) when the transaction
+// has not begun yet, in one round trip; the results it returns start at queue's first.
+func (t *pgTx) send(queue func(b *pgx.Batch)) (pgx.BatchResults, error) {
+	if t.err != nil {
+		return nil, t.err
+	}
+	b := &pgx.Batch{}
+	pre := 0
+	if !t.begun {
+		b.Queue(t.beginSQL)
+		pre++
+		if t.write {
+			b.Queue("SELECT pg_advisory_xact_lock($1)", int64(pgWriteLock))
+			pre++
+		}
+	}
+	queue(b)
+	br := t.conn.SendBatch(t.ctx, b)
+	t.begun = true
+	for i := 0; i < pre; i++ {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			t.fail(err)
+			return nil, err
+		}
+	}
+	return br, nil
+}
+
+// exec runs one statement in the transaction.
+func (t *pgTx) exec(sql string, args ...any) error {
+	br, err := t.send(func(b *pgx.Batch) { b.Queue(sql, args...) })
+	if err != nil {
+		return err
+	}
+	_, err = br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.fail(err)
+	}
+	return err
+}
+
+// commit sends the writes held in memory, the NOTIFY that wakes the relays when the queue
+// changed, and COMMIT, in one round trip.
+func (t *pgTx) commit() {
+	ops := t.dirtyOps()
+	if len(ops) == 0 && !t.begun {
+		return // read nothing, wrote nothing
+	}
+	br, err := t.send(func(b *pgx.Batch) {
+		for _, op := range ops {
+			op(b)
+		}
+		if t.queueTouched {
+			b.Queue("SELECT pg_notify($1, '')", pgQueueChannel)
+		}
+		b.Queue("SET LOCAL synchronous_commit TO OFF")
+		b.Queue("COMMIT")
+	})
+	if err != nil {
+		return
+	}
+	if err := br.Close(); err != nil {
+		t.fail(err)
+		return
+	}
+	t.begun = false
+}
+
+func (t *pgTx) rollback() {
+	if !t.begun || t.conn.IsClosed() {
+		return
+	}
+	if _, err := t.conn.Exec(t.ctx, "ROLLBACK"); err == nil {
+		t.begun = false
+	}
 }
 
 // pgCounter draws ids from a bucket's sequence.
@@ -319,9 +416,12 @@ func tableOf(bucket []byte) string {
 // one batch at commit (or before a cursor needs the table); reads see those writes first.
 type pgTx struct {
 	ctx   context.Context
-	tx    pgx.Tx
+	conn  *pgx.Conn
 	b     *pgBackend
 	write bool
+	// beginSQL starts the transaction, sent with its first query; begun says it was.
+	beginSQL string
+	begun    bool
 	// err is the first failure to talk to the database; the transaction is then lost.
 	err          error
 	cache        map[string]map[string]*pgEntry
@@ -348,9 +448,10 @@ func (t *pgTx) Bucket(name []byte) kvBucket {
 
 func (t *pgTx) CreateBucketIfNotExists(name []byte) (kvBucket, error) {
 	table := tableOf(name)
-	_, err := t.tx.Exec(t.ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (key bytea PRIMARY KEY, value bytea NOT NULL);
-		CREATE SEQUENCE IF NOT EXISTS %s_seq`, table, table))
-	if err != nil {
+	if err := t.exec(fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (key bytea PRIMARY KEY, value bytea NOT NULL)", table)); err != nil {
+		return nil, err
+	}
+	if err := t.exec(fmt.Sprintf("CREATE SEQUENCE IF NOT EXISTS %s_seq", table)); err != nil {
 		return nil, err
 	}
 	return t.Bucket(name), nil
@@ -373,12 +474,11 @@ func (t *pgTx) set(bucket, key string, e *pgEntry) {
 	m[key] = e
 }
 
-// flush sends the writes held in memory, in one round trip.
-func (t *pgTx) flush() error {
-	if t.err != nil {
-		return t.err
-	}
-	batch := &pgx.Batch{}
+// dirtyOps are the statements that write what the transaction holds in memory, one upsert and
+// one delete per table whatever the number of records (each statement costs PostgreSQL more
+// than the rows it carries), and mark it written.
+func (t *pgTx) dirtyOps() []func(*pgx.Batch) {
+	var ops []func(*pgx.Batch)
 	buckets := make([]string, 0, len(t.cache))
 	for name := range t.cache {
 		buckets = append(buckets, name)
@@ -386,6 +486,7 @@ func (t *pgTx) flush() error {
 	sort.Strings(buckets)
 	for _, name := range buckets {
 		table := tableOf([]byte(name))
+		var putKeys, putValues, delKeys [][]byte
 		keys := make([]string, 0, len(t.cache[name]))
 		for k, e := range t.cache[name] {
 			if e.dirty {
@@ -396,21 +497,103 @@ func (t *pgTx) flush() error {
 		for _, k := range keys {
 			e := t.cache[name][k]
 			if e.present {
-				batch.Queue(fmt.Sprintf("INSERT INTO %s (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", table), []byte(k), e.value)
+				putKeys, putValues = append(putKeys, []byte(k)), append(putValues, e.value)
 			} else {
-				batch.Queue(fmt.Sprintf("DELETE FROM %s WHERE key = $1", table), []byte(k))
+				delKeys = append(delKeys, []byte(k))
 			}
 			e.dirty = false
 		}
+		if len(delKeys) > 0 {
+			ops = append(ops, func(b *pgx.Batch) { b.Queue("DELETE FROM "+table+" WHERE key = ANY($1)", delKeys) })
+		}
+		if len(putKeys) > 0 {
+			ops = append(ops, func(b *pgx.Batch) {
+				b.Queue("INSERT INTO "+table+" (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (key) DO UPDATE SET value = excluded.value", putKeys, putValues)
+			})
+		}
 	}
-	if batch.Len() == 0 {
-		return nil
+	return ops
+}
+
+// flush sends the writes held in memory, in one round trip, before a range is read.
+func (t *pgTx) flush() error {
+	ops := t.dirtyOps()
+	if len(ops) == 0 {
+		return t.err
 	}
-	if err := t.tx.SendBatch(t.ctx, batch).Close(); err != nil {
+	br, err := t.send(func(b *pgx.Batch) {
+		for _, op := range ops {
+			op(b)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if err := br.Close(); err != nil {
 		t.fail(err)
 		return err
 	}
 	return nil
+}
+
+// bucketKey names one record.
+type bucketKey struct {
+	bucket []byte
+	key    string
+}
+
+// prefetch reads the records keys name that the transaction has not read yet, in one round
+// trip, so that the Gets that follow are answered from memory.
+func (t *pgTx) prefetch(keys []bucketKey) {
+	byBucket := map[string][][]byte{}
+	var order []string
+	for _, k := range keys {
+		name := string(k.bucket)
+		if _, seen := t.entry(name, k.key); seen {
+			continue
+		}
+		if _, ok := byBucket[name]; !ok {
+			order = append(order, name)
+		}
+		byBucket[name] = append(byBucket[name], []byte(k.key))
+		t.set(name, k.key, &pgEntry{}) // absent unless a row says otherwise
+	}
+	if len(order) == 0 {
+		return
+	}
+	br, err := t.send(func(b *pgx.Batch) {
+		for _, name := range order {
+			b.Queue("SELECT key, value FROM "+tableOf([]byte(name))+" WHERE key = ANY($1)", byBucket[name])
+		}
+	})
+	if err != nil {
+		return
+	}
+	defer br.Close()
+	for _, name := range order {
+		rows, err := br.Query()
+		if err != nil {
+			t.fail(err)
+			return
+		}
+		for rows.Next() {
+			var k, v []byte
+			if err := rows.Scan(&k, &v); err != nil {
+				rows.Close()
+				t.fail(err)
+				return
+			}
+			if v == nil {
+				v = []byte{}
+			}
+			t.set(name, string(k), &pgEntry{value: v, present: true})
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			t.fail(err)
+			return
+		}
+	}
 }
 
 type pgBucket struct {
@@ -430,7 +613,14 @@ func (b *pgBucket) Get(key []byte) []byte {
 		return nil
 	}
 	var v []byte
-	err := b.t.tx.QueryRow(b.t.ctx, "SELECT value FROM "+b.table+" WHERE key = $1", key).Scan(&v)
+	br, err := b.t.send(func(bt *pgx.Batch) { bt.Queue("SELECT value FROM "+b.table+" WHERE key = $1", key) })
+	if err != nil {
+		return nil
+	}
+	err = br.QueryRow().Scan(&v)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		b.t.set(b.name, string(key), &pgEntry{})
@@ -480,7 +670,15 @@ func (b *pgBucket) ForEach(fn func(k, v []byte) error) error {
 func (b *pgBucket) Sequence() uint64 {
 	var last int64
 	var called bool
-	if err := b.t.tx.QueryRow(b.t.ctx, "SELECT last_value, is_called FROM "+b.table+"_seq").Scan(&last, &called); err != nil {
+	br, err := b.t.send(func(bt *pgx.Batch) { bt.Queue("SELECT last_value, is_called FROM " + b.table + "_seq") })
+	if err != nil {
+		return 0
+	}
+	err = br.QueryRow().Scan(&last, &called)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
 		b.t.fail(err)
 		return 0
 	}
@@ -491,16 +689,10 @@ func (b *pgBucket) Sequence() uint64 {
 }
 
 func (b *pgBucket) SetSequence(v uint64) error {
-	var err error
 	if v == 0 {
-		_, err = b.t.tx.Exec(b.t.ctx, "SELECT setval($1::regclass, 1, false)", b.table+"_seq")
-	} else {
-		_, err = b.t.tx.Exec(b.t.ctx, "SELECT setval($1::regclass, $2, true)", b.table+"_seq", int64(v))
+		return b.t.exec("SELECT setval($1::regclass, 1, false)", b.table+"_seq")
 	}
-	if err != nil {
-		b.t.fail(err)
-	}
-	return err
+	return b.t.exec("SELECT setval($1::regclass, $2, true)", b.table+"_seq", int64(v))
 }
 
 func (b *pgBucket) Cursor() kvCursor {
@@ -547,7 +739,12 @@ func (c *pgCursor) load(where string, arg []byte, forward bool) ([]byte, []byte)
 	if c.b.t.err != nil {
 		return nil, nil
 	}
-	rows, err := c.b.t.tx.Query(c.b.t.ctx, q, args...)
+	br, err := c.b.t.send(func(b *pgx.Batch) { b.Queue(q, args...) })
+	if err != nil {
+		return nil, nil
+	}
+	defer br.Close()
+	rows, err := br.Query()
 	if err != nil {
 		c.b.t.fail(err)
 		return nil, nil
@@ -776,6 +973,17 @@ func (s *Store) CountSender(sender string, now time.Time) error {
 		VALUES ($1, date_trunc('minute', $2::timestamptz), 1)
 		ON CONFLICT (sender, minute) DO UPDATE SET hits = deskgate_sender_hits.hits + 1`, sender, now.UTC())
 	return unavailable(err)
+}
+
+// Ping says whether the store answers: on PostgreSQL a query on a connection of the pool; on
+// bbolt a read transaction.
+func (s *Store) Ping() error {
+	if b, ok := s.be.(*pgBackend); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return unavailable(b.pool.Ping(ctx))
+	}
+	return s.View(func(*Tx) error { return nil })
 }
 
 // Postgres reports whether the store is on PostgreSQL.

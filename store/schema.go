@@ -75,7 +75,7 @@ func migrate(be backend) (from int, err error) {
 		return from, fmt.Errorf("the database has schema version %d, newer than this deskgate's %d: run the deskgate that wrote it, or a newer one", from, SchemaVersion)
 	}
 	for v := from; v < SchemaVersion; v++ {
-		err := be.update(func(tx kvTx) error {
+		err := updateDurably(be, func(tx kvTx) error {
 			// Another node may have run it meanwhile (PostgreSQL): update runs alone.
 			if schemaVersion(tx) > v {
 				return nil

@@ -64,6 +64,8 @@ type Store struct {
 type call struct {
 	fn  func(*Tx) error
 	err chan error
+	// reads is what the call's plan read, checked again in the transaction (Apply).
+	reads *ReadSet
 }
 
 // maxBatch bounds one group commit so that a flood of writers cannot make one
@@ -105,7 +107,7 @@ var allBuckets = [][]byte{bucketMeta, bucketTickets, bucketComments, bucketMsgID
 // start makes the buckets and the secret if the store is new, brings the layout to
 // SchemaVersion and starts the writer.
 func (s *Store) start() error {
-	err := s.be.update(func(tx kvTx) error {
+	err := updateDurably(s.be, func(tx kvTx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -154,7 +156,11 @@ func (s *Store) Close() error {
 // which case nothing fn wrote is kept. fn may be run more than once, so it must not
 // have effects outside the transaction.
 func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
-	c := &call{fn: fn, err: make(chan error, 1)}
+	return s.update(ctx, fn, nil)
+}
+
+func (s *Store) update(ctx context.Context, fn func(*Tx) error, reads *ReadSet) error {
+	c := &call{fn: fn, err: make(chan error, 1), reads: reads}
 	select {
 	case s.calls <- c:
 	case <-ctx.Done():
@@ -200,7 +206,19 @@ func (s *Store) commit(batch []*call) {
 		metrics.StoreCommitBatch.Observe(float64(len(batch)))
 		metrics.StoreCommitSeconds.Observe(time.Since(start).Seconds())
 	}()
-	err := s.be.update(func(ktx kvTx) error {
+	wait, err := s.be.update(func(ktx kvTx) error {
+		if p, ok := ktx.(prefetcher); ok {
+			// Every record the batch's plans read, and the counters every write changes.
+			keys := []bucketKey{{bucketMeta, string(keyTicketCount)}, {bucketMeta, string(keyCommentCount)}, {bucketMeta, string(keyDeliveryCount)}}
+			for _, c := range batch {
+				if c.reads != nil {
+					for _, r := range c.reads.reads {
+						keys = append(keys, bucketKey{r.bucket, r.key})
+					}
+				}
+			}
+			p.prefetch(keys)
+		}
 		tx := &Tx{tx: ktx, st: s}
 		for i, c := range batch {
 			if err := c.fn(tx); err != nil {
@@ -211,6 +229,14 @@ func (s *Store) commit(batch []*call) {
 	})
 	var failed *failedCall
 	switch {
+	case err == nil && wait != nil:
+		// Committed; the callers hear once it is on disk, while the next batch goes ahead.
+		go func() {
+			err := wait()
+			for _, c := range batch {
+				c.err <- err
+			}
+		}()
 	case err == nil:
 		for _, c := range batch {
 			c.err <- nil
@@ -752,6 +778,24 @@ func (t *Tx) QueueDelivery(d *Delivery, message []byte) error {
 		return err
 	}
 	return t.tx.Bucket(bucketQueue).Put(queueKey(d.NextTry, d.ID), nil)
+}
+
+// PrefetchDeliveries reads the records of ids (and their messages, withMessages) ahead of
+// Delivery and DeliveryMessage asking for them one by one: on PostgreSQL in one round trip
+// instead of one each; on bbolt it does nothing.
+func (t *Tx) PrefetchDeliveries(ids []uint64, withMessages bool) {
+	p, ok := t.tx.(prefetcher)
+	if !ok {
+		return
+	}
+	keys := make([]bucketKey, 0, 2*len(ids))
+	for _, id := range ids {
+		keys = append(keys, bucketKey{bucketDeliv, string(itob(id))})
+		if withMessages {
+			keys = append(keys, bucketKey{bucketDelivMsg, string(itob(id))})
+		}
+	}
+	p.prefetch(keys)
 }
 
 // Delivery returns the delivery with id, or ErrNotFound.

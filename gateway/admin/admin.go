@@ -218,7 +218,7 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	if err := s.store.View(func(*store.Tx) error { return nil }); err != nil {
+	if err := s.store.Ping(); err != nil {
 		http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}

@@ -333,6 +333,7 @@ func (w *Worker) due(limit int, skip map[uint64]bool) []job {
 	var jobs []job
 	var unused []uint64
 	w.store.View(func(tx *store.Tx) error {
+		tx.PrefetchDeliveries(claimed, true)
 		for _, id := range claimed {
 			d, err := tx.Delivery(id)
 			if err != nil {
@@ -447,7 +448,12 @@ func replyText(err error) string {
 func (w *Worker) record(results []attempt) bool {
 	cfg := w.config()
 	now := w.Now().UTC()
+	ids := make([]uint64, len(results))
+	for i, a := range results {
+		ids[i] = a.d.ID
+	}
 	err := w.store.Update(context.Background(), func(tx *store.Tx) error {
+		tx.PrefetchDeliveries(ids, false)
 		for i := range results {
 			a := &results[i]
 			a.final = make([]store.DeliveryState, len(a.rcpts))

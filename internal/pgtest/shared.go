@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -42,24 +43,50 @@ func (k *keeper) Fatalf(format string, a ...any) {
 }
 
 func startShared() {
+	c, stop, err := Launch()
+	shared.stop = stop
+	if err != nil {
+		shared.skip = err.Error()
+		return
+	}
+	shared.url = c.URL
+}
+
+// Launch starts a cluster outside any test (the benchmarks use it); stop stops and removes
+// it, and is never nil.
+func Launch() (c *Cluster, stop func(), err error) {
 	k := &keeper{}
+	stop = func() {
+		for i := len(k.cleanups) - 1; i >= 0; i-- {
+			k.cleanups[i]()
+		}
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			if r != any(k) {
 				panic(r)
 			}
-			shared.skip = k.skip
+			err = errors.New(k.skip)
 			if k.failed != "" {
-				shared.skip = "the test cluster did not start: " + k.failed
-			}
-		}
-		shared.stop = func() {
-			for i := len(k.cleanups) - 1; i >= 0; i-- {
-				k.cleanups[i]()
+				err = errors.New("the cluster did not start: " + k.failed)
 			}
 		}
 	}()
-	shared.url = Start(k)
+	return StartCluster(k), stop, nil
+}
+
+// CreateDatabase makes a database on the cluster and returns its URL.
+func (c *Cluster) CreateDatabase(name string) (string, error) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.URL)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", err
+	}
+	return strings.Replace(c.URL, "/postgres?", "/"+name+"?", 1), nil
 }
 
 // Database returns the URL of a new, empty database on the package's shared cluster, or skips
@@ -68,6 +95,9 @@ func Database(t testing.TB) string {
 	t.Helper()
 	shared.once.Do(startShared)
 	if shared.url == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal(shared.skip)
+		}
 		t.Skip(shared.skip)
 	}
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), databases.Add(1))

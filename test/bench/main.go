@@ -135,6 +135,28 @@ func run() error {
 	}
 
 	d.stop()
+	var pg pgResult
+	if *pgBench {
+		if pg, err = runPostgres(source, dir); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+	}
+	defer func() {
+		if !*pgBench {
+			return
+		}
+		fmt.Printf("\nPostgreSQL store: new tickets, the same load, a throwaway cluster on this disk (fsync on)\n")
+		if pg.skipped != "" {
+			fmt.Printf("skipped: %s\n", pg.skipped)
+			return
+		}
+		fmt.Printf("%-34s %10.0f msg/s (machine CPU %.0f %% busy)\n", "one node", pg.one, pg.busyOne*100)
+		fmt.Printf("%-34s %10.2f   (goal >= 0.50)\n", "ratio one node / bbolt", pg.one/dgRate)
+		fmt.Printf("%-34s %10.0f µs\n", "writer time per message", pg.writerPerMsgUs)
+		fmt.Printf("%-34s %10.0f µs deskgate, %.0f µs PostgreSQL\n", "CPU per message, one node", pg.deskgateUs, pg.postgresUs)
+		fmt.Printf("%-34s %10.0f msg/s (half the load to each; machine CPU %.0f %% busy)\n", "two nodes, one database", pg.two, pg.busyTwo*100)
+		fmt.Printf("%-34s %10.2f   (goal >= 1.30)\n", "ratio two nodes / one", pg.two/pg.one)
+	}()
 	fanOut, err := runFanOut(source, sink, filepath.Join(dir, "fanout"))
 	if err != nil {
 		return fmt.Errorf("fan-out: %w", err)
@@ -253,7 +275,7 @@ authentication: %[7]s
 upstream: %[6]s
 admin: {token_file: %[4]s}
 log: {level: warn}
-`, dir, d.smtp, d.admin, tokenFile, benchAgents(), upstream, auth)
+%[8]s`, dir, d.smtp, d.admin, tokenFile, benchAgents(), upstream, auth, extraConfig)
 	path := filepath.Join(dir, "deskgate.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
