@@ -214,56 +214,72 @@ func TestPostgresNodeKilledUnderLoad(t *testing.T) {
 	t.Logf("%d acknowledged (%d before the kill), %d stored, %d sent, %d sent twice", len(acked), killAfter, len(counts), sent, again)
 }
 
-// PostgreSQL restarted under load: while it is down deskgate answers 451 4.3.0, and once it is
-// back mail flows again; nothing acknowledged is lost.
+// PostgreSQL crashes (an immediate stop) under load: while it is down deskgate answers
+// 451 4.3.0, once it is back mail flows again, and every message acknowledged before, during or
+// after is stored exactly once.
 func TestPostgresRestartedUnderLoad(t *testing.T) {
 	cluster := pgtest.StartCluster(t)
 	d := startDaemon(t, options{extraYAML: fmt.Sprintf("store:\n  url: %q\n", cluster.URL)})
 
-	send := func(id string) error {
-		h := map[string]string{"From": jane, "To": "support@example.com", "Subject": "restart " + id, "Message-ID": id}
-		return deliverOne(d.smtpAddr, mail(h, "restart\n"))
-	}
+	const clients, perClient = 4, 150
+	var mu sync.Mutex
 	acked := map[string]bool{}
-	for i := 0; i < 10; i++ {
-		id := fmt.Sprintf("<pg-up-%d@customer.test>", i)
-		if err := send(id); err != nil {
-			t.Fatalf("before the restart: %v", err)
-		}
-		acked[id] = true
+	var ackCount, refused451 atomic.Int64
+	var down atomic.Bool
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for j := 0; j < perClient; j++ {
+				id := fmt.Sprintf("<pg-crash-%d-%d@customer.test>", c, j)
+				h := map[string]string{"From": fmt.Sprintf("client%d@customer.test", c), "To": "support@example.com", "Subject": "crash " + id, "Message-ID": id}
+				err := deliverOne(d.smtpAddr, mail(h, "restart\n"))
+				if err != nil {
+					if down.Load() && strings.Contains(err.Error(), "451") && strings.Contains(err.Error(), "4.3.0") {
+						refused451.Add(1)
+					}
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				mu.Lock()
+				acked[id] = true
+				mu.Unlock()
+				ackCount.Add(1)
+			}
+		}(c)
 	}
+	waitFor(t, "load to be under way", 30*time.Second, func() bool { return ackCount.Load() >= 60 })
+	down.Store(true)
 	if err := cluster.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	err := send("<pg-down@customer.test>")
-	if err == nil || !strings.Contains(err.Error(), "451") || !strings.Contains(err.Error(), "4.3.0") {
-		t.Fatalf("with PostgreSQL down the reply was %v, want 451 4.3.0", err)
-	}
+	waitFor(t, "a 451 4.3.0 while PostgreSQL is down", 20*time.Second, func() bool { return refused451.Load() > 0 })
 	if code, body := d.api("GET", "/healthz", nil, false); code == 200 {
 		t.Errorf("/healthz says %d %s while PostgreSQL is down", code, body)
 	}
+	atDown := ackCount.Load()
 	if err := cluster.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "mail to be accepted again", 30*time.Second, func() bool { return send("<pg-back@customer.test>") == nil })
-	acked["<pg-back@customer.test>"] = true
-	for i := 0; i < 10; i++ {
-		id := fmt.Sprintf("<pg-after-%d@customer.test>", i)
-		if err := send(id); err != nil {
-			t.Fatalf("after the restart: %v", err)
-		}
-		acked[id] = true
+	down.Store(false)
+	wg.Wait()
+	if ackCount.Load() <= atDown {
+		t.Fatalf("no mail was accepted after PostgreSQL came back")
 	}
 	counts := d.allMessageIDs()
 	for id := range acked {
 		if counts[id] != 1 {
-			t.Errorf("acknowledged %s is stored %d times", id, counts[id])
+			t.Errorf("acknowledged %s is stored %d times, want exactly once", id, counts[id])
 		}
 	}
-	if counts["<pg-down@customer.test>"] != 0 {
-		t.Errorf("the message refused with 451 was stored")
+	for id, n := range counts {
+		if n > 1 {
+			t.Errorf("%s stored %d times", id, n)
+		}
 	}
-	d.queueSettled(30 * time.Second)
+	t.Logf("%d acknowledged (%d before the crash), %d refused with 451 while down, %d stored", len(acked), atDown, refused451.Load(), len(counts))
+	d.queueSettled(60 * time.Second)
 }
 
 // A desk moved from bbolt to PostgreSQL with `deskgate store copy` keeps its tickets and
