@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strings"
@@ -8,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/deskgate/deskgate/internal/pgtest"
 )
@@ -350,4 +353,74 @@ func TestCheckConfigTriesThePostgresConnection(t *testing.T) {
 			t.Errorf("check-config printed the password:\n%s%s", out, errOut)
 		}
 	}
+}
+
+// A streaming standby with synchronous replication is promoted while mail flows: deskgate,
+// given both hosts and target_session_attrs=read-write, finds the new primary by itself, and
+// every message it acknowledged, before and after, is on it.
+func TestPostgresStandbyPromotedWhileMailFlows(t *testing.T) {
+	primary := pgtest.StartCluster(t)
+	standby := primary.StartStandby(t, "standby1")
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, primary.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"ALTER SYSTEM SET synchronous_standby_names = 'standby1'", "SELECT pg_reload_conf()", "CREATE DATABASE desk"} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the standby to replicate synchronously", 30*time.Second, func() bool {
+		var state string
+		conn.QueryRow(ctx, "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby1'").Scan(&state)
+		return state == "sync"
+	})
+	conn.Close(ctx)
+	url := fmt.Sprintf("postgres://deskgate@127.0.0.1:%d,127.0.0.1:%d/desk?sslmode=disable&target_session_attrs=read-write", primary.Port, standby.Port)
+	d := startDaemon(t, options{extraYAML: fmt.Sprintf("store:\n  url: %q\n", url)})
+
+	const clients, perClient = 4, 120
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	var ackCount atomic.Int64
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for j := 0; j < perClient; j++ {
+				id := fmt.Sprintf("<failover-%d-%d@customer.test>", c, j)
+				h := map[string]string{"From": fmt.Sprintf("client%d@customer.test", c), "To": "support@example.com", "Subject": "failover " + id, "Message-ID": id}
+				if err := deliverOne(d.smtpAddr, mail(h, "failover\n")); err != nil {
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				mu.Lock()
+				acked[id] = true
+				mu.Unlock()
+				ackCount.Add(1)
+			}
+		}(c)
+	}
+	waitFor(t, "load to be under way", 30*time.Second, func() bool { return ackCount.Load() >= 60 })
+	if err := primary.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	atFailure := ackCount.Load()
+	if err := standby.Promote(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if ackCount.Load() <= atFailure {
+		t.Fatal("no mail was accepted after the standby was promoted")
+	}
+	counts := d.allMessageIDs()
+	for id := range acked {
+		if counts[id] != 1 {
+			t.Errorf("acknowledged %s is stored %d times on the promoted standby, want exactly once", id, counts[id])
+		}
+	}
+	t.Logf("%d acknowledged (%d before the primary died), %d on the promoted standby", len(acked), atFailure, len(counts))
+	d.queueSettled(60 * time.Second)
 }

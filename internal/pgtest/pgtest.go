@@ -47,10 +47,13 @@ func freePort() (int, error) {
 type Cluster struct {
 	// URL reaches the cluster's postgres database as the superuser deskgate.
 	URL  string
+	Port int
 	run  func(name string, args ...string) error
 	data string
 	dir  string
 	opts string
+	// as runs a program as the cluster's owner.
+	as []string
 }
 
 // Start starts a cluster for t and returns the URL to reach it as the superuser deskgate; the
@@ -96,7 +99,7 @@ func StartCluster(t testing.TB) *Cluster {
 		}
 		return nil
 	}
-	c := &Cluster{run: run, data: filepath.Join(dir, "data"), dir: dir}
+	c := &Cluster{run: run, data: filepath.Join(dir, "data"), dir: dir, as: as}
 	if err := run("initdb", "-D", c.data, "-A", "trust", "-U", "deskgate", "-E", "UTF8", "--no-sync"); err != nil {
 		t.Skipf("PostgreSQL could not be set up here: %v", err)
 	}
@@ -111,7 +114,53 @@ func StartCluster(t testing.TB) *Cluster {
 	}
 	t.Cleanup(func() { run("pg_ctl", "-D", c.data, "-m", "immediate", "-w", "stop") })
 	c.URL = fmt.Sprintf("postgres://deskgate@127.0.0.1:%d/postgres?sslmode=disable", port)
+	c.Port = port
 	return c
+}
+
+// StartStandby makes a streaming standby of c with pg_basebackup, named name (its
+// application_name, for synchronous_standby_names), starts it on a port of its own and stops
+// it when t ends. The primary must be running.
+func (c *Cluster) StartStandby(t testing.TB, name string) *Cluster {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "deskgate-pg-standby-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if len(c.as) > 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &Cluster{run: c.run, data: filepath.Join(dir, "data"), dir: dir, as: c.as}
+	conninfo := fmt.Sprintf("host=127.0.0.1 port=%d user=deskgate application_name=%s", c.Port, name)
+	if err := c.run("pg_basebackup", "-D", s.data, "-d", conninfo, "-X", "stream", "-c", "fast", "-R", "--no-sync"); err != nil {
+		t.Fatal(err)
+	}
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Port = port
+	s.opts = fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories=%s -c max_connections=400 -c primary_conninfo='%s'", port, dir, conninfo)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.run("pg_ctl", "-D", s.data, "-m", "immediate", "-w", "stop") })
+	s.URL = fmt.Sprintf("postgres://deskgate@127.0.0.1:%d/postgres?sslmode=disable", port)
+	return s
+}
+
+// Promote makes a standby the primary.
+func (c *Cluster) Promote() error {
+	return c.run("pg_ctl", "-D", c.data, "-w", "-t", "60", "promote")
 }
 
 // Start starts the cluster again after Stop, on the same port.
