@@ -424,3 +424,24 @@ func TestPostgresStandbyPromotedWhileMailFlows(t *testing.T) {
 	t.Logf("%d acknowledged (%d before the primary died), %d on the promoted standby", len(acked), atFailure, len(counts))
 	d.queueSettled(60 * time.Second)
 }
+
+// The offline commands on a desk on PostgreSQL: migrate runs the migrations and says so;
+// backup and compact, which are bbolt's, are refused with what to use instead.
+func TestPostgresMigrateBackupCompact(t *testing.T) {
+	url := pgtest.Database(t)
+	d := writeDaemonConfig(t, options{extraYAML: fmt.Sprintf("store:\n  url: %q\n", url)})
+	if out, errOut, code := d.cli("migrate"); code != 0 || !strings.Contains(out, "schema version 0 -> ") {
+		t.Errorf("migrate on an empty database: exit %d %q %s", code, out, errOut)
+	}
+	if out, errOut, code := d.cli("migrate"); code != 0 || !strings.Contains(out, "nothing to do") {
+		t.Errorf("migrate again: exit %d %q %s", code, out, errOut)
+	}
+	if _, errOut, code := d.cli("compact"); code == 0 || !strings.Contains(errOut, "PostgreSQL") {
+		t.Errorf("compact: exit %d %s", code, errOut)
+	}
+	d.start()
+	d.open(jane, nil, "backed up?", "body")
+	if _, errOut, code := d.cli("backup", d.dir+"/backup.db"); code == 0 || !strings.Contains(errOut, "pg_dump") {
+		t.Errorf("backup: exit %d %s", code, errOut)
+	}
+}
