@@ -19,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/deskgate/deskgate/gateway/metrics"
 )
 
 // On PostgreSQL each bucket is a table deskgate_<bucket> (key bytea primary key, value bytea)
@@ -319,6 +321,9 @@ func (t *pgTx) send(queue func(b *pgx.Batch)) (pgx.BatchResults, error) {
 			return nil, err
 		}
 	}
+	if pre == 2 {
+		t.locked = time.Now()
+	}
 	return br, nil
 }
 
@@ -363,6 +368,9 @@ func (t *pgTx) commit() {
 		return
 	}
 	t.begun = false
+	if !t.locked.IsZero() {
+		metrics.StoreWriteLockSeconds.Observe(time.Since(t.locked).Seconds())
+	}
 }
 
 func (t *pgTx) rollback() {
@@ -431,6 +439,8 @@ type pgTx struct {
 	// beginSQL starts the transaction, sent with its first query; begun says it was.
 	beginSQL string
 	begun    bool
+	// locked is when the write lock was taken.
+	locked time.Time
 	// err is the first failure to talk to the database; the transaction is then lost.
 	err          error
 	cache        map[string]map[string]*pgEntry

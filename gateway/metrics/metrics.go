@@ -88,6 +88,14 @@ var (
 		Help:    "Time of one write transaction, fsync included.",
 		Buckets: latency,
 	})
+	// StoreWriteLockSeconds is how long one write transaction held PostgreSQL's write lock,
+	// which every node's writes take in turn: its sum over the writes is the serial part of
+	// the desk's work.
+	StoreWriteLockSeconds = factory.NewHistogram(prometheus.HistogramOpts{
+		Name:    "deskgate_store_write_lock_seconds",
+		Help:    "Time one write transaction held the write lock shared by every node (PostgreSQL only).",
+		Buckets: latency,
+	})
 	// StoreCommitBatch is the number of changes one commit carried.
 	StoreCommitBatch = factory.NewHistogram(prometheus.HistogramOpts{
 		Name:    "deskgate_store_commit_batch_size",

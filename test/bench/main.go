@@ -153,6 +153,9 @@ func run() error {
 		fmt.Printf("%-34s %10.0f msg/s (machine CPU %.0f %% busy)\n", "one node", pg.one, pg.busyOne*100)
 		fmt.Printf("%-34s %10.2f   (goal >= 0.50)\n", "ratio one node / bbolt", pg.one/dgRate)
 		fmt.Printf("%-34s %10.0f µs\n", "writer time per message", pg.writerPerMsgUs)
+		if pg.lockPerMsgUs > 0 {
+			fmt.Printf("%-34s %10.0f µs per change (at most %.0f changes/s however many nodes)\n", "write lock held", pg.lockPerMsgUs, 1e6/pg.lockPerMsgUs)
+		}
 		fmt.Printf("%-34s %10.0f µs deskgate, %.0f µs PostgreSQL\n", "CPU per message, one node", pg.deskgateUs, pg.postgresUs)
 		fmt.Printf("%-34s %10.0f msg/s (half the load to each; machine CPU %.0f %% busy)\n", "two nodes, one database", pg.two, pg.busyTwo*100)
 		fmt.Printf("%-34s %10.2f   (goal >= 1.30)\n", "ratio two nodes / one", pg.two/pg.one)
@@ -352,10 +355,15 @@ func (d *deskgate) storeCounters() (commits, writes int, writerSeconds float64) 
 			writes = n
 		case "deskgate_store_commit_seconds_sum":
 			writerSeconds = v
+		case "deskgate_store_write_lock_seconds_sum":
+			lockSeconds = v
 		}
 	}
 	return commits, writes, writerSeconds
 }
+
+// lockSeconds is the deskgate_store_write_lock_seconds sum of the last storeCounters call.
+var lockSeconds float64
 
 func waitListen(addr string) {
 	for i := 0; i < 200; i++ {

@@ -22,6 +22,8 @@ var extraConfig string
 type pgResult struct {
 	one, two       float64
 	writerPerMsgUs float64
+	// lockPerMsgUs is the write lock's time per change: the serial part, whatever the nodes.
+	lockPerMsgUs float64
 	// CPU per message in the one-node run: deskgate's and PostgreSQL's processes'; and how
 	// busy the machine was in each run.
 	deskgateUs, postgresUs float64
@@ -101,10 +103,10 @@ func runPostgres(source, dir string) (pgResult, error) {
 	r.busyOne = busyShare(b0, t0)
 	r.deskgateUs = ticksToMicros(cpuTicks(d.cmd.Process.Pid)-dg0) / float64(*messages)
 	r.postgresUs = ticksToMicros(postgresTicks()-pg0) / float64(*messages)
-	commits, writes, writerSeconds := d.storeCounters()
-	_ = commits
+	_, writes, writerSeconds := d.storeCounters()
 	if writes > 0 {
 		r.writerPerMsgUs = writerSeconds / float64(writes) * 1e6
+		r.lockPerMsgUs = lockSeconds / float64(writes) * 1e6
 	}
 	stored, cerr := d.countTickets()
 	d.stop()
