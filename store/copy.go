@@ -58,7 +58,7 @@ func CopyAll(src, dst *Store, progress func(bucket string, n int)) (Copied, erro
 	if tickets > 0 || comments > 0 {
 		return out, fmt.Errorf("the destination already holds %d tickets and %d comments: copy into an empty store", tickets, comments)
 	}
-	err := src.be.view(func(stx kvTx) error {
+	err := src.be.view(0, func(stx kvTx) error {
 		for _, name := range copyBuckets {
 			var keys, values [][]byte
 			size := 0
@@ -116,7 +116,7 @@ func CopyAll(src, dst *Store, progress func(bucket string, n int)) (Copied, erro
 		return out, err
 	}
 	// dst now has src's secret and sequences; it goes on from them.
-	err = dst.be.view(func(tx kvTx) error {
+	err = dst.be.view(0, func(tx kvTx) error {
 		dst.secret = append([]byte(nil), tx.Bucket(bucketMeta).Get(keySecret)...)
 		dst.loadCounters(tx)
 		return nil

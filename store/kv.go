@@ -1,6 +1,8 @@
 package store
 
 import (
+	"time"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -49,10 +51,12 @@ type backend interface {
 	// update runs fn in one write transaction. Only one update runs at a time across every
 	// process sharing the backend. It returns once the transaction is committed; with a wait
 	// function, the commit is durable on disk only once wait has returned nil, and the next
-	// update may run meanwhile.
-	update(fn func(kvTx) error) (wait func() error, err error)
-	// view runs fn on a consistent read-only snapshot.
-	view(fn func(kvTx) error) error
+	// update may run meanwhile. It gives up after limit when the database does not answer
+	// (0: no limit, for migrations and copies).
+	update(limit time.Duration, fn func(kvTx) error) (wait func() error, err error)
+	// view runs fn on a consistent read-only snapshot, giving up after limit when the
+	// database does not answer (0: no limit, for walks over the whole desk).
+	view(limit time.Duration, fn func(kvTx) error) error
 	// counter is the source of ids for bucket (see counters).
 	counter(tx kvTx, bucket []byte) idCounter
 	close() error
@@ -61,7 +65,7 @@ type backend interface {
 // boltBackend keeps the buckets in one bbolt file.
 type boltBackend struct{ db *bolt.DB }
 
-func (b boltBackend) update(fn func(kvTx) error) (func() error, error) {
+func (b boltBackend) update(_ time.Duration, fn func(kvTx) error) (func() error, error) {
 	return nil, b.db.Update(func(btx *bolt.Tx) error {
 		fillAppendOnly(btx)
 		return fn(boltTx{btx})
@@ -70,14 +74,14 @@ func (b boltBackend) update(fn func(kvTx) error) (func() error, error) {
 
 // updateDurably is update, returning once the transaction is durable.
 func updateDurably(be backend, fn func(kvTx) error) error {
-	wait, err := be.update(fn)
+	wait, err := be.update(0, fn)
 	if err == nil && wait != nil {
 		err = wait()
 	}
 	return err
 }
 
-func (b boltBackend) view(fn func(kvTx) error) error {
+func (b boltBackend) view(_ time.Duration, fn func(kvTx) error) error {
 	return b.db.View(func(btx *bolt.Tx) error { return fn(boltTx{btx}) })
 }
 

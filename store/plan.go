@@ -61,7 +61,7 @@ func (t *Tx) Unchanged(rs *ReadSet) bool {
 // Plan runs fn on a read-only snapshot and returns what it read.
 func (s *Store) Plan(fn func(*Tx) error) (*ReadSet, error) {
 	rs := &ReadSet{}
-	err := s.be.view(func(tx kvTx) error { return fn(&Tx{tx: tx, st: s, reads: rs}) })
+	err := s.be.view(opTimeout, func(tx kvTx) error { return fn(&Tx{tx: tx, st: s, reads: rs}) })
 	return rs, err
 }
 

@@ -235,8 +235,22 @@ func unavailable(err error) error {
 // lock) go in one batch with the transaction's first query, the reads a write transaction
 // checks go in one batch (prefetch), and the writes, the NOTIFY and the COMMIT in another.
 
-func (b *pgBackend) update(fn func(kvTx) error) (func() error, error) {
+// opTimeout bounds what a mail or an action waits for PostgreSQL: a database that stopped
+// answering without closing its connections (a host frozen, a network cut) gets the client a
+// 451 after this long, instead of holding its session until the TCP keepalive notices.
+const opTimeout = 30 * time.Second
+
+func opContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), opTimeout)
+}
+
+func (b *pgBackend) update(limit time.Duration, fn func(kvTx) error) (func() error, error) {
 	ctx := context.Background()
+	if limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
 	pc, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return nil, unavailable(err)
@@ -272,15 +286,22 @@ func (b *pgBackend) update(fn func(kvTx) error) (func() error, error) {
 // PostgreSQL die in between, the write is lost with everything written after it, and its
 // callers get an error.
 func (b *pgBackend) flushed() error {
-	_, err := b.pool.Exec(context.Background(), `INSERT INTO deskgate_flush (slot, n) VALUES ($1, 1)
+	ctx, cancel := opContext()
+	defer cancel()
+	_, err := b.pool.Exec(ctx, `INSERT INTO deskgate_flush (slot, n) VALUES ($1, 1)
 		ON CONFLICT (slot) DO UPDATE SET n = deskgate_flush.n + 1`, mrand.IntN(flushSlots))
 	return unavailable(err)
 }
 
 const flushSlots = 64
 
-func (b *pgBackend) view(fn func(kvTx) error) error {
+func (b *pgBackend) view(limit time.Duration, fn func(kvTx) error) error {
 	ctx := context.Background()
+	if limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
 	pc, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return unavailable(err)
@@ -395,7 +416,9 @@ func (b *pgBackend) counter(_ kvTx, bucket []byte) idCounter {
 
 func (c *pgCounter) draw() uint64 {
 	var id int64
-	if err := c.b.aux.QueryRow(context.Background(), "SELECT nextval($1::regclass)", c.seq).Scan(&id); err != nil {
+	ctx, cancel := opContext()
+	defer cancel()
+	if err := c.b.aux.QueryRow(ctx, "SELECT nextval($1::regclass)", c.seq).Scan(&id); err != nil {
 		err = unavailable(err)
 		c.err.Store(&err)
 		return 0
@@ -852,7 +875,9 @@ func (s *Store) Claim(ids []uint64) ([]uint64, error) {
 	for i, id := range ids {
 		list[i] = int64(id)
 	}
-	rows, err := b.aux.Query(context.Background(), `
+	ctx, cancel := opContext()
+	defer cancel()
+	rows, err := b.aux.Query(ctx, `
 		INSERT INTO deskgate_leases (delivery, node, until)
 		SELECT unnest($1::bigint[]), $2, now() + $3::interval
 		ON CONFLICT (delivery) DO UPDATE SET node = excluded.node, until = excluded.until
@@ -889,7 +914,9 @@ func (s *Store) Release(ids []uint64) {
 	}
 	b.mu.Unlock()
 	// Should this fail, the lease runs out by itself: renew keeps only what is held.
-	b.aux.Exec(context.Background(), "DELETE FROM deskgate_leases WHERE node = $1 AND delivery = ANY($2::bigint[])", b.node, list)
+	ctx, cancel := opContext()
+	defer cancel()
+	b.aux.Exec(ctx, "DELETE FROM deskgate_leases WHERE node = $1 AND delivery = ANY($2::bigint[])", b.node, list)
 }
 
 func (b *pgBackend) releaseAll() {
@@ -976,7 +1003,9 @@ func (s *Store) SenderHits(sender string, now time.Time) (n int, ok bool, err er
 	if !isPG {
 		return 0, false, nil
 	}
-	err = b.aux.QueryRow(context.Background(),
+	ctx, cancel := opContext()
+	defer cancel()
+	err = b.aux.QueryRow(ctx,
 		"SELECT coalesce(sum(hits), 0) FROM deskgate_sender_hits WHERE sender = $1 AND minute > $2::timestamptz - interval '1 hour'",
 		sender, now.UTC()).Scan(&n)
 	return n, true, unavailable(err)
@@ -988,7 +1017,9 @@ func (s *Store) CountSender(sender string, now time.Time) error {
 	if !isPG {
 		return nil
 	}
-	_, err := b.aux.Exec(context.Background(), `INSERT INTO deskgate_sender_hits (sender, minute, hits)
+	ctx, cancel := opContext()
+	defer cancel()
+	_, err := b.aux.Exec(ctx, `INSERT INTO deskgate_sender_hits (sender, minute, hits)
 		VALUES ($1, date_trunc('minute', $2::timestamptz), 1)
 		ON CONFLICT (sender, minute) DO UPDATE SET hits = deskgate_sender_hits.hits + 1`, sender, now.UTC())
 	return unavailable(err)

@@ -68,7 +68,7 @@ func schemaVersion(tx kvTx) int {
 // migrate brings the database to SchemaVersion, one migration per transaction, and returns
 // the version it found.
 func migrate(be backend) (from int, err error) {
-	if err := be.view(func(tx kvTx) error { from = schemaVersion(tx); return nil }); err != nil {
+	if err := be.view(0, func(tx kvTx) error { from = schemaVersion(tx); return nil }); err != nil {
 		return 0, err
 	}
 	if from > SchemaVersion {

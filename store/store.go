@@ -133,7 +133,7 @@ func (s *Store) start() error {
 	if s.migratedFrom, err = migrate(s.be); err != nil {
 		return err
 	}
-	if err := s.be.view(func(tx kvTx) error { s.loadCounters(tx); return nil }); err != nil {
+	if err := s.be.view(0, func(tx kvTx) error { s.loadCounters(tx); return nil }); err != nil {
 		return err
 	}
 	s.calls, s.done = make(chan *call, maxBatch), make(chan struct{})
@@ -206,7 +206,7 @@ func (s *Store) commit(batch []*call) {
 		metrics.StoreCommitBatch.Observe(float64(len(batch)))
 		metrics.StoreCommitSeconds.Observe(time.Since(start).Seconds())
 	}()
-	wait, err := s.be.update(func(ktx kvTx) error {
+	wait, err := s.be.update(opTimeout, func(ktx kvTx) error {
 		if p, ok := ktx.(prefetcher); ok {
 			// Every record the batch's plans read, and the counters every write changes.
 			keys := []bucketKey{{bucketMeta, string(keyTicketCount)}, {bucketMeta, string(keyCommentCount)}, {bucketMeta, string(keyDeliveryCount)}}
@@ -271,7 +271,7 @@ func fillAppendOnly(btx *bolt.Tx) {
 
 // View runs fn in a read-only transaction.
 func (s *Store) View(fn func(*Tx) error) error {
-	return s.be.view(func(ktx kvTx) error { return fn(&Tx{tx: ktx, st: s}) })
+	return s.be.view(0, func(ktx kvTx) error { return fn(&Tx{tx: ktx, st: s}) })
 }
 
 // Backup writes a consistent copy of the database to w.
