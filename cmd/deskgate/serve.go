@@ -149,13 +149,23 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 	return nil
 }
 
-// reload re-reads the config on SIGHUP. Listeners, data_dir and TLS need a restart; the
+// reload re-reads the config on SIGHUP. Listeners, data_dir, the store and TLS need a restart; the
 // rest (agents, policy, limits, support addresses, token) applies to new sessions.
 func reload(path string, logger *slog.Logger, in *inbound.Server, svc *desk.Service, worker *relay.Worker, api *admin.Server) bool {
 	cfg, err := config.Load(path)
 	if err != nil {
 		logger.Error("reload refused; keeping the running config", "config", path, "problems", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return false
+	}
+	old := svc.Config()
+	for key, changed := range map[string]bool{
+		"data_dir":            old.DataDir != cfg.DataDir,
+		"store.url":           old.Store.URL != cfg.Store.URL,
+		"store.password_file": old.Store.PasswordFile != cfg.Store.PasswordFile,
+	} {
+		if changed {
+			logger.Warn("changed in the config, but the store stays open as it is until the next restart", "key", key)
+		}
 	}
 	in.SetConfig(cfg)
 	svc.SetConfig(cfg)
