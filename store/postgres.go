@@ -240,17 +240,19 @@ func unavailable(err error) error {
 // 451 after this long, instead of holding its session until the TCP keepalive notices.
 const opTimeout = 30 * time.Second
 
-func opContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), opTimeout)
+func opContext() (context.Context, context.CancelFunc) { return limitContext(opTimeout) }
+
+// limitContext bounds an operation by limit (0: no bound).
+func limitContext(limit time.Duration) (context.Context, context.CancelFunc) {
+	if limit > 0 {
+		return context.WithTimeout(context.Background(), limit)
+	}
+	return context.WithCancel(context.Background())
 }
 
 func (b *pgBackend) update(limit time.Duration, fn func(kvTx) error) (func() error, error) {
-	ctx := context.Background()
-	if limit > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, limit)
-		defer cancel()
-	}
+	ctx, cancel := limitContext(limit)
+	defer cancel()
 	pc, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return nil, unavailable(err)
@@ -296,12 +298,8 @@ func (b *pgBackend) flushed() error {
 const flushSlots = 64
 
 func (b *pgBackend) view(limit time.Duration, fn func(kvTx) error) error {
-	ctx := context.Background()
-	if limit > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, limit)
-		defer cancel()
-	}
+	ctx, cancel := limitContext(limit)
+	defer cancel()
 	pc, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return unavailable(err)
