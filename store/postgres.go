@@ -47,7 +47,7 @@ const pgQueueChannel = "deskgate_queue"
 // leaseTime is how long a claimed delivery stays with its node without a renewal; a node
 // renews its leases every leaseTime/4, so a live node keeps them and a dead node's are taken
 // over leaseTime after its last renewal.
-var leaseTime = 20 * time.Second
+const leaseTime = 20 * time.Second
 
 // ErrUnavailable wraps a failure to reach the database: the operation may be tried again later.
 var ErrUnavailable = errors.New("store unavailable")
@@ -63,12 +63,11 @@ type pgBackend struct {
 	// node names this process in the leases it holds.
 	node string
 
-	mu       sync.Mutex
-	held     map[uint64]bool
-	onQueue  func()
-	stop     context.CancelFunc
-	stopped  sync.WaitGroup
-	maxDrawn atomic.Uint64
+	mu      sync.Mutex
+	held    map[uint64]bool
+	onQueue func()
+	stop    context.CancelFunc
+	stopped sync.WaitGroup
 }
 
 // IsPostgresURL says whether url names a PostgreSQL store.
@@ -78,16 +77,17 @@ func IsPostgresURL(url string) bool {
 
 // PostgresConfig parses url and adds the password read from passwordFile (when set). Without
 // one, the password comes from PGPASSWORD or ~/.pgpass, as for every PostgreSQL client. A
-// password written into the URL itself is refused: the URL lives in the YAML file.
+// password written into the URL itself is refused: the URL lives in the YAML file. Its errors
+// name the config key at fault.
 func PostgresConfig(rawURL, passwordFile string) (*pgxpool.Config, error) {
 	if u, err := url.Parse(rawURL); err == nil && u.User != nil {
 		if _, has := u.User.Password(); has {
-			return nil, errors.New("the URL holds a password: put it in store.password_file (or PGPASSWORD) instead")
+			return nil, errors.New("store.url: holds a password: put it in store.password_file (or PGPASSWORD) instead")
 		}
 	}
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("store.url: %w", err)
 	}
 	if passwordFile != "" {
 		raw, err := os.ReadFile(passwordFile)
@@ -111,7 +111,7 @@ func PostgresConfig(rawURL, passwordFile string) (*pgxpool.Config, error) {
 func OpenPostgres(rawURL, passwordFile string) (*Store, error) {
 	cfg, err := PostgresConfig(rawURL, passwordFile)
 	if err != nil {
-		return nil, fmt.Errorf("store.url: %w", err)
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -134,7 +134,7 @@ func OpenPostgres(rawURL, passwordFile string) (*Store, error) {
 	rnd := make([]byte, 4)
 	rand.Read(rnd)
 	be := &pgBackend{pool: pool, aux: aux, conn: cfg.ConnConfig.Copy(), node: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(rnd)), held: map[uint64]bool{}}
-	if err := be.ensureLeases(ctx); err != nil {
+	if err := be.ensureSharedTables(ctx); err != nil {
 		pool.Close()
 		aux.Close()
 		return nil, fmt.Errorf("store.url: %w", err)
@@ -164,12 +164,12 @@ func CheckPostgres(rawURL, passwordFile string) (string, error) {
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
 	if err != nil {
-		return "", fmt.Errorf("cannot connect to %s: %w", Redact(rawURL), err)
+		return "", fmt.Errorf("store.url: cannot connect to %s: %w", Redact(rawURL), err)
 	}
 	defer conn.Close(context.Background())
 	var version string
 	if err := conn.QueryRow(ctx, "SHOW server_version").Scan(&version); err != nil {
-		return "", fmt.Errorf("%s answers but not to a query: %w", Redact(rawURL), err)
+		return "", fmt.Errorf("store.url: %s answers but not to a query: %w", Redact(rawURL), err)
 	}
 	return version, nil
 }
@@ -183,9 +183,9 @@ func Redact(rawURL string) string {
 	return u.Redacted()
 }
 
-// ensureLeases makes the tables the nodes share beside the buckets: the delivery leases and
+// ensureSharedTables makes the tables the nodes share beside the buckets: the delivery leases and
 // the per-sender counts (limits.max_mails_per_sender_hour), one row per sender and minute.
-func (b *pgBackend) ensureLeases(ctx context.Context) error {
+func (b *pgBackend) ensureSharedTables(ctx context.Context) error {
 	_, err := b.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS deskgate_leases (
 		delivery bigint PRIMARY KEY,
 		node text NOT NULL,
@@ -420,12 +420,6 @@ func (c *pgCounter) draw() uint64 {
 		err = unavailable(err)
 		c.err.Store(&err)
 		return 0
-	}
-	for {
-		m := c.b.maxDrawn.Load()
-		if uint64(id) <= m || c.b.maxDrawn.CompareAndSwap(m, uint64(id)) {
-			break
-		}
 	}
 	return uint64(id)
 }

@@ -28,7 +28,7 @@ data_dir can be created and written, and, when store.url is set, that PostgreSQL
 			if cfg.Store.URL != "" {
 				version, err := store.CheckPostgres(cfg.Store.URL, cfg.Store.PasswordFile)
 				if err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "store.url: %v\n%s: 1 problem(s)\n", err, path)
+					fmt.Fprintf(cmd.ErrOrStderr(), "%v\n%s: 1 problem(s)\n", err, path)
 					return exitError{1}
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "store.url: PostgreSQL %s at %s answers\n", version, store.Redact(cfg.Store.URL))
