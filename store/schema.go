@@ -104,14 +104,3 @@ func statusKey(status string, id uint64) []byte {
 
 // MigratedFrom is the schema version the store had when it was opened.
 func (s *Store) MigratedFrom() int { return s.migratedFrom }
-
-// Migrate opens the database in dir, brings its layout to SchemaVersion and closes it; it
-// returns the version it found. Open does the same at every start.
-func Migrate(dir string) (from int, err error) {
-	s, err := Open(dir)
-	if err != nil {
-		return 0, err
-	}
-	defer s.Close()
-	return s.migratedFrom, nil
-}

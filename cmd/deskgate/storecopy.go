@@ -34,7 +34,8 @@ before the move still find their tickets.
 A store is bbolt:DIR (the data_dir that holds deskgate.db; the daemon using it must be stopped)
 or a postgres:// URL (the password from PGPASSWORD or ~/.pgpass). A PostgreSQL source is read on
 one snapshot, so its nodes may keep running; the copy holds what was committed when it began.
-The destination must hold no tickets.`,
+The destination must hold no tickets. A copy cut short leaves part of the desk in the
+destination: empty it (drop and create the database, or remove its deskgate.db) and copy again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if from == "" || to == "" {
