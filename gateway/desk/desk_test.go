@@ -12,7 +12,6 @@ import (
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/rules"
-	"github.com/deskgate/deskgate/internal/pgtest"
 	"github.com/deskgate/deskgate/internal/storetest"
 	"github.com/deskgate/deskgate/store"
 )
@@ -115,17 +114,7 @@ func TestT5_SenderRateLimitIsTemporary(t *testing.T) {
 
 // Two nodes on one PostgreSQL database count a sender's mails together.
 func TestT5_SenderRateLimitCountsAcrossNodes(t *testing.T) {
-	url := pgtest.Database(t)
-	var nodes []*Service
-	for i := 0; i < 2; i++ {
-		st, err := store.OpenPostgres(url, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		base := testService(t, func(c *config.Config) { c.Limits.MaxMailsPerSenderHour = 3 })
-		nodes = append(nodes, New(base.Config(), st, base.log))
-	}
+	nodes := twoNodes(t, func(c *config.Config) { c.Limits.MaxMailsPerSenderHour = 3 })
 	var last error
 	for i := 0; i < 4; i++ {
 		_, last = nodes[i%2].Receive(context.Background(), Envelope{From: "robot@x", Recipients: []string{"support@example.com"}}, msg("robot@x", fmt.Sprintf("r%d@x", i)))

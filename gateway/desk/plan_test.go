@@ -9,7 +9,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/internal/pgtest"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -144,4 +146,65 @@ func TestNewTicketsAtOnceHaveConsecutiveIDs(t *testing.T) {
 	if tickets, _ := counts(s); tickets != n {
 		t.Fatalf("%d tickets counted, want %d", tickets, n)
 	}
+}
+
+// twoNodes are two desks on one PostgreSQL database, as two deskgate hosts run them.
+func twoNodes(t *testing.T, mod func(*config.Config)) [2]*Service {
+	url := pgtest.Database(t)
+	var nodes [2]*Service
+	for i := range nodes {
+		st, err := store.OpenPostgres(url, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		base := testService(t, mod)
+		nodes[i] = New(base.Config(), st, base.log)
+	}
+	return nodes
+}
+
+// C1 across nodes: replies into one ticket at the same moment, half through each node, are
+// planned on snapshots that miss each other's; every CC they add is kept, as on one node.
+func TestC1_ConcurrentRepliesThroughTwoNodesKeepEveryCC(t *testing.T) {
+	nodes := twoNodes(t, nil)
+	ctx := context.Background()
+	env := Envelope{From: "jane@customer.test", Recipients: []string{"support@example.com"}}
+	first, err := nodes[0].Receive(ctx, env, msg("jane@customer.test", "root@customer.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			m := msg("jane@customer.test", fmt.Sprintf("reply%d@customer.test", i),
+				"In-Reply-To: <root@customer.test>\r\n", fmt.Sprintf("Cc: cc%d@customer.test\r\n", i))
+			_, err := nodes[i%2].Receive(ctx, env, m)
+			errs <- err
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes[1].store.View(func(tx *store.Tx) error {
+		tk, err := tx.Ticket(first.TicketID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tk.CCs) != n {
+			t.Errorf("ticket has %d CCs after %d replies through two nodes that each added one", len(tk.CCs), n)
+		}
+		if comments, _ := tx.Comments(tk); len(comments) != n+1 {
+			t.Errorf("ticket has %d comments, want %d", len(comments), n+1)
+		}
+		return nil
+	})
 }
