@@ -55,7 +55,15 @@ destination: empty it (drop and create the database, or remove its deskgate.db) 
 			}
 			start := time.Now()
 			out := cmd.OutOrStdout()
-			copied, err := store.CopyAll(src, dst, nil)
+			// A large desk takes minutes: say how far it got every few seconds.
+			last := time.Now()
+			progress := func(bucket string, n int) {
+				if time.Since(last) >= 5*time.Second {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d records so far\n", bucket, n)
+					last = time.Now()
+				}
+			}
+			copied, err := store.CopyAll(src, dst, progress)
 			if cerr := dst.Close(); err == nil {
 				err = cerr
 			}
