@@ -157,13 +157,46 @@ func (s *Store) NewIds() *Ids { return &Ids{st: s} }
 // Ticket is the new ticket's id.
 func (i *Ids) Ticket() uint64 {
 	if i.ticket == 0 {
-		i.ticket = i.st.ids.ticket.draw()
+		// A new ticket nearly always has a comment and sends an acknowledgement: where each id
+		// costs a round trip, theirs are drawn with the ticket's. One that goes unused is
+		// skipped, as any id drawn and not written.
+		if ids := i.drawTogether(len(i.items.ids) == 0, bucketTickets, bucketComments, bucketDeliv); ids != nil {
+			i.ticket = ids[0]
+			i.items.ids = append(i.items.ids, ids[1])
+			i.deliveries.ids = append(i.deliveries.ids, ids[2])
+		} else {
+			i.ticket = i.st.ids.ticket.draw()
+		}
 	}
 	return i.ticket
 }
 
+// drawTogether draws one id from each bucket's counter in one round trip, when the backend
+// draws from the database and when first says this is the event's first draw; nil otherwise.
+func (i *Ids) drawTogether(first bool, buckets ...[]byte) []uint64 {
+	d, ok := i.st.be.(togetherDrawer)
+	if !ok || !first || len(i.deliveries.ids) > 0 {
+		return nil
+	}
+	return d.drawTogether(buckets...)
+}
+
+// togetherDrawer is a backend whose ids cost a round trip each (PostgreSQL).
+type togetherDrawer interface {
+	drawTogether(buckets ...[]byte) []uint64
+}
+
 // Item is the id of the event's next comment or event record (they share one sequence).
-func (i *Ids) Item() uint64 { return i.items.next(i.st.ids.comment) }
+func (i *Ids) Item() uint64 {
+	// A reply's comment is nearly always followed by a notification: both ids in one go.
+	if i.items.used == len(i.items.ids) && i.ticket == 0 {
+		if ids := i.drawTogether(len(i.items.ids) == 0, bucketComments, bucketDeliv); ids != nil {
+			i.items.ids = append(i.items.ids, ids[0])
+			i.deliveries.ids = append(i.deliveries.ids, ids[1])
+		}
+	}
+	return i.items.next(i.st.ids.comment)
+}
 
 // Delivery is the id of the event's next delivery.
 func (i *Ids) Delivery() uint64 { return i.deliveries.next(i.st.ids.delivery) }

@@ -424,6 +424,28 @@ func (c *pgCounter) draw() uint64 {
 	return uint64(id)
 }
 
+func (b *pgBackend) drawTogether(buckets ...[]byte) []uint64 {
+	calls := make([]string, len(buckets))
+	for i, bucket := range buckets {
+		calls[i] = fmt.Sprintf("nextval('%s_seq')", tableOf(bucket))
+	}
+	ctx, cancel := opContext()
+	defer cancel()
+	raw := make([]int64, len(buckets))
+	dst := make([]any, len(buckets))
+	for i := range raw {
+		dst[i] = &raw[i]
+	}
+	if err := b.aux.QueryRow(ctx, "SELECT "+strings.Join(calls, ", ")).Scan(dst...); err != nil {
+		return nil // drawn one by one instead, which records the failure
+	}
+	ids := make([]uint64, len(raw))
+	for i, id := range raw {
+		ids[i] = uint64(id)
+	}
+	return ids
+}
+
 func (c *pgCounter) use(b kvBucket, id uint64) error {
 	if id == 0 {
 		if err := c.err.Load(); err != nil {
