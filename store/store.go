@@ -59,6 +59,9 @@ type Store struct {
 	// migratedFrom is the schema version the database had when it was opened.
 	migratedFrom int
 	ids          counters
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 type call struct {
@@ -144,11 +147,15 @@ func (s *Store) start() error {
 // Secret is the HMAC key for ticket tokens.
 func (s *Store) Secret() []byte { return s.secret }
 
-// Close stops the writer after the writes already queued and closes the file.
+// Close stops the writer after the writes already queued and closes the file (or the
+// connections). Closing again does nothing.
 func (s *Store) Close() error {
-	close(s.calls)
-	<-s.done
-	return s.be.close()
+	s.closeOnce.Do(func() {
+		close(s.calls)
+		<-s.done
+		s.closeErr = s.be.close()
+	})
+	return s.closeErr
 }
 
 // Update runs fn in a write transaction that may be shared with other callers (group
