@@ -157,7 +157,7 @@ func run() error {
 			fmt.Printf("%-34s %10.0f µs per change (at most %.0f changes/s however many nodes)\n", "write lock held", pg.lockPerMsgUs, 1e6/pg.lockPerMsgUs)
 		}
 		fmt.Printf("%-34s %10.0f µs deskgate, %.0f µs PostgreSQL\n", "CPU per message, one node", pg.deskgateUs, pg.postgresUs)
-		fmt.Printf("%-34s %10.0f msg/s (half the load to each; machine CPU %.0f %% busy)\n", "two nodes, one database", pg.two, pg.busyTwo*100)
+		fmt.Printf("%-34s %10.0f msg/s (half the messages to each, %d sessions each; machine CPU %.0f %% busy)\n", "two nodes, one database", pg.two, *sessions, pg.busyTwo*100)
 		fmt.Printf("%-34s %10.2f   (goal >= 1.30)\n", "ratio two nodes / one", pg.two/pg.one)
 	}()
 	fanOut, err := runFanOut(source, sink, filepath.Join(dir, "fanout"))
