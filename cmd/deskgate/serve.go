@@ -114,7 +114,11 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		}
 		logger.Info("listening", "proto", "admin", "addr", addr.String())
 	}
-	logger.Info("deskgate started", "version", version, "config", cfg.Path, "data_dir", cfg.DataDir)
+	where := "bbolt:" + cfg.DataDir
+	if cfg.Store.URL != "" {
+		where = store.Redact(cfg.Store.URL)
+	}
+	logger.Info("deskgate started", "version", version, "config", cfg.Path, "data_dir", cfg.DataDir, "store", where)
 	notifyReady("serving")
 	stopWatchdog := make(chan struct{})
 	go watchdog(st, logger, stopWatchdog)
