@@ -9,6 +9,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/deskgate/deskgate/internal/durable"
 )
 
 // Compacted is what compacting the database did.
@@ -78,7 +80,7 @@ func Compact(dir string) (Compacted, error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return fail(err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return out, fmt.Errorf("compact: the new file is in place but its directory could not be synced: %w", err)
 	}
 	if info, err := os.Stat(path); err == nil {
@@ -86,13 +88,4 @@ func Compact(dir string) (Compacted, error) {
 	}
 	out.Took = time.Since(start)
 	return out, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"regexp"
@@ -39,6 +40,20 @@ func sentIDs(s *sink) map[string]int {
 		}
 	}
 	return out
+}
+
+// eachSentOnce checks that the sink got sent distinct messages, each of them once.
+func (s *sink) eachSentOnce(t *testing.T, sent int) {
+	t.Helper()
+	ids := sentIDs(s)
+	for id, n := range ids {
+		if n != 1 {
+			t.Errorf("%s reached the upstream %d times", id, n)
+		}
+	}
+	if len(ids) != sent {
+		t.Errorf("the sink holds %d distinct messages, the queue says %d sent", len(ids), sent)
+	}
 }
 
 // queueSettled waits until no delivery is queued and returns how many were sent.
@@ -183,15 +198,7 @@ func TestPostgresTwoNodesShareOneDesk(t *testing.T) {
 	// Every notification is sent once, by one node or the other.
 	sent := a.queueSettled(30 * time.Second)
 	waitFor(t, "the sink to hold every delivery", 10*time.Second, func() bool { return len(s.messages()) >= sent })
-	ids := sentIDs(s)
-	for id, n := range ids {
-		if n != 1 {
-			t.Errorf("%s reached the upstream %d times", id, n)
-		}
-	}
-	if len(ids) != sent {
-		t.Errorf("the sink holds %d distinct messages, the queue says %d sent", len(ids), sent)
-	}
+	s.eachSentOnce(t, sent)
 	byNode := [2]int{strings.Count(a.logs.String(), "msg=delivered"), strings.Count(b.logs.String(), "msg=delivered")}
 	t.Logf("%d deliveries sent; node a sent %d recipients' copies, node b %d", sent, byNode[0], byNode[1])
 }
@@ -275,15 +282,7 @@ func TestPostgresNodeKilledUnderLoad(t *testing.T) {
 		t.Errorf("%d deliveries sent, want one acknowledgement for each of %d tickets", sent, stored)
 	}
 	waitFor(t, "the sink to hold every delivery", 10*time.Second, func() bool { return len(sentIDs(s)) >= sent })
-	ids := sentIDs(s)
-	for id, n := range ids {
-		if n != 1 {
-			t.Errorf("%s reached the upstream %d times", id, n)
-		}
-	}
-	if len(ids) != sent {
-		t.Errorf("the sink holds %d distinct messages, the queue says %d sent", len(ids), sent)
-	}
+	s.eachSentOnce(t, sent)
 	t.Logf("%d acknowledged (%d before the kill), %d stored, %d sent by the survivor; the dead node held %d leases, all sent %s after the kill",
 		len(l.acked), killAfter, stored, sent, held, time.Since(killed).Round(time.Second))
 }
@@ -456,5 +455,39 @@ func TestPostgresMigrateBackupCompact(t *testing.T) {
 	d.open(jane, nil, "backed up?", "body")
 	if _, errOut, code := d.cli("backup", d.dir+"/backup.db"); code == 0 || !strings.Contains(errOut, "pg_dump") {
 		t.Errorf("backup: exit %d %s", code, errOut)
+	}
+}
+
+// A message near limits.max_message_bytes goes into PostgreSQL whole: its attachment is
+// recorded at its size and its original comes back byte for byte.
+func TestPostgresKeepsALargeMessageWhole(t *testing.T) {
+	url := pgtest.Database(t)
+	d := startDaemon(t, options{extraYAML: fmt.Sprintf("store:\n  url: %q\n", url)})
+	payload := make([]byte, 15<<20)
+	for i := range payload {
+		payload[i] = byte(i*7 + i>>9)
+	}
+	encoded := base64.StdEncoding.EncodeToString(payload)
+	var body strings.Builder
+	for len(encoded) > 76 {
+		body.WriteString(encoded[:76] + "\r\n")
+		encoded = encoded[76:]
+	}
+	body.WriteString(encoded + "\r\n")
+	raw := "From: jane@customer.test\r\nTo: support@example.com\r\nSubject: a large log\r\nMessage-ID: <large@customer.test>\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nThe log is attached.\r\n" +
+		"--B\r\nContent-Type: application/octet-stream; name=log.bin\r\nContent-Disposition: attachment; filename=log.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		body.String() + "--B--\r\n"
+	if err := sendSMTP(d.smtpAddr, jane, []string{"support@example.com"}, []byte(raw)); err != nil {
+		t.Fatalf("%d bytes: %v", len(raw), err)
+	}
+	tk := d.ticket(d.tickets()[0].ID)
+	c := tk.Comments[0]
+	if len(c.Attachments) != 1 || c.Attachments[0].Size != int64(len(payload)) {
+		t.Fatalf("attachments %+v, want one of %d bytes", c.Attachments, len(payload))
+	}
+	out, _, _ := d.cli("comments", "raw", fmt.Sprint(c.ID))
+	if _, rest, _ := strings.Cut(out, "\r\n"); rest != raw {
+		t.Errorf("the original of %d bytes came back as %d bytes, not the same", len(raw), len(rest))
 	}
 }

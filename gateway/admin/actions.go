@@ -468,13 +468,13 @@ func (s *Server) dropDelivery(w http.ResponseWriter, r *http.Request) {
 // backup streams a consistent copy of the database: one read transaction, so the
 // daemon keeps accepting mail while it runs.
 func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
-	if s.store.Postgres() {
-		writeError(w, http.StatusConflict, store.ErrBackupElsewhere.Error())
-		return
-	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="deskgate.db"`)
-	if _, err := s.store.Backup(w); err != nil {
+	if _, err := s.store.Backup(w); errors.Is(err, store.ErrBackupElsewhere) {
+		// Refused before a byte was written, so the headers can still change.
+		w.Header().Del("Content-Disposition")
+		writeError(w, http.StatusConflict, err.Error())
+	} else if err != nil {
 		s.log.Error("backup failed", "err", err)
 	}
 }

@@ -28,28 +28,7 @@ func TestC1_ConcurrentRepliesKeepEveryCC(t *testing.T) {
 	}
 	before := testutil.ToFloat64(metrics.WriterPlans.WithLabelValues("conflict")) + testutil.ToFloat64(metrics.WriterPlans.WithLabelValues("contended"))
 	const n = 24
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			m := msg("jane@customer.test", fmt.Sprintf("reply%d@customer.test", i),
-				"In-Reply-To: <root@customer.test>\r\n", fmt.Sprintf("Cc: cc%d@customer.test\r\n", i))
-			res, err := s.Receive(ctx, env, m)
-			if err == nil && res.TicketID != first.TicketID {
-				err = fmt.Errorf("reply %d threaded into ticket %d, not %d", i, res.TicketID, first.TicketID)
-			}
-			errs <- err
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	repliesAtOnce(t, n, first.TicketID, func(int) *Service { return s })
 	var ccs []string
 	var commentIDs []uint64
 	s.store.View(func(tx *store.Tx) error {
@@ -148,6 +127,36 @@ func TestNewTicketsAtOnceHaveConsecutiveIDs(t *testing.T) {
 	}
 }
 
+// repliesAtOnce sends n replies from the requester into the ticket of <root@customer.test> at
+// the same moment, reply i through node(i), each adding CC cc<i>@customer.test, and checks that
+// each was taken into ticket.
+func repliesAtOnce(t *testing.T, n int, ticket uint64, node func(i int) *Service) {
+	t.Helper()
+	env := Envelope{From: "jane@customer.test", Recipients: []string{"support@example.com"}}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			m := msg("jane@customer.test", fmt.Sprintf("reply%d@customer.test", i),
+				"In-Reply-To: <root@customer.test>\r\n", fmt.Sprintf("Cc: cc%d@customer.test\r\n", i))
+			res, err := node(i).Receive(context.Background(), env, m)
+			if err == nil && res.TicketID != ticket {
+				err = fmt.Errorf("reply %d threaded into ticket %d, not %d", i, res.TicketID, ticket)
+			}
+			errs <- err
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // twoNodes are two desks on one PostgreSQL database, as two deskgate hosts run them.
 func twoNodes(t *testing.T, mod func(*config.Config)) [2]*Service {
 	url := pgtest.Database(t)
@@ -175,25 +184,7 @@ func TestC1_ConcurrentRepliesThroughTwoNodesKeepEveryCC(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 16
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			m := msg("jane@customer.test", fmt.Sprintf("reply%d@customer.test", i),
-				"In-Reply-To: <root@customer.test>\r\n", fmt.Sprintf("Cc: cc%d@customer.test\r\n", i))
-			_, err := nodes[i%2].Receive(ctx, env, m)
-			errs <- err
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	repliesAtOnce(t, n, first.TicketID, func(i int) *Service { return nodes[i%2] })
 	nodes[1].store.View(func(tx *store.Tx) error {
 		tk, err := tx.Ticket(first.TicketID)
 		if err != nil {

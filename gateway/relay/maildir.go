@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/deskgate/deskgate/internal/durable"
 )
 
 // Maildir delivers into a local Maildir, one file per envelope recipient, with
@@ -49,7 +51,7 @@ func (m *Maildir) Deliver(delivery uint64, retry bool, from string, rcpts []stri
 	}
 	// The renames are durable only once the directory is synced; an error here means the
 	// files may be lost on a power cut, so every recipient is tried again.
-	if err := syncDir(filepath.Join(m.Dir, "new")); err != nil {
+	if err := durable.SyncDir(filepath.Join(m.Dir, "new")); err != nil {
 		for i := range errs {
 			if errs[i] == nil {
 				errs[i] = err
@@ -120,13 +122,4 @@ func (m *Maildir) CleanTmp() (int, error) {
 		}
 	}
 	return removed, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
