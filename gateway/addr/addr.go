@@ -236,6 +236,15 @@ func (b *Book) BounceAddress(support string, id uint64) string {
 	return b.withExt(support, fmt.Sprintf("bounce-%d-%s", id, b.BounceToken(id)))
 }
 
+// ThreadAnchor is the Message-ID (without brackets) that ticket id's copies reference when
+// they may name no mail of the ticket's (H4): no message has it, but mail clients thread on
+// References whether or not they hold the message named, so every copy of the ticket still
+// falls into one thread. It is made of the ticket's tag, which every copy shows anyway.
+func (b *Book) ThreadAnchor(support string, id uint64) string {
+	_, domain, _ := splitAt(support)
+	return fmt.Sprintf("ticket-%d-%s@%s", id, b.TicketToken(id), domain)
+}
+
 // Tag is the [#<id>-<token>] tag of ticket id, for subjects and bodies.
 func (b *Book) Tag(id uint64) string { return fmt.Sprintf("[#%d-%s]", id, b.TicketToken(id)) }
 

@@ -243,15 +243,17 @@ func body(in Input, tag string) string {
 
 // AuthorName names the author of a comment without an address when the author is an
 // agent: agents' addresses never reach end users (H1), and names are what people
-// recognise. End users without a name go by their address, which H2 lets everyone see.
+// recognise. An agent goes by the name the desk gives her in agents, never by the display
+// name of her own mail client, which may say more than the desk means to (H4). End users
+// without a name go by their address, which H2 lets everyone see.
 func AuthorName(env rules.Env, email, name string) string {
 	switch {
-	case name != "":
-		return name
 	case env.AgentNames[strings.ToLower(email)] != "":
 		return env.AgentNames[strings.ToLower(email)]
 	case env.IsAgent(email):
 		return "An agent"
+	case name != "":
+		return name
 	}
 	return email
 }

@@ -150,7 +150,15 @@ func (w *world) sendMail(first bool) {
 	}
 	tok := w.token()
 	var b strings.Builder
-	fmt.Fprintf(&b, "From: %s\r\n", from)
+	// An agent's own mail client names her machine in its Message-ID and may give her a
+	// display name of its own: neither may reach anybody else (H4, H1).
+	msgID := fmt.Sprintf("m%d.%d@sender.test", w.step, w.rng.Int63())
+	if isAgent(from) {
+		fmt.Fprintf(&b, "From: %q <%s>\r\n", privateName(from), from)
+		msgID = fmt.Sprintf("%d.secret@%s", w.rng.Int63(), laptopOf(from))
+	} else {
+		fmt.Fprintf(&b, "From: %s\r\n", from)
+	}
 	if len(to) > 0 {
 		fmt.Fprintf(&b, "To: %s\r\n", strings.Join(to, ", "))
 	} else {
@@ -159,7 +167,7 @@ func (w *world) sendMail(first bool) {
 	if len(cc) > 0 {
 		fmt.Fprintf(&b, "Cc: %s\r\n", strings.Join(cc, ", "))
 	}
-	fmt.Fprintf(&b, "Subject: step %d\r\nMessage-ID: <m%d.%d@sender.test>\r\n", w.step, w.step, w.rng.Int63())
+	fmt.Fprintf(&b, "Subject: step %d\r\nMessage-ID: <%s>\r\n", w.step, msgID)
 	if len(w.sent) > 0 && w.rng.Intn(2) == 0 {
 		fmt.Fprintf(&b, "In-Reply-To: <%s>\r\n", w.sent[w.rng.Intn(len(w.sent))])
 	}
@@ -268,14 +276,34 @@ func (w *world) check() {
 		w.sent = append(w.sent, strings.Trim(m.Header.Get("Message-Id"), "<>"))
 		head := strings.ToLower(string(raw[:bytes.Index(raw, []byte("\r\n\r\n"))]))
 		w.checked.files++
-		// H4 and H1: no agent's address (followers are agents) in any header of a
-		// message delivered to anybody else.
+		// H4 and H1: nothing of an agent's own (followers are agents) in any header of a
+		// message delivered to anybody else: not her address, not the machine her mail
+		// client names in its Message-IDs, not the display name it gives her.
 		for _, a := range allAgents() {
-			if a != rcpt && mailtest.HasAddress(head, a) {
+			if a == rcpt {
+				continue
+			}
+			if mailtest.HasAddress(head, a) {
 				w.t.Fatalf("step %d: %s's address is in a header of the copy delivered to %s:\n%s", w.step, a, rcpt, head)
+			}
+			if strings.Contains(head, laptopOf(a)) {
+				w.t.Fatalf("step %d: a Message-ID of %s's own mail is in a header of the copy delivered to %s:\n%s", w.step, a, rcpt, head)
+			}
+			if strings.Contains(head, strings.ToLower(privateName(a))) {
+				w.t.Fatalf("step %d: the display name of %s's own mail client is in a header of the copy delivered to %s:\n%s", w.step, a, rcpt, head)
 			}
 		}
 		if isAgent(rcpt) {
+			// H3: an agent's copy names end users by masked addresses only, so that her
+			// Reply-all reaches deskgate and never a customer straight from her own address.
+			for _, field := range []string{"From", "To", "Cc", "Reply-To"} {
+				list, _ := m.Header.AddressList(field)
+				for _, a := range list {
+					if !strings.HasSuffix(strings.ToLower(a.Address), "@example.com") {
+						w.t.Fatalf("step %d: %s's real address is in %s of the agents' copy delivered to %s:\n%s", w.step, a.Address, field, rcpt, head)
+					}
+				}
+			}
 			continue
 		}
 		w.checked.endUserFiles++
@@ -315,6 +343,15 @@ func TestH4_LeakProperty(t *testing.T) {
 		t.Fatalf("the property was checked on too little mail: %d messages, %d to end users", files, endUserFiles)
 	}
 	t.Logf("%d histories × %d steps: %d delivered messages checked, %d of them to end users", histories, steps, files, endUserFiles)
+}
+
+// privateName is the display name an agent's own mail client gives her, which is not her
+// configured name.
+func privateName(email string) string { return nameOf(email) + " Homeoffice-Secret" }
+
+// laptopOf is the host an agent's own mail client names in its Message-IDs.
+func laptopOf(email string) string {
+	return strings.Split(email, "@")[0] + "-laptop.private.test"
 }
 
 // nameOf makes "Alice" of alice@example.com.

@@ -302,7 +302,7 @@ func (p *planner) compose(t *store.Ticket, n rules.Notification, comment *store.
 			}
 		}
 	} else if src.author.Email != "" && env.IsAgent(src.author.Email) {
-		in.AuthorName = src.author.Name
+		in.AuthorName = compose.AuthorName(*env, src.author.Email, src.author.Name)
 	}
 	if n.History {
 		hist, err := p.publicHistory(t, sourceID)
@@ -311,15 +311,7 @@ func (p *planner) compose(t *store.Ticket, n rules.Notification, comment *store.
 		}
 		in.History = hist
 	}
-	// One thread in mail clients: everything references the ticket's first message, and
-	// a notification of a received mail answers that mail.
-	if t.RootMessageID != "" {
-		in.References, in.InReplyTo = []string{t.RootMessageID}, t.RootMessageID
-	}
-	if comment != nil && comment.Via == "email" && comment.MessageID != "" && comment.MessageID != t.RootMessageID {
-		in.References = append(in.References, comment.MessageID)
-		in.InReplyTo = comment.MessageID
-	}
+	in.InReplyTo, in.References = p.threadHeaders(t, comment, support)
 	msg, err := compose.Message(in)
 	if err != nil {
 		return nil, nil, err
@@ -330,6 +322,26 @@ func (p *planner) compose(t *store.Ticket, n rules.Notification, comment *store.
 		del.Recipients = append(del.Recipients, store.DeliveryRecipient{Email: r.Email, As: r.As, Visible: r.Visible, State: store.DeliveryQueued})
 	}
 	return del, msg, nil
+}
+
+// threadHeaders keeps a ticket one thread in mail clients: every copy references the
+// ticket's first mail, and a notification of a received mail answers that mail. Only end
+// users' mail may be named (H4); where the first mail was an agent's, the ticket's thread
+// anchor stands in for it.
+func (p *planner) threadHeaders(t *store.Ticket, comment *store.Comment, support string) (inReplyTo string, references []string) {
+	switch {
+	case t.RootMessageID == "":
+	case p.env.MayReferenceMailOf(t.Requester.Email):
+		inReplyTo, references = t.RootMessageID, []string{t.RootMessageID}
+	default:
+		references = []string{p.book.ThreadAnchor(support, t.ID)}
+	}
+	if comment != nil && comment.Via == "email" && comment.MessageID != "" && comment.MessageID != t.RootMessageID &&
+		p.env.MayReferenceMailOf(comment.Author) {
+		references = append(references, comment.MessageID)
+		inReplyTo = comment.MessageID
+	}
+	return inReplyTo, references
 }
 
 // publicHistory is the public conversation before comment `except`, oldest first (C4),

@@ -31,6 +31,16 @@ func (e Env) AgentRole(email string) model.Role {
 // IsAgent reports whether email is an agent or a light agent.
 func (e Env) IsAgent(email string) bool { return e.AgentRole(email) != RoleEndUser }
 
+// Person is email as a participant: an agent goes by the name the desk gives her in agents,
+// whatever name a mail or an expert gave, so that no participant list shows the display
+// name of an agent's own mail client (H4) and every page and copy names her alike.
+func (e Env) Person(email, name string) model.Person {
+	if n, ok := e.AgentNames[lower(email)]; ok && e.IsAgent(email) {
+		name = n
+	}
+	return model.Person{Email: email, Name: name}
+}
+
 // Blocked reports whether email matches policy.cc_blocklist (C2).
 func (e Env) Blocked(email string) bool {
 	email = strings.ToLower(strings.TrimSpace(email))

@@ -185,7 +185,7 @@ func newTicketFromMail(m Mail, env Env, d Decision) Decision {
 	t := &model.Ticket{
 		Subject:   TicketSubject(m.Subject),
 		Status:    status,
-		Requester: m.From,
+		Requester: env.Person(m.From.Email, m.From.Name),
 		CCs:       []model.Person{},
 		Followers: []model.Person{},
 		Support:   m.Support,
@@ -268,14 +268,11 @@ func addCCsFromMail(d *Decision, t *model.Ticket, m Mail, env Env, mayAdd bool) 
 			continue
 		}
 		seen[lower(a.Email)] = true
-		p := model.Person{Email: a.Email, Name: a.Name}
+		p := env.Person(a.Email, a.Name)
 		switch {
 		case env.Blocked(a.Email):
 			d.trace("C2", "not added", a.Email+" matches policy.cc_blocklist")
 		case env.IsAgent(a.Email) && env.Policy.AgentCCBecomesFollower && env.Policy.FollowersEnabled:
-			if p.Name == "" {
-				p.Name = env.AgentNames[lower(a.Email)]
-			}
 			t.Followers = append(t.Followers, p)
 			mask(t, a.Email)
 			d.Changes = append(d.Changes, Change{Op: OpAddFollower, Person: p, Rule: "C3"})

@@ -75,15 +75,24 @@ func notifyComment(d *Decision, t *model.Ticket, env Env, f noteFacts) {
 	}
 }
 
-// addEndUserCopies groups end users into copies: the plain one, one with the history for
-// CCs who never had it (C4), and one without attachments for CCs when
-// policy.cc_attachments is false (N6).
+// addEndUserCopies groups the requester and CCs into copies: the plain one, one with the
+// history for CCs who never had it (C4), and one without attachments for CCs when
+// policy.cc_attachments is false (N6). An agent among them (a CC under C6, or the agent who
+// opened the ticket) gets the agents' copy (H3), which masks every participant, so that her
+// Reply-all comes back to deskgate instead of reaching customers from her own address.
 func addEndUserCopies(d *Decision, t *model.Ticket, env Env, kind model.NotificationKind, endUsers []Recipient, attachments, automatic bool, rule string) {
-	type key struct{ history, attach bool }
+	type key struct {
+		history, attach bool
+		copy            model.Copy
+	}
 	groups := map[key][]Recipient{}
 	var order []key
 	for _, r := range endUsers {
-		k := key{attach: attachments}
+		k := key{attach: attachments, copy: CopyEndUser}
+		if env.IsAgent(r.Email) {
+			k.copy = CopyAgent
+			d.trace("H3", "agents' copy", r.Email+" ("+string(r.As)+") is an agent: the copy shows the requester and CCs by masked addresses")
+		}
 		if r.As == AsCC {
 			if !t.Welcomed[lower(r.Email)] {
 				k.history = true
@@ -102,7 +111,7 @@ func addEndUserCopies(d *Decision, t *model.Ticket, env Env, kind model.Notifica
 		d.trace(rule, "notified (visible)", r.Email+" as "+string(r.As))
 	}
 	for _, k := range order {
-		d.Notifications = append(d.Notifications, Notification{Kind: kind, Copy: CopyEndUser, Recipients: groups[k],
+		d.Notifications = append(d.Notifications, Notification{Kind: kind, Copy: k.copy, Recipients: groups[k],
 			History: k.history, Attachments: k.attach, Automatic: automatic})
 	}
 }
@@ -131,3 +140,12 @@ func notifyEvent(d *Decision, t *model.Ticket, env Env, kind model.NotificationK
 	}
 	addEndUserCopies(d, t, env, kind, endUsers, false, true, "N5")
 }
+
+// MayReferenceMailOf reports whether the In-Reply-To and References of deskgate's copies may
+// name the Message-ID of a mail that author sent (H4). Only end users' mail qualifies: an
+// agent's own mail client names her machine (and often her) in its Message-IDs, and the
+// mail itself reached nobody but deskgate, so naming it would show a follower's traces to
+// people who must not see them and thread under a message they never had. Copies that may
+// name neither the ticket's first mail nor the mail they tell of hang on the ticket's own
+// thread anchor instead (addr.Book.ThreadAnchor).
+func (e Env) MayReferenceMailOf(author string) bool { return !e.IsAgent(author) }
