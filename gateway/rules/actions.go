@@ -48,8 +48,17 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 	if (a.Kind == ActAddCC || a.Kind == ActAddFollower) && a.PersonIsOwn {
 		return d, refuse(RefuseNotAllowed, "C5", "%s is one of deskgate's own addresses", email)
 	}
+	if a.Kind == ActAddCC || a.Kind == ActAddFollower {
+		a.Person = env.Person(email, a.Person.Name)
+	}
 	switch a.Kind {
 	case ActAddCC:
+		if env.IsAgent(email) && env.Policy.AgentCCBecomesFollower && env.Policy.FollowersEnabled {
+			if r := agentCCToFollower(&d, t, a.Person, env); r != nil {
+				return d, r
+			}
+			break
+		}
 		switch {
 		case env.Blocked(email):
 			return d, refuse(RefuseNotAllowed, "C2", "%s matches policy.cc_blocklist", email)
@@ -91,9 +100,6 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 			return d, refuse(RefuseConflict, "R3", "%s is the assignee, who receives every update already", email)
 		}
 		release(&d, t, a.Person, "becomes a hidden follower")
-		if a.Person.Name == "" {
-			a.Person.Name = env.AgentNames[lower(email)]
-		}
 		t.Followers = append(t.Followers, a.Person)
 		mask(t, email)
 		d.Changes = append(d.Changes, Change{Op: OpAddFollower, Person: a.Person, Rule: "F1"})
@@ -172,6 +178,29 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 
 // release takes p out of the role it has on t before it takes another (R3: one role per
 // address).
+// agentCCToFollower carries out an expert's "add as CC" of an agent under
+// policy.agent_cc_becomes_follower: C3 holds on every path, so the agent becomes a hidden
+// follower and her address is never shown to end users.
+func agentCCToFollower(d *Decision, t *model.Ticket, p model.Person, env Env) *Refusal {
+	switch {
+	case env.Blocked(p.Email):
+		return refuse(RefuseNotAllowed, "C2", "%s matches policy.cc_blocklist", p.Email)
+	case IsFollower(t, p.Email):
+		return refuse(RefuseConflict, "C3", "%s is an agent and already follows ticket %d (policy.agent_cc_becomes_follower)", p.Email, t.ID)
+	case SameAddress(t.Requester.Email, p.Email):
+		return refuse(RefuseConflict, "R3", "%s is the requester", p.Email)
+	case SameAddress(t.Assignee, p.Email):
+		return refuse(RefuseConflict, "R3", "%s is the assignee, who receives every update already", p.Email)
+	}
+	release(d, t, p, "becomes a hidden follower")
+	t.Followers = append(t.Followers, p)
+	mask(t, p.Email)
+	d.Changes = append(d.Changes, Change{Op: OpAddFollower, Person: p, Rule: "C3"})
+	d.trace("C6", "CC requested", p.Email+" by an expert")
+	d.trace("C3", "follower added", p.Email+" is an agent: a hidden follower, not a CC (policy.agent_cc_becomes_follower)")
+	return nil
+}
+
 func release(d *Decision, t *model.Ticket, p model.Person, why string) {
 	if IsFollower(t, p.Email) {
 		t.Followers = remove(t.Followers, p.Email)
