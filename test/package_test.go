@@ -49,6 +49,9 @@ func TestDebianPackage(t *testing.T) {
 		if conf := run("rpm", "-qcp", rpms[0]); !strings.Contains(conf, "/etc/deskgate/deskgate.yaml") {
 			t.Errorf("the .rpm does not mark the config as a config file: %s", conf)
 		}
+		if lic := run("rpm", "-qp", "--queryformat", "%{LICENSE}", rpms[0]); lic != "Apache-2.0" {
+			t.Errorf("the .rpm's licence is %q, want Apache-2.0", lic)
+		}
 	} else {
 		t.Log("rpm is not installed; .ci/run installs it")
 	}
@@ -90,6 +93,10 @@ func TestDebianPackage(t *testing.T) {
 		if owner != f.owner || group != f.group || st.Mode() != f.mode {
 			t.Errorf("%s: %s:%s %v, want %s:%s %v", f.path, owner, group, st.Mode(), f.owner, f.group, f.mode)
 		}
+	}
+	// The licence, as Debian's machine-readable copyright file names it.
+	if copyright, err := os.ReadFile("/usr/share/doc/deskgate/copyright"); err != nil || !strings.Contains(string(copyright), "\nLicense: Apache-2.0\n") {
+		t.Errorf("/usr/share/doc/deskgate/copyright does not name Apache-2.0 (%v):\n%s", err, copyright)
 	}
 	if out, err := exec.Command("man", "-w", "deskgate").CombinedOutput(); err != nil && !strings.Contains(string(out), "not found") {
 		t.Logf("man -w deskgate: %s", out)
