@@ -117,6 +117,9 @@ type Authentication struct {
 	AgentIdentity      string   `mapstructure:"agent_identity"`
 	// Timeout bounds the DNS lookups and verification of one message.
 	Timeout time.Duration `mapstructure:"timeout"`
+	// DMARCReject is refuse or accept: what becomes of mail that fails DMARC when its
+	// From domain publishes p=reject, under agent_identity: dmarc.
+	DMARCReject string `mapstructure:"dmarc_reject"`
 }
 
 type Upstream struct {

@@ -82,6 +82,9 @@ func TestValidConfigLoadsWithDefaults(t *testing.T) {
 	if cfg.Authentication.Timeout != 10*time.Second {
 		t.Errorf("authentication.timeout default = %s, want 10s", cfg.Authentication.Timeout)
 	}
+	if cfg.Authentication.DMARCReject != "refuse" {
+		t.Errorf("authentication.dmarc_reject default = %q, want refuse", cfg.Authentication.DMARCReject)
+	}
 	if a, ok := cfg.AgentByEmail("ALICE@example.com"); !ok || a.Role != RoleAgent {
 		t.Errorf("agent lookup failed: %+v %v", a, ok)
 	}
@@ -114,6 +117,7 @@ authentication:
   dns_resolver: "127.0.0.1:5353"
   trusted_authserv_ids: [mx.example.com]
   agent_identity: trusted_relay
+  dmarc_reject: accept
 log: {level: debug, format: json}
 `
 	cfg, err := Load(writeConfig(t, body))
@@ -126,7 +130,7 @@ log: {level: debug, format: json}
 	if cfg.Policy.CCsEnabled || cfg.Policy.CCRemoval != "expert_only" || len(cfg.Policy.CCBlocklist) != 2 {
 		t.Errorf("policy = %+v", cfg.Policy)
 	}
-	if cfg.Notifications.Solved != "none" || cfg.Authentication.AgentIdentity != "trusted_relay" || cfg.Log.Format != "json" {
+	if cfg.Notifications.Solved != "none" || cfg.Authentication.AgentIdentity != "trusted_relay" || cfg.Authentication.DMARCReject != "accept" || cfg.Log.Format != "json" {
 		t.Errorf("cfg = %+v", cfg)
 	}
 }
@@ -173,7 +177,7 @@ func TestImpossibleValuesAreNamed(t *testing.T) {
 limits: {max_message_bytes: 12parsecs, max_recipients: 0, max_sessions: -1}
 policy: {cc_removal: sometimes, cc_blocklist: ["*@"]}
 notifications: {solved: everyone}
-authentication: {agent_identity: trust_me, timeout: 0s, dns_resolver: "no port", trusted_authserv_ids: ["mx.example.com; dmarc=pass"]}
+authentication: {agent_identity: trust_me, dmarc_reject: quarantine, timeout: 0s, dns_resolver: "no port", trusted_authserv_ids: ["mx.example.com; dmarc=pass"]}
 log: {level: loud}
 `
 	ps := problemsOf(t, body)
@@ -185,6 +189,7 @@ log: {level: loud}
 		"policy.cc_blocklist[0]":                 "*@domain",
 		"notifications.solved":                   "requester",
 		"authentication.agent_identity":          "dmarc",
+		"authentication.dmarc_reject":            `"quarantine" is not one of refuse, accept`,
 		"authentication.timeout":                 "from 1s to 5m",
 		"authentication.dns_resolver":            "port",
 		"authentication.trusted_authserv_ids[0]": "not an authserv-id",

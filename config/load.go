@@ -80,6 +80,7 @@ func defaults() map[string]any {
 		"authentication.trusted_authserv_ids": []string{},
 		"authentication.agent_identity":       "dmarc",
 		"authentication.timeout":              "10s",
+		"authentication.dmarc_reject":         "refuse",
 		"retention.delete_solved_after":       "0s",
 		"store.url":                           "",
 		"store.password_file":                 "",

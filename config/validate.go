@@ -180,6 +180,7 @@ func validate(c *Config) Problems {
 	oneOf(add, "notifications.solved", c.Notifications.Solved, "requester", "requester_and_ccs", "none")
 
 	oneOf(add, "authentication.agent_identity", c.Authentication.AgentIdentity, "dmarc", "dkim", "trusted_relay", "none")
+	oneOf(add, "authentication.dmarc_reject", c.Authentication.DMARCReject, "refuse", "accept")
 	if r := c.Authentication.DNSResolver; r != "" {
 		if err := checkHostPort(r); err != nil {
 			add("authentication.dns_resolver", "%v", err)

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -15,10 +16,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
+	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/deskgate/deskgate/internal/dnstest"
 )
@@ -129,7 +132,9 @@ func reached(d *daemon, rcpt, text string) bool {
 // SMTP under agent_identity: dmarc, the example config's default.
 func TestA1_AgentsProveThemselvesByDMARC(t *testing.T) {
 	publishAgentDomain(t)
-	d := startDaemon(t, options{auth: `{agent_identity: dmarc, timeout: 5s}`})
+	// accept: what these cases check is how a failed proof is filed; refusing under
+	// p=reject is TestA1_DMARCReject_ForgedMailIsRefused's.
+	d := startDaemon(t, options{auth: `{agent_identity: dmarc, dmarc_reject: accept, timeout: 5s}`})
 	reply := openTicket(t, d)
 
 	cases := []struct {
@@ -215,7 +220,8 @@ func TestA1_SPFAloneProvesUnderDMARC(t *testing.T) {
 	defer own.Close()
 	own.TXT("example.com", "v=spf1 ip4:127.0.0.1 -all")
 	own.TXT("_dmarc.example.com", "v=DMARC1; p=reject")
-	d := startDaemon(t, options{auth: fmt.Sprintf(`{agent_identity: dmarc, dns_resolver: "%s"}`, own.Addr)})
+	// accept: the unaligned case below is filed, not refused, so that explain can be read.
+	d := startDaemon(t, options{auth: fmt.Sprintf(`{agent_identity: dmarc, dmarc_reject: accept, dns_resolver: "%s"}`, own.Addr)})
 	reply := openTicket(t, d)
 	if err := sendSMTP(d.smtpAddr, "alice@example.com", []string{reply}, agentReply(reply, "alice@example.com", "spf1", "Sent from an allowed host.")); err != nil {
 		t.Fatal(err)
@@ -447,4 +453,199 @@ func pythonWithDkim(t *testing.T) string {
 	}
 	t.Skip("dkimpy not installed (apt-get install python3-dkim); .ci/run installs it")
 	return ""
+}
+
+// publishDMARCTrialDomains adds the domains of the p=reject tests: a customer's domain that
+// refuses forgeries, one that only quarantines them, and one still trying p=reject on half
+// its mail. None lets 127.0.0.1 send for it.
+func publishDMARCTrialDomains() {
+	testDNS.TXT("_dmarc.bank.test", "v=DMARC1; p=reject")
+	testDNS.TXT("bank.test", "v=spf1 -all")
+	testDNS.TXT("_dmarc.quiet.test", "v=DMARC1; p=quarantine")
+	testDNS.TXT("_dmarc.trial.test", "v=DMARC1; p=reject; pct=50")
+}
+
+// lmtpDeliver sends raw over LMTP to every rcpt and returns each recipient's reply code and
+// text (250 for the ones that took it).
+func lmtpDeliver(t *testing.T, addr, from string, rcpts []string, raw []byte) map[string]string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := gosmtp.NewClientLMTP(conn)
+	defer c.Close()
+	if err := c.Hello("postfix.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail(from, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, rc := range rcpts {
+		if err := c.Rcpt(rc, nil); err != nil {
+			t.Fatalf("RCPT %s: %v", rc, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(raw)
+	out := map[string]string{}
+	resps, err := w.CloseWithLMTPResponse()
+	var perRcpt gosmtp.LMTPDataError
+	switch {
+	case errors.As(err, &perRcpt):
+		for rc, se := range perRcpt {
+			out[rc] = fmt.Sprintf("%d %d.%d.%d %s", se.Code, se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
+		}
+	case err != nil:
+		t.Fatalf("LMTP DATA: %v", err)
+	}
+	for rc := range resps {
+		out[rc] = "250"
+	}
+	c.Quit()
+	return out
+}
+
+// TestA1_DMARCReject_ForgedMailIsRefused: under agent_identity: dmarc with dmarc_reject at
+// its default, mail that fails DMARC where the From domain publishes p=reject gets 550 5.7.1
+// after DATA, over SMTP and (per recipient) over LMTP, and leaves no ticket, comment or
+// outgoing mail behind: a forged agent's reply is no third-party note, a forged agent's mail
+// to the support address sends the real agent no acknowledgement, and a forged customer
+// opens no ticket. p=quarantine, pct below 100, and an LMTP mail whose SPF deskgate could not
+// check are stored as before.
+func TestA1_DMARCReject_ForgedMailIsRefused(t *testing.T) {
+	publishAgentDomain(t)
+	publishDMARCTrialDomains()
+	d := startDaemon(t, options{auth: `{agent_identity: dmarc, timeout: 5s}`})
+	reply := openTicket(t, d)
+	comments, sent, queued := len(d.ticket(1).Comments), len(d.outbox()), len(d.queue())
+
+	refused := func(what, mailFrom string, rcpts []string, msg []byte, domain string) {
+		t.Helper()
+		err := sendSMTP(d.smtpAddr, mailFrom, rcpts, msg)
+		if code, text := smtpCode(err); code != 550 || !strings.Contains(text, "5.7.1 Rejected by DMARC policy for "+domain) {
+			t.Errorf("%s: %v, want 550 5.7.1 Rejected by DMARC policy for %s", what, err, domain)
+		}
+	}
+	refused("a forged agent's Reply-all", "evil@evil.test", []string{reply},
+		agentReply(reply, "Alice <alice@example.com>", "forged-reply", "Refund them all."), "example.com")
+	refused("a forged agent's mail to the support address", "alice@example.com", []string{"support@example.com"},
+		mail(map[string]string{"From": "alice@example.com", "To": "support@example.com", "Subject": "urgent", "Message-ID": "<forged-new@example.com>"}, "hi\n"), "example.com")
+	refused("a forged customer", "ceo@bank.test", []string{"support@example.com"},
+		mail(map[string]string{"From": "CEO <ceo@bank.test>", "To": "support@example.com", "Subject": "wire money", "Message-ID": "<forged@bank.test>"}, "now\n"), "bank.test")
+	// Signed by the attacker's own domain: DKIM passes, but not for example.com.
+	refused("an agent's From signed by evil.test", "evil@evil.test", []string{reply},
+		dkimSign(t, agentReply(reply, "alice@example.com", "forged-signed", "Signed, but not by us."), "evil.test"), "example.com")
+
+	// Over LMTP every recipient of the message gets the refusal. MAIL FROM is outside
+	// example.com, so no SPF pass could have been aligned: the fail is proven.
+	got := lmtpDeliver(t, d.lmtpAddr, "evil@evil.test", []string{"support@example.com", "billing@example.com"},
+		mail(map[string]string{"From": "alice@example.com", "To": "support@example.com", "Subject": "via lmtp", "Message-ID": "<forged-lmtp@example.com>"}, "hi\n"))
+	for _, rc := range []string{"support@example.com", "billing@example.com"} {
+		if !strings.HasPrefix(got[rc], "550 5.7.1 ") || !strings.Contains(got[rc], "Rejected by DMARC policy for example.com") {
+			t.Errorf("LMTP %s: %q, want 550 5.7.1", rc, got[rc])
+		}
+	}
+
+	if n := len(d.tickets()); n != 1 {
+		t.Errorf("refused mail made tickets: %d, want 1", n)
+	}
+	if n := len(d.ticket(1).Comments); n != comments {
+		t.Errorf("refused mail became comments: %d, want %d", n, comments)
+	}
+	if n := len(d.queue()); n != queued {
+		t.Errorf("refused mail queued deliveries: %d, want %d", n, queued)
+	}
+	if n := len(d.outbox()); n != sent {
+		t.Errorf("refused mail sent %d messages (acknowledgements to the forged sender?)", n-sent)
+	}
+	logs := d.logs.String()
+	for _, want := range []string{`msg=refused`, `stage=data code=550 enhanced=5.7.1 reason="Rejected by DMARC policy for example.com"`,
+		`reason="Rejected by DMARC policy for bank.test"`, `outcome=refused`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log lacks %s", want)
+		}
+	}
+	_, metrics := d.api("GET", "/metrics", nil, false)
+	for _, want := range []string{`deskgate_smtp_replies_total{code="550",enhanced="5.7.1",proto="smtp"} 4`,
+		`deskgate_smtp_replies_total{code="550",enhanced="5.7.1",proto="lmtp"} 2`, "deskgate_dmarc_refused_total 5",
+		`deskgate_agent_claims_total{mode="dmarc",outcome="refused"} 4`, `deskgate_messages_received_total{outcome="refused",proto="smtp"} 4`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	// What the domain did not ask to be refused is stored as before.
+	for i, from := range []string{"ops@quiet.test", "ops@trial.test"} {
+		msg := mail(map[string]string{"From": from, "To": "support@example.com", "Subject": "kept " + from, "Message-ID": fmt.Sprintf("<kept%d@x>", i)}, "kept\n")
+		if err := sendSMTP(d.smtpAddr, from, []string{"support@example.com"}, msg); err != nil {
+			t.Errorf("%s (not p=reject at pct=100): %v", from, err)
+		}
+	}
+	if tk := d.tickets(); len(tk) != 3 {
+		t.Fatalf("%d tickets, want the two kept mails' as well", len(tk))
+	}
+	if a1 := d.explain(d.lastComment(3).ID).a1(); !strings.Contains(a1, "(p=reject pct=50)") || !strings.Contains(a1, "not refused: pct=50") {
+		t.Errorf("the pct=50 mail's A1: %q", a1)
+	}
+	// Over LMTP with MAIL FROM in example.com, an SPF pass at the MTA in front could have
+	// made DMARC pass: deskgate cannot tell, so it files the mail as a spoofed agent's.
+	got = lmtpDeliver(t, d.lmtpAddr, "alice@example.com", []string{reply}, agentReply(reply, "alice@example.com", "lmtp-unsure", "Maybe SPF passed."))
+	if got[reply] != "250" {
+		t.Fatalf("LMTP with SPF unknown: %q", got[reply])
+	}
+	c := d.lastComment(1)
+	if a1 := d.explain(c.ID).a1(); c.Public || !strings.Contains(a1, "spoofed agent") || !strings.Contains(a1, "SPF could not be checked") {
+		t.Errorf("LMTP with SPF unknown: public=%v, A1 %q", c.Public, a1)
+	}
+}
+
+// TestA1_DMARCReject_AcceptKeepsStoring: dmarc_reject: accept keeps the behaviour from before
+// the key (a forged agent's mail is filed as an end user's and opens a ticket); a SIGHUP to
+// refuse applies to the next mail; a bad value is refused naming the key.
+func TestA1_DMARCReject_AcceptKeepsStoring(t *testing.T) {
+	publishAgentDomain(t)
+	d := startDaemon(t, options{auth: `{agent_identity: dmarc, dmarc_reject: accept, timeout: 5s}`})
+	forged := func(n int) []byte {
+		return mail(map[string]string{"From": "alice@example.com", "To": "support@example.com", "Subject": "forged",
+			"Message-ID": fmt.Sprintf("<forged-%d@example.com>", n)}, "hi\n")
+	}
+	if err := sendSMTP(d.smtpAddr, "evil@evil.test", []string{"support@example.com"}, forged(1)); err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	tk := d.ticket(1)
+	if tk.Requester.Email != "alice@example.com" || tk.Comments[0].Public != true {
+		t.Errorf("accept: %+v", tk)
+	}
+	if a1 := d.explain(tk.Comments[0].ID).a1(); !strings.Contains(a1, "end user: spoofed agent: dmarc=fail (p=reject)") || !strings.Contains(a1, "not refused: dmarc_reject is accept") {
+		t.Errorf("accept: A1 %q", a1)
+	}
+	if len(to(d.outbox(), "alice@example.com")) != 1 {
+		t.Errorf("accept: the acknowledgement did not go to alice, as before")
+	}
+
+	raw, _ := os.ReadFile(d.configPath)
+	orig := string(raw)
+	os.WriteFile(d.configPath, []byte(strings.Replace(orig, "dmarc_reject: accept", "dmarc_reject: maybe", 1)), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the refused reload", 5*time.Second, func() bool {
+		return strings.Contains(d.logs.String(), "reload refused") && strings.Contains(d.logs.String(), "authentication.dmarc_reject")
+	})
+	if err := sendSMTP(d.smtpAddr, "evil@evil.test", []string{"support@example.com"}, forged(2)); err != nil {
+		t.Errorf("after a refused reload the running accept stays: %v", err)
+	}
+
+	os.WriteFile(d.configPath, []byte(strings.Replace(orig, "dmarc_reject: accept", "dmarc_reject: refuse", 1)), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", 5*time.Second, func() bool { return strings.Contains(d.logs.String(), "config reloaded") })
+	err := sendSMTP(d.smtpAddr, "evil@evil.test", []string{"support@example.com"}, forged(3))
+	if code, text := smtpCode(err); code != 550 || !strings.Contains(text, "5.7.1 Rejected by DMARC policy for example.com") {
+		t.Errorf("after SIGHUP to refuse: %v", err)
+	}
+	if n := len(d.tickets()); n != 2 {
+		t.Errorf("%d tickets, want 2", n)
+	}
 }

@@ -76,6 +76,8 @@ type DKIMResult struct {
 type DMARCResult struct {
 	Result string // pass, fail, none, temperror, permerror
 	Policy string // the policy that applies to the From domain: none, quarantine, reject
+	// Percent is the record's pct=, 100 when it has none.
+	Percent int
 	// RecordDomain is where the record was found: the From domain or its
 	// organizational domain.
 	RecordDomain          string
@@ -89,6 +91,9 @@ type DMARCResult struct {
 	DKIMTemporary bool
 	// Temporary: nothing aligned passed, but something might have, had DNS answered.
 	Temporary bool
+	// SPFUnchecked: SPF could not be checked (LMTP) and its pass could have been
+	// aligned, so a fail is short of proof.
+	SPFUnchecked bool
 }
 
 // RelayResult is what the trusted MTA in front reported (trusted_relay).
@@ -142,6 +147,12 @@ func (c *Checker) Check(ctx context.Context, in Input) *Result {
 	}()
 	wg.Wait()
 	res.DMARC = evaluateDMARC(res, rec, res.DMARC.RecordDomain, recErr)
+	if in.ClientIP == nil && res.DMARC.Result == "fail" {
+		// Over LMTP the MTA in front saw the client; deskgate did not. With MAIL FROM <>
+		// SPF would have checked the client's HELO name, which nobody passed on.
+		d := domainOf(in.MailFrom)
+		res.DMARC.SPFUnchecked = d == "" || Aligned(d, res.From.Domain, res.DMARC.StrictSPF)
+	}
 	return res
 }
 
@@ -250,6 +261,10 @@ func evaluateDMARC(res *Result, rec *dmarc.Record, recordDomain string, recErr e
 		out.StrictDKIM = rec.DKIMAlignment == dmarc.AlignmentStrict
 		out.StrictSPF = rec.SPFAlignment == dmarc.AlignmentStrict
 		out.Policy = string(rec.Policy)
+		out.Percent = 100
+		if rec.Percent != nil {
+			out.Percent = *rec.Percent
+		}
 		if recordDomain != from && rec.SubdomainPolicy != "" {
 			out.Policy = string(rec.SubdomainPolicy)
 		}
@@ -429,7 +444,8 @@ func (r *Result) Header(hostname string) string {
 func (r *Result) Facts() rules.AuthFacts {
 	f := rules.AuthFacts{Mode: r.Mode, FromAddress: r.From.Address, FromProblem: r.From.Problem,
 		DMARCResult: r.DMARC.Result, DMARCAligned: r.DMARC.Aligned != "", DMARCTemporary: r.DMARC.Temporary,
-		DMARCSummary: r.dmarcSummary(), DKIMAligned: r.DMARC.AlignedDKIM, DKIMTemporary: r.DMARC.DKIMTemporary}
+		DMARCSummary: r.dmarcSummary(), DMARCPolicy: r.DMARC.Policy, DMARCPercent: r.DMARC.Percent,
+		DMARCSPFUnchecked: r.DMARC.SPFUnchecked, DKIMAligned: r.DMARC.AlignedDKIM, DKIMTemporary: r.DMARC.DKIMTemporary}
 	if f.DKIMAligned != "" {
 		f.DKIMSummary = fmt.Sprintf("dkim=pass header.d=%s header.from=%s", f.DKIMAligned, r.From.Domain)
 	} else {
@@ -461,7 +477,11 @@ func (r *Result) dmarcSummary() string {
 	}
 	s := "dmarc=" + r.DMARC.Result
 	if r.DMARC.Policy != "" {
-		s += " (p=" + r.DMARC.Policy + ")"
+		s += " (p=" + r.DMARC.Policy
+		if r.DMARC.Percent < 100 {
+			s += fmt.Sprintf(" pct=%d", r.DMARC.Percent)
+		}
+		s += ")"
 	}
 	s += " header.from=" + r.From.Domain
 	switch {

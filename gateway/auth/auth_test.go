@@ -472,3 +472,41 @@ func TestA1_AlignmentUnderAnUnknownRecord(t *testing.T) {
 		}
 	}
 }
+
+// The facts A1's p=reject decision needs: the policy that applies to the From domain (sp=
+// for a subdomain that has no record of its own), its pct=, and whether a missing SPF check
+// (LMTP) leaves the fail unproven.
+func TestA1_DMARCReject_PolicyFacts(t *testing.T) {
+	z := newZone(t)
+	z.TXT("_dmarc.example.com", "v=DMARC1; p=reject; sp=none")
+	z.TXT("example.com", "v=spf1 -all")
+	z.TXT("_dmarc.trial.test", "v=DMARC1; p=reject; pct=50")
+	z.TXT("_dmarc.strict.test", "v=DMARC1; p=reject")
+	c := z.checker(ModeDMARC)
+	cases := []struct {
+		name, from, mailFrom string
+		ip                   net.IP
+		policy               string
+		pct                  int
+		unchecked            bool
+	}{
+		{"p=reject, no pct", "alice@example.com", "x@evil.test", loopback, "reject", 100, false},
+		{"a subdomain takes sp=", "bo@mail.example.com", "x@evil.test", loopback, "none", 100, false},
+		{"pct=50", "bo@trial.test", "x@evil.test", loopback, "reject", 50, false},
+		{"LMTP, MAIL FROM aligned: SPF might have passed", "bo@strict.test", "bo@strict.test", nil, "reject", 100, true},
+		{"LMTP, MAIL FROM a subdomain: relaxed alignment", "bo@strict.test", "bounce@mail.strict.test", nil, "reject", 100, true},
+		{"LMTP, MAIL FROM elsewhere: SPF could not align", "bo@strict.test", "x@evil.test", nil, "reject", 100, false},
+		{"LMTP, MAIL FROM <>: the client's HELO is unknown", "bo@strict.test", "", nil, "reject", 100, true},
+	}
+	for _, tc := range cases {
+		r := c.Check(context.Background(), Input{Raw: []byte(msgText(tc.from, "hi")), Author: tc.from, ClientIP: tc.ip, MailFrom: tc.mailFrom, Helo: "client.test", LMTP: tc.ip == nil})
+		f := r.Facts()
+		if f.DMARCResult != "fail" || f.DMARCPolicy != tc.policy || f.DMARCPercent != tc.pct || f.DMARCSPFUnchecked != tc.unchecked {
+			t.Errorf("%s: dmarc=%s p=%q pct=%d spf unchecked=%v, want fail %q %d %v (%s)", tc.name, f.DMARCResult, f.DMARCPolicy,
+				f.DMARCPercent, f.DMARCSPFUnchecked, tc.policy, tc.pct, tc.unchecked, f.DMARCSummary)
+		}
+	}
+	if f := c.Check(context.Background(), Input{Raw: []byte(msgText("bo@trial.test", "hi")), Author: "bo@trial.test", ClientIP: loopback, MailFrom: "x@evil.test"}).Facts(); !strings.Contains(f.DMARCSummary, "(p=reject pct=50)") {
+		t.Errorf("the summary does not name pct: %s", f.DMARCSummary)
+	}
+}

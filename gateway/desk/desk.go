@@ -210,6 +210,7 @@ func EnvFrom(cfg *config.Config) rules.Env {
 			ReplyAudience: p.ReplyAudience, CCAttachments: p.CCAttachments},
 		Notifications: model.Notifications{TicketCreated: n.TicketCreated, Assigned: n.Assigned, Solved: n.Solved},
 		MaxCCs:        cfg.Limits.MaxCCs,
+		DMARCReject:   cfg.Authentication.DMARCReject,
 		Agents:        map[string]model.Role{}, AgentNames: map[string]string{},
 	}
 	for _, a := range cfg.Agents {

@@ -105,6 +105,11 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		return res, refusal(rules.RefuseOwnAddress, "From <%s> is this gateway's own address", from.Email)
 	}
 	authResult, id := s.authenticate(ctx, env, raw, from.Email)
+	if id.Refuse {
+		// Before anything is stored or queued: the domain asked for this mail to be
+		// refused, and accepting it would answer a forger at the real owner's address.
+		return res, refusal(rules.RefuseDMARC, "Rejected by DMARC policy for %s", id.RefusedDomain)
+	}
 	if id.Defer {
 		return res, refusal(rules.RefuseUnverifiedNow, "Cannot verify now that <%s> sent this: %s; try again later", from.Email, id.Step.Detail)
 	}
@@ -214,9 +219,14 @@ func (s *Service) authenticate(ctx context.Context, env Envelope, raw []byte, fr
 	facts := r.Facts()
 	id := rules.Identify(*renv, from, facts)
 	metrics.SenderAuth.WithLabelValues(checker.Mode, r.ModeResult(facts)).Inc()
+	if id.Refuse {
+		metrics.DMARCRefused.Inc()
+	}
 	if renv.IsAgent(from) {
 		outcome := "proven"
 		switch {
+		case id.Refuse:
+			outcome = "refused"
 		case id.Defer:
 			outcome = "deferred"
 		case id.Role == rules.RoleEndUser:
@@ -224,6 +234,8 @@ func (s *Service) authenticate(ctx context.Context, env Envelope, raw []byte, fr
 		}
 		metrics.AgentClaims.WithLabelValues(checker.Mode, outcome).Inc()
 		s.log.Info("agent address claimed", "from", from, "rule", "A1", "outcome", outcome, "why", id.Step.Detail)
+	} else if id.Refuse {
+		s.log.Info("refused by the From domain's DMARC policy", "from", from, "rule", "A1", "why", id.Step.Detail)
 	}
 	return r, id
 }

@@ -299,7 +299,7 @@ func replyFor(err error) reply {
 			return reply{552, "5.3.4", ref.Msg}
 		case rules.RefuseUnreadable, rules.RefuseNobodyToTell:
 			return reply{550, "5.6.0", ref.Msg}
-		case rules.RefuseOwnAddress:
+		case rules.RefuseOwnAddress, rules.RefuseDMARC:
 			return reply{550, "5.7.1", ref.Msg}
 		case rules.RefuseUnverifiedNow:
 			return reply{451, "4.7.5", ref.Msg}

@@ -130,8 +130,14 @@ var (
 	}, []string{"mode", "outcome"})
 	AgentClaims = factory.NewCounterVec(prometheus.CounterOpts{
 		Name: "deskgate_agent_claims_total",
-		Help: "Mail from agent addresses: proven, spoofed (filed as an end user's) or deferred (451, DNS failed).",
+		Help: "Mail from agent addresses: proven, spoofed (filed as an end user's), deferred (451, DNS failed) or refused (550, DMARC p=reject).",
 	}, []string{"mode", "outcome"})
+	// DMARCRefused counts mail refused because it fails DMARC and its From domain publishes
+	// p=reject (authentication.dmarc_reject: refuse), agents' addresses or not.
+	DMARCRefused = factory.NewCounter(prometheus.CounterOpts{
+		Name: "deskgate_dmarc_refused_total",
+		Help: "Mail refused with 550 5.7.1: it fails DMARC and its From domain publishes p=reject.",
+	})
 )
 
 func init() {

@@ -17,6 +17,9 @@ type Env struct {
 	Agents map[string]model.Role
 	// AgentNames maps lowercased agent addresses to their names.
 	AgentNames map[string]string
+	// DMARCReject is authentication.dmarc_reject: DMARCAccept, or anything else for
+	// DMARCRefuse, the default (A1).
+	DMARCReject string
 }
 
 // AgentRole is the configured role of email: RoleAgent, RoleLightAgent or RoleEndUser.
@@ -177,6 +180,7 @@ const (
 	RefuseOwnAddress    // From is one of deskgate's own addresses
 	RefuseUnverifiedNow // an agent's claim that DNS cannot settle now (A1): try later
 	RefuseTooMany       // the sender's hourly limit (T5): try later
+	RefuseDMARC         // the From domain's DMARC policy is reject and the mail fails it (A1)
 	RefuseStorage       // deskgate could not store it: try later
 )
 

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/deskgate/deskgate/gateway/model"
 )
@@ -19,6 +20,14 @@ type AuthFacts struct {
 	DMARCAligned   bool
 	DMARCTemporary bool // nothing aligned passed, but something might have with DNS up
 	DMARCSummary   string
+	// DMARCPolicy is the policy the From domain publishes for it (p=, or sp= for a
+	// subdomain whose record is its organizational domain's): none, quarantine, reject;
+	// "" without a record. DMARCPercent is its pct=, 100 when absent.
+	DMARCPolicy  string
+	DMARCPercent int
+	// DMARCSPFUnchecked: SPF could not be checked (LMTP: deskgate does not see the client)
+	// and an SPF pass could have been aligned, so a DMARC fail is not proven.
+	DMARCSPFUnchecked bool
 	// DKIMAligned is the d= of a valid signature aligned with the From domain.
 	DKIMAligned   string
 	DKIMTemporary bool
@@ -36,7 +45,40 @@ type Identity struct {
 	// the claim is true: the mail is refused for now (451 4.7.5), so that the sender's
 	// MTA tries again, instead of filing an agent's reply as a stranger's.
 	Defer bool
-	Step  model.TraceStep
+	// Refuse is set when the From domain publishes p=reject, the mail fails DMARC and
+	// authentication.dmarc_reject is refuse: nothing of it is stored (550 5.7.1, RFC 7489
+	// 6.7). RefusedDomain is the From domain whose policy it is.
+	Refuse        bool
+	RefusedDomain string
+	Step          model.TraceStep
+}
+
+// Values of authentication.dmarc_reject.
+const (
+	DMARCRefuse = "refuse"
+	DMARCAccept = "accept"
+)
+
+// dmarcRejects tells whether the From domain's own policy asks for this mail to be
+// refused, and why not when it does not quite. It applies under agent_identity: dmarc
+// only: trusted_relay leaves it to the MTA in front, and under dkim the operator has said
+// that SPF cannot pass on this path, so a DMARC fail proves less than the domain thinks.
+func dmarcRejects(env Env, f AuthFacts) (refuse bool, whyNot string) {
+	if f.Mode != "dmarc" || f.FromProblem != "" || !strings.Contains(f.FromAddress, "@") || f.DMARCResult != "fail" || f.DMARCPolicy != "reject" {
+		return false, ""
+	}
+	switch {
+	case env.DMARCReject == DMARCAccept:
+		return false, "not refused: dmarc_reject is accept"
+	case f.DMARCPercent < 100:
+		// RFC 7489 6.6.4 applies the next weaker policy, quarantine, to the rest. A
+		// domain still trying its policy out is not refused by lot: the same mail would
+		// be refused or kept at random.
+		return false, fmt.Sprintf("not refused: pct=%d, p=reject applies only at pct=100", f.DMARCPercent)
+	case f.DMARCSPFUnchecked:
+		return false, "not refused: SPF could not be checked (no client IP on LMTP) and might have passed aligned"
+	}
+	return true, ""
 }
 
 // Identify decides the role a mail's sender gets (A1): the configured role of the From
@@ -68,6 +110,13 @@ func Identify(env Env, from string, f AuthFacts) Identity {
 	if f.FromAddress != "" && !SameAddress(f.FromAddress, from) {
 		proven, temporary = false, false
 		summary = fmt.Sprintf("the authenticated From is %s, not %s", f.FromAddress, from)
+	}
+	if refuse, whyNot := dmarcRejects(env, f); refuse {
+		domain := f.FromAddress[strings.LastIndexByte(f.FromAddress, '@')+1:]
+		return Identity{Role: RoleEndUser, Refuse: true, RefusedDomain: strings.ToLower(domain), Step: model.TraceStep{Rule: "A1", Step: "refused",
+			Detail: fmt.Sprintf("%s: the domain's DMARC policy is reject (dmarc_reject: refuse)", f.DMARCSummary)}}
+	} else if whyNot != "" {
+		summary += " (" + whyNot + ")"
 	}
 	switch {
 	case claimed == RoleEndUser:

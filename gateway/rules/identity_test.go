@@ -49,3 +49,129 @@ func TestA1_IdentifyByMode(t *testing.T) {
 		}
 	}
 }
+
+// forgedUnderReject is a mail whose From domain publishes p=reject and which DMARC fails:
+// no aligned DKIM signature, no aligned SPF pass, every answer in.
+func forgedUnderReject(from string) AuthFacts {
+	return AuthFacts{Mode: "dmarc", FromAddress: from, DMARCResult: "fail", DMARCPolicy: "reject", DMARCPercent: 100,
+		DMARCSummary: "dmarc=fail (p=reject) header.from=example.com, spf=fail smtp.mailfrom=evil.test, dkim=none (no signature)"}
+}
+
+func TestA1_DMARCReject_RefusesUnderRefuse(t *testing.T) {
+	for _, e := range []Env{env(), env(func(e *Env) { e.DMARCReject = DMARCRefuse })} {
+		id := Identify(e, alice, forgedUnderReject(alice))
+		if !id.Refuse || id.Defer || id.Role != RoleEndUser || id.Step.Rule != "A1" || id.Step.Step != "refused" {
+			t.Fatalf("a forged agent's mail under p=reject (dmarc_reject %q): %+v", e.DMARCReject, id)
+		}
+		if id.RefusedDomain != "example.com" || !strings.Contains(id.Step.Detail, "dmarc=fail (p=reject)") || !strings.Contains(id.Step.Detail, "dmarc_reject") {
+			t.Errorf("the refusal does not say why: %+v", id)
+		}
+	}
+}
+
+// Every mail is refused, not only an agent's: the domain asked receivers to, and a forged
+// customer's mail would open a ticket whose acknowledgement goes to the real owner.
+func TestA1_DMARCReject_RefusesEndUsersToo(t *testing.T) {
+	f := forgedUnderReject("ceo@bank.test")
+	f.DMARCSummary = "dmarc=fail (p=reject) header.from=bank.test"
+	id := Identify(env(), "ceo@bank.test", f)
+	if !id.Refuse || id.RefusedDomain != "bank.test" || id.Step.Step != "refused" {
+		t.Errorf("a forged end user's mail under p=reject: %+v", id)
+	}
+}
+
+func TestA1_DMARCReject_AcceptFilesAsToday(t *testing.T) {
+	accept := env(func(e *Env) { e.DMARCReject = DMARCAccept })
+	id := Identify(accept, alice, forgedUnderReject(alice))
+	if id.Refuse || id.Defer || id.Role != RoleEndUser || id.Step.Step != "end user" || !strings.Contains(id.Step.Detail, "spoofed agent: dmarc=fail (p=reject)") {
+		t.Errorf("accept: %+v, want today's spoofed agent", id)
+	}
+	if id := Identify(accept, "jane@customer.test", forgedUnderReject("jane@customer.test")); id.Refuse || id.Step.Step != "end user" {
+		t.Errorf("accept, an end user: %+v", id)
+	}
+}
+
+func TestA1_DMARCReject_PassIsNeverRefused(t *testing.T) {
+	f := forgedUnderReject(alice)
+	f.DMARCResult, f.DMARCAligned = "pass", true
+	if id := Identify(env(), alice, f); id.Refuse || id.Role != RoleAgent {
+		t.Errorf("a DMARC pass under p=reject: %+v", id)
+	}
+}
+
+func TestA1_DMARCReject_OnlyPolicyReject(t *testing.T) {
+	for _, policy := range []string{"none", "quarantine", ""} {
+		f := forgedUnderReject(alice)
+		f.DMARCPolicy = policy
+		if id := Identify(env(), alice, f); id.Refuse || id.Step.Step != "end user" || !strings.Contains(id.Step.Detail, "spoofed agent") {
+			t.Errorf("p=%q: %+v, want filed as a spoofed agent", policy, id)
+		}
+	}
+	// A missing or broken record is no policy at all.
+	for _, result := range []string{"none", "permerror"} {
+		f := forgedUnderReject(alice)
+		f.DMARCResult = result
+		if id := Identify(env(), alice, f); id.Refuse {
+			t.Errorf("dmarc=%s: %+v", result, id)
+		}
+	}
+}
+
+// DNS that did not answer leaves the old answer: an agent's claim is deferred (451), an end
+// user's mail accepted; nothing is refused on a guess.
+func TestA1_DMARCReject_TemperrorIsNotRefused(t *testing.T) {
+	f := forgedUnderReject(alice)
+	f.DMARCResult, f.DMARCTemporary = "temperror", true
+	if id := Identify(env(), alice, f); id.Refuse || !id.Defer {
+		t.Errorf("temperror, an agent: %+v, want deferred", id)
+	}
+	f = forgedUnderReject("jane@customer.test")
+	f.DMARCResult, f.DMARCTemporary = "temperror", true
+	if id := Identify(env(), "jane@customer.test", f); id.Refuse || id.Defer {
+		t.Errorf("temperror, an end user: %+v, want accepted", id)
+	}
+}
+
+// pct below 100 is a domain still trying its policy out: RFC 7489 6.6.4 applies the next
+// weaker policy (quarantine) to the rest, and deskgate does not draw lots.
+func TestA1_DMARCReject_PctBelow100IsNotRefused(t *testing.T) {
+	f := forgedUnderReject(alice)
+	f.DMARCPercent = 50
+	id := Identify(env(), alice, f)
+	if id.Refuse || id.Step.Step != "end user" || !strings.Contains(id.Step.Detail, "pct=50") {
+		t.Errorf("pct=50: %+v", id)
+	}
+}
+
+// Only agent_identity: dmarc refuses: trusted_relay leaves it to the MTA in front, dkim says
+// SPF cannot be believed on this path, none is for tests.
+func TestA1_DMARCReject_OnlyUnderModeDMARC(t *testing.T) {
+	for _, mode := range []string{"dkim", "trusted_relay", "none"} {
+		f := forgedUnderReject(alice)
+		f.Mode = mode
+		if id := Identify(env(), alice, f); id.Refuse {
+			t.Errorf("mode %s: %+v", mode, id)
+		}
+	}
+}
+
+// Over LMTP deskgate does not see the client, so SPF is unknown; when MAIL FROM is in the
+// From's domain an SPF pass might have made DMARC pass, and the fail is no proof.
+func TestA1_DMARCReject_UncheckedSPFIsNoProof(t *testing.T) {
+	f := forgedUnderReject(alice)
+	f.DMARCSPFUnchecked = true
+	id := Identify(env(), alice, f)
+	if id.Refuse || id.Step.Step != "end user" || !strings.Contains(id.Step.Detail, "spoofed agent") {
+		t.Errorf("SPF unchecked: %+v", id)
+	}
+}
+
+// A From that says two things is no From that DMARC judged, whatever the summary says.
+func TestA1_DMARCReject_AmbiguousFromIsNotRefusedForIt(t *testing.T) {
+	f := forgedUnderReject("")
+	f.FromProblem = "From names 2 addresses"
+	f.DMARCResult = "permerror"
+	if id := Identify(env(), alice, f); id.Refuse {
+		t.Errorf("ambiguous From: %+v", id)
+	}
+}
