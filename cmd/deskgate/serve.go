@@ -119,6 +119,7 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		where = store.Redact(cfg.Store.URL)
 	}
 	logger.Info("deskgate started", "version", version, "config", cfg.Path, "data_dir", cfg.DataDir, "store", where)
+	logWarnings(logger, cfg.Warnings())
 	notifyReady("serving")
 	stopWatchdog := make(chan struct{})
 	go watchdog(st, logger, stopWatchdog)
@@ -180,5 +181,14 @@ func reload(path string, logger *slog.Logger, in *inbound.Server, svc *desk.Serv
 		}
 	}
 	logger.Info("config reloaded", "config", path)
+	logWarnings(logger, cfg.Warnings())
 	return true
+}
+
+// logWarnings logs what check-config warns of, so that a journal shows it at every start and
+// reload, for as long as the config says it.
+func logWarnings(logger *slog.Logger, warnings []config.Problem) {
+	for _, w := range warnings {
+		logger.Warn(w.Msg, "key", w.Key)
+	}
 }

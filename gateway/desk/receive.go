@@ -217,6 +217,8 @@ func (s *Service) authenticate(ctx context.Context, env Envelope, raw []byte, fr
 	if renv.IsAgent(from) {
 		outcome := "proven"
 		switch {
+		case id.Unverified:
+			outcome = "unverified" // agent_identity none: believed, not proven
 		case id.Defer:
 			outcome = "deferred"
 		case id.Role == rules.RoleEndUser:

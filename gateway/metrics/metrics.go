@@ -130,7 +130,7 @@ var (
 	}, []string{"mode", "outcome"})
 	AgentClaims = factory.NewCounterVec(prometheus.CounterOpts{
 		Name: "deskgate_agent_claims_total",
-		Help: "Mail from agent addresses: proven, spoofed (filed as an end user's) or deferred (451, DNS failed).",
+		Help: "Mail from agent addresses: proven, unverified (agent_identity none: believed without proof), spoofed (filed as an end user's) or deferred (451, DNS failed).",
 	}, []string{"mode", "outcome"})
 )
 

@@ -36,7 +36,10 @@ type Identity struct {
 	// the claim is true: the mail is refused for now (451 4.7.5), so that the sender's
 	// MTA tries again, instead of filing an agent's reply as a stranger's.
 	Defer bool
-	Step  model.TraceStep
+	// Unverified is set when the role was granted without proof (agent_identity none), so
+	// that no log, metric or trace calls the sender proven.
+	Unverified bool
+	Step       model.TraceStep
 }
 
 // Identify decides the role a mail's sender gets (A1): the configured role of the From
@@ -45,10 +48,10 @@ type Identity struct {
 func Identify(env Env, from string, f AuthFacts) Identity {
 	claimed := env.AgentRole(from)
 	proven, temporary, summary := false, false, f.DMARCSummary
+	unverified := false
 	switch f.Mode {
 	case "none":
-		proven = true
-		summary = f.DMARCSummary + " (not required: agent_identity is none)"
+		proven, unverified = true, true
 	case "dmarc":
 		// DMARC passes; or the domain publishes no record, and an identifier aligned
 		// with it passed: the proof a record would have asked for. A broken record
@@ -62,16 +65,24 @@ func Identify(env Env, from string, f AuthFacts) Identity {
 	}
 	if f.FromProblem != "" {
 		// The From says two things: whatever passed, it did not prove this address.
-		proven, temporary = false, false
+		proven, temporary, unverified = false, false, false
 		summary = "ambiguous From: " + f.FromProblem
 	}
 	if f.FromAddress != "" && !SameAddress(f.FromAddress, from) {
-		proven, temporary = false, false
+		proven, temporary, unverified = false, false, false
 		summary = fmt.Sprintf("the authenticated From is %s, not %s", f.FromAddress, from)
 	}
 	switch {
 	case claimed == RoleEndUser:
+		if unverified {
+			summary += " (not required: agent_identity is none)"
+		}
 		return Identity{Role: RoleEndUser, Step: model.TraceStep{Rule: "A1", Step: "end user", Detail: summary}}
+	case unverified:
+		// The role is the config's word alone; what the mail did prove is kept beside it, so
+		// that an operator sees what dmarc would have decided.
+		return Identity{Role: claimed, Unverified: true, Step: model.TraceStep{Rule: "A1", Step: roleWord(claimed),
+			Detail: "unverified (agent_identity is none, the From is believed): " + summary}}
 	case proven:
 		return Identity{Role: claimed, Step: model.TraceStep{Rule: "A1", Step: roleWord(claimed), Detail: summary}}
 	case temporary:
