@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"strings"
 	"syscall"
 	"testing"
@@ -8,7 +9,7 @@ import (
 )
 
 // agent_identity none believes every From. deskgate serves under it (tests need it) but says
-// so: a warning naming the key at start, at each reload and in
+// so: a warning naming the key at start, at each reload (SIGHUP and API) and in
 // check-config (exit 0), and an agent's mail is "unverified", never "proven".
 func TestA1_NoneWarnsAndSaysUnverified(t *testing.T) {
 	d := startDaemon(t, options{auth: `{agent_identity: none}`})
@@ -28,6 +29,16 @@ func TestA1_NoneWarnsAndSaysUnverified(t *testing.T) {
 
 	d.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, "the SIGHUP reload to warn", 5*time.Second, func() bool { return warnings() == 2 })
+	code, body := d.api("POST", "/api/v1/reload", nil, true)
+	var answer struct {
+		Warnings []struct{ Key, Message string }
+	}
+	json.Unmarshal(body, &answer)
+	if code != 200 || len(answer.Warnings) != 1 || answer.Warnings[0].Key != "authentication.agent_identity" {
+		t.Errorf("POST /api/v1/reload under none: %d %s", code, body)
+	}
+	// The log comes through a pipe: it may lag the API's answer a little.
+	waitFor(t, "the API reload to warn", 5*time.Second, func() bool { return warnings() == 3 })
 
 	if err := sendSMTP(d.smtpAddr, "jane@customer.test", []string{"support@example.com"},
 		mail(map[string]string{"From": "jane@customer.test", "Subject": "Printer", "Message-ID": "<n1@customer.test>"}, "help\n")); err != nil {

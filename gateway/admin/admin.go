@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/desk"
 	"github.com/deskgate/deskgate/gateway/metrics"
 	"github.com/deskgate/deskgate/gateway/model"
@@ -35,7 +36,10 @@ type Server struct {
 	// into a ticket by hand.
 	ReplyAddress func(t *store.Ticket) string
 	// Desk carries out expert actions.
-	Desk    *desk.Service
+	Desk *desk.Service
+	// Reload re-reads the daemon's config file as SIGHUP does, for POST /api/v1/reload: the
+	// file it read, the config's warnings, and config.Problems when it refused the file.
+	Reload  func() (file string, warnings []config.Problem, err error)
 	store   *store.Store
 	log     *slog.Logger
 	token   atomic.Pointer[string]
@@ -83,6 +87,7 @@ func (s *Server) Handler() http.Handler {
 	s.handle(api, "GET /api/v1/tickets/{id}", s.showTicket)
 	s.handle(api, "GET /api/v1/comments/{id}/raw", s.rawComment)
 	s.routeActions(api)
+	s.handle(api, "POST /api/v1/reload", s.reload)
 	apiHandler := s.requireToken(jsonMisses(api))
 	// Profiles of a live daemon, for the operator who has the token.
 	mux.Handle("/debug/pprof/", s.requireToken(http.HandlerFunc(pprof.Index)))

@@ -2,12 +2,15 @@ package admin
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
+	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -107,6 +110,7 @@ func TestWrongMethodIsJSONWithAllow(t *testing.T) {
 	for _, c := range []struct{ method, target, allow string }{
 		{"PUT", "/api/v1/tickets", "GET, HEAD"},
 		{"POST", "/api/v1/queue", "GET, HEAD"},
+		{"GET", "/api/v1/reload", "POST"},
 		{"GET", "/api/v1/erase", "POST"},
 	} {
 		rec := call(h, c.method, c.target, "Bearer s3cret")
@@ -114,5 +118,61 @@ func TestWrongMethodIsJSONWithAllow(t *testing.T) {
 			t.Errorf("%s %s: %d Allow %q, want 405 Allow %q", c.method, c.target, rec.Code, rec.Header().Get("Allow"), c.allow)
 		}
 		jsonError(t, c.method+" "+c.target, rec)
+	}
+}
+
+// POST /api/v1/reload answers once the reload is done: 200 with the file and its warnings, or
+// 422 with every problem by key when the file was refused.
+func TestReloadAnswers(t *testing.T) {
+	s, h := testServer(t)
+	if rec := call(h, "POST", "/api/v1/reload", ""); rec.Code != http.StatusUnauthorized {
+		t.Errorf("reload without a token: %d, want 401", rec.Code)
+	}
+
+	// A daemon that cannot reload (no hook) says so, in JSON.
+	rec := call(h, "POST", "/api/v1/reload", "Bearer s3cret")
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("reload without a hook: %d, want 503", rec.Code)
+	}
+	jsonError(t, "reload without a hook", rec)
+
+	calls := 0
+	s.Reload = func() (string, []config.Problem, error) {
+		calls++
+		return "/etc/deskgate/deskgate.yaml", []config.Problem{{Key: "authentication.agent_identity", Msg: "none: anyone can write as an agent"}}, nil
+	}
+	rec = call(h, "POST", "/api/v1/reload", "Bearer s3cret")
+	var ok Reloaded
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &ok) != nil {
+		t.Fatalf("reload: %d %s, want 200 JSON", rec.Code, rec.Body.String())
+	}
+	if calls != 1 || ok.Config != "/etc/deskgate/deskgate.yaml" || len(ok.Warnings) != 1 || ok.Warnings[0].Key != "authentication.agent_identity" || !strings.Contains(ok.Warnings[0].Message, "anyone") {
+		t.Errorf("reload answer %+v after %d calls", ok, calls)
+	}
+
+	s.Reload = func() (string, []config.Problem, error) {
+		return "/etc/deskgate/deskgate.yaml", nil, config.Problems{{Key: "limits.max_ccs", Msg: "must be at least 1"}, {Msg: "line 3: did not find expected key"}}
+	}
+	rec = call(h, "POST", "/api/v1/reload", "Bearer s3cret")
+	if rec.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("refused reload: %d %s, want 422", rec.Code, rec.Body.String())
+	}
+	msg := jsonError(t, "refused reload", rec)
+	var refused ReloadRefused
+	json.Unmarshal(rec.Body.Bytes(), &refused)
+	if !strings.Contains(msg, "running config") || len(refused.Problems) != 2 || refused.Problems[0].Key != "limits.max_ccs" ||
+		refused.Problems[0].Message != "must be at least 1" || refused.Problems[1].Key != "" || !strings.Contains(refused.Problems[1].Message, "line 3") {
+		t.Errorf("refused reload answer %s", rec.Body.String())
+	}
+
+	// Something other than the file's problems (it should not happen) is still a refusal
+	// with one problem, not a bare 500.
+	s.Reload = func() (string, []config.Problem, error) {
+		return "/x.yaml", nil, errors.New("reload in progress elsewhere")
+	}
+	rec = call(h, "POST", "/api/v1/reload", "Bearer s3cret")
+	json.Unmarshal(rec.Body.Bytes(), &refused)
+	if rec.Code != http.StatusUnprocessableEntity || len(refused.Problems) != 1 || !strings.Contains(refused.Problems[0].Message, "in progress") {
+		t.Errorf("reload that failed otherwise: %d %s", rec.Code, rec.Body.String())
 	}
 }

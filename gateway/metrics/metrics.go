@@ -116,10 +116,11 @@ var (
 		Buckets: latency,
 	})
 
-	// ConfigReloads counts SIGHUPs by result (ok, refused); `deskgate reload` waits for it.
+	// ConfigReloads counts reloads (SIGHUP and POST /api/v1/reload) by result (ok, refused);
+	// `deskgate reload --pid` waits for it.
 	ConfigReloads = factory.NewCounterVec(prometheus.CounterOpts{
 		Name: "deskgate_config_reloads_total",
-		Help: "Config reloads (SIGHUP) by result: ok, or refused (the running config kept).",
+		Help: "Config reloads (SIGHUP or POST /api/v1/reload) by result: ok, or refused (the running config kept).",
 	}, []string{"result"})
 
 	// SenderAuth counts received mail by authentication.agent_identity mode and the result
