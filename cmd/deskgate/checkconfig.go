@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -16,7 +17,10 @@ func checkConfigCmd() *cobra.Command {
 		Short: "validate the config file; print every problem with its key path",
 		Long: `Validate the config file and print every problem with its key path, or the environment
 variable it came from; exit 1 on any. Checks that files named in it exist and parse, and that
-data_dir can be created and written, and, when store.url is set, that PostgreSQL answers. Every key: deskgate.yaml(5), docs/configuration.md.`,
+data_dir can be created and written, and, when store.url is set, that PostgreSQL answers.
+Settings that are valid but unsafe on a real MX (authentication.agent_identity: none) are
+printed on stderr as "warning: KEY: ..." and do not change the exit status; serve logs the
+same warnings at start and at each reload. Every key: deskgate.yaml(5), docs/configuration.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path := configPath()
@@ -25,6 +29,7 @@ data_dir can be created and written, and, when store.url is set, that PostgreSQL
 				printProblems(cmd, path, err)
 				return exitError{1}
 			}
+			printWarnings(cmd.ErrOrStderr(), cfg.Warnings())
 			if cfg.Store.URL != "" {
 				version, err := store.CheckPostgres(cfg.Store.URL, cfg.Store.PasswordFile)
 				if err != nil {
@@ -61,4 +66,11 @@ func printProblems(cmd *cobra.Command, path string, err error) {
 		return
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", path, err)
+}
+
+// printWarnings prints warnings the way check-config does, for it and for reload.
+func printWarnings(w io.Writer, warnings []config.Problem) {
+	for _, p := range warnings {
+		fmt.Fprintf(w, "warning: %s\n", p)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -92,6 +93,7 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		logger.Error("cannot listen", "err", err)
 		return exitError{1}
 	}
+	reloads := &reloader{path: cfg.Path, logger: logger, in: in, svc: svc, worker: worker}
 	var api *admin.Server
 	if cfg.Listen.Admin != "" {
 		token, err := admin.ReadToken(cfg.Admin.TokenFile)
@@ -102,6 +104,8 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		api = admin.New(st, logger, token, in.Healthy)
 		metrics.Gauge("deskgate_sessions", "Open SMTP and LMTP sessions.", func() float64 { return float64(in.ActiveSessions()) })
 		api.Desk = svc
+		api.Reload = reloads.reload
+		reloads.api = api
 		api.ReplyAddress = func(t *store.Ticket) string {
 			// The address notifications of this ticket carry, under its own support address.
 			return svc.Book().ReplyAddress(compose.Support(svc.Book(), t), t.ID)
@@ -119,6 +123,7 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		where = store.Redact(cfg.Store.URL)
 	}
 	logger.Info("deskgate started", "version", version, "config", cfg.Path, "data_dir", cfg.DataDir, "store", where)
+	logWarnings(logger, cfg.Warnings())
 	notifyReady("serving")
 	stopWatchdog := make(chan struct{})
 	go watchdog(st, logger, stopWatchdog)
@@ -128,13 +133,7 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			notifyReloading()
-			status, result := "serving; config reloaded", "ok"
-			if !reload(cfg.Path, logger, in, svc, worker, api) {
-				status, result = "serving; reload refused, running config kept (see the log)", "refused"
-			}
-			metrics.ConfigReloads.WithLabelValues(result).Inc()
-			notifyReady(status)
+			reloads.reload()
 			continue
 		}
 		logger.Info("shutting down", "signal", sig.String())
@@ -153,32 +152,73 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 	return nil
 }
 
-// reload re-reads the config on SIGHUP. Listeners, data_dir, the store and TLS need a restart; the
-// rest (agents, policy, limits, support addresses, token) applies to new sessions.
-func reload(path string, logger *slog.Logger, in *inbound.Server, svc *desk.Service, worker *relay.Worker, api *admin.Server) bool {
-	cfg, err := config.Load(path)
+// reloader re-reads the config file, for SIGHUP and for POST /api/v1/reload alike, one
+// reload at a time. Listeners, data_dir, the store and TLS need a restart; the rest (agents,
+// policy, limits, support addresses, token) applies to new sessions.
+type reloader struct {
+	mu     sync.Mutex
+	path   string
+	logger *slog.Logger
+	in     *inbound.Server
+	svc    *desk.Service
+	worker *relay.Worker
+	api    *admin.Server
+}
+
+// reload returns when the new config is live, with its warnings, or when it was refused,
+// with config.Problems; systemd hears RELOADING=1 and READY=1 around it either way.
+func (r *reloader) reload() (file string, warnings []config.Problem, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	notifyReloading()
+	warnings, err = r.apply()
+	status, result := "serving; config reloaded", "ok"
 	if err != nil {
-		logger.Error("reload refused; keeping the running config", "config", path, "problems", strings.ReplaceAll(err.Error(), "\n", "; "))
-		return false
+		status, result = "serving; reload refused, running config kept (see the log)", "refused"
 	}
-	old := svc.Config()
-	for key, changed := range map[string]bool{
-		"data_dir":            old.DataDir != cfg.DataDir,
-		"store.url":           old.Store.URL != cfg.Store.URL,
-		"store.password_file": old.Store.PasswordFile != cfg.Store.PasswordFile,
+	metrics.ConfigReloads.WithLabelValues(result).Inc()
+	notifyReady(status)
+	return r.path, warnings, err
+}
+
+func (r *reloader) apply() ([]config.Problem, error) {
+	cfg, err := config.Load(r.path)
+	if err != nil {
+		r.logger.Error("reload refused; keeping the running config", "config", r.path, "problems", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return nil, err
+	}
+	var warnings []config.Problem
+	old := r.svc.Config()
+	for _, c := range []struct {
+		key     string
+		changed bool
+	}{
+		{"data_dir", old.DataDir != cfg.DataDir},
+		{"store.url", old.Store.URL != cfg.Store.URL},
+		{"store.password_file", old.Store.PasswordFile != cfg.Store.PasswordFile},
 	} {
-		if changed {
-			logger.Warn("changed in the config, but the store stays open as it is until the next restart", "key", key)
+		if c.changed {
+			warnings = append(warnings, config.Problem{Key: c.key, Msg: "changed in the config, but the store stays open as it is until the next restart"})
 		}
 	}
-	in.SetConfig(cfg)
-	svc.SetConfig(cfg)
-	worker.SetConfig(cfg)
-	if api != nil && cfg.Admin.TokenFile != "" {
+	r.in.SetConfig(cfg)
+	r.svc.SetConfig(cfg)
+	r.worker.SetConfig(cfg)
+	if r.api != nil && cfg.Admin.TokenFile != "" {
 		if token, err := admin.ReadToken(cfg.Admin.TokenFile); err == nil {
-			api.SetToken(token)
+			r.api.SetToken(token)
 		}
 	}
-	logger.Info("config reloaded", "config", path)
-	return true
+	r.logger.Info("config reloaded", "config", r.path)
+	warnings = append(warnings, cfg.Warnings()...)
+	logWarnings(r.logger, warnings)
+	return warnings, nil
+}
+
+// logWarnings logs what check-config warns of, so that a journal shows it at every start and
+// reload, for as long as the config says it.
+func logWarnings(logger *slog.Logger, warnings []config.Problem) {
+	for _, w := range warnings {
+		logger.Warn(w.Msg, "key", w.Key)
+	}
 }

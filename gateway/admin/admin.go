@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/desk"
 	"github.com/deskgate/deskgate/gateway/metrics"
 	"github.com/deskgate/deskgate/gateway/model"
@@ -34,7 +36,10 @@ type Server struct {
 	// into a ticket by hand.
 	ReplyAddress func(t *store.Ticket) string
 	// Desk carries out expert actions.
-	Desk    *desk.Service
+	Desk *desk.Service
+	// Reload re-reads the daemon's config file as SIGHUP does, for POST /api/v1/reload: the
+	// file it read, the config's warnings, and config.Problems when it refused the file.
+	Reload  func() (file string, warnings []config.Problem, err error)
 	store   *store.Store
 	log     *slog.Logger
 	token   atomic.Pointer[string]
@@ -82,11 +87,28 @@ func (s *Server) Handler() http.Handler {
 	s.handle(api, "GET /api/v1/tickets/{id}", s.showTicket)
 	s.handle(api, "GET /api/v1/comments/{id}/raw", s.rawComment)
 	s.routeActions(api)
-	mux.Handle("/api/v1/", s.requireToken(jsonMisses(api)))
+	s.handle(api, "POST /api/v1/reload", s.reload)
+	apiHandler := s.requireToken(jsonMisses(api))
 	// Profiles of a live daemon, for the operator who has the token.
 	mux.Handle("/debug/pprof/", s.requireToken(http.HandlerFunc(pprof.Index)))
 	mux.Handle("/debug/pprof/profile", s.requireToken(http.HandlerFunc(pprof.Profile)))
-	return mux
+	// The API is routed before the mux sees it: the mux answers a path that is not clean
+	// (/api/v1/tickets/../, /api/v1//queue) or lacks a slash (/api/v1) with a redirect and an
+	// HTML body, which a script neither wants nor expects.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isAPIPath(r.URL.Path) {
+			apiHandler.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// isAPIPath reports whether p is under /api/v1 as written or once cleaned
+// (/api/../api/v1/tickets), so that neither way round reaches the mux's redirects.
+func isAPIPath(p string) bool {
+	under := func(p string) bool { return p == "/api/v1" || strings.HasPrefix(p, "/api/v1/") }
+	return under(p) || under(path.Clean("/"+p))
 }
 
 // Listen serves the API on address until Close.
@@ -124,8 +146,16 @@ func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
 
 // jsonMisses answers requests that match no route in JSON like every other API error: 404
 // for an unknown path, 405 with Allow for a known path and a wrong method.
+//
+// A path that is not clean, or ends in a slash, is no endpoint either: 404, where the mux
+// would redirect. Every route has a clean path without a trailing slash, and a client that
+// sent "/tickets/../" meant something that the cleaned path may not be.
 func jsonMisses(api *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.EscapedPath(); p != path.Clean(p) {
+			writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+p+" (the path is not clean or ends in /; the API does not redirect)")
+			return
+		}
 		h, pattern := api.Handler(r)
 		if pattern != "" {
 			api.ServeHTTP(w, r)
@@ -206,15 +236,27 @@ func authHeader(c *store.Comment) string {
 
 func (s *Server) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got, ok := bearerToken(r.Header.Get("Authorization"))
 		want := *s.token.Load()
-		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(want)) != 1 {
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="deskgate"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token (admin.token_file)")
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// bearerToken reads credentials of the Bearer scheme: RFC 9110 11.4 writes them as
+// auth-scheme 1*SP token68, and 11.1 makes the scheme name case-insensitive, so "bearer" and
+// several spaces are as good as "Bearer " (curl users and some libraries send both).
+func bearerToken(header string) (string, bool) {
+	scheme, rest, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token := strings.TrimRight(strings.TrimLeft(rest, " "), " \t")
+	return token, token != ""
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {

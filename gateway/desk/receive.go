@@ -227,6 +227,8 @@ func (s *Service) authenticate(ctx context.Context, env Envelope, raw []byte, fr
 		switch {
 		case id.Refuse:
 			outcome = "refused"
+		case id.Unverified:
+			outcome = "unverified" // agent_identity none: believed, not proven
 		case id.Defer:
 			outcome = "deferred"
 		case id.Role == rules.RoleEndUser:

@@ -116,10 +116,11 @@ var (
 		Buckets: latency,
 	})
 
-	// ConfigReloads counts SIGHUPs by result (ok, refused); `deskgate reload` waits for it.
+	// ConfigReloads counts reloads (SIGHUP and POST /api/v1/reload) by result (ok, refused);
+	// `deskgate reload --pid` waits for it.
 	ConfigReloads = factory.NewCounterVec(prometheus.CounterOpts{
 		Name: "deskgate_config_reloads_total",
-		Help: "Config reloads (SIGHUP) by result: ok, or refused (the running config kept).",
+		Help: "Config reloads (SIGHUP or POST /api/v1/reload) by result: ok, or refused (the running config kept).",
 	}, []string{"result"})
 
 	// SenderAuth counts received mail by authentication.agent_identity mode and the result
@@ -130,7 +131,7 @@ var (
 	}, []string{"mode", "outcome"})
 	AgentClaims = factory.NewCounterVec(prometheus.CounterOpts{
 		Name: "deskgate_agent_claims_total",
-		Help: "Mail from agent addresses: proven, spoofed (filed as an end user's), deferred (451, DNS failed) or refused (550, DMARC p=reject).",
+		Help: "Mail from agent addresses: proven, unverified (agent_identity none: believed without proof), spoofed (filed as an end user's), deferred (451, DNS failed) or refused (550, DMARC p=reject).",
 	}, []string{"mode", "outcome"})
 	// DMARCRefused counts mail refused because it fails DMARC and its From domain publishes
 	// p=reject (authentication.dmarc_reject: refuse), agents' addresses or not.

@@ -50,7 +50,10 @@ type Identity struct {
 	// 6.7). RefusedDomain is the From domain whose policy it is.
 	Refuse        bool
 	RefusedDomain string
-	Step          model.TraceStep
+	// Unverified is set when the role was granted without proof (agent_identity none), so
+	// that no log, metric or trace calls the sender proven.
+	Unverified bool
+	Step       model.TraceStep
 }
 
 // Values of authentication.dmarc_reject.
@@ -87,10 +90,10 @@ func dmarcRejects(env Env, f AuthFacts) (refuse bool, whyNot string) {
 func Identify(env Env, from string, f AuthFacts) Identity {
 	claimed := env.AgentRole(from)
 	proven, temporary, summary := false, false, f.DMARCSummary
+	unverified := false
 	switch f.Mode {
 	case "none":
-		proven = true
-		summary = f.DMARCSummary + " (not required: agent_identity is none)"
+		proven, unverified = true, true
 	case "dmarc":
 		// DMARC passes; or the domain publishes no record, and an identifier aligned
 		// with it passed: the proof a record would have asked for. A broken record
@@ -104,11 +107,11 @@ func Identify(env Env, from string, f AuthFacts) Identity {
 	}
 	if f.FromProblem != "" {
 		// The From says two things: whatever passed, it did not prove this address.
-		proven, temporary = false, false
+		proven, temporary, unverified = false, false, false
 		summary = "ambiguous From: " + f.FromProblem
 	}
 	if f.FromAddress != "" && !SameAddress(f.FromAddress, from) {
-		proven, temporary = false, false
+		proven, temporary, unverified = false, false, false
 		summary = fmt.Sprintf("the authenticated From is %s, not %s", f.FromAddress, from)
 	}
 	if refuse, whyNot := dmarcRejects(env, f); refuse {
@@ -120,7 +123,15 @@ func Identify(env Env, from string, f AuthFacts) Identity {
 	}
 	switch {
 	case claimed == RoleEndUser:
+		if unverified {
+			summary += " (not required: agent_identity is none)"
+		}
 		return Identity{Role: RoleEndUser, Step: model.TraceStep{Rule: "A1", Step: "end user", Detail: summary}}
+	case unverified:
+		// The role is the config's word alone; what the mail did prove is kept beside it, so
+		// that an operator sees what dmarc would have decided.
+		return Identity{Role: claimed, Unverified: true, Step: model.TraceStep{Rule: "A1", Step: roleWord(claimed),
+			Detail: "unverified (agent_identity is none, the From is believed): " + summary}}
 	case proven:
 		return Identity{Role: claimed, Step: model.TraceStep{Rule: "A1", Step: roleWord(claimed), Detail: summary}}
 	case temporary:

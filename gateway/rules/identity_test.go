@@ -26,7 +26,8 @@ func TestA1_IdentifyByMode(t *testing.T) {
 		{"dkim pass", alice, with(pass, "dkim"), RoleAgent, false, "agent", "dkim=pass"},
 		{"relay pass", alice, with(pass, "trusted_relay"), RoleAgent, false, "agent", "relay pass"},
 		{"light agent", "bob@example.com", with(AuthFacts{FromAddress: "bob@example.com", DMARCResult: "pass"}, "dmarc"), RoleLightAgent, false, "light agent", ""},
-		{"none believes the From", alice, with(fail, "none"), RoleAgent, false, "agent", "not required"},
+		{"none believes the From, unverified", alice, with(fail, "none"), RoleAgent, false, "agent", "unverified (agent_identity is none, the From is believed): dmarc=fail"},
+		{"none: an end user is just that", "jane@customer.test", with(AuthFacts{FromAddress: "jane@customer.test", DMARCSummary: "dmarc=none"}, "none"), RoleEndUser, false, "end user", "not required"},
 		{"dmarc fail", alice, with(fail, "dmarc"), RoleEndUser, false, "end user", "spoofed agent: dmarc=fail (p=reject)"},
 		{"dkim mode ignores a dmarc pass", alice, with(AuthFacts{FromAddress: alice, DMARCResult: "pass", DKIMSummary: "dkim=none"}, "dkim"), RoleEndUser, false, "end user", "spoofed agent: dkim=none"},
 		{"relay mode ignores our own checks", alice, with(AuthFacts{FromAddress: alice, DMARCResult: "pass", DKIMAligned: "example.com", RelaySummary: "no relay"}, "trusted_relay"), RoleEndUser, false, "end user", "spoofed agent: no relay"},
@@ -46,6 +47,10 @@ func TestA1_IdentifyByMode(t *testing.T) {
 		id := Identify(env(), c.from, c.facts)
 		if id.Role != c.role || id.Defer != c.deferred || id.Step.Rule != "A1" || id.Step.Step != c.step || !strings.Contains(id.Step.Detail, c.text) {
 			t.Errorf("%s: %+v", c.name, id)
+		}
+		// Only agent_identity none grants a role without proof, and it says so.
+		if unverified := c.facts.Mode == "none" && c.role != RoleEndUser; id.Unverified != unverified {
+			t.Errorf("%s: Unverified = %v, want %v", c.name, id.Unverified, unverified)
 		}
 	}
 }
