@@ -72,6 +72,9 @@ func TestH4_FollowerReplyAllKeepsHerMessageIDFromCustomers(t *testing.T) {
 	if c := d.lastComment(id); !c.Public || c.Author != carol {
 		t.Fatalf("the follower's Reply-all through masked addresses became %+v, want a public comment by her (F4, V3)", c)
 	}
+	if show := d.must("", "tickets", "show", fmt.Sprint(id)); strings.Contains(show, "Carol at Home") || !strings.Contains(show, "Carol <carol@example.com> via email") {
+		t.Errorf("tickets show should name the follower as the config does:\n%s", show)
+	}
 	got := d.newSince(n)
 	if len(to(got, jane)) != 1 || len(to(got, joe)) != 1 {
 		t.Fatalf("the follower's public reply went to %v, want jane and joe once each", rcpts(got))

@@ -181,7 +181,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		if d.NewTicket {
 			res.Outcome = "new ticket"
 		}
-		src := source{author: from, via: "email", messageID: msg.MessageID, inReplyTo: msg.InReplyTo, references: msg.References,
+		src := source{author: renv.Person(from.Email, from.Name), via: "email", messageID: msg.MessageID, inReplyTo: msg.InReplyTo, references: msg.References,
 			subject: msg.Subject, to: persons(msg.To), cc: persons(msg.Cc), recipients: env.Recipients, envFrom: env.From,
 			body: body, attachments: atts, files: files, authResults: authResult.Header(cfg.Hostname),
 			original: original, problems: msg.Problems}
