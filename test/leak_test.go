@@ -144,6 +144,9 @@ func TestC6_ExpertAddsAgentAsCC(t *testing.T) {
 		d := startDaemon(t, options{})
 		id := d.open(jane, []string{joe}, "Invoice", "Wrong amount.")
 		out := d.must("", "cc", "add", fmt.Sprint(id), "Alice@Example.com")
+		if !strings.Contains(out, "hidden follower") {
+			t.Errorf("cc add told the expert %q; it should say that the agent became a hidden follower", out)
+		}
 		tk := d.ticket(id)
 		for _, cc := range tk.CCs {
 			if strings.EqualFold(cc.Email, alice) {

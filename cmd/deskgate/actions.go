@@ -22,8 +22,8 @@ func parseID(what, s string) (uint64, error) {
 	return id, nil
 }
 
-// ticketAction runs one action and prints the ticket after it.
-func ticketAction(cmd *cobra.Command, method, path string, body any, done string) error {
+// ticketAction runs one action and prints what it did, as the ticket after it shows.
+func ticketAction(cmd *cobra.Command, method, path string, body any, done func(admin.TicketView) string) error {
 	c, err := newAPIClient()
 	if err != nil {
 		return err
@@ -32,8 +32,25 @@ func ticketAction(cmd *cobra.Command, method, path string, body any, done string
 	if _, err := c.send(method, path, body, &t); err != nil {
 		return err
 	}
-	fmt.Fprintln(cmd.OutOrStdout(), done)
+	fmt.Fprintln(cmd.OutOrStdout(), done(t))
 	return nil
+}
+
+func said(s string) func(admin.TicketView) string { return func(admin.TicketView) string { return s } }
+
+// addedAs says what an added person became: an agent added as a CC becomes a follower
+// under policy.agent_cc_becomes_follower, and the expert must not be told otherwise.
+func addedAs(email, noun string, id uint64) func(admin.TicketView) string {
+	return func(t admin.TicketView) string {
+		if noun == "CC" {
+			for _, f := range t.Followers {
+				if strings.EqualFold(f.Email, email) {
+					return fmt.Sprintf("%s is an agent: now a hidden follower of ticket %d, not a CC (policy.agent_cc_becomes_follower)", email, id)
+				}
+			}
+		}
+		return fmt.Sprintf("%s is now a %s of ticket %d", email, noun, id)
+	}
 }
 
 func participantCmd(use, short, path, noun string) *cobra.Command {
@@ -46,7 +63,7 @@ func participantCmd(use, short, path, noun string) *cobra.Command {
 				return err
 			}
 			return ticketAction(cmd, "POST", fmt.Sprintf("/api/v1/tickets/%d/%s", id, path), map[string]string{"email": args[1]},
-				fmt.Sprintf("%s is now a %s of ticket %d", args[1], noun, id))
+				addedAs(args[1], noun, id))
 		},
 	}
 	rm := &cobra.Command{
@@ -57,7 +74,7 @@ func participantCmd(use, short, path, noun string) *cobra.Command {
 				return err
 			}
 			return ticketAction(cmd, "DELETE", fmt.Sprintf("/api/v1/tickets/%d/%s/%s", id, path, url.PathEscape(args[1])), nil,
-				fmt.Sprintf("%s is no longer a %s of ticket %d", args[1], noun, id))
+				said(fmt.Sprintf("%s is no longer a %s of ticket %d", args[1], noun, id)))
 		},
 	}
 	cmd.AddCommand(add, rm)
@@ -122,7 +139,7 @@ func commentsCmd() *cobra.Command {
 				return err
 			}
 			return ticketAction(cmd, "PATCH", fmt.Sprintf("/api/v1/tickets/%d/comments/%d", id, cid), map[string]bool{"public": false},
-				fmt.Sprintf("comment %d of ticket %d is internal", cid, id))
+				said(fmt.Sprintf("comment %d of ticket %d is internal", cid, id)))
 		},
 	}
 	raw := &cobra.Command{
@@ -158,7 +175,7 @@ func assignCmd() *cobra.Command {
 				return err
 			}
 			return ticketAction(cmd, "PATCH", fmt.Sprintf("/api/v1/tickets/%d", id), map[string]string{"assignee": args[1]},
-				fmt.Sprintf("ticket %d is assigned to %s", id, args[1]))
+				said(fmt.Sprintf("ticket %d is assigned to %s", id, args[1])))
 		},
 	}
 }
@@ -172,7 +189,7 @@ func solveCmd() *cobra.Command {
 				return err
 			}
 			return ticketAction(cmd, "PATCH", fmt.Sprintf("/api/v1/tickets/%d", id), map[string]string{"status": "solved"},
-				fmt.Sprintf("ticket %d is solved", id))
+				said(fmt.Sprintf("ticket %d is solved", id)))
 		},
 	}
 }
