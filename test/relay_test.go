@@ -369,3 +369,132 @@ func TestT6_DSNToTheBounceAddress(t *testing.T) {
 		t.Fatalf("%d failures after a forged bounce", n)
 	}
 }
+
+// The bounce address is the Return-Path of every copy, so every recipient knows it, and
+// out-of-office replies go there too. Only a delivery status notification that names a
+// recipient of the delivery may mark it failed (T6); everything else is accepted, counted
+// in deskgate_bounce_address_mail_total and changes nothing.
+func TestT6_OnlyADSNMarksADeliveryFailed(t *testing.T) {
+	d := startDaemon(t, options{})
+	id := d.open(jane, []string{joe}, "Bounce me", "x")
+	d.must("Answer.", "reply", fmt.Sprint(id), "--as", alice)
+	// Jane's acknowledgement is one delivery, the reply to Jane and Joe another.
+	var ackBounce, replyBounce string
+	for _, m := range d.outbox() {
+		rp := strings.Trim(m.header.Get("Return-Path"), "<> ")
+		switch {
+		case m.rcpt == jane && !strings.Contains(m.body, "Answer."):
+			ackBounce = rp
+		case m.rcpt == joe && strings.Contains(m.body, "Answer."):
+			replyBounce = rp
+		}
+	}
+	if !strings.HasPrefix(ackBounce, "support+bounce-") || !strings.HasPrefix(replyBounce, "support+bounce-") || ackBounce == replyBounce {
+		t.Fatalf("Return-Paths %q (acknowledgement) and %q (reply), want two bounce addresses", ackBounce, replyBounce)
+	}
+	deliveryOf := func(bounce string) (n uint64) {
+		fmt.Sscanf(strings.TrimPrefix(bounce, "support+bounce-"), "%d-", &n)
+		return n
+	}
+	ack, reply := deliveryOf(ackBounce), deliveryOf(replyBounce)
+	deliveryState := func(id uint64) (string, map[string]string) {
+		t.Helper()
+		for _, e := range d.queue() {
+			if e.ID == id {
+				rs := map[string]string{}
+				for _, r := range e.Recipients {
+					rs[r.Email] = r.State
+				}
+				return e.State, rs
+			}
+		}
+		t.Fatalf("delivery %d is not in the queue", id)
+		return "", nil
+	}
+	series := func(kind string) string { return `deskgate_bounce_address_mail_total{kind="` + kind + `"}` }
+	before := d.metrics()
+	for _, kind := range []string{"dsn", "auto_reply", "other"} {
+		if _, ok := before[series(kind)]; !ok {
+			t.Errorf("/metrics lacks %s", series(kind))
+		}
+	}
+	comments := len(d.ticket(id).Comments)
+	unchanged := func(what string) {
+		t.Helper()
+		for _, dl := range []uint64{ack, reply} {
+			if st, rs := deliveryState(dl); st != "sent" || rs[jane] != "sent" || (dl == reply && rs[joe] != "sent") {
+				t.Errorf("after %s, delivery %d is %s %v, want sent", what, dl, st, rs)
+			}
+		}
+		if out := d.must("", "tickets", "show", fmt.Sprint(id)); strings.Contains(out, "DELIVERY FAILED") {
+			t.Errorf("after %s, tickets show:\n%s", what, out)
+		}
+		if q := d.must("", "queue", "list"); strings.Contains(q, "failed") || strings.Contains(q, "partial") || strings.Contains(q, "bounce") {
+			t.Errorf("after %s, queue list:\n%s", what, q)
+		}
+		if n := len(d.ticket(id).Comments); n != comments {
+			t.Errorf("after %s, the ticket has %d comments, want %d", what, n, comments)
+		}
+	}
+
+	// Jane's out-of-office reply to her acknowledgement, sent with a null sender as RFC
+	// 3834 asks.
+	ooo := mail(map[string]string{"From": "Jane <jane@customer.test>", "To": ackBounce, "Subject": "Automatic reply: Bounce me",
+		"Auto-Submitted": "auto-replied", "Message-ID": "<ooo@customer.test>"},
+		"I am out of the office until Monday.\n")
+	if err := sendSMTP(d.smtpAddr, "", []string{ackBounce}, ooo); err != nil {
+		t.Fatalf("the out-of-office reply was refused: %v", err)
+	}
+	unchanged("an out-of-office reply")
+
+	// A stranger who read the Return-Path of Joe's copy writes a "bounce" from an
+	// ordinary address.
+	stranger := mail(map[string]string{"From": "Mail Delivery System <mallory@evil.test>", "To": replyBounce,
+		"Subject": "Undelivered Mail Returned to Sender", "Message-ID": "<forged-bounce@evil.test>"},
+		"Your message to <joe@customer.test> could not be delivered.\n550 5.1.1 User unknown\n")
+	if err := sendSMTP(d.smtpAddr, "mallory@evil.test", []string{replyBounce}, stranger); err != nil {
+		t.Fatalf("the stranger's mail was refused: %v", err)
+	}
+	unchanged("a stranger's plain mail")
+
+	// A DSN for a recipient the delivery never had.
+	raw, err := os.ReadFile("../gateway/dsn/testdata/postfix-dsn.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := strings.Replace(string(raw), "support+bounce-3-abcdefghijkl@example.com", replyBounce, 1)
+	other := strings.ReplaceAll(dsn, "joe@customer.test", "lee@customer.test")
+	if err := sendSMTP(d.smtpAddr, "", []string{replyBounce}, []byte(other)); err != nil {
+		t.Fatalf("the DSN for lee was refused: %v", err)
+	}
+	unchanged("a DSN naming another recipient")
+
+	after := d.metrics()
+	for kind, want := range map[string]float64{"other": 1, "auto_reply": 1, "dsn": 1} {
+		if got := after[series(kind)] - before[series(kind)]; got != want {
+			t.Errorf("%s rose by %v, want %v", series(kind), got, want)
+		}
+	}
+	if log := d.logs.String(); strings.Count(log, "bounce address mail changed nothing") != 3 ||
+		!strings.Contains(log, fmt.Sprintf("delivery=%d", reply)) || !strings.Contains(log, "sender=mallory@evil.test") {
+		t.Errorf("the log does not tell of the three mails:\n%s", log)
+	}
+
+	// The real DSN for Joe marks him failed, with its status, and nobody else.
+	if err := sendSMTP(d.smtpAddr, "", []string{replyBounce}, []byte(dsn)); err != nil {
+		t.Fatalf("DSN refused: %v", err)
+	}
+	if st, rs := deliveryState(reply); st != "partial" || rs[joe] != "failed" || rs[jane] != "sent" {
+		t.Errorf("after Joe's DSN, delivery %d is %s %v, want partial with joe failed", reply, st, rs)
+	}
+	if out := d.must("", "tickets", "show", fmt.Sprint(id)); !strings.Contains(out, "DELIVERY FAILED: joe@customer.test") ||
+		!strings.Contains(out, "5.1.1") || strings.Contains(out, "DELIVERY FAILED: jane") {
+		t.Errorf("tickets show:\n%s", out)
+	}
+	if n := len(d.ticket(id).Comments); n != comments {
+		t.Errorf("the DSN became a comment")
+	}
+	if got := d.metrics()[series("dsn")] - before[series("dsn")]; got != 2 {
+		t.Errorf("%s rose by %v, want 2", series("dsn"), got)
+	}
+}

@@ -10,7 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/metrics"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/internal/storetest"
 	"github.com/deskgate/deskgate/store"
@@ -132,11 +135,29 @@ func TestT6_BounceNeverBecomesAComment(t *testing.T) {
 	s := testService(t, nil)
 	bounce := s.Book().BounceAddress("support@example.com", 1)
 	res, err := s.Receive(context.Background(), Envelope{From: "", Recipients: []string{bounce}}, msg("MAILER-DAEMON@x", "dsn@x"))
-	if err != nil || res.Outcome != "bounce" {
+	// Plain mail from a mailer daemon is no DSN: accepted, and it changes nothing.
+	if err != nil || res.Outcome != outcomeBounceIgnored {
 		t.Fatalf("bounce: %+v %v", res, err)
 	}
 	if tickets, comments := counts(s); tickets != 0 || comments != 0 {
 		t.Fatalf("a bounce became %d tickets, %d comments", tickets, comments)
+	}
+}
+
+// Mail to a bounce address and the support address at once is mail to the support
+// address: it is counted as mail to a bounce address and changes no delivery.
+func TestT6_BounceAddressBesideSupportIsCounted(t *testing.T) {
+	s := testService(t, nil)
+	other := metrics.BounceAddressMail.WithLabelValues("other")
+	before := testutil.ToFloat64(other)
+	bounce := s.Book().BounceAddress("support@example.com", 1)
+	res, err := s.Receive(context.Background(), Envelope{From: "jane@customer.test", Recipients: []string{"support@example.com", bounce}},
+		msg("jane@customer.test", "both@x", "Cc: "+bounce+"\r\n"))
+	if err != nil || res.Outcome != "new ticket" {
+		t.Fatalf("mail to both: %+v %v", res, err)
+	}
+	if got := testutil.ToFloat64(other) - before; got != 1 {
+		t.Errorf("counted %v times as other mail to a bounce address, want 1", got)
 	}
 }
 

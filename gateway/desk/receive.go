@@ -30,7 +30,7 @@ type Result struct {
 	TicketID  uint64
 	CommentID uint64
 	Duplicate bool
-	Outcome   string // "new ticket", "comment", "duplicate", "own mail dropped", "bounce"
+	Outcome   string // "new ticket", "comment", "duplicate", "own mail dropped", "bounce", "bounce address mail ignored"
 	From      string
 	MessageID string
 }
@@ -74,7 +74,10 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		}
 	}
 	if bounces == len(rcpts) && bounces > 0 {
-		return s.bounce(ctx, book, rcpts, raw)
+		return s.bounce(ctx, book, env, rcpts, raw)
+	}
+	if bounces > 0 {
+		s.bounceAlongside(env, rcpts, raw)
 	}
 
 	msg, err := mailparse.Parse(raw, cfg.Hostname)

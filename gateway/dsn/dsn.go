@@ -1,14 +1,16 @@
-// Package dsn reads bounces: RFC 3464 delivery status notifications, and the plain
-// text ones some servers still send. It never panics on what it is given.
+// Package dsn reads mail sent to a bounce address: whether it is a delivery status
+// notification (RFC 3464, and RFC 6533's internationalised kind), what such a notification
+// says of each recipient, and the first human-readable text of any mail. It never panics on
+// what it is given.
 package dsn
 
 import (
-	"bufio"
 	"bytes"
-	"github.com/deskgate/deskgate/gateway/model"
 	"io"
-	"net/textproto"
 	"strings"
+	"unicode"
+
+	"github.com/deskgate/deskgate/gateway/model"
 
 	"github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset" // bounces come in every charset
@@ -21,9 +23,19 @@ type (
 	Report    = model.BounceReport
 )
 
-const maxText = 4096
+const (
+	maxText       = 4096
+	maxField      = 1000 // a per-recipient field, Diagnostic-Code included
+	maxRecipients = 1000
+	maxParts      = 50
+)
 
-// Parse reads a bounce; a message it cannot read yields an empty Report.
+// keptHeaders are the top-level fields the rules read to tell automatic mail (T5, T6), and
+// From for the log.
+var keptHeaders = []string{"Auto-Submitted", "Precedence", "X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress", "From"}
+
+// Parse reads a mail to a bounce address; a message it cannot read yields a Report with
+// its first bytes as Text and no recipients.
 func Parse(raw []byte) (rep Report) {
 	defer func() {
 		if recover() != nil {
@@ -34,67 +46,184 @@ func Parse(raw []byte) (rep Report) {
 	if err != nil && ent == nil {
 		return Report{Text: firstText(raw)}
 	}
-	walk(ent, &rep, 0)
+	rep.Header = map[string]string{}
+	for _, k := range keptHeaders {
+		if v := ent.Header.Get(k); v != "" {
+			rep.Header[k] = clean(v, maxField)
+		}
+	}
+	ct, params, _ := ent.Header.ContentType()
+	statusType := ""
+	if ct == "multipart/report" {
+		switch strings.ToLower(strings.TrimSpace(params["report-type"])) {
+		case "delivery-status":
+			statusType = "message/delivery-status"
+		case "global-delivery-status":
+			statusType = "message/global-delivery-status"
+		}
+	}
+	if statusType == "" {
+		walkText(ent, &rep, 0)
+	} else if mr := ent.MultipartReader(); mr != nil {
+		// RFC 6522: the report's machine-readable part is one of its own parts, never
+		// deeper, and a report has one.
+		seen := false
+		for i := 0; i < maxParts; i++ {
+			p, err := mr.NextPart()
+			if err != nil {
+				break
+			}
+			pt, _, _ := p.Header.ContentType()
+			if pt == statusType && !seen {
+				seen = true
+				rep.DSN = true
+				b, _ := io.ReadAll(io.LimitReader(p.Body, 1<<20))
+				rep.Recipients = statusFields(b)
+				continue
+			}
+			walkText(p, &rep, 1)
+		}
+	}
 	if rep.Text == "" && len(rep.Recipients) == 0 {
 		rep.Text = firstText(raw)
 	}
 	return rep
 }
 
-func walk(e *message.Entity, rep *Report, depth int) {
-	if depth > 10 {
+// walkText keeps the first text/plain part as the mail's text.
+func walkText(e *message.Entity, rep *Report, depth int) {
+	if depth > 10 || rep.Text != "" {
 		return
 	}
 	if mr := e.MultipartReader(); mr != nil {
-		for i := 0; i < 50; i++ {
+		for i := 0; i < maxParts && rep.Text == ""; i++ {
 			p, err := mr.NextPart()
 			if err != nil {
 				return
 			}
-			walk(p, rep, depth+1)
+			walkText(p, rep, depth+1)
 		}
 		return
 	}
 	ct, _, _ := e.Header.ContentType()
-	switch {
-	case ct == "message/delivery-status" || ct == "message/global-delivery-status":
-		b, _ := io.ReadAll(io.LimitReader(e.Body, 1<<20))
-		rep.Recipients = append(rep.Recipients, statusFields(b)...)
-	case strings.HasPrefix(ct, "text/") && rep.Text == "":
+	if ct == "text/plain" || ct == "" {
 		b, _ := io.ReadAll(io.LimitReader(e.Body, maxText))
 		rep.Text = strings.ToValidUTF8(string(b), "")
 	}
 }
 
-// statusFields reads the per-recipient blocks of a delivery-status body: header-like
-// blocks separated by blank lines, the first one about the message as a whole.
+// statusFields reads the per-recipient blocks of a delivery-status body: header-like blocks
+// separated by blank lines, the first one about the message as a whole. Its own reader,
+// not net/textproto's, so that a field with a stray byte is cleaned rather than ending the
+// block.
 func statusFields(b []byte) []Recipient {
 	var out []Recipient
-	r := textproto.NewReader(bufio.NewReader(bytes.NewReader(b)))
-	for i := 0; i < 1000; i++ {
-		h, err := r.ReadMIMEHeader()
-		if len(h) > 0 {
-			addr := h.Get("Final-Recipient")
-			if addr == "" {
-				addr = h.Get("Original-Recipient")
-			}
-			if addr != "" {
-				if _, a, ok := strings.Cut(addr, ";"); ok {
-					addr = a
-				}
-				out = append(out, Recipient{
-					Email:      strings.Trim(strings.TrimSpace(addr), "<>"),
-					Action:     strings.ToLower(strings.TrimSpace(h.Get("Action"))),
-					Status:     strings.TrimSpace(h.Get("Status")),
-					Diagnostic: strings.TrimSpace(h.Get("Diagnostic-Code")),
-				})
-			}
+	for _, block := range blocks(b) {
+		final, orig := address(block["final-recipient"]), address(block["original-recipient"])
+		if final == "" && orig == "" {
+			continue
 		}
-		if err != nil {
+		out = append(out, Recipient{
+			Email:      final,
+			Original:   orig,
+			Action:     action(block["action"]),
+			Status:     clean(block["status"], maxField),
+			Diagnostic: clean(block["diagnostic-code"], maxField),
+		})
+		if len(out) == maxRecipients {
 			break
 		}
 	}
 	return out
+}
+
+// blocks splits a delivery-status body into its field blocks (names lowercased, folded
+// lines joined, the first occurrence of a field kept).
+func blocks(b []byte) []map[string]string {
+	var out []map[string]string
+	cur := map[string]string{}
+	last := ""
+	flush := func() {
+		if len(cur) > 0 {
+			out = append(out, cur)
+		}
+		cur, last = map[string]string{}, ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimRight(line, "\r")
+		switch {
+		case strings.TrimSpace(line) == "":
+			flush()
+		case line[0] == ' ' || line[0] == '\t':
+			if last != "" && len(cur[last]) < maxField {
+				cur[last] += " " + strings.TrimSpace(line)
+			}
+		default:
+			name, value, ok := strings.Cut(line, ":")
+			if !ok {
+				last = ""
+				continue
+			}
+			last = strings.ToLower(strings.TrimSpace(name))
+			if _, dup := cur[last]; dup {
+				last = ""
+				continue
+			}
+			cur[last] = strings.TrimSpace(value)
+		}
+		if len(out) > maxRecipients {
+			break
+		}
+	}
+	flush()
+	return out
+}
+
+// address is the mailbox of an RFC 3464 address field, "rfc822; joe@customer.test" (or
+// RFC 6533's "utf-8; ..."); a field of another address type names no mailbox.
+func address(v string) string {
+	if v == "" {
+		return ""
+	}
+	typ, a, ok := strings.Cut(v, ";")
+	if !ok {
+		a, typ = v, "rfc822"
+	}
+	switch strings.ToLower(strings.TrimSpace(typ)) {
+	case "rfc822", "utf-8":
+	default:
+		return ""
+	}
+	a = strings.Trim(strings.TrimSpace(clean(a, maxField)), "<>")
+	if strings.ContainsAny(a, " \t") {
+		return ""
+	}
+	return a
+}
+
+// action is an Action field's value, one lowercased word: "Failed (permanent failure)" is
+// failed.
+func action(v string) string {
+	f := strings.Fields(strings.ToLower(clean(v, maxField)))
+	if len(f) == 0 {
+		return ""
+	}
+	return strings.TrimRight(f[0], ";,")
+}
+
+// clean makes text from a remote server fit for records and logs: valid UTF-8 without
+// control characters, on one line, cut short.
+func clean(s string, max int) string {
+	if len(s) > max {
+		s = s[:max]
+	}
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))
+	return strings.Join(strings.Fields(s), " ")
 }
 
 func firstText(raw []byte) string {

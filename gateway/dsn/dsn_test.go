@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 func TestT6_RFC3464Report(t *testing.T) {
@@ -23,13 +24,85 @@ func TestT6_RFC3464Report(t *testing.T) {
 	if !strings.Contains(rep.Text, "could not") {
 		t.Errorf("text = %q", rep.Text)
 	}
+	if !rep.DSN || joe.Original != "joe@customer.test" || rep.Header["Auto-Submitted"] != "auto-replied" {
+		t.Errorf("DSN %v, original %q, header %v", rep.DSN, joe.Original, rep.Header)
+	}
 }
 
 func TestT6_PlainBounce(t *testing.T) {
 	raw, _ := os.ReadFile("testdata/plain-bounce.eml")
 	rep := Parse(raw)
-	if len(rep.Recipients) != 0 || !strings.Contains(rep.Text, "lee@customer.test") {
+	if len(rep.Recipients) != 0 || rep.DSN || !strings.Contains(rep.Text, "lee@customer.test") {
 		t.Fatalf("plain bounce = %+v", rep)
+	}
+}
+
+func TestT6_OutOfOfficeIsNoDSN(t *testing.T) {
+	raw, _ := os.ReadFile("testdata/out-of-office.eml")
+	rep := Parse(raw)
+	if rep.DSN || len(rep.Recipients) != 0 || rep.Header["Auto-Submitted"] != "auto-replied" || rep.Header["From"] == "" {
+		t.Fatalf("out-of-office = %+v", rep)
+	}
+}
+
+// Exchange sends its DSNs with a multipart/alternative text part, a quoted report-type in
+// capitals, Original-Recipient before Final-Recipient and a comment after the action.
+func TestT6_ExchangeDSN(t *testing.T) {
+	raw, _ := os.ReadFile("testdata/exchange-dsn.eml")
+	rep := Parse(raw)
+	if !rep.DSN || len(rep.Recipients) != 1 {
+		t.Fatalf("exchange = %+v", rep)
+	}
+	r := rep.Recipients[0]
+	if r.Email != "Joe.Smith@customer.test" || r.Original != "JOE@Customer.Test" || r.Action != "failed" || r.Status != "5.1.10" {
+		t.Errorf("recipient = %+v", r)
+	}
+	if !strings.Contains(rep.Text, "Delivery has failed") || strings.Contains(rep.Text, "<html>") {
+		t.Errorf("text = %q", rep.Text)
+	}
+}
+
+// RFC 6533: internationalised addresses in a message/global-delivery-status.
+func TestT6_GlobalDSN(t *testing.T) {
+	raw, _ := os.ReadFile("testdata/global-dsn.eml")
+	rep := Parse(raw)
+	if !rep.DSN || len(rep.Recipients) != 1 || rep.Recipients[0].Email != "josé@customer.test" || rep.Recipients[0].Action != "failed" {
+		t.Fatalf("global DSN = %+v", rep)
+	}
+}
+
+// Only the delivery-status part of a multipart/report of report-type delivery-status is
+// read: anybody can put such a part in other mail.
+func TestT6_StatusOutsideAReportIsNoDSN(t *testing.T) {
+	raw, _ := os.ReadFile("testdata/status-outside-report.eml")
+	nested := strings.Replace(string(raw), `multipart/mixed; boundary="M1"`,
+		`multipart/report; report-type=delivery-status; boundary="R0"`+"\r\n\r\n--R0\r\nContent-Type: multipart/mixed; boundary=\"M1\"", 1) + "\r\n--R0--\r\n"
+	other := strings.Replace(string(raw), `multipart/mixed;`, `multipart/report; report-type=feedback-report;`, 1)
+	for name, m := range map[string]string{"in multipart/mixed": string(raw), "nested in a report": nested, "in a feedback report": other} {
+		rep := Parse([]byte(m))
+		if rep.DSN || len(rep.Recipients) != 0 {
+			t.Errorf("%s: %+v", name, rep)
+		}
+		if !strings.Contains(rep.Text, "failed") {
+			t.Errorf("%s: text %q", name, rep.Text)
+		}
+	}
+}
+
+// What a DSN's sender writes in its fields reaches the records: no control characters,
+// and the action is one lowercased word.
+func TestT6_DSNFieldsAreClean(t *testing.T) {
+	raw := "From: x@y\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n" +
+		"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; y\r\n\r\n" +
+		"Final-Recipient: rfc822; <joe@customer.test>\r\nAction: FAILED\x1b[2J\r\nStatus: 5.1.1\r\n" +
+		"Diagnostic-Code: smtp; 550\x1b[31m red\x07\r\n\r\n--B--\r\n"
+	rep := Parse([]byte(raw))
+	if !rep.DSN || len(rep.Recipients) != 1 {
+		t.Fatalf("report = %+v", rep)
+	}
+	r := rep.Recipients[0]
+	if r.Email != "joe@customer.test" || r.Action != "failed" || strings.ContainsAny(r.Diagnostic, "\x1b\x07") {
+		t.Errorf("recipient = %+q", r)
 	}
 }
 
@@ -44,9 +117,14 @@ func FuzzParse(f *testing.F) {
 		if len(rep.Text) > maxText*4 {
 			t.Fatalf("text not bounded: %d", len(rep.Text))
 		}
+		if !rep.DSN && len(rep.Recipients) != 0 {
+			t.Fatalf("recipients from mail that is no DSN: %+v", rep.Recipients)
+		}
 		for _, r := range rep.Recipients {
-			if strings.ContainsAny(r.Email, "\r\n") {
-				t.Fatalf("line break in recipient %q", r.Email)
+			for _, f := range []string{r.Email, r.Original, r.Action, r.Status, r.Diagnostic} {
+				if strings.IndexFunc(f, unicode.IsControl) >= 0 {
+					t.Fatalf("control character in recipient field %q", f)
+				}
 			}
 		}
 	})

@@ -116,6 +116,14 @@ var (
 		Buckets: latency,
 	})
 
+	// BounceAddressMail counts mail to bounce addresses by kind (dsn, auto_reply, other):
+	// every DSN, whether or not it changed a delivery, and the mail that changes nothing
+	// because it is no DSN (T6).
+	BounceAddressMail = factory.NewCounterVec(prometheus.CounterOpts{
+		Name: "deskgate_bounce_address_mail_total",
+		Help: "Mail to bounce addresses by kind: dsn (delivery status notifications, changing a delivery or not), auto_reply and other (never changing one).",
+	}, []string{"kind"})
+
 	// ConfigReloads counts reloads (SIGHUP and POST /api/v1/reload) by result (ok, refused);
 	// `deskgate reload --pid` waits for it.
 	ConfigReloads = factory.NewCounterVec(prometheus.CounterOpts{
@@ -143,6 +151,11 @@ var (
 
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every kind is served from the start, at 0, so that a rate over it is defined before
+	// the first such mail.
+	for _, kind := range []string{"dsn", "auto_reply", "other"} {
+		BounceAddressMail.WithLabelValues(kind)
+	}
 }
 
 // Gauge registers a gauge whose value is read at each scrape; serve uses it for what lives

@@ -247,17 +247,23 @@ type Event struct {
 	Trace     []TraceStep `json:"trace,omitempty"`
 }
 
-// BounceRecipient is one recipient a delivery status notification (RFC 3464) reports on.
+// BounceRecipient is one recipient a delivery status notification (RFC 3464) reports on:
+// Email from its Final-Recipient, Original from its Original-Recipient (either may be empty).
 type BounceRecipient struct {
 	Email      string
+	Original   string
 	Action     string // failed, delayed, delivered, relayed, expanded
 	Status     string // e.g. 5.1.1
 	Diagnostic string
 }
 
-// BounceReport is what a bounce says: its per-recipient reports, and its human-readable text
-// (a plain bounce's whole text), cut short.
+// BounceReport is what a mail to a bounce address says. DSN is true only for a delivery
+// status notification (a multipart/report of report-type delivery-status), and only then
+// are its per-recipient reports in Recipients. Text is its first human-readable text, cut
+// short; Header keeps the fields that tell automatic mail (Auto-Submitted, ...) and From.
 type BounceReport struct {
+	DSN        bool
 	Recipients []BounceRecipient
 	Text       string
+	Header     map[string]string
 }

@@ -6,6 +6,18 @@ import "strings"
 // stored as an internal note and sends nothing to end users, so that two robots can
 // never loop through deskgate.
 func Automatic(header map[string]string, envelopeFrom string) string {
+	if why := automaticHeader(header); why != "" {
+		return why
+	}
+	if envelopeFrom == "" {
+		return "empty envelope sender"
+	}
+	return ""
+}
+
+// automaticHeader says which header field marks a mail automatic (RFC 3834 and the
+// older conventions), or "".
+func automaticHeader(header map[string]string) string {
 	if v := strings.ToLower(strings.TrimSpace(header["Auto-Submitted"])); v != "" && v != "no" {
 		return "Auto-Submitted: " + v
 	}
@@ -18,9 +30,6 @@ func Automatic(header map[string]string, envelopeFrom string) string {
 	}
 	if header["X-Auto-Response-Suppress"] != "" {
 		return "X-Auto-Response-Suppress"
-	}
-	if envelopeFrom == "" {
-		return "empty envelope sender"
 	}
 	return ""
 }

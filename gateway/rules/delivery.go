@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/deskgate/deskgate/gateway/model"
 )
@@ -149,4 +150,112 @@ func Backoff(n int, retryMin, retryMax time.Duration) time.Duration {
 		d = retryMax
 	}
 	return d
+}
+
+// Kinds of mail that reach a bounce address (T6).
+const (
+	BounceDSN       = "dsn"        // a delivery status notification (RFC 3464)
+	BounceAutoReply = "auto_reply" // automatic mail that is not a DSN: out-of-office and the like
+	BounceOther     = "other"      // anything else: a person's mail, a bounce in plain text
+)
+
+// BounceVerdict is what a mail to a delivery's bounce address does: its kind, the delivery's
+// recipients it fails (lowercased) with the reply to record for each, and, when it fails
+// nobody, why not.
+type BounceVerdict struct {
+	Kind   string
+	Failed map[string]string
+	Why    string
+}
+
+// maxBounceReply bounds what a DSN's sender gets recorded on a delivery and shown to agents.
+const maxBounceReply = 300
+
+// BounceKind sorts a mail to a bounce address. The bounce address is the envelope sender of
+// every copy, so every recipient knows it, and out-of-office replies go there too: a mail
+// is a DSN by its structure, never by an empty envelope sender or by what its text says.
+func BounceKind(rep model.BounceReport) (kind, why string) {
+	if rep.DSN {
+		return BounceDSN, "a delivery status notification"
+	}
+	if auto := automaticHeader(rep.Header); auto != "" {
+		return BounceAutoReply, "automatic mail (" + auto + "), not a delivery status notification"
+	}
+	return BounceOther, "not a delivery status notification (RFC 3464 multipart/report)"
+}
+
+// Bounce decides what a mail to the bounce address of a delivery to recipients does (T6):
+// only a DSN's per-recipient report that names one of those recipients (by Final-Recipient
+// or Original-Recipient) with Action: failed fails it. Delayed, delivered, relayed and
+// expanded reports change nothing: the remote server is still trying, or has succeeded.
+func Bounce(recipients []string, rep model.BounceReport) BounceVerdict {
+	kind, why := BounceKind(rep)
+	v := BounceVerdict{Kind: kind, Failed: map[string]string{}}
+	if kind != BounceDSN {
+		v.Why = why
+		return v
+	}
+	known := map[string]bool{}
+	for _, r := range recipients {
+		known[bounceKey(r)] = true
+	}
+	var said []string
+	strangers := 0
+	for _, r := range rep.Recipients {
+		email := ""
+		for _, a := range []string{r.Email, r.Original} {
+			if k := bounceKey(a); email == "" && a != "" && known[k] {
+				email = k
+			}
+		}
+		switch {
+		case email == "":
+			strangers++
+		case r.Action == "failed":
+			v.Failed[email] = bounceReply(r)
+		default:
+			action := r.Action
+			if action == "" {
+				action = "no action"
+			}
+			said = append(said, email+": "+action)
+		}
+	}
+	if len(v.Failed) > 0 {
+		return v
+	}
+	switch {
+	case len(said) > 0:
+		v.Why = "the DSN reports " + strings.Join(said, ", ") + "; only Action: failed fails a recipient"
+	case strangers == 1:
+		v.Why = "the DSN names no recipient of this delivery, only another address"
+	case strangers > 1:
+		v.Why = fmt.Sprintf("the DSN names no recipient of this delivery, only %d other addresses", strangers)
+	default:
+		v.Why = "the DSN names no recipient of this delivery"
+	}
+	return v
+}
+
+// bounceKey is an address as deliveries are keyed (Settle): the whole address
+// lowercased, as deskgate compares addresses everywhere.
+func bounceKey(a string) string { return strings.ToLower(strings.TrimSpace(a)) }
+
+// bounceReply is the reply recorded for a recipient a DSN fails: its status and diagnostic,
+// on one line, cut short on a character boundary.
+func bounceReply(r model.BounceRecipient) string {
+	s := strings.Join(strings.Fields(strings.Map(func(c rune) rune {
+		if c < ' ' || c == 0x7f || (c >= 0x80 && c < 0xa0) {
+			return ' '
+		}
+		return c
+	}, strings.ToValidUTF8("DSN "+r.Status+" "+r.Diagnostic, ""))), " ")
+	if len(s) > maxBounceReply {
+		cut := maxBounceReply
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }

@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/deskgate/deskgate/gateway/model"
 )
@@ -42,47 +41,4 @@ func SenderLimited(lastHour, perHour int) (bool, model.TraceStep) {
 	}
 	return true, model.TraceStep{Rule: "T5", Step: "refused for now",
 		Detail: fmt.Sprintf("%d mails in the last hour, limits.max_mails_per_sender_hour is %d", lastHour, perHour)}
-}
-
-// Bounced decides which recipients of a delivery a bounce fails (T6), with the reply to
-// record for each: the DSN's failed recipients; for a plain bounce, the recipients its
-// text names, or, when it names none, the delivery's only recipient. Delayed or
-// delivered reports change nothing.
-func Bounced(recipients []string, rep model.BounceReport) map[string]string {
-	failed := map[string]string{}
-	known := map[string]bool{}
-	for _, r := range recipients {
-		known[strings.ToLower(r)] = true
-	}
-	if len(rep.Recipients) > 0 {
-		for _, r := range rep.Recipients {
-			if email := strings.ToLower(r.Email); known[email] && r.Action == "failed" {
-				failed[email] = strings.TrimSpace("DSN " + r.Status + " " + r.Diagnostic)
-			}
-		}
-		return failed
-	}
-	reply := "bounce: " + firstLine(rep.Text)
-	text := strings.ToLower(rep.Text)
-	for email := range known {
-		if strings.Contains(text, email) {
-			failed[email] = reply
-		}
-	}
-	if len(failed) == 0 && len(recipients) == 1 {
-		failed[strings.ToLower(recipients[0])] = reply
-	}
-	return failed
-}
-
-func firstLine(text string) string {
-	for _, l := range strings.Split(text, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			if len(l) > 200 {
-				l = l[:200]
-			}
-			return l
-		}
-	}
-	return "no text"
 }

@@ -653,23 +653,6 @@ func TestT5_SenderLimit(t *testing.T) {
 	}
 }
 
-func TestT6_BounceVerdicts(t *testing.T) {
-	rep := model.BounceReport{Recipients: []model.BounceRecipient{{Email: "Joe@customer.test", Action: "failed", Status: "5.1.1"}, {Email: kim, Action: "delayed"}}}
-	got := Bounced([]string{joe, kim}, rep)
-	if len(got) != 1 || !strings.Contains(got[joe], "5.1.1") {
-		t.Errorf("DSN: %v", got)
-	}
-	if got := Bounced([]string{joe, kim}, model.BounceReport{Text: "no mailbox <kim@customer.test> here"}); len(got) != 1 || got[kim] == "" {
-		t.Errorf("plain bounce naming kim: %v", got)
-	}
-	if got := Bounced([]string{joe}, model.BounceReport{Text: "something failed"}); got[joe] == "" {
-		t.Errorf("plain bounce, one recipient: %v", got)
-	}
-	if got := Bounced([]string{joe, kim}, model.BounceReport{Text: "something failed"}); len(got) != 0 {
-		t.Errorf("plain bounce naming nobody of two: %v", got)
-	}
-}
-
 func TestC5_ExpertCannotAddOwnAddresses(t *testing.T) {
 	for _, kind := range []model.Operation{ActAddCC, ActAddFollower} {
 		_, r := DecideAction(ticket(model.StatusOpen), Action{Kind: kind, Person: model.Person{Email: "support@example.com"}, PersonIsOwn: true}, env())
