@@ -479,3 +479,96 @@ func deliverRaw(addr string, msg []byte, declareSize bool) (greeted bool, last s
 	c.Cmd("QUIT")
 	return true, last, nil
 }
+
+// Issue 19, point 4: thousands of RCPT TO in one session. Every refused command counts toward
+// limits.max_errors, the recipients past limits.max_recipients included, and reaching it ends
+// the session with 421 4.7.0, on SMTP and on LMTP alike. Only the first 20 refusals of a
+// session are logged one by one; one line at its end counts the rest, while /metrics counts
+// every reply.
+func TestRefusedRecipientsEndTheSession(t *testing.T) {
+	d := startDaemon(t, options{extraYAML: `limits: {max_errors: 50}`})
+	for _, tc := range []struct {
+		proto, addr, hello, rcpt, accepted, refused string
+		wantAccepted                                int
+	}{
+		{"smtp", d.smtpAddr, "EHLO", "support@example.com", "250 2.1.5", "452 4.5.3", 100},
+		{"lmtp", d.lmtpAddr, "LHLO", "nobody@example.com", "250 2.1.5", "550 5.1.1", 0},
+	} {
+		t.Run(tc.proto, func(t *testing.T) {
+			s := dial(t, tc.addr, "127.0.0.1")
+			port := s.conn.LocalAddr().(*net.TCPAddr).Port
+			s.expect("", "220 ")
+			s.expect(tc.hello+" client.example", "250")
+			s.expect("MAIL FROM:<jane@customer.test>", "250")
+			start := time.Now()
+			// Pipelined, as an attacker would send them; the server closes the session while
+			// the client is still writing.
+			go s.conn.Write([]byte(strings.Repeat("RCPT TO:<"+tc.rcpt+">\r\n", 5000)))
+			counts := map[string]int{}
+			var replies []string
+			for i := 0; i < 5100; i++ {
+				r := s.reply()
+				if r == "" {
+					break
+				}
+				replies = append(replies, r)
+				counts[r[:min(9, len(r))]]++
+			}
+			elapsed := time.Since(start)
+			if counts[tc.accepted] != tc.wantAccepted || counts[tc.refused] != 50 || len(replies) != tc.wantAccepted+51 {
+				t.Fatalf("%d replies %v, want %d %s, 50 %s and a 421", len(replies), counts, tc.wantAccepted, tc.accepted, tc.refused)
+			}
+			if last := replies[len(replies)-1]; !strings.HasPrefix(last, "421 4.7.0") {
+				t.Errorf("last reply %q, want 421 4.7.0", last)
+			}
+			if !s.closed() {
+				t.Errorf("the session stayed open after its 421")
+			}
+			t.Logf("%s: 5000 pipelined RCPTs answered and closed after %d replies in %s", tc.proto, len(replies), elapsed)
+
+			client := fmt.Sprintf("client=127.0.0.1:%d ", port)
+			var mine []string
+			waitFor(t, "the session's summary line", 10*time.Second, func() bool {
+				mine = nil
+				for _, l := range strings.Split(d.logs.String(), "\n") {
+					if strings.Contains(l, client) {
+						mine = append(mine, l)
+					}
+				}
+				return len(mine) > 0 && strings.Contains(mine[len(mine)-1], `msg="refusals not logged"`)
+			})
+			var rcptLines, sessionLines int
+			for _, l := range mine {
+				switch {
+				case strings.Contains(l, "msg=refused") && strings.Contains(l, "stage=rcpt code="+tc.refused[:3]):
+					rcptLines++
+				case strings.Contains(l, "msg=refused") && strings.Contains(l, "stage=session code=421 enhanced=4.7.0"):
+					sessionLines++
+				case strings.Contains(l, "msg=refused"):
+					t.Errorf("unexpected refusal line: %s", l)
+				}
+			}
+			if rcptLines != 20 || sessionLines != 1 {
+				t.Errorf("%d rcpt refusal lines and %d session lines, want 20 and 1:\n%s", rcptLines, sessionLines, strings.Join(mine, "\n"))
+			}
+			if summary := mine[len(mine)-1]; !strings.Contains(summary, "proto="+tc.proto) || !strings.Contains(summary, "refusals=50 not_logged=30") {
+				t.Errorf("summary %q, want refusals=50 not_logged=30", summary)
+			}
+			series := fmt.Sprintf(`deskgate_smtp_replies_total{code="%s",enhanced="%s",proto="%s"}`, tc.refused[:3], tc.refused[4:], tc.proto)
+			if got := d.metrics()[series]; got != 50 {
+				t.Errorf("%s is %v, want 50: every refusal counted, logged or not", series, got)
+			}
+		})
+	}
+	if n := len(d.tickets()); n != 0 {
+		t.Errorf("%d tickets, want none", n)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
