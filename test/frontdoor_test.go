@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/textproto"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -182,7 +183,7 @@ func TestSlowClientsCannotHoldTheDoor(t *testing.T) {
 		t.Errorf("%d tickets, want only the real sender's", n)
 	}
 	logs := d.logs.String()
-	for _, want := range []string{`reason="limits.max_sessions_per_ip reached"`, `code=421 enhanced=4.4.2`, `client=127.0.0.2:`} {
+	for _, want := range []string{`reason="limits.max_sessions_per_ip reached: 2 sessions from this address"`, `code=421 enhanced=4.4.2`, `client=127.0.0.2:`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log has no %s", want)
 		}
@@ -562,6 +563,65 @@ func TestRefusedRecipientsEndTheSession(t *testing.T) {
 	}
 	if n := len(d.tickets()); n != 0 {
 		t.Errorf("%d tickets, want none", n)
+	}
+}
+
+// Issue 19, point 5: with max_sessions 6 and the default max_sessions_per_ip 20, one address
+// gets at most 3 sessions, so another client still gets in; check-config and the start-up log
+// say that the setting is capped.
+func TestOneAddressCannotTakeEverySession(t *testing.T) {
+	d := startDaemon(t, options{extraYAML: `limits: {max_sessions: 6, read_timeout: 30s}`})
+	warning := regexp.MustCompile(`level=WARN msg=".*limits\.max_sessions_per_ip: 20 is more than half of limits\.max_sessions \(6\).* at most 3`)
+	if !warning.MatchString(d.logs.String()) {
+		t.Errorf("serve did not warn at start that max_sessions_per_ip is capped at 3:\n%s", tail(d.logs.String(), 10))
+	}
+	var greetings []string
+	for i := 0; i < 6; i++ {
+		s := dial(t, d.smtpAddr, "127.0.0.1")
+		greetings = append(greetings, s.reply())
+	}
+	for i, g := range greetings {
+		switch {
+		case i < 3 && strings.HasPrefix(g, "220 "):
+		case i >= 3 && strings.HasPrefix(g, "421 4.7.0") && strings.Contains(g, "your address"):
+		default:
+			t.Errorf("idle session %d from 127.0.0.1 greeted with %q; want 220 for three, then 421 4.7.0", i+1, g)
+		}
+	}
+	other := dial(t, d.smtpAddr, "127.0.0.2")
+	other.expect("", "220 ")
+	other.expect("EHLO other.example", "250")
+	other.expect("QUIT", "221")
+	if !strings.Contains(d.logs.String(), `reason="limits.max_sessions_per_ip reached: 3 sessions from this address (at most half of limits.max_sessions)"`) {
+		t.Errorf("the refusal does not name the key and its cap of 3:\n%s", tail(d.logs.String(), 10))
+	}
+
+	out, errOut, code := d.cli("check-config")
+	if code != 0 || !strings.Contains(out, ": ok") {
+		t.Errorf("check-config exit %d, want 0 (a warning is no problem):\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "warning: limits.max_sessions_per_ip: 20 is more than half of limits.max_sessions (6)") || !strings.Contains(errOut, "at most 3") {
+		t.Errorf("check-config printed no warning naming the key and the cap 3:\n%s", errOut)
+	}
+
+	// A reload raises the cap with max_sessions and says so again; it lowers max_errors for
+	// the next session.
+	raw, _ := os.ReadFile(d.configPath)
+	os.WriteFile(d.configPath, []byte(strings.Replace(string(raw), "max_sessions: 6,", "max_sessions: 8, max_errors: 2,", 1)), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", 5*time.Second, func() bool { return strings.Contains(d.logs.String(), "config reloaded") })
+	if !strings.Contains(d.logs.String(), "limits.max_sessions_per_ip: 20 is more than half of limits.max_sessions (8); one client address gets at most 4") {
+		t.Errorf("no warning at the reload:\n%s", tail(d.logs.String(), 5))
+	}
+	fourth := dial(t, d.smtpAddr, "127.0.0.1")
+	fourth.expect("", "220 ")
+	fourth.expect("HELO client.example", "250")
+	fourth.expect("MAIL FROM:<jane@customer.test>", "250")
+	fourth.expect("RCPT TO:<nobody@example.com>", "550 5.1.1")
+	fourth.expect("RCPT TO:<nobody@example.com>", "550 5.1.1")
+	fourth.expect("", "421 4.7.0")
+	if !fourth.closed() {
+		t.Errorf("session open after max_errors (2, reloaded) refusals")
 	}
 }
 

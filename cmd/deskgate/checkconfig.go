@@ -15,8 +15,10 @@ func checkConfigCmd() *cobra.Command {
 		Use:   "check-config",
 		Short: "validate the config file; print every problem with its key path",
 		Long: `Validate the config file and print every problem with its key path, or the environment
-variable it came from; exit 1 on any. Checks that files named in it exist and parse, and that
-data_dir can be created and written, and, when store.url is set, that PostgreSQL answers. Every key: deskgate.yaml(5), docs/configuration.md.`,
+variable it came from; exit 1 on any. Warnings (a valid setting that does not do what it seems
+to) are printed as "warning: KEY: ..." and do not change the exit status. Checks that files
+named in it exist and parse, and that data_dir can be created and written, and, when store.url
+is set, that PostgreSQL answers. Every key: deskgate.yaml(5), docs/configuration.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path := configPath()
@@ -32,6 +34,11 @@ data_dir can be created and written, and, when store.url is set, that PostgreSQL
 					return exitError{1}
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "store.url: PostgreSQL %s at %s answers\n", version, store.Redact(cfg.Store.URL))
+			}
+			// A warning is no problem: the file is valid, but something in it does not do
+			// what it seems to.
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", path)
 			return nil

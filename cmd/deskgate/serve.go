@@ -56,6 +56,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 
 func serve(cfg *config.Config, logOut io.Writer) error {
 	logger := newLogger(cfg, logOut)
+	logWarnings(logger, cfg)
 	st, err := openStore(cfg)
 	if err != nil {
 		logger.Error("cannot open the store", "err", err)
@@ -171,6 +172,7 @@ func reload(path string, logger *slog.Logger, in *inbound.Server, svc *desk.Serv
 			logger.Warn("changed in the config, but the store stays open as it is until the next restart", "key", key)
 		}
 	}
+	logWarnings(logger, cfg)
 	in.SetConfig(cfg)
 	svc.SetConfig(cfg)
 	worker.SetConfig(cfg)
@@ -181,4 +183,12 @@ func reload(path string, logger *slog.Logger, in *inbound.Server, svc *desk.Serv
 	}
 	logger.Info("config reloaded", "config", path)
 	return true
+}
+
+// logWarnings logs what check-config prints as warnings, at start and at each reload, so that
+// an operator who never runs check-config still hears of them.
+func logWarnings(logger *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		logger.Warn(w)
+	}
 }
