@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -15,10 +16,11 @@ func checkConfigCmd() *cobra.Command {
 		Use:   "check-config",
 		Short: "validate the config file; print every problem with its key path",
 		Long: `Validate the config file and print every problem with its key path, or the environment
-variable it came from; exit 1 on any. Warnings (a valid setting that does not do what it seems
-to) are printed as "warning: KEY: ..." and do not change the exit status. Checks that files
-named in it exist and parse, and that data_dir can be created and written, and, when store.url
-is set, that PostgreSQL answers. Every key: deskgate.yaml(5), docs/configuration.md.`,
+variable it came from; exit 1 on any. Checks that files named in it exist and parse, and that
+data_dir can be created and written, and, when store.url is set, that PostgreSQL answers.
+Settings that are valid but unsafe on a real MX (authentication.agent_identity: none) or capped (limits.max_sessions_per_ip above half of limits.max_sessions) are
+printed on stderr as "warning: KEY: ..." and do not change the exit status; serve logs the
+same warnings at start and at each reload. Every key: deskgate.yaml(5), docs/configuration.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path := configPath()
@@ -27,6 +29,7 @@ is set, that PostgreSQL answers. Every key: deskgate.yaml(5), docs/configuration
 				printProblems(cmd, path, err)
 				return exitError{1}
 			}
+			printWarnings(cmd.ErrOrStderr(), cfg.Warnings())
 			if cfg.Store.URL != "" {
 				version, err := store.CheckPostgres(cfg.Store.URL, cfg.Store.PasswordFile)
 				if err != nil {
@@ -34,11 +37,6 @@ is set, that PostgreSQL answers. Every key: deskgate.yaml(5), docs/configuration
 					return exitError{1}
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "store.url: PostgreSQL %s at %s answers\n", version, store.Redact(cfg.Store.URL))
-			}
-			// A warning is no problem: the file is valid, but something in it does not do
-			// what it seems to.
-			for _, w := range cfg.Warnings() {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", path)
 			return nil
@@ -68,4 +66,11 @@ func printProblems(cmd *cobra.Command, path string, err error) {
 		return
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v\n", path, err)
+}
+
+// printWarnings prints warnings the way check-config does, for it and for reload.
+func printWarnings(w io.Writer, warnings []config.Problem) {
+	for _, p := range warnings {
+		fmt.Fprintf(w, "warning: %s\n", p)
+	}
 }

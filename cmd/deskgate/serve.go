@@ -56,7 +56,6 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 
 func serve(cfg *config.Config, logOut io.Writer) error {
 	logger := newLogger(cfg, logOut)
-	logWarnings(logger, cfg)
 	st, err := openStore(cfg)
 	if err != nil {
 		logger.Error("cannot open the store", "err", err)
@@ -120,6 +119,7 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		where = store.Redact(cfg.Store.URL)
 	}
 	logger.Info("deskgate started", "version", version, "config", cfg.Path, "data_dir", cfg.DataDir, "store", where)
+	logWarnings(logger, cfg.Warnings())
 	notifyReady("serving")
 	stopWatchdog := make(chan struct{})
 	go watchdog(st, logger, stopWatchdog)
@@ -172,7 +172,6 @@ func reload(path string, logger *slog.Logger, in *inbound.Server, svc *desk.Serv
 			logger.Warn("changed in the config, but the store stays open as it is until the next restart", "key", key)
 		}
 	}
-	logWarnings(logger, cfg)
 	in.SetConfig(cfg)
 	svc.SetConfig(cfg)
 	worker.SetConfig(cfg)
@@ -182,13 +181,14 @@ func reload(path string, logger *slog.Logger, in *inbound.Server, svc *desk.Serv
 		}
 	}
 	logger.Info("config reloaded", "config", path)
+	logWarnings(logger, cfg.Warnings())
 	return true
 }
 
-// logWarnings logs what check-config prints as warnings, at start and at each reload, so that
-// an operator who never runs check-config still hears of them.
-func logWarnings(logger *slog.Logger, cfg *config.Config) {
-	for _, w := range cfg.Warnings() {
-		logger.Warn(w)
+// logWarnings logs what check-config warns of, so that a journal shows it at every start and
+// reload, for as long as the config says it.
+func logWarnings(logger *slog.Logger, warnings []config.Problem) {
+	for _, w := range warnings {
+		logger.Warn(w.Msg, "key", w.Key)
 	}
 }
