@@ -69,6 +69,9 @@ type Limits struct {
 	MaxCCs           int      `mapstructure:"max_ccs"`
 	MaxSessions      int      `mapstructure:"max_sessions"`
 	MaxSessionsPerIP int      `mapstructure:"max_sessions_per_ip"`
+	// MaxErrors is how many refused commands (recipients included) a session may collect
+	// before it is closed, as Postfix's smtpd_hard_error_limit.
+	MaxErrors int `mapstructure:"max_errors"`
 	// MaxDataMemory bounds the message data all sessions hold at once.
 	MaxDataMemory         ByteSize      `mapstructure:"max_data_memory"`
 	ShutdownGrace         time.Duration `mapstructure:"shutdown_grace"`

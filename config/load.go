@@ -58,6 +58,7 @@ func defaults() map[string]any {
 		"limits.max_ccs":                      48,
 		"limits.max_sessions":                 200,
 		"limits.max_sessions_per_ip":          20,
+		"limits.max_errors":                   20,
 		"limits.max_data_memory":              "512MiB",
 		"limits.shutdown_grace":               "30s",
 		"limits.min_data_rate":                500,

@@ -122,6 +122,9 @@ func validate(c *Config) Problems {
 	if l.MaxSessionsPerIP < 1 {
 		add("limits.max_sessions_per_ip", "must be at least 1, got %d", l.MaxSessionsPerIP)
 	}
+	if l.MaxErrors < 1 {
+		add("limits.max_errors", "must be at least 1, got %d", l.MaxErrors)
+	}
 	if l.MaxDataMemory < 2*l.MaxMessageBytes {
 		add("limits.max_data_memory", "%d is less than twice limits.max_message_bytes (%d): the largest message could never be taken", l.MaxDataMemory, l.MaxMessageBytes)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/textproto"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -182,7 +183,7 @@ func TestSlowClientsCannotHoldTheDoor(t *testing.T) {
 		t.Errorf("%d tickets, want only the real sender's", n)
 	}
 	logs := d.logs.String()
-	for _, want := range []string{`reason="limits.max_sessions_per_ip reached"`, `code=421 enhanced=4.4.2`, `client=127.0.0.2:`} {
+	for _, want := range []string{`reason="limits.max_sessions_per_ip reached: 2 sessions from this address"`, `code=421 enhanced=4.4.2`, `client=127.0.0.2:`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log has no %s", want)
 		}
@@ -478,4 +479,155 @@ func deliverRaw(addr string, msg []byte, declareSize bool) (greeted bool, last s
 	// The 250 is in: what QUIT gets (221, or 421 while shutting down) changes nothing.
 	c.Cmd("QUIT")
 	return true, last, nil
+}
+
+// Issue 19, point 4: thousands of RCPT TO in one session. Every refused command counts toward
+// limits.max_errors, the recipients past limits.max_recipients included, and reaching it ends
+// the session with 421 4.7.0, on SMTP and on LMTP alike. Only the first 20 refusals of a
+// session are logged one by one; one line at its end counts the rest, while /metrics counts
+// every reply.
+func TestRefusedRecipientsEndTheSession(t *testing.T) {
+	d := startDaemon(t, options{extraYAML: `limits: {max_errors: 50}`})
+	for _, tc := range []struct {
+		proto, addr, hello, rcpt, accepted, refused string
+		wantAccepted                                int
+	}{
+		{"smtp", d.smtpAddr, "EHLO", "support@example.com", "250 2.1.5", "452 4.5.3", 100},
+		{"lmtp", d.lmtpAddr, "LHLO", "nobody@example.com", "250 2.1.5", "550 5.1.1", 0},
+	} {
+		t.Run(tc.proto, func(t *testing.T) {
+			s := dial(t, tc.addr, "127.0.0.1")
+			port := s.conn.LocalAddr().(*net.TCPAddr).Port
+			s.expect("", "220 ")
+			s.expect(tc.hello+" client.example", "250")
+			s.expect("MAIL FROM:<jane@customer.test>", "250")
+			start := time.Now()
+			// Pipelined, as an attacker would send them; the server closes the session while
+			// the client is still writing.
+			go s.conn.Write([]byte(strings.Repeat("RCPT TO:<"+tc.rcpt+">\r\n", 5000)))
+			counts := map[string]int{}
+			var replies []string
+			for i := 0; i < 5100; i++ {
+				r := s.reply()
+				if r == "" {
+					break
+				}
+				replies = append(replies, r)
+				counts[r[:min(9, len(r))]]++
+			}
+			elapsed := time.Since(start)
+			if counts[tc.accepted] != tc.wantAccepted || counts[tc.refused] != 50 || len(replies) != tc.wantAccepted+51 {
+				t.Fatalf("%d replies %v, want %d %s, 50 %s and a 421", len(replies), counts, tc.wantAccepted, tc.accepted, tc.refused)
+			}
+			if last := replies[len(replies)-1]; !strings.HasPrefix(last, "421 4.7.0") {
+				t.Errorf("last reply %q, want 421 4.7.0", last)
+			}
+			if !s.closed() {
+				t.Errorf("the session stayed open after its 421")
+			}
+			t.Logf("%s: 5000 pipelined RCPTs answered and closed after %d replies in %s", tc.proto, len(replies), elapsed)
+
+			client := fmt.Sprintf("client=127.0.0.1:%d ", port)
+			var mine []string
+			waitFor(t, "the session's summary line", 10*time.Second, func() bool {
+				mine = nil
+				for _, l := range strings.Split(d.logs.String(), "\n") {
+					if strings.Contains(l, client) {
+						mine = append(mine, l)
+					}
+				}
+				return len(mine) > 0 && strings.Contains(mine[len(mine)-1], `msg="refusals not logged"`)
+			})
+			var rcptLines, sessionLines int
+			for _, l := range mine {
+				switch {
+				case strings.Contains(l, "msg=refused") && strings.Contains(l, "stage=rcpt code="+tc.refused[:3]):
+					rcptLines++
+				case strings.Contains(l, "msg=refused") && strings.Contains(l, "stage=session code=421 enhanced=4.7.0"):
+					sessionLines++
+				case strings.Contains(l, "msg=refused"):
+					t.Errorf("unexpected refusal line: %s", l)
+				}
+			}
+			if rcptLines != 20 || sessionLines != 1 {
+				t.Errorf("%d rcpt refusal lines and %d session lines, want 20 and 1:\n%s", rcptLines, sessionLines, strings.Join(mine, "\n"))
+			}
+			if summary := mine[len(mine)-1]; !strings.Contains(summary, "proto="+tc.proto) || !strings.Contains(summary, "refusals=50 not_logged=30") {
+				t.Errorf("summary %q, want refusals=50 not_logged=30", summary)
+			}
+			series := fmt.Sprintf(`deskgate_smtp_replies_total{code="%s",enhanced="%s",proto="%s"}`, tc.refused[:3], tc.refused[4:], tc.proto)
+			if got := d.metrics()[series]; got != 50 {
+				t.Errorf("%s is %v, want 50: every refusal counted, logged or not", series, got)
+			}
+		})
+	}
+	if n := len(d.tickets()); n != 0 {
+		t.Errorf("%d tickets, want none", n)
+	}
+}
+
+// Issue 19, point 5: with max_sessions 6 and the default max_sessions_per_ip 20, one address
+// gets at most 3 sessions, so another client still gets in; check-config and the start-up log
+// say that the setting is capped.
+func TestOneAddressCannotTakeEverySession(t *testing.T) {
+	d := startDaemon(t, options{extraYAML: `limits: {max_sessions: 6, read_timeout: 30s}`})
+	warning := regexp.MustCompile(`level=WARN msg="20 is more than half of limits\.max_sessions \(6\); one client address gets at most 3 sessions" key=limits\.max_sessions_per_ip`)
+	if !warning.MatchString(d.logs.String()) {
+		t.Errorf("serve did not warn at start that max_sessions_per_ip is capped at 3:\n%s", tail(d.logs.String(), 10))
+	}
+	var greetings []string
+	for i := 0; i < 6; i++ {
+		s := dial(t, d.smtpAddr, "127.0.0.1")
+		greetings = append(greetings, s.reply())
+	}
+	for i, g := range greetings {
+		switch {
+		case i < 3 && strings.HasPrefix(g, "220 "):
+		case i >= 3 && strings.HasPrefix(g, "421 4.7.0") && strings.Contains(g, "your address"):
+		default:
+			t.Errorf("idle session %d from 127.0.0.1 greeted with %q; want 220 for three, then 421 4.7.0", i+1, g)
+		}
+	}
+	other := dial(t, d.smtpAddr, "127.0.0.2")
+	other.expect("", "220 ")
+	other.expect("EHLO other.example", "250")
+	other.expect("QUIT", "221")
+	if !strings.Contains(d.logs.String(), `reason="limits.max_sessions_per_ip reached: 3 sessions from this address (at most half of limits.max_sessions)"`) {
+		t.Errorf("the refusal does not name the key and its cap of 3:\n%s", tail(d.logs.String(), 10))
+	}
+
+	out, errOut, code := d.cli("check-config")
+	if code != 0 || !strings.Contains(out, ": ok") {
+		t.Errorf("check-config exit %d, want 0 (a warning is no problem):\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "warning: limits.max_sessions_per_ip: 20 is more than half of limits.max_sessions (6)") || !strings.Contains(errOut, "at most 3") {
+		t.Errorf("check-config printed no warning naming the key and the cap 3:\n%s", errOut)
+	}
+
+	// A reload raises the cap with max_sessions and says so again; it lowers max_errors for
+	// the next session.
+	raw, _ := os.ReadFile(d.configPath)
+	os.WriteFile(d.configPath, []byte(strings.Replace(string(raw), "max_sessions: 6,", "max_sessions: 8, max_errors: 2,", 1)), 0o600)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload and its warning", 5*time.Second, func() bool {
+		return strings.Contains(d.logs.String(), `msg="20 is more than half of limits.max_sessions (8); one client address gets at most 4 sessions" key=limits.max_sessions_per_ip`)
+	})
+	fourth := dial(t, d.smtpAddr, "127.0.0.1")
+	fourth.expect("", "220 ")
+	fourth.expect("HELO client.example", "250")
+	fourth.expect("MAIL FROM:<jane@customer.test>", "250")
+	fourth.expect("RCPT TO:<nobody@example.com>", "550 5.1.1")
+	fourth.expect("RCPT TO:<nobody@example.com>", "550 5.1.1")
+	fourth.expect("", "421 4.7.0")
+	if !fourth.closed() {
+		t.Errorf("session open after max_errors (2, reloaded) refusals")
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

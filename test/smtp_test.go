@@ -233,7 +233,7 @@ func TestLMTPPerRecipientStatus(t *testing.T) {
 }
 
 func TestRefusalsHaveEnhancedCodes(t *testing.T) {
-	d := startDaemon(t, options{extraYAML: "limits: {max_message_bytes: 2KiB, max_recipients: 2, max_sessions: 3}"})
+	d := startDaemon(t, options{extraYAML: "limits: {max_message_bytes: 2KiB, max_recipients: 2, max_sessions: 4}"})
 	small := mail(map[string]string{"From": "jane@customer.test", "To": "support@example.com", "Subject": "x"}, "x\n")
 
 	err := sendSMTP(d.smtpAddr, "jane@customer.test", []string{"someone@else.test"}, small)
@@ -259,15 +259,19 @@ func TestRefusalsHaveEnhancedCodes(t *testing.T) {
 		t.Errorf("no From but an envelope sender: %v", err)
 	}
 
-	// max_sessions: three sessions open, the fourth is told 421 4.7.0 at once. Earlier
-	// sessions must be gone first, or they would count.
+	// max_sessions: four sessions open, the fifth is told 421 4.7.0 at once. Earlier
+	// sessions must be gone first, or they would count. Each comes from its own address,
+	// since one address may hold only half of max_sessions.
 	waitFor(t, "earlier sessions to end", 10*time.Second, func() bool {
 		_, body := d.api("GET", "/metrics", nil, false)
 		return strings.Contains(string(body), "\ndeskgate_sessions 0\n")
 	})
 	var conns []net.Conn
-	for i := 0; i < 3; i++ {
-		c, err := net.Dial("tcp", d.smtpAddr)
+	from := func(i int) *net.Dialer {
+		return &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}}
+	}
+	for i := 0; i < 4; i++ {
+		c, err := from(i).Dial("tcp", d.smtpAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,13 +281,13 @@ func TestRefusalsHaveEnhancedCodes(t *testing.T) {
 			t.Fatalf("session %d: %v", i, err)
 		}
 	}
-	c, err := net.Dial("tcp", d.smtpAddr)
+	c, err := from(4).Dial("tcp", d.smtpAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	code, msg, err := textproto.NewConn(c).ReadResponse(220)
-	if code != 421 || !strings.Contains(msg, "4.7.0") {
+	if code != 421 || !strings.Contains(msg, "4.7.0") || strings.Contains(msg, "your address") {
 		t.Errorf("session over max_sessions: %d %q %v, want 421 4.7.0", code, msg, err)
 	}
 	c.Close()

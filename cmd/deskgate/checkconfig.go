@@ -18,7 +18,8 @@ func checkConfigCmd() *cobra.Command {
 		Long: `Validate the config file and print every problem with its key path, or the environment
 variable it came from; exit 1 on any. Checks that files named in it exist and parse, and that
 data_dir can be created and written, and, when store.url is set, that PostgreSQL answers.
-Settings that are valid but unsafe on a real MX (authentication.agent_identity: none) are
+Settings that are valid but unsafe on a real MX (authentication.agent_identity: none), or
+capped (limits.max_sessions_per_ip above half of limits.max_sessions), are
 printed on stderr as "warning: KEY: ..." and do not change the exit status; serve logs the
 same warnings at start and at each reload. Every key: deskgate.yaml(5), docs/configuration.md.`,
 		Args: cobra.NoArgs,

@@ -64,10 +64,7 @@ func New(cfg *config.Config, svc *desk.Service, logger *slog.Logger) *Server {
 	s := &Server{desk: svc, log: logger, sessions: map[*session]struct{}{}}
 	s.SetConfig(cfg)
 	s.budget = &memoryBudget{max: func() int64 { return int64(s.cfg.Load().Limits.MaxDataMemory) }}
-	s.limiter = &sessionLimiter{
-		max:      func() int { return s.cfg.Load().Limits.MaxSessions },
-		maxPerIP: func() int { return s.cfg.Load().Limits.MaxSessionsPerIP },
-	}
+	s.limiter = &sessionLimiter{limits: func() config.Limits { return s.cfg.Load().Limits }}
 	return s
 }
 
@@ -198,14 +195,22 @@ func (s *Server) start(ln *listener, c net.Conn) {
 		// design; the per-address cap is for the open internet.
 		ip = tcp.IP.String()
 	}
-	if limit := s.limiter.acquire(ip); limit != "" {
-		r := reply{421, "4.7.0", s.cfg.Load().Hostname + " Too many sessions, try again later"}
-		if limit == "limits.max_sessions_per_ip" {
-			r.text = s.cfg.Load().Hostname + " Too many sessions from your address, try again later"
+	if key, limit := s.limiter.acquire(ip); key != "" {
+		cfg := s.cfg.Load()
+		r := reply{421, "4.7.0", cfg.Hostname + " Too many sessions, try again later"}
+		reason := fmt.Sprintf("%s reached: %d sessions", key, limit)
+		if key == "limits.max_sessions_per_ip" {
+			r.text = cfg.Hostname + " Too many sessions from your address, try again later"
+			reason += " from this address"
+			if limit < cfg.Limits.MaxSessionsPerIP {
+				// The operator reading the log looks for the number configured; say why
+				// another one applied.
+				reason += " (at most half of limits.max_sessions)"
+			}
 		}
 		metrics.MessagesReceived.WithLabelValues(protoName(ln.lmtp), "refused").Inc()
 		countReply(protoName(ln.lmtp), r)
-		s.log.Warn("refused", "proto", protoName(ln.lmtp), "client", remote, "stage", "connect", "code", r.code, "enhanced", r.enh, "reason", limit+" reached")
+		s.log.Warn("refused", "proto", protoName(ln.lmtp), "client", remote, "stage", "connect", "code", r.code, "enhanced", r.enh, "reason", reason)
 		go sayAndClose(c, r)
 		return
 	}

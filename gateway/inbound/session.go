@@ -21,9 +21,9 @@ import (
 	"github.com/deskgate/deskgate/gateway/metrics"
 )
 
-// maxErrors is how many refused commands a session may send before it is closed (Postfix's
-// smtpd_hard_error_limit), so that a client cannot keep a slot by sending nonsense.
-const maxErrors = 20
+// loggedRefusals is how many refusals of one session are logged one by one; the rest are
+// counted in one line at the session's end, so that one client cannot fill the log.
+const loggedRefusals = 20
 
 // reply is one SMTP reply. enh is the RFC 3463 enhanced status code, "" for none.
 type reply struct {
@@ -58,10 +58,19 @@ type session struct {
 	tls      bool
 	// wake guards idle and woken: Shutdown wakes a session only while it waits for a command,
 	// never one that has a command in hand and may be about to read a message.
-	wake   sync.Mutex
-	idle   bool
-	woken  bool
+	wake  sync.Mutex
+	idle  bool
+	woken bool
+	// errors counts the refused commands since the session began or last delivered a
+	// message; at limits.max_errors the session ends, as with Postfix's
+	// smtpd_hard_error_limit, so that a client cannot keep a slot by sending what is refused.
 	errors int
+	// refusals counts every refusal of the session; notLogged those past the first
+	// loggedRefusals log lines, and notLoggedLevel the highest level among them.
+	refusals       int
+	logged         int
+	notLogged      int
+	notLoggedLevel slog.Level
 	// lingerOnClose is set when the server ends the session with a 421: the client may be
 	// sending still, and its next command must not turn the close into a reset.
 	lingerOnClose bool
@@ -149,6 +158,10 @@ func (s *session) proto() string {
 func (s *session) serve() {
 	defer func() {
 		s.releaseMemory()
+		if s.notLogged > 0 {
+			s.srv.log.Log(context.Background(), s.notLoggedLevel, "refusals not logged", "session", s.id, "proto", s.proto(),
+				"client", s.remote, "refusals", s.refusals, "not_logged", s.notLogged)
+		}
 		if s.lingerOnClose {
 			lingerClose(s.nc)
 		} else {
@@ -217,7 +230,7 @@ func (s *session) readCommand() (string, error) {
 		}
 		if errors.Is(err, errLineTooLong) {
 			s.commandError(reply{500, "5.5.2", fmt.Sprintf("Line too long (at most %d bytes)", maxCommandLine)})
-			if s.errors >= maxErrors {
+			if s.tooManyErrors() {
 				return "", errTooManyErrors
 			}
 			if s.in.br.Buffered() == 0 {
@@ -245,7 +258,7 @@ func (s *session) endOnReadError(err error, while string) {
 	case errors.Is(err, errStopping):
 		s.write(reply{421, "4.3.2", s.cfg.Hostname + " Service shutting down, try again later"})
 	case errors.Is(err, errTooManyErrors):
-		s.refuse("session", reply{421, "4.7.0", s.cfg.Hostname + " Too many errors, closing connection"})
+		s.refuse("session", reply{421, "4.7.0", fmt.Sprintf("%s Too many errors (limits.max_errors is %d), closing connection", s.cfg.Hostname, s.cfg.Limits.MaxErrors)})
 	case errors.Is(err, errDeadline):
 		text := "Timeout " + while + ", closing connection"
 		if !time.Now().Before(s.end) {
@@ -302,22 +315,48 @@ func (s *session) dispatch(verb, arg string) (quit bool) {
 	default:
 		s.commandError(reply{500, "5.5.2", "Command not recognized"})
 	}
-	if s.errors >= maxErrors {
+	if s.tooManyErrors() {
 		s.endOnReadError(errTooManyErrors, "")
 		return true
 	}
 	return false
 }
 
+// tooManyErrors says whether the session has reached limits.max_errors of the config its
+// transaction runs under.
+func (s *session) tooManyErrors() bool { return s.errors >= s.cfg.Limits.MaxErrors }
+
+// logRefusal logs one refusal while the session has logged fewer than loggedRefusals, and
+// counts it otherwise. A line below the log level is neither logged nor counted, so that
+// debug noise does not use up the lines that an operator at info level would see.
+func (s *session) logRefusal(level slog.Level, msg string, attrs ...any) {
+	ctx := context.Background()
+	if !s.srv.log.Enabled(ctx, level) {
+		return
+	}
+	if s.logged >= loggedRefusals {
+		if s.notLogged == 0 || level > s.notLoggedLevel {
+			s.notLoggedLevel = level
+		}
+		s.notLogged++
+		return
+	}
+	s.logged++
+	s.srv.log.Log(ctx, level, msg, attrs...)
+}
+
 // commandError answers a command that cannot run. Its log line is at debug level: a refused
 // message or recipient is logged by refuse, a session's noise only counts.
 func (s *session) commandError(r reply) {
 	s.errors++
-	s.srv.log.Debug("command refused", "session", s.id, "client", s.remote, "code", r.code, "enhanced", r.enh, "reason", r.text)
+	s.refusals++
+	s.logRefusal(slog.LevelDebug, "command refused", "session", s.id, "client", s.remote, "code", r.code, "enhanced", r.enh, "reason", r.text)
 	s.write(r)
 }
 
-// refuse answers a refused message, recipient or session with one log line and a count.
+// refuse answers a refused message, recipient or session with one log line and a count. A
+// refused MAIL, RCPT or DATA counts toward limits.max_errors; the 421 that ends a session is
+// always logged.
 func (s *session) refuse(stage string, r reply, attrs ...any) {
 	base := []any{"session", s.id, "proto", s.proto(), "client", s.remote, "stage", stage,
 		"code", r.code, "enhanced", r.enh, "reason", r.text}
@@ -331,8 +370,14 @@ func (s *session) refuse(stage string, r reply, attrs ...any) {
 	if r.code < 500 {
 		level = slog.LevelInfo
 	}
-	s.srv.log.Log(context.Background(), level, "refused", append(base, attrs...)...)
 	s.write(r)
+	if stage == "session" {
+		s.srv.log.Log(context.Background(), level, "refused", append(base, attrs...)...)
+		return
+	}
+	s.errors++
+	s.refusals++
+	s.logRefusal(level, "refused", append(base, attrs...)...)
 }
 
 func (s *session) hello(verb, arg string) {
@@ -660,6 +705,9 @@ func (s *session) deliver(raw []byte) {
 		attrs = append(attrs, "message_id", res.MessageID)
 	}
 	s.srv.log.Info("accepted", append(attrs, "ticket", res.TicketID, "comment", res.CommentID, "result", res.Outcome)...)
+	// As smtpd_hard_error_limit counts errors "without delivering mail": a session that
+	// delivers is a sender with mail, whose unknown recipients on the way are no attack.
+	s.errors = 0
 	ok := reply{250, "2.0.0", "Ok: queued as " + s.qid}
 	if !s.lmtp() {
 		s.write(ok)
@@ -684,7 +732,10 @@ func (s *session) answerData(r reply, size int, start time.Time, extra ...any) {
 	if r.code < 500 {
 		level = slog.LevelInfo
 	}
-	s.srv.log.Log(context.Background(), level, "refused", attrs...)
+	// One refused message is one refused command, for however many LMTP recipients.
+	s.errors++
+	s.refusals++
+	s.logRefusal(level, "refused", attrs...)
 	if !s.lmtp() {
 		s.write(r)
 		return

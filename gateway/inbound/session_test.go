@@ -39,7 +39,7 @@ func testServer(t testing.TB) *Server {
 	cfg := &config.Config{
 		Hostname: "mx.test", DataDir: dir,
 		Support: config.Support{Name: "Support", Addresses: []string{"support@example.com"}},
-		Limits: config.Limits{MaxMessageBytes: 4096, MaxRecipients: 3, MaxCCs: 48, MaxSessions: 10, MaxSessionsPerIP: 5,
+		Limits: config.Limits{MaxMessageBytes: 4096, MaxRecipients: 3, MaxCCs: 48, MaxSessions: 10, MaxSessionsPerIP: 5, MaxErrors: 20,
 			ReadTimeout: time.Minute, WriteTimeout: time.Minute, SessionTimeout: time.Hour, MinDataRate: 500, MaxDataMemory: 64 << 20},
 		Policy:         config.Policy{CCsEnabled: true, FollowersEnabled: true, CCRemoval: "email", ReplyAudience: "notification"},
 		Notifications:  config.Notifications{TicketCreated: "none", Assigned: "none", Solved: "none"},
