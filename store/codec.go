@@ -18,7 +18,12 @@ import (
 // JSON, which starts with '{', and are still read; each is rewritten in the new layout the
 // next time it changes.
 
-const commentV1 = 0x01
+// commentV2 is commentV1 with each attachment's decoding problem after its size; records
+// of either are read.
+const (
+	commentV1 = 0x01
+	commentV2 = 0x02
+)
 
 var errCorrupt = errors.New("store: comment record is cut short or corrupt")
 
@@ -55,7 +60,7 @@ func flags(bits ...bool) uint64 {
 // encodeComment is c in the binary layout.
 func encodeComment(c *Comment) []byte {
 	e := encoder{b: make([]byte, 0, 256+len(c.Body))}
-	e.b = append(e.b, commentV1)
+	e.b = append(e.b, commentV2)
 	e.uint(c.ID)
 	e.uint(c.TicketID)
 	e.str(c.Author)
@@ -77,6 +82,7 @@ func encodeComment(c *Comment) []byte {
 		e.str(a.Name)
 		e.str(a.ContentType)
 		e.int(a.Size)
+		e.str(a.Problem)
 	}
 	e.uint(uint64(len(c.Notified)))
 	for _, n := range c.Notified {
@@ -191,7 +197,7 @@ func decodeComment(raw []byte, c *Comment) error {
 	if raw[0] == '{' {
 		return json.Unmarshal(raw, c)
 	}
-	if raw[0] != commentV1 {
+	if raw[0] != commentV1 && raw[0] != commentV2 {
 		return fmt.Errorf("store: comment record of unknown layout %#x", raw[0])
 	}
 	d := decoder{b: raw[1:]}
@@ -216,6 +222,9 @@ func decodeComment(raw []byte, c *Comment) error {
 		c.Attachments = make([]Attachment, n)
 		for i := range c.Attachments {
 			c.Attachments[i] = Attachment{Name: d.str(), ContentType: d.str(), Size: d.int()}
+			if raw[0] == commentV2 {
+				c.Attachments[i].Problem = d.str()
+			}
 		}
 	}
 	c.Notified = []Notified{}

@@ -12,7 +12,7 @@ func fullComment() Comment {
 		MessageID: "a@x", InReplyTo: "b@x", References: []string{"r1@x", "r2@x"}, Subject: "Re: printer",
 		To: []Person{{Email: "support@example.com"}}, Cc: []Person{{Email: "joe@customer.test", Name: "Joe"}}, Recipients: []string{"support@example.com"},
 		EnvelopeFrom: "bounce@customer.test", CreatedAt: time.Date(2026, 11, 24, 12, 30, 1, 123456789, time.UTC), Body: "line one\r\nline \"two\" \x00 ✓",
-		Attachments:    []Attachment{{Name: "a.pdf", ContentType: "application/pdf", Size: 1 << 40}},
+		Attachments:    []Attachment{{Name: "a.pdf", ContentType: "application/pdf", Size: 1 << 40}, {Name: "x.pdf", ContentType: "application/pdf", Size: 3, Problem: "illegal base64 data at input byte 4"}},
 		Notified:       []Notified{{Email: "joe@customer.test", As: "cc", Visible: true, Delivery: 77, Status: "sent", Reply: "250 ok"}, {Email: "alice@example.com", As: "follower", Delivery: 78}},
 		Trace:          []TraceStep{{Rule: "T2", Step: "threaded", Detail: "In-Reply-To"}, {Rule: "V1", Step: "public"}},
 		ReplyToDiffers: true, Automatic: "Auto-Submitted: auto-replied", AuthenticationResults: "mx; spf=pass", Problems: []string{"attachment: bad base64"}}
@@ -27,6 +27,31 @@ func TestCommentRecordsRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, c) {
 			t.Errorf("round trip:\n got %+v\nwant %+v", got, c)
 		}
+	}
+}
+
+// Records of the first binary layout, whose attachments have no problem field, are still read.
+func TestCommentRecordsV1AreStillRead(t *testing.T) {
+	c := fullComment()
+	c.Attachments = []Attachment{{Name: "a.pdf", ContentType: "application/pdf", Size: 9}}
+	with := encodeComment(&c)
+	without := c
+	without.Attachments = nil
+	rest := encodeComment(&without)
+	k := 0
+	for with[k] == rest[k] {
+		k++
+	}
+	// with is rest with its attachment count replaced by the attachment, whose last byte is
+	// the empty problem's length: drop that byte and mark the record as the first layout.
+	problemAt := k + len(with) - len(rest)
+	v1 := append(append([]byte{commentV1}, with[1:problemAt]...), with[problemAt+1:]...)
+	var got Comment
+	if err := decodeComment(v1, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, c) {
+		t.Errorf("V1 record:\n got %+v\nwant %+v", got, c)
 	}
 }
 
@@ -62,7 +87,7 @@ func FuzzDecodeComment(f *testing.F) {
 	f.Add(raw)
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		var got Comment
-		if decodeComment(raw, &got) != nil || raw[0] != commentV1 {
+		if decodeComment(raw, &got) != nil || (raw[0] != commentV1 && raw[0] != commentV2) {
 			return // a JSON record only has to decode without a panic
 		}
 		// Whatever decodes encodes to a record that decodes to the same comment.

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/deskgate/deskgate/gateway/admin"
+	"github.com/deskgate/deskgate/gateway/rules"
 )
 
 func parseID(what, s string) (uint64, error) {
@@ -220,7 +221,7 @@ func explainCmd() *cobra.Command {
 				vis = "internal"
 			}
 			if e.Kind == "event" {
-				fmt.Fprintf(w, "Event %d on ticket %d: %s by %s\n", e.ID, e.TicketID, e.Action, orDash(e.Author))
+				fmt.Fprintf(w, "Event %d on ticket %d: %s by %s\n", e.ID, e.TicketID, e.Action, rules.ExpertName(e.Author))
 			} else {
 				fmt.Fprintf(w, "Comment %d on ticket %d by %s (%s) %s\n", e.ID, e.TicketID, e.Author, vis, e.MessageID)
 			}
@@ -241,13 +242,6 @@ func explainCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
 	return cmd
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func queueCmd() *cobra.Command {

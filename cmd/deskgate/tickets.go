@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/deskgate/deskgate/gateway/admin"
+	"github.com/deskgate/deskgate/gateway/rules"
 )
 
 func ticketsCmd() *cobra.Command {
@@ -122,11 +123,7 @@ func printTicket(w io.Writer, t admin.TicketView) {
 		fmt.Fprintf(w, "DELIVERY FAILED: %s (%s) did not get delivery %d, about comment or event %d: %s\n", f.Email, f.As, f.Delivery, f.SourceID, f.Reply)
 	}
 	for _, e := range t.Events {
-		who := e.Actor
-		if who == "" {
-			who = "an expert"
-		}
-		fmt.Fprintf(w, "Event %d:  %s  %s %s by %s, told %d\n", e.ID, e.CreatedAt.Local().Format(time.DateTime), e.Action, e.Detail, who, len(e.Notified))
+		fmt.Fprintf(w, "Event %d:  %s  %s %s by %s, told %d\n", e.ID, e.CreatedAt.Local().Format(time.DateTime), e.Action, e.Detail, rules.ExpertName(e.Actor), len(e.Notified))
 	}
 	for _, c := range t.Comments {
 		kind := "public"
@@ -145,7 +142,12 @@ func printTicket(w io.Writer, t admin.TicketView) {
 			fmt.Fprintf(w, "    Problem:    %s (the original: deskgate comments raw %d)\n", p, c.ID)
 		}
 		for _, a := range c.Attachments {
-			fmt.Fprintf(w, "    Attachment: %s (%s, %d bytes)\n", a.Name, a.ContentType, a.Size)
+			if a.Problem != "" {
+				// A part that did not decode is not a smaller file: say what is wrong.
+				fmt.Fprintf(w, "    Attachment: %s (%s, undecodable: %s)\n", a.Name, a.ContentType, a.Problem)
+			} else {
+				fmt.Fprintf(w, "    Attachment: %s (%s, %d bytes)\n", a.Name, a.ContentType, a.Size)
+			}
 		}
 		if len(c.Notified) == 0 {
 			fmt.Fprintln(w, "    Notified:   nobody")

@@ -388,11 +388,14 @@ func (s *Server) listQueue(w http.ResponseWriter, r *http.Request) {
 
 // Explanation is GET /api/v1/explain/{id}: the decision trace of a comment or event.
 type Explanation struct {
-	ID         uint64      `json:"id"`
-	Kind       string      `json:"kind"` // comment or event
-	TicketID   uint64      `json:"ticket_id"`
-	MessageID  string      `json:"message_id,omitempty"`
-	Author     string      `json:"author,omitempty"`
+	ID        uint64 `json:"id"`
+	Kind      string `json:"kind"` // comment or event
+	TicketID  uint64 `json:"ticket_id"`
+	MessageID string `json:"message_id,omitempty"`
+	Author    string `json:"author,omitempty"`
+	// By names who wrote the comment or took the action, as explain prints it: Author, or
+	// for an expert action whose request named nobody, "an expert (admin API)".
+	By         string      `json:"by"`
 	Action     string      `json:"action,omitempty"`
 	Public     bool        `json:"public"`
 	ThirdParty bool        `json:"third_party"`
@@ -417,7 +420,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if c, err := tx.Comment(id); err == nil {
-			out = Explanation{ID: c.ID, Kind: "comment", TicketID: c.TicketID, MessageID: "<" + c.MessageID + ">", Author: c.Author,
+			out = Explanation{ID: c.ID, Kind: "comment", TicketID: c.TicketID, MessageID: "<" + c.MessageID + ">", Author: c.Author, By: c.Author,
 				Public: c.Public, ThirdParty: c.ThirdParty, CreatedAt: c.CreatedAt, Trace: traceView(c.Trace), Notified: notifiedView(tx.WithStatus(c.Notified))}
 			return nil
 		}
@@ -425,7 +428,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		out = Explanation{ID: e.ID, Kind: "event", TicketID: e.TicketID, Author: e.Actor, Action: e.Action, CreatedAt: e.CreatedAt,
+		out = Explanation{ID: e.ID, Kind: "event", TicketID: e.TicketID, Author: e.Actor, By: rules.ExpertName(e.Actor), Action: e.Action, CreatedAt: e.CreatedAt,
 			Trace: traceView(e.Trace), Notified: notifiedView(tx.WithStatus(e.Notified))}
 		return nil
 	})

@@ -21,6 +21,7 @@ type Attachment struct {
 	Name        string `json:"name"`
 	ContentType string `json:"content_type"`
 	Size        int64  `json:"size"`
+	Problem     string `json:"problem,omitempty"`
 }
 
 // Notified is one participant who was sent a comment or an event, and how it went.
@@ -83,7 +84,7 @@ func peopleView(ps []store.Person) []Person {
 func attachmentsView(as []store.Attachment) []Attachment {
 	out := make([]Attachment, len(as))
 	for i, a := range as {
-		out[i] = Attachment{Name: a.Name, ContentType: a.ContentType, Size: a.Size}
+		out[i] = Attachment{Name: a.Name, ContentType: a.ContentType, Size: a.Size, Problem: a.Problem}
 	}
 	return out
 }

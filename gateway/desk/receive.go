@@ -129,7 +129,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 	var files [][]byte
 	var atts []store.Attachment
 	for _, a := range msg.Attachments {
-		atts = append(atts, store.Attachment{Name: a.Name, ContentType: a.ContentType, Size: a.Size})
+		atts = append(atts, store.Attachment{Name: a.Name, ContentType: a.ContentType, Size: a.Size, Problem: a.Problem})
 		files = append(files, a.Data)
 	}
 	chain := replyChain(msg)
@@ -175,6 +175,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 			To: classify(book, ticket, msg.To), Cc: classify(book, ticket, msg.Cc),
 			Subject: msg.Subject, ReplyToDiffers: replyToDiffers, Automatic: automatic,
 			HasAttachments: len(files) > 0, Support: support, Problems: msg.Problems, Unreadable: msg.Unreadable(),
+			NotRead: msg.NamesNotRead, ReadLimit: mailparse.MaxAddresses,
 		}
 		if ticket != nil {
 			m.Answered = answered(tx, ticket.ID, refs)

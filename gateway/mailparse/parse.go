@@ -12,6 +12,7 @@ import (
 	"io"
 	"mime"
 	"net/mail"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -19,6 +20,7 @@ import (
 	"github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset" // decode the charsets mail really uses
 	gmail "github.com/emersion/go-message/mail"
+	"golang.org/x/text/encoding/charmap"
 )
 
 // Limits on what one message can make deskgate do.
@@ -28,8 +30,10 @@ const (
 	maxDepth       = 20
 	maxBodyRunes   = 1 << 20
 	maxRefs        = 100
-	maxAddresses   = 1000
 )
+
+// MaxAddresses is how many addresses of each of To and Cc are read.
+const MaxAddresses = 1000
 
 // ErrHeaderTooLarge is returned for a header block over MaxHeaderBytes.
 var ErrHeaderTooLarge = errors.New("message header block is too large")
@@ -49,6 +53,7 @@ type Attachment struct {
 	ContentType string
 	Size        int64
 	Data        []byte
+	Problem     string
 }
 
 // Message is what deskgate keeps of a received mail.
@@ -67,7 +72,8 @@ type Message struct {
 	// Header keeps the fields later rules read (Auto-Submitted, Precedence, ...).
 	Header map[string]string
 	// Problems notes what could not be decoded, for the comment and the log.
-	Problems []string
+	Problems     []string
+	NamesNotRead int
 }
 
 var keptHeaders = []string{"Auto-Submitted", "Precedence", "X-Autoreply", "X-Auto-Response-Suppress",
@@ -99,6 +105,9 @@ func Parse(raw []byte, hostname string) (msg *Message, err error) {
 	if err != nil {
 		m.problem(err.Error())
 	}
+	if ent.Header.Len() == 0 {
+		m.problem("no header: the message begins with an empty line, so all of it is read as text")
+	}
 	h := gmail.Header{Header: ent.Header}
 	m.readHeader(h)
 	m.readBody(ent, 0, new(int))
@@ -121,13 +130,36 @@ func headerEnd(raw []byte) int {
 	return lf
 }
 
+// textHeaders are the fields whose text deskgate shows: a subject, display names.
+var textHeaders = []string{"From", "Reply-To", "To", "Cc", "Subject"}
+
 func (m *Message) readHeader(h gmail.Header) {
-	if list := addressList(h, "From"); len(list) > 0 {
+	for _, k := range textHeaders {
+		vals := h.Values(k)
+		changed := false
+		for i, v := range vals {
+			if w, ok := windows1252(v); ok {
+				vals[i], changed = w, true
+			}
+		}
+		if !changed {
+			continue
+		}
+		h.Del(k)
+		// Add puts each value before the ones already there: add them last first.
+		for i := len(vals) - 1; i >= 0; i-- {
+			h.Add(k, vals[i])
+		}
+		m.problem(k + ": " + eightBitProblem)
+	}
+	if list, _ := addressList(h, "From"); len(list) > 0 {
 		m.From = &list[0]
 	}
-	m.ReplyTo = addressList(h, "Reply-To")
-	m.To = addressList(h, "To")
-	m.Cc = addressList(h, "Cc")
+	m.ReplyTo, _ = addressList(h, "Reply-To")
+	var toLeft, ccLeft int
+	m.To, toLeft = addressList(h, "To")
+	m.Cc, ccLeft = addressList(h, "Cc")
+	m.NamesNotRead = toLeft + ccLeft
 	if s, err := h.Subject(); err == nil {
 		m.Subject = s
 	} else {
@@ -160,9 +192,34 @@ func (m *Message) readHeader(h gmail.Header) {
 	}
 }
 
-func addressList(h gmail.Header, key string) []Address {
+// eightBitProblem is what is said of header text that is neither ASCII nor UTF-8.
+const eightBitProblem = "8-bit text without a charset, read as Windows-1252"
+
+// windows1252 reads the bytes of s that are not UTF-8 as Windows-1252, the charset that mail
+// clients assume for 8-bit header text that declares none; valid UTF-8 in s (RFC 6532) is
+// kept as it is. ok is false when s was valid UTF-8 already.
+func windows1252(s string) (string, bool) {
+	if utf8.ValidString(s) {
+		return s, false
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(charmap.Windows1252.DecodeByte(s[i]))
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String(), true
+}
+
+// addressList reads the addresses of a field, the first MaxAddresses of them, and says how
+// many more it named.
+func addressList(h gmail.Header, key string) ([]Address, int) {
 	if h.Get(key) == "" {
-		return nil
+		return nil, 0
 	}
 	list, err := h.AddressList(key)
 	if err != nil {
@@ -177,22 +234,27 @@ func addressList(h gmail.Header, key string) []Address {
 			list = append(list, &gmail.Address{Name: a.Name, Address: a.Address})
 		}
 	}
-	out := make([]Address, 0, len(list))
+	out := make([]Address, 0, min(len(list), MaxAddresses))
+	left := 0
 	for _, a := range list {
-		if a.Address == "" || len(out) >= maxAddresses {
-			continue
+		switch {
+		case a.Address == "":
+		case len(out) >= MaxAddresses:
+			left++
+		default:
+			out = append(out, Address{Email: clean(a.Address), Name: clean(a.Name)})
 		}
-		out = append(out, Address{Email: clean(a.Address), Name: clean(a.Name)})
 	}
-	return out
+	return out, left
 }
 
 // looseAddresses finds local@domain words in a header that does not parse. Where the
 // header has <angle-addr>s, those are the addresses and the rest is display text:
 // "alice@example.com <evil@x.test>" is from evil@x.test, as a mail client shows it.
-func looseAddresses(s string) []Address {
+func looseAddresses(s string) ([]Address, int) {
 	var out []Address
-	for rest := s; len(out) < maxAddresses; {
+	left := 0
+	for rest := s; ; {
 		open := strings.IndexByte(rest, '<')
 		if open < 0 {
 			break
@@ -203,19 +265,27 @@ func looseAddresses(s string) []Address {
 		}
 		inner := strings.TrimSpace(rest[open+1 : open+end])
 		if at := strings.IndexByte(inner, '@'); at > 0 && at < len(inner)-1 && !strings.ContainsAny(inner, " \t,;<\"") {
-			out = append(out, Address{Email: clean(inner)})
+			if len(out) < MaxAddresses {
+				out = append(out, Address{Email: clean(inner)})
+			} else {
+				left++
+			}
 		}
 		rest = rest[open+end+1:]
 	}
 	if len(out) > 0 {
-		return out
+		return out, left
 	}
 	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(" \t,;<>\"()", r) }) {
-		if strings.Count(f, "@") == 1 && !strings.HasPrefix(f, "@") && !strings.HasSuffix(f, "@") && len(out) < maxAddresses {
-			out = append(out, Address{Email: clean(f)})
+		if strings.Count(f, "@") == 1 && !strings.HasPrefix(f, "@") && !strings.HasSuffix(f, "@") {
+			if len(out) < MaxAddresses {
+				out = append(out, Address{Email: clean(f)})
+			} else {
+				left++
+			}
 		}
 	}
-	return out
+	return out, left
 }
 
 func looseMsgIDs(s string) []string {
@@ -256,7 +326,7 @@ func (m *Message) readBody(ent *message.Entity, depth int, parts *int) {
 			}
 			if err != nil {
 				if p == nil {
-					m.problem("multipart: " + err.Error())
+					m.problem(named("multipart", err))
 					return
 				}
 				m.problem(err.Error())
@@ -273,19 +343,27 @@ func (m *Message) readBody(ent *message.Entity, depth int, parts *int) {
 	if name == "" {
 		name = params["name"]
 	}
+	if w, ok := windows1252(name); ok {
+		name = w
+		m.problem("attachment name: " + eightBitProblem)
+	}
 	name = decodeWord(name)
 	isText := ctype == "text/plain" || ctype == "text/html"
 	if disp == "attachment" || (name != "" && !isText) || (!isText && !strings.HasPrefix(ctype, "multipart/")) {
 		data, err := io.ReadAll(ent.Body)
+		a := Attachment{Name: clean(name), ContentType: ctype, Size: int64(len(data)), Data: data}
 		if err != nil {
-			m.problem(fmt.Sprintf("attachment %q (%s): %v", clean(name), ctype, err))
+			// The file is listed with what is wrong with it, not as a smaller file that
+			// looks whole; what did decode is kept, and the original has all of it.
+			a.Problem = bounded(clean(err.Error()))
+			m.problem(fmt.Sprintf("attachment %q (%s): %s", a.Name, ctype, a.Problem))
 		}
-		m.Attachments = append(m.Attachments, Attachment{Name: clean(name), ContentType: ctype, Size: int64(len(data)), Data: data})
+		m.Attachments = append(m.Attachments, a)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(ent.Body, 4*maxBodyRunes))
 	if err != nil {
-		m.problem("body: " + err.Error())
+		m.problem(named("body", err))
 	}
 	switch {
 	case ctype == "text/plain" && !m.hasPlain():
@@ -299,9 +377,33 @@ func (m *Message) readBody(ent *message.Entity, depth int, parts *int) {
 // maxProblems bounds the list: a broken message can repeat one fault in every part.
 const maxProblems = 10
 
-// problem notes what could not be decoded, once each.
+// named is err's text with where it happened in front, unless the text says so already
+// (go-message's "multipart: ..." errors do).
+func named(where string, err error) string {
+	s := err.Error()
+	if strings.HasPrefix(s, where+":") {
+		return s
+	}
+	return where + ": " + s
+}
+
+// maxProblemBytes bounds one problem's text, which can quote the sender's bytes.
+const maxProblemBytes = 200
+
+func bounded(s string) string {
+	if len(s) <= maxProblemBytes {
+		return s
+	}
+	cut := maxProblemBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// problem notes what could not be decoded, once each, on one line.
 func (m *Message) problem(p string) {
-	p = clean(p)
+	p = bounded(clean(p))
 	if len(m.Problems) >= maxProblems {
 		return
 	}
@@ -359,13 +461,22 @@ func (m *Message) finish(raw []byte, hostname string) {
 // parseFallback handles mail whose header go-message refuses.
 func parseFallback(raw []byte, hostname string, cause error) (*Message, error) {
 	mm, err := mail.ReadMessage(bytes.NewReader(raw))
-	m := &Message{Header: map[string]string{}, Problems: []string{cause.Error()}}
+	m := &Message{Header: map[string]string{}}
 	if err != nil {
 		// Not even the standard library finds a header: keep the whole as text.
+		switch n, line := badHeaderLine(raw); {
+		case n == 1:
+			m.problem(fmt.Sprintf("no header: the first line is not a header field (%s), so all of it is read as text", line))
+		case n > 1:
+			m.problem(fmt.Sprintf("header: line %d is not a header field (%s), so all of it is read as text", n, line))
+		default:
+			m.problem(headerProblem(cause) + ", so all of it is read as text")
+		}
 		m.Text = string(raw)
 		m.finish(raw, hostname)
 		return m, nil
 	}
+	m.problem(headerProblem(cause))
 	h := gmail.HeaderFromMap(mm.Header)
 	m.readHeader(h)
 	body, err := io.ReadAll(io.LimitReader(mm.Body, 4*maxBodyRunes))
@@ -375,4 +486,55 @@ func parseFallback(raw []byte, hostname string, cause error) (*Message, error) {
 	m.Text = string(body)
 	m.finish(raw, hostname)
 	return m, nil
+}
+
+// headerProblem says plainly what go-message found wrong with a header it refused.
+func headerProblem(err error) string {
+	s := err.Error()
+	if line, ok := strings.CutPrefix(s, "message: malformed MIME header line: "); ok {
+		return fmt.Sprintf("header: a line is not a header field (%s)", quoteLine(line))
+	}
+	return named("header", err)
+}
+
+// badHeaderLine finds the first line of the header block that is neither a field ("Name:")
+// nor the continuation of one, counting from 1, and quotes it.
+func badHeaderLine(raw []byte) (int, string) {
+	rest := string(raw[:min(len(raw), MaxHeaderBytes)])
+	for n := 1; rest != ""; n++ {
+		line, next, _ := strings.Cut(rest, "\n")
+		line = strings.TrimRight(line, "\r")
+		if line == "" {
+			break
+		}
+		if !isFieldLine(line) && !(n > 1 && (line[0] == ' ' || line[0] == '\t')) {
+			return n, quoteLine(line)
+		}
+		rest = next
+	}
+	return 0, ""
+}
+
+// isFieldLine reports whether line starts a header field: a name of printable ASCII other
+// than ':' (RFC 5322 2.2), then ':'.
+func isFieldLine(line string) bool {
+	name, _, ok := strings.Cut(line, ":")
+	if !ok || name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] < 33 || name[i] > 126 {
+			return false
+		}
+	}
+	return true
+}
+
+// quoteLine quotes the start of a line of the sender's, for a problem's text.
+func quoteLine(line string) string {
+	line = strings.TrimRight(line, "\r\n")
+	if r := []rune(strings.ToValidUTF8(line, "\uFFFD")); len(r) > 40 {
+		line = string(r[:40]) + "…"
+	}
+	return strconv.Quote(line)
 }

@@ -137,6 +137,12 @@ func FuzzParse(f *testing.F) {
 		if m.From != nil && strings.ContainsAny(m.From.Email, "\r\n") {
 			t.Fatalf("line break in From: %q", m.From.Email)
 		}
+		// tickets show prints each problem on one line.
+		for _, p := range m.Problems {
+			if strings.ContainsAny(p, "\r\n") || len(p) > maxProblemBytes+len("…") {
+				t.Fatalf("problem is not one bounded line: %q", p)
+			}
+		}
 	})
 }
 

@@ -168,6 +168,8 @@ type Attachment struct {
 	Name        string `json:"name"`
 	ContentType string `json:"content_type"`
 	Size        int64  `json:"size"`
+	// Problem is why the file did not decode (M1); Size is then what did.
+	Problem string `json:"problem,omitempty"`
 }
 
 // Notified is one participant who was sent a comment or an event.

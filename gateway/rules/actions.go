@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/deskgate/deskgate/gateway/model"
@@ -36,6 +37,16 @@ type Action struct {
 	Status model.Status
 }
 
+// ExpertName is how the trace, explain and tickets show name whoever took an expert action:
+// the address the request named, else "an expert (admin API)", since the API token alone
+// does not say who holds it.
+func ExpertName(actor string) string {
+	if actor = strings.TrimSpace(actor); actor != "" {
+		return actor
+	}
+	return "an expert (admin API)"
+}
+
 func refuse(kind RefusalKind, rule, format string, args ...any) *Refusal {
 	return &Refusal{Kind: kind, Rule: rule, Msg: fmt.Sprintf(format, args...)}
 }
@@ -54,7 +65,7 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 	switch a.Kind {
 	case ActAddCC:
 		if env.IsAgent(email) && env.Policy.AgentCCBecomesFollower && env.Policy.FollowersEnabled {
-			if r := agentCCToFollower(&d, t, a.Person, env); r != nil {
+			if r := agentCCToFollower(&d, t, a.Person, env, a.Actor); r != nil {
 				return d, r
 			}
 			break
@@ -73,7 +84,7 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 		t.CCs = append(t.CCs, a.Person)
 		mask(t, email)
 		d.Changes = append(d.Changes, Change{Op: OpAddCC, Person: a.Person, Rule: "C6"})
-		d.trace("C6", "CC added", email+" by an expert")
+		d.trace("C6", "CC added", email+" by "+ExpertName(a.Actor))
 		if env.IsAgent(email) {
 			d.trace("H3", "masked", email+" is an agent: end users' copies show it by its masked address")
 		}
@@ -83,7 +94,7 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 		}
 		t.CCs = remove(t.CCs, email)
 		d.Changes = append(d.Changes, Change{Op: OpRemoveCC, Person: a.Person, Rule: "C6"})
-		d.trace("C6", "CC removed", email+" by an expert")
+		d.trace("C6", "CC removed", email+" by "+ExpertName(a.Actor))
 	case ActAddFollower:
 		switch {
 		case !env.Policy.FollowersEnabled:
@@ -103,14 +114,14 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 		t.Followers = append(t.Followers, a.Person)
 		mask(t, email)
 		d.Changes = append(d.Changes, Change{Op: OpAddFollower, Person: a.Person, Rule: "F1"})
-		d.trace("F1", "follower added", email+" by an expert")
+		d.trace("F1", "follower added", email+" by "+ExpertName(a.Actor))
 	case ActRemoveFollower:
 		if !IsFollower(t, email) {
 			return d, refuse(RefuseNotFound, "F1", "%s does not follow ticket %d", email, t.ID)
 		}
 		t.Followers = remove(t.Followers, email)
 		d.Changes = append(d.Changes, Change{Op: OpRemoveFollower, Person: a.Person, Rule: "F1"})
-		d.trace("F1", "follower removed", email+" by an expert")
+		d.trace("F1", "follower removed", email+" by "+ExpertName(a.Actor))
 	case ActComment:
 		role := env.AgentRole(a.Actor)
 		switch {
@@ -142,7 +153,7 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 			return d, refuse(RefuseNotFound, "V5", "no such comment on ticket %d", t.ID)
 		}
 		d.Restate = &Restate{CommentID: a.CommentID, Public: true}
-		d.trace("X1", "made public", fmt.Sprintf("comment %d is public from now on, by an expert; it is not sent again", a.CommentID))
+		d.trace("X1", "made public", fmt.Sprintf("comment %d is public from now on, by %s; it is not sent again", a.CommentID, ExpertName(a.Actor)))
 	case ActAssign:
 		if role := env.AgentRole(email); role != RoleAgent {
 			return d, refuse(RefuseNotAllowed, "R1", "%s is not an agent (light agents cannot be assigned)", email)
@@ -166,7 +177,7 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 			break
 		}
 		d.Status, t.Status = a.Status, a.Status
-		d.trace("T4", "status "+string(a.Status), "set by an expert")
+		d.trace("T4", "status "+string(a.Status), "set by "+ExpertName(a.Actor))
 		if a.Status == model.StatusSolved {
 			notifyEvent(&d, t, env, KindSolved, env.Notifications.Solved, a.Actor)
 		}
@@ -181,7 +192,7 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 // agentCCToFollower carries out an expert's "add as CC" of an agent under
 // policy.agent_cc_becomes_follower: C3 holds on every path, so the agent becomes a hidden
 // follower and her address is never shown to end users.
-func agentCCToFollower(d *Decision, t *model.Ticket, p model.Person, env Env) *Refusal {
+func agentCCToFollower(d *Decision, t *model.Ticket, p model.Person, env Env, actor string) *Refusal {
 	switch {
 	case env.Blocked(p.Email):
 		return refuse(RefuseNotAllowed, "C2", "%s matches policy.cc_blocklist", p.Email)
@@ -196,7 +207,7 @@ func agentCCToFollower(d *Decision, t *model.Ticket, p model.Person, env Env) *R
 	t.Followers = append(t.Followers, p)
 	mask(t, p.Email)
 	d.Changes = append(d.Changes, Change{Op: OpAddFollower, Person: p, Rule: "C3"})
-	d.trace("C6", "CC requested", p.Email+" by an expert")
+	d.trace("C6", "CC requested", p.Email+" by "+ExpertName(actor))
 	d.trace("C3", "follower added", p.Email+" is an agent: a hidden follower, not a CC (policy.agent_cc_becomes_follower)")
 	return nil
 }

@@ -41,6 +41,9 @@ type Mail struct {
 	// Problems is what could not be decoded; Unreadable says nothing readable is left (M1).
 	Problems   []string
 	Unreadable bool
+	// NotRead is how many names To and Cc held past the first ReadLimit of each, which
+	// the parser does not read (C1).
+	NotRead, ReadLimit int
 }
 
 // Answered is a notification deskgate sent and a mail now answers: which CCs had it.
@@ -129,11 +132,14 @@ func DecideMail(ticket *model.Ticket, m Mail, env Env) Decision {
 	}
 	undecodable(&d, m)
 
+	namesNotRead(&d, m)
 	switch {
 	case m.Automatic != "":
+		notAdded(&d, "T5", "automatic mail adds nobody", candidates(t, m))
 	case c.ThirdParty:
+		notAdded(&d, "X1", "a third party adds nobody until an expert makes them a CC", candidates(t, m))
 	case m.ReplyToDiffers:
-		d.trace("X2", "no participant changes", "Reply-To differs from From, so To/Cc change nobody")
+		replyToDiffers(&d, candidates(t, m))
 	default:
 		addCCsFromMail(&d, t, m, env, isRequester || isCC || m.Role == RoleAgent)
 		removeCCsByMail(&d, t, m, env, isRequester, isCC)
@@ -205,10 +211,12 @@ func newTicketFromMail(m Mail, env Env, d Decision) Decision {
 	if status == model.StatusOpen {
 		d.trace("T4", "status open", "opened by an agent")
 	}
+	namesNotRead(&d, m)
 	switch {
 	case m.Automatic != "":
+		notAdded(&d, "T5", "automatic mail adds nobody", candidates(t, m))
 	case m.ReplyToDiffers:
-		d.trace("X2", "no participant changes", "Reply-To differs from From, so To/Cc change nobody")
+		replyToDiffers(&d, candidates(t, m))
 	default:
 		addCCsFromMail(&d, t, m, env, true)
 		// The CCs of the first mail have the whole conversation: it is that mail.
@@ -236,49 +244,107 @@ func reachesEndUsers(t *model.Ticket, m Mail) bool {
 	return false
 }
 
-// addCCsFromMail applies C1, C2, C3, C5 and C8 to the To/Cc of a mail.
-func addCCsFromMail(d *Decision, t *model.Ticket, m Mail, env Env, mayAdd bool) {
-	var candidates []Addr
+// candidates are the names in To/Cc that could become CCs or followers, each once: not
+// deskgate's own (C5), not the sender, not on the ticket already.
+func candidates(t *model.Ticket, m Mail) []Addr {
+	var out []Addr
+	seen := map[string]bool{}
 	for _, a := range m.addresses() {
-		if a.Own || a.Email == "" {
+		if a.Own || a.Email == "" || seen[lower(a.Email)] {
 			continue
 		}
 		if SameAddress(a.Email, m.From.Email) || IsParticipant(t, a.Email) {
 			continue
 		}
-		candidates = append(candidates, a)
+		seen[lower(a.Email)] = true
+		out = append(out, a)
 	}
-	if len(candidates) == 0 {
+	return out
+}
+
+// shownNames is how many addresses a step names before it only counts the rest, so that a
+// mail with thousands of names is still one line per decision.
+const shownNames = 5
+
+func listNames(as []Addr) string {
+	n := min(len(as), shownNames)
+	out := make([]string, n)
+	for i := range out {
+		out[i] = as[i].Email
+	}
+	list := strings.Join(out, ", ")
+	if len(as) > n {
+		list += fmt.Sprintf(" and %d more", len(as)-n)
+	}
+	return list
+}
+
+func ccsNotAdded(n int) string {
+	if n == 1 {
+		return "1 CC not added"
+	}
+	return fmt.Sprintf("%d CCs not added", n)
+}
+
+// notAdded traces the names of To/Cc that rule leaves out, as one step with their count.
+func notAdded(d *Decision, rule, why string, names []Addr) {
+	if len(names) == 0 {
 		return
 	}
+	d.trace(rule, ccsNotAdded(len(names)), why+": "+listNames(names))
+}
+
+// replyToDiffers applies X2: one step, which also says how many names were left out.
+func replyToDiffers(d *Decision, names []Addr) {
+	detail := "Reply-To differs from From, so To/Cc change nobody"
+	if len(names) > 0 {
+		detail += " (" + ccsNotAdded(len(names)) + ": " + listNames(names) + ")"
+	}
+	d.trace("X2", "no participant changes", detail)
+}
+
+// namesNotRead accounts for the names past what the parser reads of To and Cc (C1): they
+// are never seen by any rule, so the trace is the only place that can say they were there.
+func namesNotRead(d *Decision, m Mail) {
+	if m.NotRead <= 0 {
+		return
+	}
+	step := fmt.Sprintf("%d names not read", m.NotRead)
+	if m.NotRead == 1 {
+		step = "1 name not read"
+	}
+	d.trace("C1", step, fmt.Sprintf("To/Cc name more addresses than deskgate reads (the first %d of each header); the rest add nobody", m.ReadLimit))
+}
+
+// addCCsFromMail applies C1, C2, C3, C5 and C8 to the To/Cc of a mail.
+func addCCsFromMail(d *Decision, t *model.Ticket, m Mail, env Env, mayAdd bool) {
+	names := candidates(t, m)
 	switch {
+	case len(names) == 0:
+		return
 	case !env.Policy.CCsEnabled:
-		d.trace("C1", "CCs not added", "policy.ccs_enabled is false: To/Cc are ignored")
+		notAdded(d, "C1", "policy.ccs_enabled is false: To/Cc are ignored", names)
 		return
 	case m.Role == RoleLightAgent:
-		d.trace("C1", "CCs not added", "a light agent cannot add CCs: "+joinEmails(candidates))
+		notAdded(d, "C1", "a light agent cannot add CCs", names)
 		return
 	case !mayAdd:
-		d.trace("C1", "CCs not added", "only the requester, a CC or an agent can add CCs: "+joinEmails(candidates))
+		notAdded(d, "C1", "only the requester, a CC or an agent can add CCs", names)
 		return
 	}
-	seen := map[string]bool{}
-	for _, a := range candidates {
-		if seen[lower(a.Email)] {
-			continue
-		}
-		seen[lower(a.Email)] = true
+	var blocked, over []Addr
+	for _, a := range names {
 		p := env.Person(a.Email, a.Name)
 		switch {
 		case env.Blocked(a.Email):
-			d.trace("C2", "not added", a.Email+" matches policy.cc_blocklist")
+			blocked = append(blocked, a)
 		case env.IsAgent(a.Email) && env.Policy.AgentCCBecomesFollower && env.Policy.FollowersEnabled:
 			t.Followers = append(t.Followers, p)
 			mask(t, a.Email)
 			d.Changes = append(d.Changes, Change{Op: OpAddFollower, Person: p, Rule: "C3"})
 			d.trace("C3", "follower added", a.Email+" is an agent named in To/Cc: a hidden follower, not a CC")
 		case len(t.CCs) >= env.MaxCCs:
-			d.trace("C8", "not added", fmt.Sprintf("%s: the ticket already has limits.max_ccs=%d CCs", a.Email, env.MaxCCs))
+			over = append(over, a)
 		default:
 			t.CCs = append(t.CCs, p)
 			mask(t, a.Email)
@@ -286,6 +352,8 @@ func addCCsFromMail(d *Decision, t *model.Ticket, m Mail, env Env, mayAdd bool) 
 			d.trace("C1", "CC added", a.Email+" named in To/Cc by "+m.From.Email)
 		}
 	}
+	notAdded(d, "C2", "they match policy.cc_blocklist", blocked)
+	notAdded(d, "C8", fmt.Sprintf("the ticket has limits.max_ccs=%d CCs", env.MaxCCs), over)
 }
 
 // removeCCsByMail applies C7.
@@ -321,14 +389,6 @@ func removeCCsByMail(d *Decision, t *model.Ticket, m Mail, env Env, isRequester,
 		d.Changes = append(d.Changes, Change{Op: OpRemoveCC, Person: p, Rule: "C7"})
 		d.trace("C7", "CC removed", email+" received the notification answered and is missing from the reply's To/Cc (cc_removal: email)")
 	}
-}
-
-func joinEmails(as []Addr) string {
-	out := make([]string, len(as))
-	for i, a := range as {
-		out[i] = a.Email
-	}
-	return strings.Join(out, ", ")
 }
 
 func containsFold(list []string, s string) bool {
