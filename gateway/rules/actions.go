@@ -187,8 +187,6 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 	return d, nil
 }
 
-// release takes p out of the role it has on t before it takes another (R3: one role per
-// address).
 // agentCCToFollower carries out an expert's "add as CC" of an agent under
 // policy.agent_cc_becomes_follower: C3 holds on every path, so the agent becomes a hidden
 // follower and her address is never shown to end users.
@@ -212,6 +210,8 @@ func agentCCToFollower(d *Decision, t *model.Ticket, p model.Person, env Env, ac
 	return nil
 }
 
+// release takes p out of the role it has on t before it takes another (R3: one role per
+// address).
 func release(d *Decision, t *model.Ticket, p model.Person, why string) {
 	if IsFollower(t, p.Email) {
 		t.Followers = remove(t.Followers, p.Email)
