@@ -355,7 +355,10 @@ func lastLine(s string) string {
 // names two mailboxes, makes nobody an agent, even when DMARC passes for a domain.
 func TestA1_AmbiguousFromIsNeverAnAgent(t *testing.T) {
 	publishAgentDomain(t)
-	d := startDaemon(t, options{auth: `{agent_identity: dmarc}`})
+	// example.com publishes p=reject: under dmarc_reject: refuse a From filed under
+	// alice@example.com is refused outright (TestA1_DMARCReject_AmbiguousFromIsRefused);
+	// what is filed is what this test is about.
+	d := startDaemon(t, options{auth: `{agent_identity: dmarc, dmarc_reject: accept}`})
 	reply := openTicket(t, d)
 	for i, from := range []string{"alice@example.com <evil@x.test>", "alice@example.com, evil@x.test"} {
 		body := fmt.Sprintf("Two-faced %d.", i)
@@ -600,6 +603,35 @@ func TestA1_DMARCReject_ForgedMailIsRefused(t *testing.T) {
 	c := d.lastComment(1)
 	if a1 := d.explain(c.ID).a1(); c.Public || !strings.Contains(a1, "spoofed agent") || !strings.Contains(a1, "SPF could not be checked") {
 		t.Errorf("LMTP with SPF unknown: public=%v, A1 %q", c.Public, a1)
+	}
+}
+
+// TestA1_DMARCReject_AmbiguousFromIsRefused: a From that names two addresses, or two From
+// fields, proves nobody; the mail would be filed under the first address, an agent's in a
+// p=reject domain, and her real address would get the acknowledgement. It is refused as a
+// plain forgery is, and nothing of it is stored or sent.
+func TestA1_DMARCReject_AmbiguousFromIsRefused(t *testing.T) {
+	publishAgentDomain(t)
+	d := startDaemon(t, options{auth: `{agent_identity: dmarc, timeout: 5s}`})
+	for name, raw := range map[string]string{
+		"two addresses":   "From: alice@example.com, evil@evil.test\r\nTo: support@example.com\r\nSubject: two\r\nMessage-ID: <amb1@evil.test>\r\n\r\nhi\r\n",
+		"two From fields": "From: alice@example.com\r\nFrom: evil@evil.test\r\nTo: support@example.com\r\nSubject: fields\r\nMessage-ID: <amb2@evil.test>\r\n\r\nhi\r\n",
+	} {
+		err := sendSMTP(d.smtpAddr, "evil@evil.test", []string{"support@example.com"}, []byte(raw))
+		if code, text := smtpCode(err); code != 550 || !strings.Contains(text, "5.7.1 Rejected by DMARC policy for example.com") {
+			t.Errorf("%s: %v, want 550 5.7.1 Rejected by DMARC policy for example.com", name, err)
+		}
+	}
+	if n := len(d.tickets()); n != 0 {
+		t.Errorf("ambiguous forged mail opened %d tickets", n)
+	}
+	if got := to(d.outbox(), alice); len(got) != 0 {
+		t.Errorf("the real agent got %d acknowledgements of mail she never sent", len(got))
+	}
+	// The same ambiguity from a domain without p=reject is filed, as before, as an end user's.
+	raw := "From: kim@customer.test, evil@evil.test\r\nTo: support@example.com\r\nSubject: two\r\nMessage-ID: <amb3@evil.test>\r\n\r\nhi\r\n"
+	if err := sendSMTP(d.smtpAddr, "kim@customer.test", []string{"support@example.com"}, []byte(raw)); err != nil {
+		t.Errorf("an ambiguous From of a domain without p=reject: %v", err)
 	}
 }
 

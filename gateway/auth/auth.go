@@ -141,12 +141,15 @@ func (c *Checker) Check(ctx context.Context, in Input) *Result {
 	var recErr error
 	go func() {
 		defer wg.Done()
-		if res.From.Problem == "" {
-			rec, res.DMARC.RecordDomain, recErr = c.lookupDMARC(ctx, res.From.Domain)
+		// An ambiguous From proves nobody, but the mail is still filed under its first
+		// address (in.Author): that domain's policy says what to do with mail that fails
+		// DMARC for it, and an ambiguous From fails it (RFC 7489 6.6.1).
+		if d := policyDomain(res.From, in.Author); d != "" {
+			rec, res.DMARC.RecordDomain, recErr = c.lookupDMARC(ctx, d)
 		}
 	}()
 	wg.Wait()
-	res.DMARC = evaluateDMARC(res, rec, res.DMARC.RecordDomain, recErr)
+	res.DMARC = evaluateDMARC(res, rec, res.DMARC.RecordDomain, recErr, in.Author)
 	if in.ClientIP == nil && res.DMARC.Result == "fail" {
 		// Over LMTP the MTA in front saw the client; deskgate did not. With MAIL FROM <>
 		// SPF would have checked the client's HELO name, which nobody passed on.
@@ -249,10 +252,35 @@ func (c *Checker) lookupDMARC(ctx context.Context, domain string) (*dmarc.Record
 	return rec, domain, err
 }
 
-func evaluateDMARC(res *Result, rec *dmarc.Record, recordDomain string, recErr error) DMARCResult {
+// policyDomain is the domain whose DMARC record applies to a mail: the From's, or for an
+// ambiguous From the domain of the address the mail is filed under.
+func policyDomain(from HeaderFrom, author string) string {
+	if from.Problem == "" {
+		return from.Domain
+	}
+	return domainOf(author)
+}
+
+// applyPolicy records the policy that rec, found at recordDomain, sets for mail from domain:
+// p=, or sp= when the record is the organizational domain's; and pct=, 100 when absent.
+func (out *DMARCResult) applyPolicy(rec *dmarc.Record, recordDomain, domain string) {
+	out.Policy = string(rec.Policy)
+	if recordDomain != domain && rec.SubdomainPolicy != "" {
+		out.Policy = string(rec.SubdomainPolicy)
+	}
+	out.Percent = 100
+	if rec.Percent != nil {
+		out.Percent = *rec.Percent
+	}
+}
+
+func evaluateDMARC(res *Result, rec *dmarc.Record, recordDomain string, recErr error, author string) DMARCResult {
 	out := DMARCResult{RecordDomain: recordDomain}
 	if res.From.Problem != "" {
 		out.Result, out.Reason = "permerror", res.From.Problem
+		if recErr == nil && rec != nil {
+			out.applyPolicy(rec, recordDomain, domainOf(author))
+		}
 		return out
 	}
 	from := res.From.Domain
@@ -260,14 +288,7 @@ func evaluateDMARC(res *Result, rec *dmarc.Record, recordDomain string, recErr e
 	case recErr == nil && rec != nil:
 		out.StrictDKIM = rec.DKIMAlignment == dmarc.AlignmentStrict
 		out.StrictSPF = rec.SPFAlignment == dmarc.AlignmentStrict
-		out.Policy = string(rec.Policy)
-		out.Percent = 100
-		if rec.Percent != nil {
-			out.Percent = *rec.Percent
-		}
-		if recordDomain != from && rec.SubdomainPolicy != "" {
-			out.Policy = string(rec.SubdomainPolicy)
-		}
+		out.applyPolicy(rec, recordDomain, from)
 	case errors.Is(recErr, dmarc.ErrNoPolicy):
 		out.Result, out.Reason = "none", "no DMARC record"
 	case dmarc.IsTempFail(recErr), isTemporary(recErr):

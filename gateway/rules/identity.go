@@ -66,8 +66,15 @@ const (
 // refused, and why not when it does not quite. It applies under agent_identity: dmarc
 // only: trusted_relay leaves it to the MTA in front, and under dkim the operator has said
 // that SPF cannot pass on this path, so a DMARC fail proves less than the domain thinks.
-func dmarcRejects(env Env, f AuthFacts) (refuse bool, whyNot string) {
-	if f.Mode != "dmarc" || f.FromProblem != "" || !strings.Contains(f.FromAddress, "@") || f.DMARCResult != "fail" || f.DMARCPolicy != "reject" {
+//
+// A From that names several addresses, or comes in several fields, proves nobody (permerror),
+// yet the mail is filed under its first address: when that address's domain publishes
+// p=reject, the mail is refused as if it failed, so that an ambiguous From is no way around
+// the domain's policy (RFC 7489 6.6.1 lets a receiver reject such mail outright).
+func dmarcRejects(env Env, from string, f AuthFacts) (refuse bool, whyNot string) {
+	failed := f.DMARCResult == "fail" && f.FromProblem == "" && strings.Contains(f.FromAddress, "@")
+	ambiguous := f.DMARCResult == "permerror" && f.FromProblem != "" && strings.Contains(from, "@")
+	if f.Mode != "dmarc" || !(failed || ambiguous) || f.DMARCPolicy != "reject" {
 		return false, ""
 	}
 	switch {
@@ -78,7 +85,7 @@ func dmarcRejects(env Env, f AuthFacts) (refuse bool, whyNot string) {
 		// domain still trying its policy out is not refused by lot: the same mail would
 		// be refused or kept at random.
 		return false, fmt.Sprintf("not refused: pct=%d, p=reject applies only at pct=100", f.DMARCPercent)
-	case f.DMARCSPFUnchecked:
+	case failed && f.DMARCSPFUnchecked:
 		return false, "not refused: SPF could not be checked (no client IP on LMTP) and might have passed aligned"
 	}
 	return true, ""
@@ -114,10 +121,14 @@ func Identify(env Env, from string, f AuthFacts) Identity {
 		proven, temporary, unverified = false, false, false
 		summary = fmt.Sprintf("the authenticated From is %s, not %s", f.FromAddress, from)
 	}
-	if refuse, whyNot := dmarcRejects(env, f); refuse {
-		domain := f.FromAddress[strings.LastIndexByte(f.FromAddress, '@')+1:]
+	if refuse, whyNot := dmarcRejects(env, from, f); refuse {
+		filed := f.FromAddress
+		if filed == "" {
+			filed = from
+		}
+		domain := filed[strings.LastIndexByte(filed, '@')+1:]
 		return Identity{Role: RoleEndUser, Refuse: true, RefusedDomain: strings.ToLower(domain), Step: model.TraceStep{Rule: "A1", Step: "refused",
-			Detail: fmt.Sprintf("%s: the domain's DMARC policy is reject (dmarc_reject: refuse)", f.DMARCSummary)}}
+			Detail: fmt.Sprintf("%s: the DMARC policy of %s is reject (dmarc_reject: refuse)", f.DMARCSummary, strings.ToLower(domain))}}
 	} else if whyNot != "" {
 		summary += " (" + whyNot + ")"
 	}

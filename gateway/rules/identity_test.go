@@ -171,12 +171,22 @@ func TestA1_DMARCReject_UncheckedSPFIsNoProof(t *testing.T) {
 	}
 }
 
-// A From that says two things is no From that DMARC judged, whatever the summary says.
-func TestA1_DMARCReject_AmbiguousFromIsNotRefusedForIt(t *testing.T) {
+// A From that says two things proves nobody (permerror), but the mail is filed under its
+// first address: when that domain publishes p=reject, an ambiguous From is no way around it.
+func TestA1_DMARCReject_AmbiguousFromIsRefusedForTheFiledDomain(t *testing.T) {
 	f := forgedUnderReject("")
 	f.FromProblem = "From names 2 addresses"
 	f.DMARCResult = "permerror"
+	f.DMARCSummary = "dmarc=permerror (From names 2 addresses)"
+	id := Identify(env(), alice, f)
+	if !id.Refuse || id.RefusedDomain != "example.com" || !strings.Contains(id.Step.Detail, "example.com is reject") {
+		t.Errorf("ambiguous From under p=reject: %+v", id)
+	}
+	if id := Identify(env(func(e *Env) { e.DMARCReject = DMARCAccept }), alice, f); id.Refuse || strings.Contains(id.Step.Detail, "proven") {
+		t.Errorf("ambiguous From under dmarc_reject: accept: %+v", id)
+	}
+	f.DMARCPolicy = "quarantine"
 	if id := Identify(env(), alice, f); id.Refuse {
-		t.Errorf("ambiguous From: %+v", id)
+		t.Errorf("ambiguous From under p=quarantine: %+v", id)
 	}
 }
