@@ -490,10 +490,12 @@ func TestRefusedRecipientsEndTheSession(t *testing.T) {
 	d := startDaemon(t, options{extraYAML: `limits: {max_errors: 50}`})
 	for _, tc := range []struct {
 		proto, addr, hello, rcpt, accepted, refused string
-		wantAccepted                                int
+		wantAccepted, wantRefused                   int
 	}{
-		{"smtp", d.smtpAddr, "EHLO", "support@example.com", "250 2.1.5", "452 4.5.3", 100},
-		{"lmtp", d.lmtpAddr, "LHLO", "nobody@example.com", "250 2.1.5", "550 5.1.1", 0},
+		// Recipients past limits.max_recipients count only past the overshoot allowance of
+		// 1000, as Postfix's smtpd_recipient_overshoot_limit.
+		{"smtp", d.smtpAddr, "EHLO", "support@example.com", "250 2.1.5", "452 4.5.3", 100, 1000 + 50},
+		{"lmtp", d.lmtpAddr, "LHLO", "nobody@example.com", "250 2.1.5", "550 5.1.1", 0, 50},
 	} {
 		t.Run(tc.proto, func(t *testing.T) {
 			s := dial(t, tc.addr, "127.0.0.1")
@@ -516,8 +518,8 @@ func TestRefusedRecipientsEndTheSession(t *testing.T) {
 				counts[r[:min(9, len(r))]]++
 			}
 			elapsed := time.Since(start)
-			if counts[tc.accepted] != tc.wantAccepted || counts[tc.refused] != 50 || len(replies) != tc.wantAccepted+51 {
-				t.Fatalf("%d replies %v, want %d %s, 50 %s and a 421", len(replies), counts, tc.wantAccepted, tc.accepted, tc.refused)
+			if counts[tc.accepted] != tc.wantAccepted || counts[tc.refused] != tc.wantRefused || len(replies) != tc.wantAccepted+tc.wantRefused+1 {
+				t.Fatalf("%d replies %v, want %d %s, %d %s and a 421", len(replies), counts, tc.wantAccepted, tc.accepted, tc.wantRefused, tc.refused)
 			}
 			if last := replies[len(replies)-1]; !strings.HasPrefix(last, "421 4.7.0") {
 				t.Errorf("last reply %q, want 421 4.7.0", last)
@@ -552,17 +554,38 @@ func TestRefusedRecipientsEndTheSession(t *testing.T) {
 			if rcptLines != 20 || sessionLines != 1 {
 				t.Errorf("%d rcpt refusal lines and %d session lines, want 20 and 1:\n%s", rcptLines, sessionLines, strings.Join(mine, "\n"))
 			}
-			if summary := mine[len(mine)-1]; !strings.Contains(summary, "proto="+tc.proto) || !strings.Contains(summary, "refusals=50 not_logged=30") {
-				t.Errorf("summary %q, want refusals=50 not_logged=30", summary)
+			wantSummary := fmt.Sprintf("refusals=%d not_logged=%d", tc.wantRefused, tc.wantRefused-20)
+			if summary := mine[len(mine)-1]; !strings.Contains(summary, "proto="+tc.proto) || !strings.Contains(summary, wantSummary) {
+				t.Errorf("summary %q, want %s", summary, wantSummary)
 			}
 			series := fmt.Sprintf(`deskgate_smtp_replies_total{code="%s",enhanced="%s",proto="%s"}`, tc.refused[:3], tc.refused[4:], tc.proto)
-			if got := d.metrics()[series]; got != 50 {
-				t.Errorf("%s is %v, want 50: every refusal counted, logged or not", series, got)
+			if got := d.metrics()[series]; got != float64(tc.wantRefused) {
+				t.Errorf("%s is %v, want %d: every refusal counted, logged or not", series, got, tc.wantRefused)
 			}
 		})
 	}
 	if n := len(d.tickets()); n != 0 {
 		t.Errorf("%d tickets, want none", n)
+	}
+
+	// A sender with more recipients than limits.max_recipients (100) is no attacker: its 30
+	// extra recipients get 452 and do not end the session, and its message is delivered to
+	// the 100 accepted, as RFC 5321 has it.
+	s := dial(t, d.smtpAddr, "127.0.0.1")
+	s.expect("", "220 ")
+	s.expect("EHLO client.example", "250")
+	s.expect("MAIL FROM:<jane@customer.test>", "250")
+	for i := 0; i < 130; i++ {
+		want := "250 2.1.5"
+		if i >= 100 {
+			want = "452 4.5.3"
+		}
+		s.expect("RCPT TO:<support@example.com>", want)
+	}
+	s.expect("DATA", "354")
+	fmt.Fprintf(s.conn, "From: jane@customer.test\r\nSubject: many recipients\r\n\r\nhello\r\n.\r\n")
+	if got := s.reply(); !queuedAs.MatchString(got) {
+		t.Fatalf("a message with 130 recipients: %q, want it queued for the 100 accepted", got)
 	}
 }
 

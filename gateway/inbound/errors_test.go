@@ -61,14 +61,15 @@ func concat(parts ...[]string) []string {
 }
 
 // The attack of issue 19: thousands of RCPT TO in one session. Past limits.max_recipients
-// each one is refused, and each refusal counts toward limits.max_errors (default 20), as
-// Postfix's smtpd_hard_error_limit counts them: the 20th ends the session with 421 4.7.0 and
-// nothing after it is answered.
+// each one is refused; past the overshoot allowance (1000, Postfix's
+// smtpd_recipient_overshoot_limit) each refusal counts toward limits.max_errors (default 20),
+// as Postfix's smtpd_hard_error_limit counts them: the 20th ends the session with 421 4.7.0
+// and nothing after it is answered.
 func TestRefusedRecipientsEndTheSession(t *testing.T) {
 	srv := testServer(t) // max_recipients 3, max_errors 20
 	script := "HELO c\r\nMAIL FROM:<a@b.test>\r\n" + strings.Repeat("RCPT TO:<support@example.com>\r\n", 5000)
 	expectReplies(t, run(srv, false, script),
-		concat([]string{"250", "250 2.1.0"}, repeat("250 2.1.5", 3), repeat("452 4.5.3", 20), []string{"421 4.7.0"}))
+		concat([]string{"250", "250 2.1.0"}, repeat("250 2.1.5", 3), repeat("452 4.5.3", recipientOvershoot+20), []string{"421 4.7.0"}))
 
 	// Every kind of refusal counts alike: unknown recipients, non-ASCII ones, a refused MAIL,
 	// and plain syntax errors.
@@ -192,4 +193,23 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// A sender with more recipients than limits.max_recipients is no attacker: RFC 5321 has it
+// deliver to those accepted and try the rest later. Its 452s within the overshoot allowance
+// do not end the session, and its message is delivered.
+func TestRecipientsOverTheLimitStillDeliver(t *testing.T) {
+	srv := testServer(t) // max_recipients 3, max_errors 20
+	script := "HELO c\r\nMAIL FROM:<a@b.test>\r\n" + strings.Repeat("RCPT TO:<support@example.com>\r\n", 40) +
+		"DATA\r\nFrom: a@b.test\r\nSubject: many\r\n\r\nhello\r\n.\r\nQUIT\r\n"
+	replies := replyLines(run(srv, false, script))
+	want := concat([]string{"220", "250", "250 2.1.0"}, repeat("250 2.1.5", 3), repeat("452 4.5.3", 37), []string{"354", "250 2.0.0", "221"})
+	if len(replies) != len(want) {
+		t.Fatalf("%d replies, want %d: %q", len(replies), len(want), replies)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(replies[i], w) {
+			t.Fatalf("reply %d is %q, want %s", i, replies[i], w)
+		}
+	}
 }

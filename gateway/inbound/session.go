@@ -21,6 +21,13 @@ import (
 	"github.com/deskgate/deskgate/gateway/metrics"
 )
 
+// recipientOvershoot is how many recipients past limits.max_recipients a session may name
+// before each further one counts toward limits.max_errors, as Postfix's
+// smtpd_recipient_overshoot_limit (1000). A sender with many recipients is no attacker: RFC
+// 5321 has it deliver to those accepted and send the rest again later, and counting its 452s
+// as errors would end the session before its message, and so never deliver it.
+const recipientOvershoot = 1000
+
 // loggedRefusals is how many refusals of one session are logged one by one; the rest are
 // counted in one line at the session's end, so that one client cannot fill the log.
 const loggedRefusals = 20
@@ -65,6 +72,9 @@ type session struct {
 	// message; at limits.max_errors the session ends, as with Postfix's
 	// smtpd_hard_error_limit, so that a client cannot keep a slot by sending what is refused.
 	errors int
+	// overshoot counts the recipients refused for limits.max_recipients since the session
+	// began or last delivered a message (recipientOvershoot).
+	overshoot int
 	// refusals counts every refusal of the session; notLogged those past the first
 	// loggedRefusals log lines, and notLoggedLevel the highest level among them.
 	refusals       int
@@ -357,7 +367,10 @@ func (s *session) commandError(r reply) {
 // refuse answers a refused message, recipient or session with one log line and a count. A
 // refused MAIL, RCPT or DATA counts toward limits.max_errors; the 421 that ends a session is
 // always logged.
-func (s *session) refuse(stage string, r reply, attrs ...any) {
+func (s *session) refuse(stage string, r reply, attrs ...any) { s.turnAway(stage, r, true, attrs...) }
+
+// turnAway is refuse, with whether the refusal counts toward limits.max_errors.
+func (s *session) turnAway(stage string, r reply, isError bool, attrs ...any) {
 	base := []any{"session", s.id, "proto", s.proto(), "client", s.remote, "stage", stage,
 		"code", r.code, "enhanced", r.enh, "reason", r.text}
 	if s.qid != "" {
@@ -375,7 +388,9 @@ func (s *session) refuse(stage string, r reply, attrs ...any) {
 		s.srv.log.Log(context.Background(), level, "refused", append(base, attrs...)...)
 		return
 	}
-	s.errors++
+	if isError {
+		s.errors++
+	}
 	s.refusals++
 	s.logRefusal(level, "refused", append(base, attrs...)...)
 }
@@ -550,7 +565,9 @@ func (s *session) rcpt(arg string) {
 	// The limits of the config this transaction began with, so that a SIGHUP that lowers
 	// them applies at once.
 	if max := s.cfg.Limits.MaxRecipients; len(s.rcpts) >= max {
-		s.refuse("rcpt", reply{452, "4.5.3", fmt.Sprintf("Too many recipients (limits.max_recipients is %d)", max)}, "rcpt", address)
+		s.overshoot++
+		s.turnAway("rcpt", reply{452, "4.5.3", fmt.Sprintf("Too many recipients (limits.max_recipients is %d)", max)},
+			s.overshoot > recipientOvershoot, "rcpt", address)
 		return
 	}
 	deliverTo, ok := s.book.Mailbox(address)
@@ -707,7 +724,7 @@ func (s *session) deliver(raw []byte) {
 	s.srv.log.Info("accepted", append(attrs, "ticket", res.TicketID, "comment", res.CommentID, "result", res.Outcome)...)
 	// As smtpd_hard_error_limit counts errors "without delivering mail": a session that
 	// delivers is a sender with mail, whose unknown recipients on the way are no attack.
-	s.errors = 0
+	s.errors, s.overshoot = 0, 0
 	ok := reply{250, "2.0.0", "Ok: queued as " + s.qid}
 	if !s.lmtp() {
 		s.write(ok)
