@@ -35,3 +35,27 @@ func TestC7_T5_OutOfOfficeChangesNobody(t *testing.T) {
 		t.Fatalf("the out-of-office changed the CCs to %v, want joe and kim", emails)
 	}
 }
+
+// TestC7_SecondCcFieldIsRead: a reply whose client wrote its CCs in two Cc: fields names
+// them all, so C7 removes nobody it names (reading the first field only removed kim).
+func TestC7_SecondCcFieldIsRead(t *testing.T) {
+	d := startDaemon(t, options{extraYAML: "policy: {cc_removal: email}"})
+	id := d.open(jane, []string{joe, kim}, "Invoice wrong", "Please fix.")
+	d.must("Fixed.", "reply", fmt.Sprint(id), "--as", alice)
+	note := lastTo(d.outbox(), jane)
+	raw := fmt.Sprintf("From: %s\r\nTo: %s\r\nCc: %s\r\nCc: %s\r\nSubject: Re: %s\r\nMessage-ID: <two-cc-%d@customer.test>\r\nIn-Reply-To: %s\r\n\r\nThanks to both of you.\r\n",
+		jane, note.header.Get("Reply-To"), joe, kim, note.header.Get("Subject"), time.Now().UnixNano(), note.header.Get("Message-Id"))
+	if err := sendSMTP(d.smtpAddr, jane, note.addresses("Reply-To"), []byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	var emails []string
+	for _, cc := range d.ticket(id).CCs {
+		emails = append(emails, cc.Email)
+	}
+	if len(emails) != 2 || !contains(emails, joe) || !contains(emails, kim) {
+		t.Fatalf("after a reply naming joe and kim in two Cc fields the CCs are %v, want both", emails)
+	}
+	if c := d.lastComment(id); !c.Public {
+		t.Fatalf("the requester's reply is not public: %+v", c)
+	}
+}

@@ -157,8 +157,8 @@ func (m *Message) readHeader(h gmail.Header) {
 	}
 	m.ReplyTo, _ = addressList(h, "Reply-To")
 	var toLeft, ccLeft int
-	m.To, toLeft = addressList(h, "To")
-	m.Cc, ccLeft = addressList(h, "Cc")
+	m.To, toLeft = everyAddressList(h, "To")
+	m.Cc, ccLeft = everyAddressList(h, "Cc")
 	m.NamesNotRead = toLeft + ccLeft
 	if s, err := h.Subject(); err == nil {
 		m.Subject = s
@@ -218,17 +218,43 @@ func windows1252(s string) (string, bool) {
 // addressList reads the addresses of a field, the first MaxAddresses of them, and says how
 // many more it named.
 func addressList(h gmail.Header, key string) ([]Address, int) {
-	if h.Get(key) == "" {
+	return addressValue(h.Get(key))
+}
+
+// everyAddressList reads the names of every key field in turn, within one MaxAddresses cap:
+// RFC 5322 allows one To and one Cc, but a mail that has two names everybody in both, and
+// whoever is named in the second is on the mail as much as whoever is in the first.
+func everyAddressList(h gmail.Header, key string) ([]Address, int) {
+	var out []Address
+	left := 0
+	for _, v := range h.Values(key) {
+		list, l := addressValue(v)
+		left += l
+		if room := MaxAddresses - len(out); len(list) > room {
+			left += len(list) - room
+			list = list[:room]
+		}
+		out = append(out, list...)
+	}
+	return out, left
+}
+
+// addressValue reads the addresses of one header field's value, the first MaxAddresses of
+// them, and counts the rest.
+func addressValue(value string) ([]Address, int) {
+	if value == "" {
 		return nil, 0
 	}
-	list, err := h.AddressList(key)
+	h := gmail.Header{}
+	h.Set("To", value)
+	list, err := h.AddressList("To")
 	if err != nil {
 		// Fall back to the standard library, then to bare addresses in the text.
-		list2, err2 := mail.ParseAddressList(h.Get(key))
+		list2, err2 := mail.ParseAddressList(value)
 		if err2 != nil {
 			// Not a decoding problem (M1): what the header names is read loosely, and the
 			// header itself is shown as it is in the original.
-			return looseAddresses(h.Get(key))
+			return looseAddresses(value)
 		}
 		for _, a := range list2 {
 			list = append(list, &gmail.Address{Name: a.Name, Address: a.Address})

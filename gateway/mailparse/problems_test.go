@@ -127,3 +127,34 @@ func TestC1_AddressesPastTheCapAreCounted(t *testing.T) {
 		t.Errorf("loose Cc %d, not read %d", len(m.Cc), m.NamesNotRead)
 	}
 }
+
+// A mail with two To: or two Cc: fields (RFC 5322 allows one of each, mail clients and scripts
+// write more) names everybody in all of them: a name in the second is no less on the mail,
+// and reading only the first would drop it without a word, and let C7 remove a CC whom the
+// reply did name.
+func TestC1_EveryToAndCcFieldIsRead(t *testing.T) {
+	m := mustParse(t, "From: jane@customer.test\r\nTo: support@example.com\r\nCc: a1@multi.test, a2@multi.test\r\n"+
+		"Cc: b1@multi.test, b2@multi.test\r\nTo: c1@multi.test\r\nSubject: x\r\n\r\nbody\r\n")
+	var to, cc []string
+	for _, a := range m.To {
+		to = append(to, a.Email)
+	}
+	for _, a := range m.Cc {
+		cc = append(cc, a.Email)
+	}
+	if strings.Join(to, ",") != "support@example.com,c1@multi.test" || strings.Join(cc, ",") != "a1@multi.test,a2@multi.test,b1@multi.test,b2@multi.test" {
+		t.Fatalf("To %v, Cc %v: every field's names should be read, in order", to, cc)
+	}
+	// The cap on names read holds across the fields together.
+	many := func(n int) string {
+		var names []string
+		for i := 0; i < n; i++ {
+			names = append(names, fmt.Sprintf("u%d@multi.test", i))
+		}
+		return strings.Join(names, ", ")
+	}
+	m = mustParse(t, "From: jane@customer.test\r\nCc: "+many(MaxAddresses-1)+"\r\nCc: "+many(5)+"\r\n\r\nbody\r\n")
+	if len(m.Cc) != MaxAddresses || m.NamesNotRead != 4 {
+		t.Fatalf("%d Cc read and %d not read, want %d and 4", len(m.Cc), m.NamesNotRead, MaxAddresses)
+	}
+}
