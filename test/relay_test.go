@@ -480,6 +480,30 @@ func TestT6_OnlyADSNMarksADeliveryFailed(t *testing.T) {
 		t.Errorf("the log does not tell of the three mails:\n%s", log)
 	}
 
+	// A DSN that says Jane's copy is delayed counts, but fails nobody: her recipient stays
+	// sent and records the delay, for agents to see why she has not answered.
+	delayed := strings.Replace(strings.ReplaceAll(dsn, "joe@customer.test", "jane@customer.test"), "Action: failed", "Action: delayed", 1)
+	if err := sendSMTP(d.smtpAddr, "", []string{replyBounce}, []byte(delayed)); err != nil {
+		t.Fatalf("the delayed DSN for jane was refused: %v", err)
+	}
+	if st, rs := deliveryState(reply); st != "sent" || rs[jane] != "sent" || rs[joe] != "sent" {
+		t.Errorf("after the delayed DSN, delivery %d is %s %v, want sent", reply, st, rs)
+	}
+	if out := d.must("", "tickets", "show", fmt.Sprint(id)); strings.Contains(out, "DELIVERY FAILED") {
+		t.Errorf("after the delayed DSN, tickets show:\n%s", out)
+	}
+	var janeReply string
+	for _, e := range d.queue() {
+		for _, r := range e.Recipients {
+			if e.ID == reply && r.Email == jane {
+				janeReply = r.Reply
+			}
+		}
+	}
+	if !strings.Contains(janeReply, "delayed") || !strings.Contains(janeReply, "5.1.1") {
+		t.Errorf("after the delayed DSN, jane's recipient reply is %q, want the delay recorded", janeReply)
+	}
+
 	// The real DSN for Joe marks him failed, with its status, and nobody else.
 	if err := sendSMTP(d.smtpAddr, "", []string{replyBounce}, []byte(dsn)); err != nil {
 		t.Fatalf("DSN refused: %v", err)
@@ -494,7 +518,7 @@ func TestT6_OnlyADSNMarksADeliveryFailed(t *testing.T) {
 	if n := len(d.ticket(id).Comments); n != comments {
 		t.Errorf("the DSN became a comment")
 	}
-	if got := d.metrics()[series("dsn")] - before[series("dsn")]; got != 2 {
-		t.Errorf("%s rose by %v, want 2", series("dsn"), got)
+	if got := d.metrics()[series("dsn")] - before[series("dsn")]; got != 3 {
+		t.Errorf("%s rose by %v, want 3", series("dsn"), got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/deskgate/deskgate/gateway/addr"
@@ -57,16 +58,29 @@ func (s *Service) bounce(ctx context.Context, book *addr.Book, env Envelope, rcp
 				emails[i] = rc.Email
 			}
 			v = rules.Bounce(emails, rep)
-			if len(v.Failed) == 0 {
+			if len(v.Failed) == 0 && len(v.Delayed) == 0 {
 				return nil, nil
 			}
 			outcomes := map[string]rules.Outcome{}
 			var summary []string
+			for _, rc := range d.Recipients {
+				email := strings.ToLower(rc.Email)
+				if reply, ok := v.Delayed[email]; ok && rc.State != store.DeliveryFailed {
+					// Still on its way: the state stays, the reply says why it is late.
+					outcomes[email] = rules.Outcome{State: rc.State, Reply: reply}
+					summary = append(summary, email+": "+reply)
+				}
+			}
 			for email, reply := range v.Failed {
 				outcomes[email] = rules.Outcome{State: store.DeliveryFailed, Reply: reply}
 				summary = append(summary, email+": "+reply)
 			}
-			d.LastReply = "bounce (T6): " + strings.Join(summary, "; ")
+			sort.Strings(summary)
+			what := "bounce (T6): "
+			if len(v.Failed) == 0 {
+				what = "delay (T6): "
+			}
+			d.LastReply = what + strings.Join(summary, "; ")
 			return settle(tx, map[uint64]*store.Ticket{}, d, rules.Settle(d.ID, d.SourceID, d.Recipients, outcomes, s.Now().UTC()))
 		})
 		if err != nil {
@@ -75,12 +89,13 @@ func (s *Service) bounce(ctx context.Context, book *addr.Book, env Envelope, rcp
 		if ticket != 0 {
 			res.TicketID = ticket
 		}
-		if len(v.Failed) == 0 {
+		if len(v.Failed) == 0 && len(v.Delayed) == 0 {
 			s.bounceIgnored(p.ID, ticket, env, from, v.Kind, v.Why)
 			continue
 		}
 		res.Outcome = outcomeBounce
-		s.log.Info("bounce recorded", "rule", "T6", "delivery", p.ID, "ticket", ticket, "sender", env.From, "from", from, "kind", v.Kind, "failed", len(v.Failed))
+		s.log.Info("bounce recorded", "rule", "T6", "delivery", p.ID, "ticket", ticket, "sender", env.From, "from", from, "kind", v.Kind,
+			"failed", len(v.Failed), "delayed", len(v.Delayed))
 	}
 	return res, nil
 }

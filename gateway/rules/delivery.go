@@ -160,12 +160,14 @@ const (
 )
 
 // BounceVerdict is what a mail to a delivery's bounce address does: its kind, the delivery's
-// recipients it fails (lowercased) with the reply to record for each, and, when it fails
-// nobody, why not.
+// recipients it fails (lowercased) with the reply to record for each, those it reports
+// delayed, whose state stays as it is but whose reply records the delay, and, when it
+// changes nothing, why not.
 type BounceVerdict struct {
-	Kind   string
-	Failed map[string]string
-	Why    string
+	Kind    string
+	Failed  map[string]string
+	Delayed map[string]string
+	Why     string
 }
 
 // maxBounceReply bounds what a DSN's sender gets recorded on a delivery and shown to agents.
@@ -186,11 +188,12 @@ func BounceKind(rep model.BounceReport) (kind, why string) {
 
 // Bounce decides what a mail to the bounce address of a delivery to recipients does (T6):
 // only a DSN's per-recipient report that names one of those recipients (by Final-Recipient
-// or Original-Recipient) with Action: failed fails it. Delayed, delivered, relayed and
-// expanded reports change nothing: the remote server is still trying, or has succeeded.
+// or Original-Recipient) counts. Action: failed fails it; Action: delayed fails nobody, as
+// the remote server is still trying, but its status is recorded on the recipient, so that
+// agents see why an answer is late. Delivered, relayed and expanded change nothing.
 func Bounce(recipients []string, rep model.BounceReport) BounceVerdict {
 	kind, why := BounceKind(rep)
-	v := BounceVerdict{Kind: kind, Failed: map[string]string{}}
+	v := BounceVerdict{Kind: kind, Failed: map[string]string{}, Delayed: map[string]string{}}
 	if kind != BounceDSN {
 		v.Why = why
 		return v
@@ -213,6 +216,8 @@ func Bounce(recipients []string, rep model.BounceReport) BounceVerdict {
 			strangers++
 		case r.Action == "failed":
 			v.Failed[email] = bounceReply(r)
+		case r.Action == "delayed":
+			v.Delayed[email] = "delayed: " + bounceReply(r)
 		default:
 			action := r.Action
 			if action == "" {
@@ -221,12 +226,12 @@ func Bounce(recipients []string, rep model.BounceReport) BounceVerdict {
 			said = append(said, email+": "+action)
 		}
 	}
-	if len(v.Failed) > 0 {
+	if len(v.Failed) > 0 || len(v.Delayed) > 0 {
 		return v
 	}
 	switch {
 	case len(said) > 0:
-		v.Why = "the DSN reports " + strings.Join(said, ", ") + "; only Action: failed fails a recipient"
+		v.Why = "the DSN reports " + strings.Join(said, ", ") + "; only Action: failed or delayed counts"
 	case strangers == 1:
 		v.Why = "the DSN names no recipient of this delivery, only another address"
 	case strangers > 1:

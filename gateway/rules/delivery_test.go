@@ -174,12 +174,17 @@ func TestT6_AutoReplyChangesNothing(t *testing.T) {
 	}
 }
 
-// A DSN that says delayed (or delivered, relayed, expanded) changes nothing, as before:
-// the remote server is still trying, and tells again if it gives up.
-func TestT6_DelayedDSNChangesNothing(t *testing.T) {
-	for _, action := range []string{"delayed", "delivered", "relayed", "expanded", ""} {
-		v := Bounce([]string{joe}, dsnFor(model.BounceRecipient{Email: joe, Action: action, Status: "4.4.1"}))
-		if v.Kind != BounceDSN || len(v.Failed) != 0 {
+// A DSN that says delayed counts (T6): it fails nobody, as the remote server is still
+// trying, but records what it said on the recipient, so that agents see why a customer has
+// not answered yet. Delivered, relayed, expanded or no action change nothing.
+func TestT6_DelayedDSNRecordsTheDelayAndFailsNobody(t *testing.T) {
+	v := Bounce([]string{joe}, dsnFor(model.BounceRecipient{Email: joe, Action: "delayed", Status: "4.4.1", Diagnostic: "smtp; 451 try later"}))
+	if v.Kind != BounceDSN || len(v.Failed) != 0 || !strings.Contains(v.Delayed[joe], "4.4.1") || !strings.Contains(v.Delayed[joe], "delayed") {
+		t.Errorf("delayed: verdict %+v", v)
+	}
+	for _, action := range []string{"delivered", "relayed", "expanded", ""} {
+		v := Bounce([]string{joe}, dsnFor(model.BounceRecipient{Email: joe, Action: action, Status: "2.0.0"}))
+		if v.Kind != BounceDSN || len(v.Failed) != 0 || len(v.Delayed) != 0 {
 			t.Errorf("Action %q: verdict %+v", action, v)
 		}
 		if !strings.Contains(v.Why, joe) {
