@@ -2,6 +2,7 @@ package test
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -133,6 +134,25 @@ func TestH4_AgentOpenedTicketThreadsWithoutHerMessageID(t *testing.T) {
 	d.reply(kims[0], kim, true, "Thanks!")
 	if len(d.tickets()) != n || !strings.Contains(d.lastComment(id).Body, "Thanks!") {
 		t.Fatal("the customer's reply did not thread into the ticket")
+	}
+
+	// Alice leaves the team: she is no longer in agents. What she mailed as an agent stays
+	// hers: no later copy names her Message-ID either.
+	raw, _ := os.ReadFile(d.configPath)
+	cfg := strings.Replace(string(raw), "  - {email: alice@example.com, name: Alice, role: agent}\n", "", 1)
+	if cfg == string(raw) {
+		t.Fatal("the test config does not list alice as it did")
+	}
+	os.WriteFile(d.configPath, []byte(cfg), 0o600)
+	d.must("", "reload")
+	n = len(d.outbox())
+	d.must("One more thing.", "reply", fmt.Sprint(id), "--as", dana)
+	later := to(d.newSince(n), kim)
+	if len(later) != 1 {
+		t.Fatalf("kim got %d copies of the reply after alice left", len(later))
+	}
+	if strings.Contains(later[0].head, "alice-laptop") || strings.Contains(later[0].head, "agent-secret") {
+		t.Errorf("after alice left agents, kim's copy names her Message-ID:\n%s", later[0].head)
 	}
 }
 

@@ -167,7 +167,12 @@ func (p *planner) change(d rules.Decision, src source, pre []store.TraceStep) (*
 	if newTicket {
 		t.ID = p.ids.Ticket()
 		t.CreatedAt = now
-		t.RootMessageID = store.NormalizeMessageID(src.messageID)
+		// Only an end user's first mail is kept to thread on (H4), decided now, while the
+		// desk knows who its author is: an agent who leaves agents later is still no end
+		// user whose Message-ID customers may see.
+		if p.env.MayReferenceMailOf(t.Requester.Email) {
+			t.RootMessageID = store.NormalizeMessageID(src.messageID)
+		}
 	}
 	p.run.ticket = t.ID
 	if !newTicket && p.run.onSnapshot && p.s.contended.has(t.ID, now) {
@@ -326,14 +331,12 @@ func (p *planner) compose(t *store.Ticket, n rules.Notification, comment *store.
 
 // threadHeaders keeps a ticket one thread in mail clients: every copy references the
 // ticket's first mail, and a notification of a received mail answers that mail. Only end
-// users' mail may be named (H4); where the first mail was an agent's, the ticket's thread
-// anchor stands in for it.
+// users' mail may be named (H4); where the first mail was an agent's (no root was kept) or
+// there was none, the ticket's thread anchor stands in for it.
 func (p *planner) threadHeaders(t *store.Ticket, comment *store.Comment, support string) (inReplyTo string, references []string) {
-	switch {
-	case t.RootMessageID == "":
-	case p.env.MayReferenceMailOf(t.Requester.Email):
+	if t.RootMessageID != "" && p.env.MayReferenceMailOf(t.Requester.Email) {
 		inReplyTo, references = t.RootMessageID, []string{t.RootMessageID}
-	default:
+	} else {
 		references = []string{p.book.ThreadAnchor(support, t.ID)}
 	}
 	if comment != nil && comment.Via == "email" && comment.MessageID != "" && comment.MessageID != t.RootMessageID &&
