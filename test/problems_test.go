@@ -107,3 +107,32 @@ func TestM1_ProblemsAreShownPlainly(t *testing.T) {
 		t.Errorf("the mail with a broken file is no longer public:\n%s", shows["bad base64"])
 	}
 }
+
+// TestM1_DamagedAttachmentIsNotPassedOn: the copies of a comment whose attachment did not
+// decode do not carry what little of it did as if it were the file: they say it is not
+// attached, and carry the attachments that are whole.
+func TestM1_DamagedAttachmentIsNotPassedOn(t *testing.T) {
+	d := startDaemon(t, options{})
+	id := d.open(jane, nil, "Invoice", "See the next mail.")
+	d.must("", "followers", "add", fmt.Sprint(id), carol)
+	reply := d.ticket(id).ReplyAddress
+	raw := "From: jane@customer.test\r\nTo: " + reply + "\r\nSubject: invoice\r\nMessage-ID: <damaged@customer.test>\r\n" +
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nThe invoice is attached.\r\n" +
+		"--b\r\nContent-Type: application/pdf; name=x.pdf\r\nContent-Disposition: attachment; filename=x.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		"JVBERi0xLjQKJeLjz9MK!!!!garbage\r\n" +
+		"--b\r\nContent-Type: text/plain; name=ok.txt\r\nContent-Disposition: attachment; filename=ok.txt\r\n\r\nfine\r\n--b--\r\n"
+	if err := sendSMTP(d.smtpAddr, jane, []string{reply}, []byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	copies := to(d.outbox(), carol)
+	if len(copies) != 1 {
+		t.Fatalf("the follower got %d copies, want 1", len(copies))
+	}
+	got := copies[0]
+	if strings.Join(got.files, ",") != "ok.txt" {
+		t.Errorf("the copy carries %v, want only the whole ok.txt", got.files)
+	}
+	if !strings.Contains(got.body, `"x.pdf" arrived damaged and is not attached`) {
+		t.Errorf("the copy does not say x.pdf is not attached:\n%s", got.body)
+	}
+}

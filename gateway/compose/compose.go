@@ -22,11 +22,13 @@ import (
 	"github.com/deskgate/deskgate/store"
 )
 
-// File is an attachment to send.
+// File is an attachment to send. A Damaged one did not decode (M1): it is named in the text
+// and not attached, since what did decode of it is not the file its sender sent.
 type File struct {
 	Name        string
 	ContentType string
 	Data        []byte
+	Damaged     bool
 }
 
 // Input is everything one message is made of.
@@ -123,9 +125,18 @@ func Message(in Input) ([]byte, error) {
 	h.Set("X-Loop", support)
 	h.Set("MIME-Version", "1.0")
 
-	text := body(in, tag)
+	var files []File
+	var damaged []string
+	for _, f := range in.Files {
+		if f.Damaged {
+			damaged = append(damaged, f.Name)
+		} else {
+			files = append(files, f)
+		}
+	}
+	text := body(in, tag, damaged)
 	var buf bytes.Buffer
-	if len(in.Files) == 0 {
+	if len(files) == 0 {
 		h.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
 		h.Set("Content-Transfer-Encoding", "quoted-printable")
 		w, err := message.CreateWriter(&buf, h.Header)
@@ -152,7 +163,7 @@ func Message(in Input) ([]byte, error) {
 	}
 	io.WriteString(tw, text)
 	tw.Close()
-	for _, f := range in.Files {
+	for _, f := range files {
 		var ah mail.AttachmentHeader
 		ct := f.ContentType
 		if ct == "" {
@@ -193,7 +204,7 @@ func subject(kind model.NotificationKind, ticketSubject, tag string, internal bo
 	return s + " " + tag
 }
 
-func body(in Input, tag string) string {
+func body(in Input, tag string, damaged []string) string {
 	var b strings.Builder
 	id := in.Ticket.ID
 	switch in.Kind {
@@ -224,6 +235,9 @@ func body(in Input, tag string) string {
 		}
 		b.WriteString(strings.TrimRight(in.Body, "\n"))
 		b.WriteString("\n")
+		for _, name := range damaged {
+			fmt.Fprintf(&b, "\n-- The attachment %q arrived damaged and is not attached. --\n", name)
+		}
 	}
 	if len(in.History) > 0 {
 		b.WriteString("\n-- The conversation so far --\n")

@@ -161,6 +161,41 @@ func TestN6_AttachmentsAreSent(t *testing.T) {
 	}
 }
 
+// An attachment that arrived damaged (M1) is not passed on as if whole: the copy says that
+// it is not attached, and carries the files that did decode.
+func TestM1_DamagedAttachmentIsNotSentAsIfWhole(t *testing.T) {
+	_, raw := build(t, rules.CopyEndUser, func(in *Input) {
+		in.Files = []File{{Name: "x.pdf", ContentType: "application/pdf", Data: []byte("%PDF-1"), Damaged: true},
+			{Name: "ok.txt", ContentType: "text/plain", Data: []byte("fine")}}
+	})
+	mr, err := gomail.CreateReader(strings.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	var text string
+	for {
+		p, err := mr.NextPart()
+		if err != nil {
+			break
+		}
+		data, _ := io.ReadAll(p.Body)
+		switch h := p.Header.(type) {
+		case *gomail.AttachmentHeader:
+			name, _ := h.Filename()
+			names = append(names, name)
+		case *gomail.InlineHeader:
+			text += string(data)
+		}
+	}
+	if strings.Join(names, ",") != "ok.txt" {
+		t.Errorf("attached %v, want only ok.txt", names)
+	}
+	if !strings.Contains(text, "x.pdf") || !strings.Contains(text, "not attached") {
+		t.Errorf("the text does not say that x.pdf is not attached:\n%s", text)
+	}
+}
+
 type failingReader struct{}
 
 func (failingReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }

@@ -303,7 +303,7 @@ func (p *planner) compose(t *store.Ticket, n rules.Notification, comment *store.
 				if i < len(src.files) {
 					data = src.files[i]
 				}
-				in.Files = append(in.Files, compose.File{Name: a.Name, ContentType: a.ContentType, Data: data})
+				in.Files = append(in.Files, compose.File{Name: a.Name, ContentType: a.ContentType, Data: data, Damaged: a.Problem != ""})
 			}
 		}
 	} else if src.author.Email != "" && env.IsAgent(src.author.Email) {
