@@ -52,6 +52,9 @@ func TestDebianPackage(t *testing.T) {
 		if lic := run("rpm", "-qp", "--queryformat", "%{LICENSE}", rpms[0]); lic != "Apache-2.0" {
 			t.Errorf("the .rpm's licence is %q, want Apache-2.0", lic)
 		}
+		if !strings.Contains(list, "/usr/share/licenses/deskgate/LICENSE\n") {
+			t.Errorf("the .rpm does not carry the licence's text")
+		}
 	} else {
 		t.Log("rpm is not installed; .ci/run installs it")
 	}
