@@ -193,6 +193,9 @@ func TestC6_ExpertAddsAgentAsCC(t *testing.T) {
 		if !strings.Contains(show, "C3") {
 			t.Errorf("explain does not say C3 made her a follower:\n%s", show)
 		}
+		if ts := d.must("", "tickets", "show", fmt.Sprint(id)); !strings.Contains(ts, "made a hidden follower") {
+			t.Errorf("tickets show records a plain cc_add:\n%s", ts)
+		}
 		d.must("Credit note sent.", "reply", fmt.Sprint(id), "--as", dana)
 		mine := to(d.outbox(), alice)
 		if len(mine) == 0 {

@@ -142,7 +142,7 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 			if refusal != nil {
 				return nil, refusal
 			}
-			src := source{author: store.Person{Email: a.Actor, Name: env.AgentNames[strings.ToLower(a.Actor)]}, via: "api", action: string(a.Kind), detail: detailOf(a)}
+			src := source{author: store.Person{Email: a.Actor, Name: env.AgentNames[strings.ToLower(a.Actor)]}, via: "api", action: string(a.Kind), detail: detailOf(a, d)}
 			if a.Kind == rules.ActComment {
 				src.body = body
 				src.messageID = compose.NewMessageID(s.Random, s.Now(), cfg.Hostname)
@@ -224,8 +224,15 @@ func EnvFrom(cfg *config.Config) rules.Env {
 	return e
 }
 
-func detailOf(a rules.Action) string {
+func detailOf(a rules.Action, d rules.Decision) string {
 	switch a.Kind {
+	case rules.ActAddCC:
+		for _, c := range d.Changes {
+			if c.Op == rules.OpAddFollower {
+				// What the expert asked for is not what happened (C3): the record says both.
+				return a.Person.Email + " (an agent: made a hidden follower, C3)"
+			}
+		}
 	case rules.ActStatus:
 		return string(a.Status)
 	case rules.ActMakePrivate:

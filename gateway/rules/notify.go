@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"strings"
+
 	"github.com/deskgate/deskgate/gateway/model"
 )
 
@@ -91,7 +93,7 @@ func addEndUserCopies(d *Decision, t *model.Ticket, env Env, kind model.Notifica
 		k := key{attach: attachments, copy: CopyEndUser}
 		if env.IsAgent(r.Email) {
 			k.copy = CopyAgent
-			d.trace("H3", "agents' copy", r.Email+" ("+string(r.As)+") is an agent: the copy shows the requester and CCs by masked addresses")
+			d.trace("H3", "agents' copy", r.Email+" ("+string(r.As)+") is "+article(roleWord(env.AgentRole(r.Email)))+": the copy shows the requester and CCs by masked addresses")
 		}
 		if r.As == AsCC {
 			if !t.Welcomed[lower(r.Email)] {
@@ -149,3 +151,11 @@ func notifyEvent(d *Decision, t *model.Ticket, env Env, kind model.NotificationK
 // name neither the ticket's first mail nor the mail they tell of hang on the ticket's own
 // thread anchor instead (addr.Book.ThreadAnchor).
 func (e Env) MayReferenceMailOf(author string) bool { return !e.IsAgent(author) }
+
+// article puts "a" or "an" before a role's word.
+func article(word string) string {
+	if strings.IndexByte("aeiou", word[0]) >= 0 {
+		return "an " + word
+	}
+	return "a " + word
+}
