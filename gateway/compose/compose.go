@@ -261,13 +261,11 @@ func body(in Input, tag string, damaged []string) string {
 // name of her own mail client, which may say more than the desk means to (H4). End users
 // without a name go by their address, which H2 lets everyone see.
 func AuthorName(env rules.Env, email, name string) string {
-	switch {
-	case env.AgentNames[strings.ToLower(email)] != "":
-		return env.AgentNames[strings.ToLower(email)]
-	case env.IsAgent(email):
+	switch p := env.Person(email, name); {
+	case env.IsAgent(email) && env.AgentNames[strings.ToLower(email)] == "":
 		return "An agent"
-	case name != "":
-		return name
+	case p.Name != "":
+		return p.Name
 	}
 	return email
 }

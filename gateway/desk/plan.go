@@ -329,22 +329,15 @@ func (p *planner) compose(t *store.Ticket, n rules.Notification, comment *store.
 	return del, msg, nil
 }
 
-// threadHeaders keeps a ticket one thread in mail clients: every copy references the
-// ticket's first mail, and a notification of a received mail answers that mail. Only end
-// users' mail may be named (H4); where the first mail was an agent's (no root was kept) or
-// there was none, the ticket's thread anchor stands in for it.
+// threadHeaders names the mail a copy threads on (H4 is the rules' to apply): the ticket's
+// first mail, as kept only when an end user wrote it, and the received mail it tells of.
 func (p *planner) threadHeaders(t *store.Ticket, comment *store.Comment, support string) (inReplyTo string, references []string) {
-	if t.RootMessageID != "" && p.env.MayReferenceMailOf(t.Requester.Email) {
-		inReplyTo, references = t.RootMessageID, []string{t.RootMessageID}
-	} else {
-		references = []string{p.book.ThreadAnchor(support, t.ID)}
+	root := rules.MailToThreadOn{MessageID: t.RootMessageID, Author: t.Requester.Email}
+	var answered rules.MailToThreadOn
+	if comment != nil && comment.Via == "email" {
+		answered = rules.MailToThreadOn{MessageID: comment.MessageID, Author: comment.Author}
 	}
-	if comment != nil && comment.Via == "email" && comment.MessageID != "" && comment.MessageID != t.RootMessageID &&
-		p.env.MayReferenceMailOf(comment.Author) {
-		references = append(references, comment.MessageID)
-		inReplyTo = comment.MessageID
-	}
-	return inReplyTo, references
+	return p.env.ThreadHeaders(root, answered, p.book.ThreadAnchor(support, t.ID))
 }
 
 // publicHistory is the public conversation before comment `except`, oldest first (C4),

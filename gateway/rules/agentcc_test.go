@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/deskgate/deskgate/gateway/model"
@@ -98,6 +99,32 @@ func TestH4_OnlyEndUsersMailIsReferenced(t *testing.T) {
 	for author, want := range map[string]bool{jane: true, vendor: true, alice: false, "Carol@EXAMPLE.com": false, bob: false} {
 		if got := e.MayReferenceMailOf(author); got != want {
 			t.Errorf("MayReferenceMailOf(%s) = %v, want %v", author, got, want)
+		}
+	}
+}
+
+// H4 and H1: a copy threads on the requester's first mail and on the mail it tells of, when
+// end users wrote them; an agent's Message-ID is never named, and the anchor stands in for a
+// first mail that cannot be.
+func TestH4_ThreadHeaders(t *testing.T) {
+	e := env()
+	const anchor = "ticket-5-tok@example.com"
+	for _, c := range []struct {
+		name           string
+		root, answered MailToThreadOn
+		inReplyTo      string
+		references     []string
+	}{
+		{"customer's reply", MailToThreadOn{"r@c", jane}, MailToThreadOn{"m@c", joe}, "m@c", []string{"r@c", "m@c"}},
+		{"follower's reply-all", MailToThreadOn{"r@c", jane}, MailToThreadOn{"x@carol-laptop", carol}, "r@c", []string{"r@c"}},
+		{"an event", MailToThreadOn{"r@c", jane}, MailToThreadOn{}, "r@c", []string{"r@c"}},
+		{"agent-opened ticket", MailToThreadOn{"a@alice-laptop", alice}, MailToThreadOn{"m@c", kim}, "m@c", []string{anchor, "m@c"}},
+		{"no first mail kept", MailToThreadOn{"", alice}, MailToThreadOn{"d@dana-laptop", dana}, "", []string{anchor}},
+		{"the first mail itself", MailToThreadOn{"r@c", jane}, MailToThreadOn{"r@c", jane}, "r@c", []string{"r@c"}},
+	} {
+		irt, refs := e.ThreadHeaders(c.root, c.answered, anchor)
+		if irt != c.inReplyTo || strings.Join(refs, " ") != strings.Join(c.references, " ") {
+			t.Errorf("%s: In-Reply-To %q References %v, want %q %v", c.name, irt, refs, c.inReplyTo, c.references)
 		}
 	}
 }

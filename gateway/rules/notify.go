@@ -147,10 +147,31 @@ func notifyEvent(d *Decision, t *model.Ticket, env Env, kind model.NotificationK
 // name the Message-ID of a mail that author sent (H4). Only end users' mail qualifies: an
 // agent's own mail client names her machine (and often her) in its Message-IDs, and the
 // mail itself reached nobody but deskgate, so naming it would show a follower's traces to
-// people who must not see them and thread under a message they never had. Copies that may
-// name neither the ticket's first mail nor the mail they tell of hang on the ticket's own
-// thread anchor instead (addr.Book.ThreadAnchor).
+// people who must not see them and thread under a message they never had.
 func (e Env) MayReferenceMailOf(author string) bool { return !e.IsAgent(author) }
+
+// MailToThreadOn is one mail a copy may thread on: its Message-ID and its author.
+type MailToThreadOn struct {
+	MessageID, Author string
+}
+
+// ThreadHeaders decides the In-Reply-To and References of a copy (H1, H4): every copy
+// references the ticket's first mail (root) and a copy that tells of a received mail answers
+// it, so that the ticket is one thread in mail clients; only end users' mail is named. Where
+// the first mail cannot be named, anchor (a Message-ID of the desk's own that no message
+// has; mail clients thread on References all the same) stands in for it.
+func (e Env) ThreadHeaders(root, answered MailToThreadOn, anchor string) (inReplyTo string, references []string) {
+	if root.MessageID != "" && e.MayReferenceMailOf(root.Author) {
+		inReplyTo, references = root.MessageID, []string{root.MessageID}
+	} else {
+		references = []string{anchor}
+	}
+	if answered.MessageID != "" && answered.MessageID != root.MessageID && e.MayReferenceMailOf(answered.Author) {
+		references = append(references, answered.MessageID)
+		inReplyTo = answered.MessageID
+	}
+	return inReplyTo, references
+}
 
 // article puts "a" or "an" before a role's word.
 func article(word string) string {
