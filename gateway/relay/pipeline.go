@@ -24,13 +24,33 @@ type session struct {
 	r          *textproto.Reader
 	w          *bufio.Writer
 	pipelining bool
-	timeout    time.Duration
+	// dsn: the upstream offers DSN (RFC 3461), so each RCPT carries ORCPT, and a DSN about
+	// the copy names the address deskgate sent it to in Original-Recipient, even after a
+	// forward: that is the only address by which T6 lets a DSN fail a recipient.
+	dsn     bool
+	timeout time.Duration
 }
 
 func newSession(c *smtp.Client, raw net.Conn, timeout time.Duration) *session {
-	ok, _ := c.Extension("PIPELINING")
+	pipelining, _ := c.Extension("PIPELINING")
+	dsn, _ := c.Extension("DSN")
 	return &session{c: c, raw: raw, r: textproto.NewReader(bufio.NewReader(raw)), w: bufio.NewWriter(raw),
-		pipelining: ok, timeout: timeout}
+		pipelining: pipelining, dsn: dsn, timeout: timeout}
+}
+
+// xtext encodes an address for ORCPT (RFC 3461 4): "+", "=" and what is not printable
+// ASCII become "+XX".
+func xtext(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 33 || c > 126 || c == '+' || c == '=' {
+			fmt.Fprintf(&b, "+%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 func (s *session) Close() error { return s.c.Close() }
@@ -97,7 +117,11 @@ func (s *session) transact(from string, rcpts []string, msg []byte) ([]error, bo
 	cmds := make([]string, 0, len(rcpts)+2)
 	cmds = append(cmds, "MAIL FROM:<"+from+">")
 	for _, r := range rcpts {
-		cmds = append(cmds, "RCPT TO:<"+r+">")
+		if s.dsn {
+			cmds = append(cmds, "RCPT TO:<"+r+"> ORCPT=rfc822;"+xtext(r))
+		} else {
+			cmds = append(cmds, "RCPT TO:<"+r+">")
+		}
 	}
 	cmds = append(cmds, "DATA")
 	last := len(cmds) - 1

@@ -44,6 +44,8 @@ type upstreamServer struct {
 	refuse   map[string]int // recipient -> SMTP code to refuse it with
 	needAuth bool
 	onData   func(received) // called as each message arrives, before the reply
+	dsn      bool           // offer DSN (RFC 3461)
+	orcpts   []string       // the ORCPT of each RCPT, "" for none
 }
 
 type received struct {
@@ -86,7 +88,10 @@ func (s *upSession) Mail(from string, _ *smtp.MailOptions) error {
 	s.cur = received{from: from}
 	return nil
 }
-func (s *upSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *upSession) Rcpt(to string, opts *smtp.RcptOptions) error {
+	s.s.mu.Lock()
+	s.s.orcpts = append(s.s.orcpts, opts.OriginalRecipient)
+	s.s.mu.Unlock()
 	if code := s.s.refuse[to]; code != 0 {
 		return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{code / 100, 1, 1}, Message: "no thanks"}
 	}
@@ -113,6 +118,7 @@ func serve(t *testing.T, u *upstreamServer) string {
 	srv := smtp.NewServer(u)
 	srv.Domain = "upstream.test"
 	srv.AllowInsecureAuth = true
+	srv.EnableDSN = u.dsn
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -417,5 +423,30 @@ func TestMaildirRetryFindsTheCopyInCur(t *testing.T) {
 	md.Deliver(7, true, "b@x", []string{"joe@customer.test"}, []byte("Subject: x\r\n\r\nx\r\n"))
 	if files, _ := os.ReadDir(filepath.Join(dir, "new")); len(files) != 0 {
 		t.Errorf("the retry wrote the copy again: %d files in new/", len(files))
+	}
+}
+
+// T6 lets a DSN fail only a recipient it names: when the upstream offers DSN, each RCPT says
+// in ORCPT which address deskgate sent to, so that a DSN from behind a forward (whose
+// Final-Recipient is the forwarded-to address) still names it in Original-Recipient.
+func TestORCPTWhenTheUpstreamOffersDSN(t *testing.T) {
+	for _, offer := range []bool{true, false} {
+		up := &upstreamServer{dsn: offer}
+		w, st := newWorker(t, testConfig(t, serve(t, up), nil))
+		id := queueOne(t, st, "a+b=c@customer.test", "joe@customer.test")
+		w.RunOnce(context.Background())
+		if d := delivery(t, st, id); d.State != "sent" {
+			t.Fatalf("DSN offered %v: delivery %s", offer, d.State)
+		}
+		up.mu.Lock()
+		got := strings.Join(up.orcpts, " ")
+		up.mu.Unlock()
+		want := "a+b=c@customer.test joe@customer.test"
+		if !offer {
+			want = " "
+		}
+		if got != want {
+			t.Errorf("DSN offered %v: ORCPTs %q, want %q", offer, got, want)
+		}
 	}
 }
