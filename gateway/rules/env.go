@@ -20,6 +20,9 @@ type Env struct {
 	// DMARCReject is authentication.dmarc_reject: DMARCAccept, or anything else for
 	// DMARCRefuse, the default (A1).
 	DMARCReject string
+	// StatusView is web.status_view when the web pages are on (requester,
+	// requester_and_ccs), else "" or off: who has a request status view (S1).
+	StatusView string
 }
 
 // AgentRole is the configured role of email: RoleAgent, RoleLightAgent or RoleEndUser.
@@ -100,6 +103,10 @@ type Notification struct {
 	History bool
 	// Attachments asks for the comment's attachments (N6).
 	Attachments bool
+	// StatusViewFor is the one recipient of this copy whose request status view link it
+	// carries (S1), "" for none. A link is bound to one person's address, so a copy that
+	// carries one goes to that person alone.
+	StatusViewFor string
 	// Automatic messages carry Auto-Submitted: auto-generated (H1).
 	Automatic bool
 }

@@ -86,11 +86,17 @@ func addEndUserCopies(d *Decision, t *model.Ticket, env Env, kind model.Notifica
 	type key struct {
 		history, attach bool
 		copy            model.Copy
+		viewer          string
 	}
 	groups := map[key][]Recipient{}
 	var order []key
 	for _, r := range endUsers {
 		k := key{attach: attachments, copy: CopyEndUser}
+		if _, ok := StatusViewer(t, r.Email, env); ok {
+			// Her link opens her view of the ticket: it must reach nobody else (S1).
+			k.viewer = r.Email
+			d.trace("S1", "own copy", r.Email+" gets a copy of her own, with her request status view link")
+		}
 		if env.IsAgent(r.Email) {
 			k.copy = CopyAgent
 			d.trace("H3", "agents' copy", r.Email+" ("+string(r.As)+") is "+article(roleWord(env.AgentRole(r.Email)))+": the copy shows the requester and CCs by masked addresses")
@@ -114,7 +120,7 @@ func addEndUserCopies(d *Decision, t *model.Ticket, env Env, kind model.Notifica
 	}
 	for _, k := range order {
 		d.Notifications = append(d.Notifications, Notification{Kind: kind, Copy: k.copy, Recipients: groups[k],
-			History: k.history, Attachments: k.attach, Automatic: automatic})
+			History: k.history, Attachments: k.attach, Automatic: automatic, StatusViewFor: k.viewer})
 	}
 }
 

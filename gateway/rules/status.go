@@ -1,0 +1,56 @@
+package rules
+
+import (
+	"github.com/deskgate/deskgate/gateway/model"
+)
+
+// Values of web.status_view (S1).
+const (
+	StatusViewRequester       = "requester"
+	StatusViewRequesterAndCCs = "requester_and_ccs"
+	StatusViewOff             = "off"
+)
+
+// StatusViewer says whether email has a request status view of t (S1), and in which
+// capacity: the requester, and each CC under web.status_view: requester_and_ccs. Agents work
+// tickets on the desk's own pages, and the view would show them nothing of their own.
+func StatusViewer(t *model.Ticket, email string, env Env) (model.As, bool) {
+	if email == "" || env.IsAgent(email) {
+		return "", false
+	}
+	switch env.StatusView {
+	case StatusViewRequester, StatusViewRequesterAndCCs:
+	default:
+		return "", false
+	}
+	if SameAddress(t.Requester.Email, email) {
+		return AsRequester, true
+	}
+	if env.StatusView == StatusViewRequesterAndCCs && IsCC(t, email) {
+		return AsCC, true
+	}
+	return "", false
+}
+
+// ViewShowsAttachments says whether a status viewer in capacity as sees the public
+// comments' files: CCs do not when policy.cc_attachments is false (S1, N6).
+func ViewShowsAttachments(as model.As, env Env) bool {
+	return as != AsCC || env.Policy.CCAttachments
+}
+
+// DecideWebReply decides a reply posted from the request status view by author, who
+// StatusViewer admits (S2): a public comment by its author, the requester's as V1 says and a
+// CC's as a Reply-all, which notifies as N1 says. It answers no notification, so N4 does not
+// narrow its audience: every current CC is told.
+func DecideWebReply(ticket *model.Ticket, author string, attachments bool, env Env) Decision {
+	t := copyTicket(ticket)
+	d := Decision{Ticket: t, Comment: &CommentDecision{Public: true}}
+	if SameAddress(t.Requester.Email, author) {
+		d.trace("V1", "public", "the requester's reply from the request status view (S2)")
+	} else {
+		d.trace("V2", "public", "a CC's reply from the request status view reaches everybody, as a Reply-all (S2)")
+	}
+	reopen(&d, t, RoleEndUser, true, false)
+	notifyComment(&d, t, env, noteFacts{author: author, public: true, endUsersOK: true, ccs: t.CCs, attachments: attachments})
+	return d
+}

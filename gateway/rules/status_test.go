@@ -1,0 +1,103 @@
+package rules
+
+import (
+	"testing"
+
+	"github.com/deskgate/deskgate/gateway/model"
+)
+
+func withView(view string) func(*Env) { return func(e *Env) { e.StatusView = view } }
+
+// S1: who has a request status view, under each web.status_view.
+func TestS1_WhoHasAStatusView(t *testing.T) {
+	tk := ticket(model.StatusOpen)
+	for _, c := range []struct {
+		view, email string
+		as          model.As
+		ok          bool
+	}{
+		{StatusViewRequester, jane, AsRequester, true},
+		{StatusViewRequester, "JANE@customer.test", AsRequester, true},
+		{StatusViewRequester, joe, "", false},
+		{StatusViewRequesterAndCCs, joe, AsCC, true},
+		{StatusViewRequesterAndCCs, kim, "", false},   // not on the ticket
+		{StatusViewRequesterAndCCs, carol, "", false}, // a follower, an agent
+		{StatusViewOff, jane, "", false},
+		{"", jane, "", false},
+	} {
+		as, ok := StatusViewer(tk, c.email, env(withView(c.view)))
+		if as != c.as || ok != c.ok {
+			t.Errorf("%q %s: %q %v, want %q %v", c.view, c.email, as, ok, c.as, c.ok)
+		}
+	}
+	if !ViewShowsAttachments(AsRequester, env(func(e *Env) { e.Policy.CCAttachments = false })) ||
+		ViewShowsAttachments(AsCC, env(func(e *Env) { e.Policy.CCAttachments = false })) || !ViewShowsAttachments(AsCC, env()) {
+		t.Error("CCs see attachments through the view only when policy.cc_attachments is true")
+	}
+}
+
+// S1: a copy that carries a status view link goes to that person alone, so that no CC ever
+// receives the requester's link; without a view the end users share one copy as before.
+func TestS1_LinkCopiesGoToOnePerson(t *testing.T) {
+	for _, view := range []string{StatusViewRequester, StatusViewRequesterAndCCs, StatusViewOff} {
+		tk := ticket(model.StatusOpen)
+		tk.CCs = append(tk.CCs, model.Person{Email: kim})
+		tk.Welcomed[kim] = true
+		d, r := DecideAction(tk, Action{Kind: ActComment, Actor: alice, Public: true}, env(withView(view)))
+		if r != nil {
+			t.Fatal(r)
+		}
+		links := map[string]bool{}
+		for _, n := range d.Notifications {
+			if n.StatusViewFor == "" {
+				continue
+			}
+			if len(n.Recipients) != 1 || !SameAddress(n.Recipients[0].Email, n.StatusViewFor) || n.Copy != CopyEndUser {
+				t.Fatalf("%s: a link copy for %s goes to %+v", view, n.StatusViewFor, n.Recipients)
+			}
+			links[n.StatusViewFor] = true
+		}
+		want := map[string]map[string]bool{
+			StatusViewRequester:       {jane: true},
+			StatusViewRequesterAndCCs: {jane: true, joe: true, kim: true},
+			StatusViewOff:             {},
+		}[view]
+		if len(links) != len(want) {
+			t.Fatalf("%s: links for %v, want %v", view, links, want)
+		}
+		for e := range want {
+			if !links[e] {
+				t.Fatalf("%s: no link copy for %s (%v)", view, e, links)
+			}
+		}
+		if got := recipients(d); !has(got, joe+"/cc/end_user") || !has(got, kim+"/cc/end_user") || !has(got, carol+"/follower/agent") {
+			t.Fatalf("%s: recipients %v", view, got)
+		}
+	}
+}
+
+// S2: a reply from the status view is the author's public comment, told to every current CC
+// (N4 does not narrow it: it answers no notification), the followers and the assignee, never
+// its author; a reply to a solved ticket opens it (T4).
+func TestS2_WebReply(t *testing.T) {
+	tk := ticket(model.StatusSolved)
+	tk.CCs = append(tk.CCs, model.Person{Email: kim})
+	tk.Assignee = dana
+	d := DecideWebReply(tk, jane, false, env(withView(StatusViewRequester)))
+	if !d.Comment.Public || !traceHas(d.Trace, "V1", "public") || d.Status != model.StatusOpen {
+		t.Fatalf("requester's web reply: %+v %v", d.Comment, d.Trace)
+	}
+	got := recipients(d)
+	for _, want := range []string{joe + "/cc/end_user", kim + "/cc/end_user", carol + "/follower/agent", dana + "/assignee/agent"} {
+		if !has(got, want) {
+			t.Errorf("requester's web reply: %s not notified: %v", want, got)
+		}
+	}
+	if notifiedEmails(d)[jane] {
+		t.Errorf("the author was sent her own reply")
+	}
+	d = DecideWebReply(ticket(model.StatusOpen), joe, false, env(withView(StatusViewRequesterAndCCs)))
+	if !d.Comment.Public || !traceHas(d.Trace, "V2", "public") || !has(recipients(d), jane+"/requester/end_user") || notifiedEmails(d)[joe] {
+		t.Fatalf("a CC's web reply: %v %v", d.Trace, recipients(d))
+	}
+}
