@@ -19,7 +19,7 @@ PKG_VERSION ?= 0.1.0+git$(shell git log -1 --format=%cd.%h --date=format:%Y%m%d 
 PKG_ARCH    ?= $(shell $(GO) env GOARCH)
 PKG_DATE    := $(shell git log -1 --format=%cD 2>/dev/null || date -R)
 
-.PHONY: all build run test unit e2e fuzz bench bench-scale lint clean man package
+.PHONY: all build run test unit e2e fuzz bench bench-scale lint clean man package screenshots
 
 all: build
 
@@ -72,6 +72,14 @@ SCALE ?= 1000000
 bench-scale: build
 	$(GO) build -o bin/deskgate-bench ./test/bench
 	./bin/deskgate-bench -scale $(SCALE)
+
+# The screenshots that docs/web.md shows, taken by the browser tests in headless Chromium.
+# DESKGATE_SCREENSHOTS names the folder the tests write their PNGs into (screenshotPath in
+# test/browser_test.go; a relative folder is taken from the repository's root); without it
+# the screenshots go to a temporary folder and are only checked.
+SCREENSHOTS ?= docs/web
+screenshots:
+	DESKGATE_SCREENSHOTS='$(SCREENSHOTS)' $(GO) test -count=1 -v -run '^TestBrowser' ./test
 
 # Man pages: deskgate(8), one per subcommand, and deskgate.yaml(5), into man/.
 man: build
