@@ -3,6 +3,8 @@
 package config
 
 import (
+	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -23,6 +25,7 @@ type Config struct {
 	Upstream       Upstream       `mapstructure:"upstream"`
 	DKIM           DKIM           `mapstructure:"dkim"`
 	Admin          Admin          `mapstructure:"admin"`
+	Web            Web            `mapstructure:"web"`
 	Log            Log            `mapstructure:"log"`
 
 	// Path is the file this config was read from; not a key.
@@ -48,6 +51,9 @@ type Listen struct {
 	SMTP  string `mapstructure:"smtp"`
 	LMTP  string `mapstructure:"lmtp"`
 	Admin string `mapstructure:"admin"`
+	// Web serves the agents' desk and the requesters' status view, in plain HTTP behind a
+	// TLS proxy; "" disables it.
+	Web string `mapstructure:"web"`
 }
 
 type TLS struct {
@@ -160,6 +166,42 @@ func (d DKIM) Enabled() bool { return d.Domain != "" || d.Selector != "" || d.Pr
 type Admin struct {
 	TokenFile string `mapstructure:"token_file"`
 }
+
+// Status view settings (web.status_view).
+const (
+	StatusViewRequester       = "requester"
+	StatusViewRequesterAndCCs = "requester_and_ccs"
+	StatusViewOff             = "off"
+)
+
+// Web configures the pages on listen.web.
+type Web struct {
+	// PublicURL is where browsers reach listen.web (through the TLS proxy): links in mail are
+	// built on it. Validation trims its trailing slash.
+	PublicURL string `mapstructure:"public_url"`
+	// StatusView is who gets a link to the request status view.
+	StatusView      string        `mapstructure:"status_view"`
+	SessionLifetime time.Duration `mapstructure:"session_lifetime"`
+	// TrustedHeader names a header (X-Forwarded-Email) that an authenticating proxy sets to
+	// the signed-in address; believed only from TrustedProxies. "" turns it off.
+	TrustedHeader  string   `mapstructure:"trusted_header"`
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
+}
+
+// TrustedProxyNets parses web.trusted_proxies; validation has made sure every entry parses,
+// so the ones that do not (none, in a loaded config) are left out.
+func (w Web) TrustedProxyNets() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range w.TrustedProxies {
+		if p, err := parseCIDR(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Secure reports whether web.public_url is https, so that cookies are to carry Secure.
+func (w Web) Secure() bool { return strings.HasPrefix(strings.ToLower(w.PublicURL), "https:") }
 
 type Log struct {
 	Level  string `mapstructure:"level"`

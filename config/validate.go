@@ -9,12 +9,15 @@ import (
 	"io/fs"
 	"net"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 func validate(c *Config) Problems {
@@ -54,6 +57,7 @@ func validate(c *Config) Problems {
 			add("admin.token_file", "required when listen.admin is set")
 		}
 	}
+	checkWeb(c, add)
 	if c.Admin.TokenFile != "" {
 		if b, err := os.ReadFile(c.Admin.TokenFile); err != nil {
 			add("admin.token_file", "%v", fileErr(err))
@@ -450,4 +454,73 @@ func checkStore(st Store, add func(key, format string, args ...any)) {
 func hasPassword(u *url.Userinfo) bool {
 	_, ok := u.Password()
 	return ok
+}
+
+// checkWeb checks listen.web and the web keys. It trims web.public_url's trailing slash, so
+// that links are built on it by plain concatenation.
+func checkWeb(c *Config, add func(key, format string, args ...any)) {
+	if c.Listen.Web != "" {
+		if err := checkListenAddr(c.Listen.Web, false); err != nil {
+			add("listen.web", "%v", err)
+		}
+	}
+	c.Web.PublicURL = strings.TrimRight(strings.TrimSpace(c.Web.PublicURL), "/")
+	if c.Web.PublicURL == "" {
+		if c.Listen.Web != "" {
+			add("web.public_url", "required when listen.web is set: the address browsers use, such as https://support.example.com")
+		}
+	} else if err := checkPublicURL(c.Web.PublicURL); err != nil {
+		add("web.public_url", "%v", err)
+	}
+	oneOf(add, "web.status_view", c.Web.StatusView, StatusViewRequester, StatusViewRequesterAndCCs, StatusViewOff)
+	if c.Web.SessionLifetime <= 0 {
+		add("web.session_lifetime", "must be positive, got %s", c.Web.SessionLifetime)
+	}
+	if h := c.Web.TrustedHeader; h != "" {
+		if !httpguts.ValidHeaderFieldName(h) {
+			add("web.trusted_header", "%q is not a header name", h)
+		}
+		if len(c.Web.TrustedProxies) == 0 {
+			add("web.trusted_proxies", "required when web.trusted_header is set: the addresses of the authenticating proxy")
+		}
+	}
+	for i, p := range c.Web.TrustedProxies {
+		if _, err := parseCIDR(p); err != nil {
+			add(fmt.Sprintf("web.trusted_proxies[%d]", i), "%q is neither a CIDR (10.0.0.0/8) nor an address", p)
+		}
+	}
+}
+
+func checkPublicURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not a URL: %v", s, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q: must be an absolute http:// or https:// URL", s)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("%q has no host", s)
+	case u.User != nil:
+		return fmt.Errorf("%q: must not carry a user or password", s)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#"):
+		return fmt.Errorf("%q: must not have a query or a fragment", s)
+	}
+	return nil
+}
+
+// parseCIDR takes a prefix (10.0.0.0/8, fd00::/8) or one address, which stands for itself.
+func parseCIDR(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }

@@ -51,6 +51,15 @@ var migrations = []func(tx kvTx) error{
 		}
 		return tx.Bucket(bucketMeta).Put(keyDeliveryCount, itob(uint64(n)))
 	},
+	// 5: the web pages' sign-in tokens and sessions (web.go).
+	func(tx kvTx) error {
+		for _, b := range [][]byte{bucketSignIns, bucketWebSessions} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
 }
 
 // SchemaVersion is the layout this deskgate writes.

@@ -20,6 +20,7 @@ import (
 	"github.com/deskgate/deskgate/gateway/inbound"
 	"github.com/deskgate/deskgate/gateway/metrics"
 	"github.com/deskgate/deskgate/gateway/relay"
+	"github.com/deskgate/deskgate/gateway/web"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -27,10 +28,10 @@ func serveCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
 		Short: "run the daemon",
-		Long: `Run the daemon: the SMTP and LMTP listeners, the relay and the admin API, on the config
-file. SIGHUP reloads the config, SIGTERM drains and stops (docs/operations.md); under systemd
-it reports READY, RELOADING and STOPPING and feeds the watchdog. The config is described in
-deskgate.yaml(5) and docs/configuration.md.`,
+		Long: `Run the daemon: the SMTP and LMTP listeners, the relay, the admin API and, when
+listen.web is set, the web pages, on the config file. SIGHUP reloads the config, SIGTERM drains
+and stops (docs/operations.md); under systemd it reports READY, RELOADING and STOPPING and
+feeds the watchdog. The config is described in deskgate.yaml(5) and docs/configuration.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path := configPath()
@@ -118,6 +119,21 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		}
 		logger.Info("listening", "proto", "admin", "addr", addr.String())
 	}
+	var site *web.Server
+	if cfg.Listen.Web != "" {
+		// The pages read the config through the desk, so that a reload reaches them too.
+		site = web.New(svc.Config, svc, logger)
+		addr, err := site.Listen(cfg.Listen.Web)
+		if err != nil {
+			logger.Error("cannot listen", "proto", "web", "err", err)
+			if api != nil {
+				api.Close()
+			}
+			in.Shutdown(context.Background())
+			return exitError{1}
+		}
+		logger.Info("listening", "proto", "web", "addr", addr.String(), "public_url", cfg.Web.PublicURL)
+	}
 	where := "bbolt:" + cfg.DataDir
 	if cfg.Store.URL != "" {
 		where = store.Redact(cfg.Store.URL)
@@ -144,6 +160,12 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 	defer cancel()
 	if api != nil {
 		api.Close()
+	}
+	if site != nil {
+		// Requests under way finish, within the same grace as the mail sessions.
+		if err := site.Shutdown(ctx); err != nil {
+			logger.Warn("web requests cut off at shutdown", "err", err)
+		}
 	}
 	// Sessions in the middle of a DATA get to finish, so that nothing acknowledged is
 	// cut off; the store is closed only after them.
@@ -200,6 +222,9 @@ func (r *reloader) apply() ([]config.Problem, error) {
 		if c.changed {
 			warnings = append(warnings, config.Problem{Key: c.key, Msg: "changed in the config, but the store stays open as it is until the next restart"})
 		}
+	}
+	if old.Listen.Web != cfg.Listen.Web {
+		warnings = append(warnings, config.Problem{Key: "listen.web", Msg: "changed in the config, but the web listener stays as it is until the next restart"})
 	}
 	r.in.SetConfig(cfg)
 	r.svc.SetConfig(cfg)

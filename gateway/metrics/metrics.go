@@ -147,6 +147,24 @@ var (
 		Name: "deskgate_dmarc_refused_total",
 		Help: "Mail refused with 550 5.7.1: it fails DMARC and its From domain publishes p=reject.",
 	})
+
+	// WebRequests and WebRequestSeconds count the web pages' requests by page, which is the
+	// route's pattern ("GET /tickets/{id}"), never the path asked for, so that a crawler
+	// cannot grow the label set; requests no route takes are page "unrouted".
+	WebRequests = factory.NewCounterVec(prometheus.CounterOpts{
+		Name: "deskgate_web_requests_total",
+		Help: "Requests to the web pages (listen.web), by page (the route's pattern) and HTTP status code.",
+	}, []string{"page", "code"})
+	WebRequestSeconds = factory.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "deskgate_web_request_seconds",
+		Help:    "Time to answer a request to the web pages, by page (the route's pattern).",
+		Buckets: latency,
+	}, []string{"page"})
+	// WebSignIns counts agents' sign-ins on the web pages by outcome.
+	WebSignIns = factory.NewCounterVec(prometheus.CounterOpts{
+		Name: "deskgate_web_sign_ins_total",
+		Help: "Sign-ins on the web pages, by outcome.",
+	}, []string{"outcome"})
 )
 
 func init() {
