@@ -96,7 +96,7 @@ package: man
 	./dist/stage/deskgate completion bash > dist/stage/completion/deskgate.bash
 	./dist/stage/deskgate completion zsh > dist/stage/completion/_deskgate
 	cp README.md packaging/copyright dist/stage/doc/
-	cp docs/* dist/stage/doc/docs/
+	cp -r docs/. dist/stage/doc/docs/
 	cp contrib/deskgate.example.yaml contrib/postfix-main.cf contrib/postfix-transport contrib/prometheus-alerts.yaml dist/stage/doc/examples/
 	printf 'deskgate (%s) unstable; urgency=medium\n\n  * Built from the deskgate repository at %s.\n\n -- deskgate maintainers <deskgate@example.com>  %s\n' \
 		'$(PKG_VERSION)' '$(VERSION)' '$(PKG_DATE)' | gzip -9n > dist/stage/doc/changelog.gz
