@@ -346,7 +346,10 @@ func TestStatusReplyIsAPublicCommentViaWeb(t *testing.T) {
 	if w.Code != http.StatusUnprocessableEntity || !strings.Contains(w.Body.String(), "Write your reply") {
 		t.Errorf("empty reply: %d", w.Code)
 	}
-	if after := rq.ticket(); func() int { ts.svc.Store().View(func(tx *store.Tx) error { tx.Items(after); return nil }); return len(after.CommentIDs) }() != len(tk.CommentIDs) {
+	if after := rq.ticket(); func() int {
+		ts.svc.Store().View(func(tx *store.Tx) error { tx.Items(after); return nil })
+		return len(after.CommentIDs)
+	}() != len(tk.CommentIDs) {
 		t.Error("an empty reply was stored")
 	}
 }
