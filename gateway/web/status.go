@@ -180,7 +180,7 @@ func (s *Server) showStatus(w http.ResponseWriter, r *http.Request, v viewer, co
 		if !c.Public {
 			continue
 		}
-		sc := statusComment{Body: c.Body, When: c.CreatedAt.UTC().Format("2 Jan 2006, 15:04 UTC"),
+		sc := statusComment{Body: strings.TrimRight(c.Body, "\r\n\t "), When: c.CreatedAt.UTC().Format("2 Jan 2006, 15:04 UTC"),
 			WhenISO: c.CreatedAt.UTC().Format(time.RFC3339), Yours: rules.SameAddress(c.Author, v.email)}
 		if v.env.IsAgent(c.Author) {
 			// An agent goes by her configured name only: never her address, nor the name her
