@@ -91,6 +91,7 @@ type statusData struct {
 	AsCC       bool
 	Comments   []statusComment
 	Reach      []reachPerson
+	ReachLine  string // the same in one sentence, beside the reply box
 	Notice     string
 	Error      string
 	Body       string // the reply as typed, shown again when it was refused
@@ -210,6 +211,7 @@ func (s *Server) showStatus(w http.ResponseWriter, r *http.Request, v viewer, co
 		d.Comments = append(d.Comments, sc)
 	}
 	d.Reach = reach(t, v)
+	d.ReachLine = reachLine(d.Reach)
 	s.render(w, r, code, "status.html", fmt.Sprintf("Request #%d", t.ID), d)
 }
 
@@ -233,6 +235,23 @@ func reach(t *store.Ticket, v viewer) []reachPerson {
 		add(cc, "CC")
 	}
 	return out
+}
+
+// reachLine says in words who gets a reply: "Joe Miller, jane@x.test and the support team".
+func reachLine(people []reachPerson) string {
+	names := make([]string, 0, len(people)+1)
+	for _, p := range people {
+		if p.Name != "" {
+			names = append(names, p.Name)
+		} else {
+			names = append(names, p.Address)
+		}
+	}
+	names = append(names, "the support team")
+	if len(names) == 1 {
+		return "Your reply goes to the support team."
+	}
+	return "Your reply goes to " + strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1] + "."
 }
 
 func byteSize(n int64) string {

@@ -159,7 +159,7 @@ func TestStatusViewShowsThePublicConversationOnly(t *testing.T) {
 	}
 	body := w.Body.String()
 	for _, want := range []string{"Printer on fire", "Request #1", "Open", "PUBLIC-1 the printer is on fire", "PUBLIC-2 the answer from Alice",
-		"Jane Doe", jane, "Who a reply will reach", joe, "The support team", "report.pdf", "Send reply", "Mark as solved", `name="body"`} {
+		"Jane Doe", jane, "Who a reply will reach", joe, "Your reply goes to Joe and the support team.", "The support team", "report.pdf", "Send reply", "Mark as solved", `name="body"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the page lacks %q", want)
 		}
