@@ -74,7 +74,7 @@ func (s *Service) fromStatusView(ctx context.Context, ticketID uint64, author, b
 				}
 			}
 		}
-		src := source{author: store.Person{Email: who.Email, Name: who.Name}, via: "web"}
+		src := source{author: who, via: "web"}
 		if d.Comment != nil {
 			src.body = body
 			src.messageID = compose.NewMessageID(s.Random, s.Now(), cfg.Hostname)
