@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -216,7 +217,9 @@ func (d *daemon) startOnce() bool {
 	d.cmd = exec.Command(binary, "serve", "--config", d.configPath)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	if d.env != nil {
-		d.cmd.Env = append(os.Environ(), d.env...)
+		// The daemon refuses DESKGATE_ variables that name no config key; the tests' own
+		// (DESKGATE_SCREENSHOTS, set by make screenshots) are not for it.
+		d.cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, screenshotsEnv+"=") }), d.env...)
 	}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

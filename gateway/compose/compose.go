@@ -51,6 +51,8 @@ type Input struct {
 	InReplyTo   string
 	References  []string
 	Date        time.Time
+	// StatusURL is the one recipient's own request status view link (S1), "" for none.
+	StatusURL string
 }
 
 // NewMessageID makes a fresh, unguessable Message-ID (H1) for a message made at `at`. It
@@ -238,6 +240,10 @@ func body(in Input, tag string, damaged []string) string {
 		for _, name := range damaged {
 			fmt.Fprintf(&b, "\n-- The attachment %q arrived damaged and is not attached. --\n", name)
 		}
+	}
+	// Before the history, where a reader still sees it.
+	if in.StatusURL != "" {
+		fmt.Fprintf(&b, "\nSee your request and reply on the web: %s\n", in.StatusURL)
 	}
 	if len(in.History) > 0 {
 		b.WriteString("\n-- The conversation so far --\n")

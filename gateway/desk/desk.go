@@ -73,6 +73,9 @@ func (s *Service) Config() *config.Config { return s.cfg.Load() }
 // Book is the address book of the running config.
 func (s *Service) Book() *addr.Book { return s.book.Load() }
 
+// Env is what the rules decide by under the running config.
+func (s *Service) Env() rules.Env { return *s.env.Load() }
+
 // Store is the store behind the service.
 func (s *Service) Store() *store.Store { return s.store }
 
@@ -212,6 +215,10 @@ func EnvFrom(cfg *config.Config) rules.Env {
 		MaxCCs:        cfg.Limits.MaxCCs,
 		DMARCReject:   cfg.Authentication.DMARCReject,
 		Agents:        map[string]model.Role{}, AgentNames: map[string]string{},
+	}
+	// Without the pages nobody has a view to be sent a link to (S1).
+	if cfg.Listen.Web != "" && cfg.Web.PublicURL != "" {
+		e.StatusView = cfg.Web.StatusView
 	}
 	for _, a := range cfg.Agents {
 		role := rules.RoleAgent

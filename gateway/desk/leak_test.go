@@ -1,4 +1,4 @@
-package desk
+package desk_test
 
 import (
 	"bytes"
@@ -7,17 +7,25 @@ import (
 	"io"
 	"log/slog"
 	"math/rand"
+	"mime/quotedprintable"
+	"net/http"
+	"net/http/httptest"
 	"net/mail"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/desk"
 	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/relay"
 	"github.com/deskgate/deskgate/gateway/rules"
+	"github.com/deskgate/deskgate/gateway/web"
 	"github.com/deskgate/deskgate/internal/mailtest"
 	"github.com/deskgate/deskgate/internal/storetest"
 	"github.com/deskgate/deskgate/store"
@@ -44,7 +52,7 @@ func isAgent(email string) bool {
 type world struct {
 	t      *testing.T
 	rng    *rand.Rand
-	svc    *Service
+	svc    *desk.Service
 	worker *relay.Worker
 	outbox string
 	seen   map[string]bool
@@ -52,8 +60,13 @@ type world struct {
 	// internal holds the body tokens of comments that are internal now.
 	internal map[string]bool
 	tokenOf  map[uint64]string
-	checked  struct{ files, endUserFiles int }
+	checked  struct{ files, endUserFiles, links, pages int }
 	step     int
+	// site is the web pages of the desk, in process: the status views are checked after
+	// every step as the copies are (H4 on pages, S1).
+	site http.Handler
+	// links are the status view paths the delivered copies carried, each to its owner.
+	links map[string]string
 }
 
 func randomConfig(rng *rand.Rand, dir string) *config.Config {
@@ -75,10 +88,15 @@ func randomConfig(rng *rand.Rand, dir string) *config.Config {
 			CCAttachments: rng.Intn(2) == 0},
 		Notifications: config.Notifications{TicketCreated: pick("requester", "requester_and_ccs", "none"),
 			Assigned: pick("requester", "requester_and_ccs", "none"), Solved: pick("requester", "requester_and_ccs", "none")},
-		Authentication: config.Authentication{AgentIdentity: "none", DNSResolver: closedDNS},
+		Authentication: config.Authentication{AgentIdentity: "none", DNSResolver: "127.0.0.1:1"},
 		Upstream:       config.Upstream{Address: "maildir:" + filepath.Join(dir, "outbox")},
+		Listen:         config.Listen{Web: "127.0.0.1:0"},
+		Web: config.Web{PublicURL: publicURL, SessionLifetime: time.Hour,
+			StatusView: pick(config.StatusViewRequester, config.StatusViewRequesterAndCCs, config.StatusViewOff)},
 	}
 }
+
+const publicURL = "https://desk.example.com"
 
 func newWorld(t *testing.T, seed int64) *world {
 	dir := t.TempDir()
@@ -86,9 +104,10 @@ func newWorld(t *testing.T, seed int64) *world {
 	cfg := randomConfig(rng, dir)
 	st := storetest.Open(t, dir)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := New(cfg, st, logger)
+	svc := desk.New(cfg, st, logger)
 	return &world{t: t, rng: rng, svc: svc, worker: relay.New(cfg, st, logger, nil), outbox: filepath.Join(dir, "outbox", "new"),
-		seen: map[string]bool{}, internal: map[string]bool{}, tokenOf: map[uint64]string{}}
+		seen: map[string]bool{}, internal: map[string]bool{}, tokenOf: map[uint64]string{},
+		site: web.New(svc.Config, svc, logger).Handler(), links: map[string]string{}}
 }
 
 func (w *world) pickFrom(list []string) string { return list[w.rng.Intn(len(list))] }
@@ -102,7 +121,7 @@ func (w *world) anyone() string {
 
 func (w *world) ticket() *store.Ticket {
 	var t *store.Ticket
-	w.svc.store.View(func(tx *store.Tx) error {
+	w.svc.Store().View(func(tx *store.Tx) error {
 		t, _ = tx.Ticket(1)
 		if t != nil {
 			tx.Items(t)
@@ -183,7 +202,7 @@ func (w *world) sendMail(first bool) {
 	} else {
 		b.WriteString("\r\n" + tok + "\r\n")
 	}
-	res, err := w.svc.Receive(context.Background(), Envelope{From: from, Recipients: env}, []byte(b.String()))
+	res, err := w.svc.Receive(context.Background(), desk.Envelope{From: from, Recipients: env}, []byte(b.String()))
 	if err != nil {
 		w.t.Fatalf("step %d: mail refused: %v", w.step, err)
 	}
@@ -195,7 +214,7 @@ func (w *world) track(id uint64, tok string) {
 		return
 	}
 	w.tokenOf[id] = tok
-	w.svc.store.View(func(tx *store.Tx) error {
+	w.svc.Store().View(func(tx *store.Tx) error {
 		if c, err := tx.Comment(id); err == nil && !c.Public {
 			w.internal[tok] = true
 		}
@@ -304,9 +323,13 @@ func (w *world) check() {
 					}
 				}
 			}
+			if linkPattern.Match(decoded(raw)) {
+				w.t.Fatalf("step %d: the agents' copy delivered to %s carries a status view link", w.step, rcpt)
+			}
 			continue
 		}
 		w.checked.endUserFiles++
+		w.checkLinks(raw, rcpt)
 		// N2, X1, T5, V5: no internal text reaches an end user.
 		for tok := range w.internal {
 			if bytes.Contains(raw, []byte(tok)) {
@@ -316,6 +339,160 @@ func (w *world) check() {
 	}
 }
 
+// decoded is a delivered message with its quoted-printable undone, where a long link was
+// folded.
+func decoded(raw []byte) []byte {
+	out, _ := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(raw)))
+	return out
+}
+
+var linkPattern = regexp.MustCompile(regexp.QuoteMeta(publicURL) + `(/requests/([0-9]+)-([a-z2-7]+))`)
+
+// ticketTag finds the ticket a copy tells of in its Subject.
+var ticketTag = regexp.MustCompile(`\[#([0-9]+)-`)
+
+// checkLinks checks the status view links of a copy delivered to rcpt (S1): at most one, and
+// rcpt's own, which no other address on the desk could open.
+func (w *world) checkLinks(raw []byte, rcpt string) {
+	links := linkPattern.FindAllSubmatch(decoded(raw), -1)
+	if len(links) > 1 {
+		w.t.Fatalf("step %d: the copy delivered to %s carries %d status view links", w.step, rcpt, len(links))
+	}
+	if len(links) == 0 {
+		// Every copy to a ticket's requester carries her link while she has a view.
+		var t *store.Ticket
+		if m := ticketTag.FindSubmatch(raw); m != nil {
+			id, _ := strconv.ParseUint(string(m[1]), 10, 64)
+			w.svc.Store().View(func(tx *store.Tx) error { t, _ = tx.Ticket(id); return nil })
+		}
+		if t == nil {
+			w.t.Fatalf("step %d: the copy delivered to %s names no ticket", w.step, rcpt)
+		}
+		if rules.SameAddress(t.Requester.Email, rcpt) && w.svc.Config().Web.StatusView != config.StatusViewOff {
+			w.t.Fatalf("step %d: a copy delivered to the requester %s carries no status view link", w.step, rcpt)
+		}
+		return
+	}
+	id, _ := strconv.ParseUint(string(links[0][2]), 10, 64)
+	token := string(links[0][3])
+	book := w.svc.Book()
+	if !book.ValidStatusToken(id, rcpt, token) {
+		w.t.Fatalf("step %d: the copy delivered to %s carries a link that is not theirs: %s", w.step, rcpt, links[0][1])
+	}
+	for _, other := range append(append([]string(nil), endUsers...), allAgents()...) {
+		if other != rcpt && book.ValidStatusToken(id, other, token) {
+			w.t.Fatalf("step %d: the link in the copy delivered to %s opens %s's view", w.step, rcpt, other)
+		}
+	}
+	w.links[string(links[0][1])] = rcpt
+	w.checked.links++
+}
+
+// checkPages opens every status view link delivered so far, and the requester's and each
+// CC's own even if no copy carried it yet: a link opens its page exactly while the rules
+// give its owner a view (S1), and no page shows what H4, V5 and N2 keep from end users.
+func (w *world) checkPages() {
+	t := w.ticket()
+	if t == nil {
+		return
+	}
+	env := w.svc.Env()
+	book := w.svc.Book()
+	owners := map[string]string{}
+	for p, who := range w.links {
+		owners[p] = who
+	}
+	owners[book.StatusPath(t.ID, t.Requester.Email)] = t.Requester.Email
+	for _, cc := range t.CCs {
+		owners[book.StatusPath(t.ID, cc.Email)] = cc.Email
+	}
+	for p, who := range owners {
+		// A mail may have opened another ticket: each link is checked against its own.
+		id, _ := strconv.ParseUint(linkPattern.FindStringSubmatch(publicURL + p)[2], 10, 64)
+		var t *store.Ticket
+		var public []string
+		w.svc.Store().View(func(tx *store.Tx) error {
+			var err error
+			if t, err = tx.Ticket(id); err != nil {
+				return err
+			}
+			tx.Items(t)
+			for _, id := range t.CommentIDs {
+				if c, err := tx.Comment(id); err == nil && c.Public && w.tokenOf[id] != "" {
+					public = append(public, w.tokenOf[id])
+				}
+			}
+			return nil
+		})
+		rec := httptest.NewRecorder()
+		w.site.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+		as, viewer := rules.StatusViewer(t, who, env)
+		if !viewer {
+			if rec.Code != http.StatusNotFound {
+				w.t.Fatalf("step %d: %s has no status view, yet the link answers %d", w.step, who, rec.Code)
+			}
+			continue
+		}
+		if rec.Code != http.StatusOK {
+			w.t.Fatalf("step %d: %s's status view answers %d", w.step, who, rec.Code)
+		}
+		w.checked.pages++
+		page := rec.Body.String()
+		lower := strings.ToLower(page)
+		for _, a := range allAgents() {
+			if mailtest.HasAddress(lower, a) {
+				w.t.Fatalf("step %d: %s's address is on %s's status view:\n%s", w.step, a, who, page)
+			}
+			if strings.Contains(lower, laptopOf(a)) || strings.Contains(lower, strings.ToLower(privateName(a))) {
+				w.t.Fatalf("step %d: the mail client's name or host of %s is on %s's status view:\n%s", w.step, a, who, page)
+			}
+		}
+		if strings.Contains(lower, "support+") {
+			w.t.Fatalf("step %d: a masked or reply address is on %s's status view:\n%s", w.step, who, page)
+		}
+		for tok := range w.internal {
+			if strings.Contains(page, tok) {
+				w.t.Fatalf("step %d: internal comment %s is on %s's status view", w.step, tok, who)
+			}
+		}
+		for _, tok := range public {
+			if !strings.Contains(page, tok) {
+				w.t.Fatalf("step %d: public comment %s is missing from %s's status view:\n%s", w.step, tok, who, page)
+			}
+		}
+		if !rules.ViewShowsAttachments(as, env) && strings.Contains(page, "/files/") {
+			w.t.Fatalf("step %d: %s's status view offers files under policy.cc_attachments false", w.step, who)
+		}
+	}
+}
+
+// webAction is a reply or a solve from a status view, by the requester, a CC, or someone the
+// view does not admit (who must be refused).
+func (w *world) webAction() {
+	t := w.ticket()
+	who := w.anyone()
+	switch n := w.rng.Intn(3); {
+	case n == 0:
+		who = t.Requester.Email
+	case n == 1 && len(t.CCs) > 0:
+		who = t.CCs[w.rng.Intn(len(t.CCs))].Email
+	}
+	as, viewer := rules.StatusViewer(t, who, w.svc.Env())
+	if w.rng.Intn(4) == 0 {
+		_, err := w.svc.WebSolve(context.Background(), t.ID, who)
+		if _, refused := err.(*rules.Refusal); (err != nil && !refused) || (err == nil) != (as == rules.AsRequester) {
+			w.t.Fatalf("step %d: %s's solve from the view (%q): %v", w.step, who, as, err)
+		}
+		return
+	}
+	tok := w.token()
+	id, err := w.svc.WebReply(context.Background(), t.ID, who, tok)
+	if _, refused := err.(*rules.Refusal); (err != nil && !refused) || viewer != (err == nil) {
+		w.t.Fatalf("step %d: %s (a viewer: %v) replied from the view: %v", w.step, who, viewer, err)
+	}
+	w.track(id, tok)
+}
+
 // TestH4_LeakProperty runs bounded random histories under random policies and checks,
 // after every step, every message deskgate delivered.
 func TestH4_LeakProperty(t *testing.T) {
@@ -323,26 +500,34 @@ func TestH4_LeakProperty(t *testing.T) {
 	if testing.Short() {
 		histories = 10
 	}
-	var files, endUserFiles int
+	var files, endUserFiles, links, pages int
 	for seed := int64(1); seed <= int64(histories); seed++ {
 		w := newWorld(t, seed)
 		w.sendMail(true)
 		w.check()
+		w.checkPages()
 		for w.step = 1; w.step <= steps; w.step++ {
-			if w.rng.Intn(2) == 0 {
+			switch w.rng.Intn(5) {
+			case 0, 1:
 				w.sendMail(false)
-			} else {
+			case 2, 3:
 				w.expertAction()
+			default:
+				w.webAction()
 			}
 			w.check()
+			w.checkPages()
 		}
 		files += w.checked.files
+		links += w.checked.links
+		pages += w.checked.pages
 		endUserFiles += w.checked.endUserFiles
 	}
-	if files < histories*5 || endUserFiles < histories {
-		t.Fatalf("the property was checked on too little mail: %d messages, %d to end users", files, endUserFiles)
+	if files < histories*5 || endUserFiles < histories || links < histories || pages < histories*steps/4 {
+		t.Fatalf("the property was checked on too little: %d messages, %d to end users, %d links, %d pages", files, endUserFiles, links, pages)
 	}
-	t.Logf("%d histories × %d steps: %d delivered messages checked, %d of them to end users", histories, steps, files, endUserFiles)
+	t.Logf("%d histories × %d steps: %d delivered messages checked, %d of them to end users, %d status view links; %d status view pages checked",
+		histories, steps, files, endUserFiles, links, pages)
 }
 
 // privateName is the display name an agent's own mail client gives her, which is not her

@@ -316,6 +316,9 @@ func (p *planner) compose(t *store.Ticket, n rules.Notification, comment *store.
 		}
 		in.History = hist
 	}
+	if n.StatusViewFor != "" {
+		in.StatusURL = p.cfg.Web.PublicURL + p.book.StatusPath(t.ID, n.StatusViewFor)
+	}
 	in.InReplyTo, in.References = p.threadHeaders(t, comment, support)
 	msg, err := compose.Message(in)
 	if err != nil {

@@ -54,3 +54,22 @@ func DecideWebReply(ticket *model.Ticket, author string, attachments bool, env E
 	notifyComment(&d, t, env, noteFacts{author: author, public: true, endUsersOK: true, ccs: t.CCs, attachments: attachments})
 	return d
 }
+
+// DecideWebSolve decides "Mark as solved" from the request status view by author (S2): the
+// requester's own solve, told as notifications.solved says (N5). Only the requester may solve
+// her request; a CC with a view of it may not, as a CC cannot by mail either.
+func DecideWebSolve(ticket *model.Ticket, author string, env Env) (Decision, *Refusal) {
+	t := copyTicket(ticket)
+	d := Decision{Ticket: t}
+	if as, ok := StatusViewer(t, author, env); !ok || as != AsRequester {
+		return d, refuse(RefuseNotAllowed, "S2", "%s is not the requester of ticket %d: only she marks it solved from the status view", author, t.ID)
+	}
+	if t.Status == model.StatusSolved {
+		d.trace("T4", "status unchanged", "solved already")
+		return d, nil
+	}
+	d.Status, t.Status = model.StatusSolved, model.StatusSolved
+	d.trace("S2", "status solved", "the requester marked her request solved from the request status view")
+	notifyEvent(&d, t, env, KindSolved, env.Notifications.Solved, author)
+	return d, nil
+}

@@ -101,3 +101,37 @@ func TestS2_WebReply(t *testing.T) {
 		t.Fatalf("a CC's web reply: %v %v", d.Trace, recipients(d))
 	}
 }
+
+// S2, N5: "Mark as solved" is the requester's own solve, told as notifications.solved says;
+// a CC with a view may not solve, nor may someone the view no longer admits.
+func TestS2_WebSolve(t *testing.T) {
+	e := env(withView(StatusViewRequesterAndCCs), func(e *Env) { e.Notifications.Solved = "requester_and_ccs" })
+	d, r := DecideWebSolve(ticket(model.StatusOpen), jane, e)
+	if r != nil || d.Status != model.StatusSolved || !traceHas(d.Trace, "S2", "status solved") {
+		t.Fatalf("requester's solve: %v %+v %v", r, d.Status, d.Trace)
+	}
+	got := recipients(d)
+	if !has(got, jane+"/requester/end_user") || !has(got, joe+"/cc/end_user") || notifiedEmails(d)[carol] {
+		t.Fatalf("requester's solve under requester_and_ccs notified %v", got)
+	}
+	for _, n := range d.Notifications {
+		if n.Kind != KindSolved || !n.Automatic {
+			t.Fatalf("notification %+v: want an automatic solved notice", n)
+		}
+	}
+	d, _ = DecideWebSolve(ticket(model.StatusOpen), jane, env(withView(StatusViewRequester), func(e *Env) { e.Notifications.Solved = "none" }))
+	if d.Status != model.StatusSolved || len(d.Notifications) != 0 {
+		t.Fatalf("notifications.solved none: %v %v", d.Status, recipients(d))
+	}
+	if d, r := DecideWebSolve(ticket(model.StatusSolved), jane, e); r != nil || d.Status != "" || len(d.Notifications) != 0 {
+		t.Fatalf("solving a solved ticket again: %v %v %v", r, d.Status, recipients(d))
+	}
+	for _, who := range []string{joe, kim, carol} {
+		if _, r := DecideWebSolve(ticket(model.StatusOpen), who, e); r == nil || r.Rule != "S2" {
+			t.Errorf("%s solved the request from the view: %v", who, r)
+		}
+	}
+	if _, r := DecideWebSolve(ticket(model.StatusOpen), jane, env(withView(StatusViewOff))); r == nil {
+		t.Error("a solve went through with web.status_view off")
+	}
+}
