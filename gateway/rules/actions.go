@@ -35,6 +35,9 @@ type Action struct {
 	CommentPublic bool
 	// For ActStatus.
 	Status model.Status
+	// Via is where the action came from, as its comment or event records it: "api" when
+	// unset (the admin API and the CLI), "web" for the desk's pages.
+	Via string
 }
 
 // ExpertName is how the trace, explain and tickets show name whoever took an expert action:
