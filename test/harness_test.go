@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -215,9 +216,10 @@ func (d *daemon) startOnce() bool {
 	d.logs = &syncBuffer{}
 	d.cmd = exec.Command(binary, "serve", "--config", d.configPath)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
-	if d.env != nil {
-		d.cmd.Env = append(os.Environ(), d.env...)
-	}
+	// The test's own DESKGATE_SCREENSHOTS (make screenshots) is no config key: deskgate
+	// refuses to start on an unknown DESKGATE_ variable, so the daemon does not inherit it.
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, screenshotsEnv+"=") })
+	d.cmd.Env = append(env, d.env...)
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
