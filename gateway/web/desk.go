@@ -684,7 +684,11 @@ func (s *Server) personAct(kind model.Operation, field, done string) func(http.R
 		raw := r.PostFormValue(field)
 		email, ok := bareAddress(raw)
 		if !ok {
-			s.setFlash(w, flash{Error: true, Text: fmt.Sprintf("%q is not an email address.", raw)})
+			msg := fmt.Sprintf("%q is not an email address.", raw)
+			if strings.TrimSpace(raw) == "" {
+				msg = "Choose or enter an address first."
+			}
+			s.setFlash(w, flash{Error: true, Text: msg})
 			http.Redirect(w, r, s.path(fmt.Sprintf("/tickets/%d", id)), http.StatusSeeOther)
 			return
 		}
