@@ -216,11 +216,10 @@ func (d *daemon) startOnce() bool {
 	d.logs = &syncBuffer{}
 	d.cmd = exec.Command(binary, "serve", "--config", d.configPath)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
-	if d.env != nil {
-		// The daemon refuses DESKGATE_ variables that name no config key; the tests' own
-		// (DESKGATE_SCREENSHOTS, set by make screenshots) are not for it.
-		d.cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, screenshotsEnv+"=") }), d.env...)
-	}
+	// The test's own DESKGATE_SCREENSHOTS (make screenshots) is no config key: deskgate
+	// refuses to start on an unknown DESKGATE_ variable, so the daemon does not inherit it.
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, screenshotsEnv+"=") })
+	d.cmd.Env = append(env, d.env...)
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -145,7 +145,11 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 			if refusal != nil {
 				return nil, refusal
 			}
-			src := source{author: store.Person{Email: a.Actor, Name: env.AgentNames[strings.ToLower(a.Actor)]}, via: "api", action: string(a.Kind), detail: detailOf(a, d)}
+			via := a.Via
+			if via == "" {
+				via = "api"
+			}
+			src := source{author: store.Person{Email: a.Actor, Name: env.AgentNames[strings.ToLower(a.Actor)]}, via: via, action: string(a.Kind), detail: detailOf(a, d)}
 			if a.Kind == rules.ActComment {
 				src.body = body
 				src.messageID = compose.NewMessageID(s.Random, s.Now(), cfg.Hostname)

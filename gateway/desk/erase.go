@@ -108,6 +108,18 @@ func (s *Service) Erase(ctx context.Context, address string, dryRun bool) (Erasu
 		out.Actions = append(out.Actions, lines...)
 	}
 	if !dryRun {
+		// A former agent's sessions and unspent sign-in links name her too.
+		var ended int
+		if err := s.store.Update(ctx, func(tx *store.Tx) error {
+			var err error
+			ended, err = tx.DeleteWebSessionsOf(address)
+			return err
+		}); err != nil {
+			return out, err
+		}
+		if ended > 0 {
+			out.Actions = append(out.Actions, fmt.Sprintf("web: %d sessions and sign-in links ended", ended))
+		}
 		s.rateMu.Lock()
 		delete(s.rate, strings.ToLower(address))
 		s.rateMu.Unlock()

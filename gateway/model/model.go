@@ -50,6 +50,9 @@ const (
 	KindTicketCreated NotificationKind = "ticket_created"
 	KindAssigned      NotificationKind = "assigned"
 	KindSolved        NotificationKind = "solved"
+	// KindSignIn is a sign-in link mailed to an agent for the web pages: it belongs to no
+	// ticket (its delivery's TicketID is 0) and is no notification of one.
+	KindSignIn NotificationKind = "sign_in"
 )
 
 // Role is what a sender or participant is to the desk.

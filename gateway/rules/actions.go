@@ -35,6 +35,9 @@ type Action struct {
 	CommentPublic bool
 	// For ActStatus.
 	Status model.Status
+	// Via is where the action came from, as its comment or event records it: "api" when
+	// unset (the admin API and the CLI), "web" for the desk's pages.
+	Via string
 }
 
 // ExpertName is how the trace, explain and tickets show name whoever took an expert action:
@@ -64,6 +67,11 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 	}
 	switch a.Kind {
 	case ActAddCC:
+		if env.AgentRole(a.Actor) == RoleLightAgent {
+			// C1 keeps light agents from adding CCs by mail; an expert action named after
+			// one (the web desk's, or the API's X-Deskgate-Expert) is held to the same.
+			return d, refuse(RefuseNotAllowed, "C1", "%s is a light agent and cannot add CCs", a.Actor)
+		}
 		if env.IsAgent(email) && env.Policy.AgentCCBecomesFollower && env.Policy.FollowersEnabled {
 			if r := agentCCToFollower(&d, t, a.Person, env, a.Actor); r != nil {
 				return d, r
@@ -151,6 +159,11 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 	case ActMakePublic:
 		if a.CommentID == 0 {
 			return d, refuse(RefuseNotFound, "V5", "no such comment on ticket %d", t.ID)
+		}
+		if env.AgentRole(a.Actor) == RoleLightAgent {
+			// A light agent's own words are internal only (V4); publishing another's to the
+			// requester and CCs is no more hers to do.
+			return d, refuse(RefuseNotAllowed, "V4", "%s is a light agent and cannot make a comment public", a.Actor)
 		}
 		d.Restate = &Restate{CommentID: a.CommentID, Public: true}
 		d.trace("X1", "made public", fmt.Sprintf("comment %d is public from now on, by %s; it is not sent again", a.CommentID, ExpertName(a.Actor)))

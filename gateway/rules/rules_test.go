@@ -495,6 +495,25 @@ func TestV4_ExpertChoosesVisibility(t *testing.T) {
 	}
 }
 
+// A light agent acting as an expert (the web desk, the API naming her) is held to what she may
+// do by mail: no CCs (C1), nothing public (V4); she may still take herself out of the way.
+func TestC1_V4_LightAgentExpertActions(t *testing.T) {
+	_, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Actor: bob, Person: model.Person{Email: "new@example.org"}}, env())
+	if r == nil || r.Kind != RefuseNotAllowed || r.Rule != "C1" || !strings.Contains(r.Msg, "light agent") {
+		t.Fatalf("light agent added a CC: %v", r)
+	}
+	_, r = DecideAction(ticket(model.StatusOpen), Action{Kind: ActMakePublic, Actor: bob, CommentID: 9}, env())
+	if r == nil || r.Kind != RefuseNotAllowed || r.Rule != "V4" {
+		t.Fatalf("light agent made a comment public: %v", r)
+	}
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Actor: alice, Person: model.Person{Email: "new@example.org"}}, env()); r != nil {
+		t.Fatalf("agent refused a CC: %v", r)
+	}
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActMakePrivate, Actor: bob, CommentID: 9, CommentPublic: true}, env()); r != nil {
+		t.Fatalf("light agent refused making a comment internal: %v", r)
+	}
+}
+
 func TestV5_MakeCommentInternal(t *testing.T) {
 	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActMakePrivate, CommentID: 9, CommentPublic: true}, env())
 	if r != nil || d.Restate == nil || d.Restate.CommentID != 9 || d.Restate.Public || !traceHas(d.Trace, "V5", "internal") || len(d.Notifications) != 0 {

@@ -35,7 +35,7 @@ type request struct {
 	id uint64
 }
 
-func (ts *testSite) receive(raw string) desk.Result {
+func (ts *testSite) receiveResult(raw string) desk.Result {
 	ts.t.Helper()
 	res, err := ts.svc.Receive(context.Background(), desk.Envelope{From: "x@x", Recipients: []string{"support@example.com"}},
 		[]byte(strings.ReplaceAll(raw, "\n", "\r\n")))
@@ -56,7 +56,7 @@ func (ts *testSite) act(id uint64, body string, actions ...rules.Action) uint64 
 
 func newRequest(ts *testSite, subject, fromName, body string) *request {
 	ts.t.Helper()
-	res := ts.receive(fmt.Sprintf(`From: %q <%s>
+	res := ts.receiveResult(fmt.Sprintf(`From: %q <%s>
 To: support@example.com
 Cc: "Joe" <%s>
 Subject: %s
@@ -147,7 +147,7 @@ func (ts *testSite) copies() []sentCopy {
 	return out
 }
 
-var linkPattern = regexp.MustCompile(`https://desk\.example\.com(/requests/[0-9]+-[a-z2-7]+)`)
+var statusLinkPattern = regexp.MustCompile(`https://desk\.example\.com(/requests/[0-9]+-[a-z2-7]+)`)
 
 func TestStatusViewShowsThePublicConversationOnly(t *testing.T) {
 	ts := newTestSite(t, nil)
@@ -390,7 +390,7 @@ func TestStatusSolve(t *testing.T) {
 		t.Fatalf("%d solved notices, want Jane's and Joe's", len(solved))
 	}
 	for _, c := range solved {
-		m := linkPattern.FindStringSubmatch(c.text)
+		m := statusLinkPattern.FindStringSubmatch(c.text)
 		if len(c.to) != 1 || m == nil || m[1] != rq.link(c.to[0]) {
 			t.Errorf("solved notice to %v carries link %v", c.to, m)
 		}
@@ -434,7 +434,7 @@ func TestStatusLinksInCopies(t *testing.T) {
 		viewers[joe] = view == config.StatusViewRequesterAndCCs
 		linked := map[string]bool{}
 		for _, c := range ts.copies() {
-			links := linkPattern.FindAllStringSubmatch(c.text, -1)
+			links := statusLinkPattern.FindAllStringSubmatch(c.text, -1)
 			if len(links) == 0 {
 				continue
 			}

@@ -61,6 +61,8 @@ type Server struct {
 	static map[string]staticFile
 	cop    atomic.Pointer[originCheck]
 	http   *http.Server
+	// signIns counts the sign-in mails sent, for their hourly limits (login.go).
+	signIns signInLimiter
 }
 
 // staticFile is one file under /static/, with an ETag of its content so that browsers
