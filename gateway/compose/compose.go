@@ -243,7 +243,9 @@ func body(in Input, tag string, damaged []string) string {
 	}
 	// Before the history, where a reader still sees it.
 	if in.StatusURL != "" {
-		fmt.Fprintf(&b, "\nSee your request and reply on the web: %s\n", in.StatusURL)
+		// On a line of its own: a quoted-printable line of over 76 characters would be broken
+		// with a soft line break, which readers that do not decode it (a grep) trip over.
+		fmt.Fprintf(&b, "\nSee your request and reply on the web:\n%s\n", in.StatusURL)
 	}
 	if len(in.History) > 0 {
 		b.WriteString("\n-- The conversation so far --\n")

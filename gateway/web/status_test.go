@@ -444,7 +444,7 @@ func TestStatusLinksInCopies(t *testing.T) {
 			if links[0][1] != rq.link(c.to[0]) || !viewers[c.to[0]] {
 				t.Fatalf("%q: the copy to %s carries %s", view, c.to[0], links[0][1])
 			}
-			if !strings.Contains(c.text, "See your request and reply on the web: https://desk.example.com"+rq.link(c.to[0])) {
+			if !strings.Contains(strings.ReplaceAll(c.text, "\r\n", "\n"), "See your request and reply on the web:\nhttps://desk.example.com"+rq.link(c.to[0])) {
 				t.Errorf("%q: the link line in the copy to %s:\n%s", view, c.to[0], c.text)
 			}
 			linked[c.to[0]] = true
