@@ -240,8 +240,18 @@ type deskgate struct {
 	cmd       *exec.Cmd
 	smtp      string
 	admin     string
+	web       string // the web pages' listener, "" when webPages is off
 	token     string
 }
+
+// webPages turns the web listener on in the desks the bench starts, with a trusted header
+// from loopback standing in for an agent's sign-in (make bench-scale measures the pages).
+// It is off for the other runs: with it, each requester gets a copy of her own (S1), which
+// is more mail than the runs were measured with.
+var webPages bool
+
+// webHeader is the trusted header of the bench's desks: the agent a page request is from.
+const webHeader = "X-Bench-Agent"
 
 func benchAgents() string {
 	var b strings.Builder
@@ -261,6 +271,12 @@ func startDeskgateUp(dir, upstream string) (*deskgate, error) {
 // startDeskgateWith starts deskgate with the given upstream and authentication blocks.
 func startDeskgateWith(dir, upstream, auth string) (*deskgate, error) {
 	d := &deskgate{smtp: freePort(), admin: freePort(), token: "bench-token", outbox: filepath.Join(*outDir, filepath.Base(dir))}
+	webListen, webConfig := "", ""
+	if webPages {
+		d.web = freePort()
+		webListen = fmt.Sprintf(", web: %q", d.web)
+		webConfig = fmt.Sprintf("web: {public_url: \"http://%s\", trusted_header: %s, trusted_proxies: [127.0.0.1]}\n", d.web, webHeader)
+	}
 	os.RemoveAll(d.outbox)
 	if upstream == "" {
 		upstream = fmt.Sprintf(`{address: "maildir:%s"}`, d.outbox)
@@ -269,7 +285,7 @@ func startDeskgateWith(dir, upstream, auth string) (*deskgate, error) {
 	os.WriteFile(tokenFile, []byte(d.token), 0o600)
 	cfg := fmt.Sprintf(`hostname: bench.deskgate.test
 data_dir: %[1]s/data
-listen: {smtp: "%[2]s", lmtp: "", admin: "%[3]s"}
+listen: {smtp: "%[2]s", lmtp: "", admin: "%[3]s"%[10]s}
 support: {name: Bench Support, addresses: [support@example.com]}
 limits: {max_sessions: 500, max_mails_per_sender_hour: 0}
 agents:
@@ -278,7 +294,7 @@ authentication: %[7]s
 upstream: %[6]s
 admin: {token_file: %[4]s}
 log: {level: warn}
-%[8]s`, dir, d.smtp, d.admin, tokenFile, benchAgents(), upstream, auth, extraConfig)
+%[8]s%[9]s`, dir, d.smtp, d.admin, tokenFile, benchAgents(), upstream, auth, extraConfig, webConfig, webListen)
 	path := filepath.Join(dir, "deskgate.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,6 +46,8 @@ func runScale() error {
 	}
 	defer benchDNS.Close()
 	startWait = 10 * time.Minute
+	webPages = true
+	defer func() { webPages = false }()
 	*messages = *scaleMsgs
 	base, _ := filepath.Abs(*scaleDir)
 	bigDir := filepath.Join(base, fmt.Sprintf("scale-%d", *scale))
@@ -105,6 +109,11 @@ func runScale() error {
 		row(name+" p50", e.p50, b.p50, "ms", "", true)
 		row(name+" p99", e.p99, b.p99, "ms", "<= 10 ms", b.p99 <= 10)
 	}
+	for _, name := range webNames {
+		e, b := empty.api[name], big.api[name]
+		row(name+" p50", e.p50, b.p50, "ms", "", true)
+		row(name+" p99", e.p99, b.p99, "ms", "<= 20 ms", b.p99 <= 20)
+	}
 	row("RSS after the runs (VmRSS)", empty.rss, big.rss, "Mi", "<= 256 MiB", big.rss <= 256)
 	row("  of which anonymous (RssAnon)", empty.rssAnon, big.rssAnon, "Mi", "", true)
 	row("  of which the mapped file (RssFile)", empty.rssFile, big.rssFile, "Mi", "", true)
@@ -120,6 +129,29 @@ func runScale() error {
 	fmt.Printf("%-44s %11.1f MiB -> %.1f MiB after deleting -> %.1f MiB compacted\n", "database file", float64(compacted.before)/(1<<20),
 		float64(compacted.afterDelete)/(1<<20), float64(compacted.after)/(1<<20))
 	return nil
+}
+
+// webNames are the web pages measured, over HTTP as a browser asks for them.
+var webNames = []string{"web: ticket list", "web: request detail, 200 comments", "web: status view, 200 comments"}
+
+var statusLink = regexp.MustCompile(`/requests/[0-9]+-[a-z2-7]+`)
+
+// statusPath finds requester's request status view link in a copy deskgate sent her.
+func (d *deskgate) statusPath(requester string) (string, error) {
+	entries, err := os.ReadDir(filepath.Join(d.outbox, "new"))
+	if err != nil {
+		return "", err
+	}
+	for i := len(entries) - 1; i >= 0; i-- {
+		raw, err := os.ReadFile(filepath.Join(d.outbox, "new", entries[i].Name()))
+		if err != nil || !strings.HasPrefix(string(raw), "Delivered-To: "+requester) {
+			continue
+		}
+		if link := statusLink.FindString(string(raw)); link != "" {
+			return link, nil
+		}
+	}
+	return "", fmt.Errorf("no copy to %s carries a status view link", requester)
 }
 
 var apiNames = []string{"tickets list, first page", "tickets list, status=open", "tickets list, deep page (before=)", "tickets show, 200 comments", "explain"}
@@ -183,6 +215,20 @@ func measureDesk(source, dir string, big bool) (deskResult, error) {
 	}
 	for _, name := range apiNames {
 		if r.api[name], err = d.latency(paths[name], *apiN); err != nil {
+			return r, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	statusView, err := d.statusPath("long@customer.test")
+	if err != nil {
+		return r, err
+	}
+	pages := map[string]string{
+		webNames[0]: "/tickets",
+		webNames[1]: fmt.Sprintf("/tickets/%d", long),
+		webNames[2]: statusView,
+	}
+	for _, name := range webNames {
+		if r.api[name], err = d.webLatency(pages[name], *apiN); err != nil {
 			return r, fmt.Errorf("%s: %w", name, err)
 		}
 	}
@@ -292,13 +338,26 @@ func (d *deskgate) getJSON(path string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// latency requests path n times, one after the other, and returns the median and the 99th
-// percentile of the time to the whole answer.
+// latency requests path of the admin API n times, one after the other, and returns the
+// median and the 99th percentile of the time to the whole answer.
 func (d *deskgate) latency(path string, n int) (latency, error) {
+	return timeRequests(n, path, func() (*http.Response, error) { return d.request("GET", path, "") })
+}
+
+// webLatency is latency for a web page, requested as agent1 (the trusted header).
+func (d *deskgate) webLatency(path string, n int) (latency, error) {
+	return timeRequests(n, path, func() (*http.Response, error) {
+		req, _ := http.NewRequest("GET", "http://"+d.web+path, nil)
+		req.Header.Set(webHeader, "agent1@example.com")
+		return http.DefaultClient.Do(req)
+	})
+}
+
+func timeRequests(n int, path string, get func() (*http.Response, error)) (latency, error) {
 	times := make([]float64, 0, n)
 	for i := 0; i < n; i++ {
 		start := time.Now()
-		resp, err := d.request("GET", path, "")
+		resp, err := get()
 		if err != nil {
 			return latency{}, err
 		}
