@@ -144,7 +144,7 @@ func (d *deskgate) statusPath(requester string) (string, error) {
 	}
 	for i := len(entries) - 1; i >= 0; i-- {
 		raw, err := os.ReadFile(filepath.Join(d.outbox, "new", entries[i].Name()))
-		if err != nil || !strings.HasPrefix(string(raw), "Delivered-To: "+requester) {
+		if err != nil || !strings.Contains(string(raw), "Delivered-To: "+requester+"\r\n") {
 			continue
 		}
 		if link := statusLink.FindString(string(raw)); link != "" {
