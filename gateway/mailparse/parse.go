@@ -68,7 +68,10 @@ type Message struct {
 	InReplyTo          string
 	References         []string
 	Text               string
-	Attachments        []Attachment
+	// HTML is the first text/html part as it came, "" without one: never to be shown as it
+	// is (the desk sanitises it for its formatted view); Text is what the desk stores.
+	HTML        string
+	Attachments []Attachment
 	// Header keeps the fields later rules read (Auto-Submitted, Precedence, ...).
 	Header map[string]string
 	// Problems notes what could not be decoded, for the comment and the log.
@@ -397,6 +400,9 @@ func (m *Message) readBody(ent *message.Entity, depth int, parts *int) {
 		m.Header[plainMark] = "1"
 	case ctype == "text/html" && m.Text == "":
 		m.Text = HTMLToText(string(body))
+	}
+	if ctype == "text/html" && m.HTML == "" {
+		m.HTML = string(body)
 	}
 }
 

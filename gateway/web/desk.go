@@ -271,6 +271,7 @@ type itemView struct {
 	Audience       []audienceView
 	Explain        string
 	Raw            string // "" when the comment did not come by mail
+	Formatted      string // the sanitised view of the mail's HTML part; "" with Raw
 	// AuthorEmail is the third party's address, for "add as CC".
 	AuthorEmail string
 }
@@ -415,6 +416,7 @@ func (s *Server) commentView(cfg *config.Config, tx *store.Tx, base string, c st
 		Explain: fmt.Sprintf("%s/comments/%d/explain", base, c.ID), AuthorEmail: c.Author}
 	if c.Via == "email" {
 		v.Raw = fmt.Sprintf("%s/comments/%d/raw", base, c.ID)
+		v.Formatted = fmt.Sprintf("%s/comments/%d/formatted", base, c.ID)
 	}
 	for i, at := range c.Attachments {
 		v.Attachments = append(v.Attachments, attachmentView{Name: at.Name, Size: size(at.Size), Problem: at.Problem,
