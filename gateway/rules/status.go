@@ -73,3 +73,11 @@ func DecideWebSolve(ticket *model.Ticket, author string, env Env) (Decision, *Re
 	notifyEvent(&d, t, env, KindSolved, env.Notifications.Solved, author)
 	return d, nil
 }
+
+// StatusViewShowsAddress says whether the status view may show email's address beside its
+// name (S1, H4): an end user's, as every copy shows it (H2), but never an agent's, a
+// follower's or the assignee's, whatever the config says of them now. A follower removed from
+// agents since is still the desk's, and still hidden.
+func StatusViewShowsAddress(t *model.Ticket, email string, env Env) bool {
+	return !env.IsAgent(email) && !IsFollower(t, email) && !SameAddress(t.Assignee, email)
+}

@@ -590,7 +590,8 @@ func (s *Server) attachment(w http.ResponseWriter, r *http.Request, a Agent) {
 		return
 	}
 	n, err := strconv.Atoi(r.PathValue("n"))
-	if err != nil || n < 0 || n >= len(c.Attachments) {
+	if c == nil || err != nil || n < 0 || n >= len(c.Attachments) {
+		// c is nil for an event: it has no files.
 		s.errorPage(w, r, http.StatusNotFound, "This comment has no such attachment.")
 		return
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/deskgate/deskgate/gateway/desk"
+	"github.com/deskgate/deskgate/gateway/model"
+	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -269,7 +271,10 @@ func TestDownloadsAreAttachmentsNeverPages(t *testing.T) {
 		!strings.HasPrefix(w.Header().Get("Content-Disposition"), "attachment;") || !strings.Contains(w.Body.String(), "Subject: Printer on fire") {
 		t.Errorf("raw: %d %v", w.Code, w.Header())
 	}
-	for _, p := range []string{base + "/files/1", base + "/files/x", fmt.Sprintf("/tickets/%d/comments/%d/raw", id+1, cs[0].ID)} {
+	// An event's id in a file route: events have no files (this panicked once).
+	event := ts.act(id, "", rules.Action{Kind: rules.ActAddCC, Person: model.Person{Email: "kim@customer.test"}, Actor: "alice@example.com"})
+	for _, p := range []string{base + "/files/1", base + "/files/x", fmt.Sprintf("/tickets/%d/comments/%d/raw", id+1, cs[0].ID),
+		fmt.Sprintf("/tickets/%d/comments/%d/files/0", id, event), fmt.Sprintf("/tickets/%d/comments/%d/formatted", id, event)} {
 		if w := ts.get(p, alice); w.Code != 404 {
 			t.Errorf("%s: %d", p, w.Code)
 		}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -181,13 +182,13 @@ func (s *Server) showStatus(w http.ResponseWriter, r *http.Request, v viewer, co
 		if !c.Public {
 			continue
 		}
-		sc := statusComment{Body: strings.TrimRight(c.Body, "\r\n\t "), When: c.CreatedAt.UTC().Format("2 Jan 2006, 15:04 UTC"),
+		sc := statusComment{Body: s.hideDeskAddresses(strings.TrimRight(c.Body, "\r\n\t ")), When: c.CreatedAt.UTC().Format("2 Jan 2006, 15:04 UTC"),
 			WhenISO: c.CreatedAt.UTC().Format(time.RFC3339), Yours: rules.SameAddress(c.Author, v.email)}
-		if v.env.IsAgent(c.Author) {
+		if !rules.StatusViewShowsAddress(t, c.Author, v.env) {
 			// An agent goes by her configured name only: never her address, nor the name her
 			// own mail client gave her (H1, H4).
 			sc.Agent = true
-			sc.Author = compose.AuthorName(v.env, c.Author, "")
+			sc.Author = deskName(v.env, c.Author, c.AuthorName)
 		} else {
 			sc.Author, sc.Address = c.AuthorName, c.Author
 			if sc.Author == "" {
@@ -224,8 +225,8 @@ func reach(t *store.Ticket, v viewer) []reachPerson {
 		if rules.SameAddress(p.Email, v.email) {
 			return
 		}
-		if v.env.IsAgent(p.Email) {
-			out = append(out, reachPerson{Name: compose.AuthorName(v.env, p.Email, ""), Role: role + ", support team"})
+		if !rules.StatusViewShowsAddress(t, p.Email, v.env) {
+			out = append(out, reachPerson{Name: deskName(v.env, p.Email, p.Name), Role: role + ", support team"})
 			return
 		}
 		out = append(out, reachPerson{Name: p.Name, Address: p.Email, Role: role})
@@ -362,4 +363,30 @@ func (s *Server) statusFile(w http.ResponseWriter, r *http.Request) {
 	// Opened in a tab after all, the file is a sandboxed document that runs nothing.
 	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
 	w.Write(data)
+}
+
+// mailAddress finds what looks like an address in a comment's text.
+var mailAddress = regexp.MustCompile(`[A-Za-z0-9._%+=-]+@[A-Za-z0-9.-]+`)
+
+// hideDeskAddresses takes masked addresses out of text shown on the status view (S1): an
+// agent who answers by mail quotes the headers of her own copy, which name participants by
+// them. They lead back to the desk only, but the view promises to show none.
+func (s *Server) hideDeskAddresses(text string) string {
+	book := s.svc.Book()
+	return mailAddress.ReplaceAllStringFunc(text, func(a string) string {
+		if p, ok := book.Classify(a); ok && p.Kind == addr.Masked {
+			return "[address hidden]"
+		}
+		return a
+	})
+}
+
+// deskName names one of the desk's people on the status view without her address: her
+// configured name, else the name stored with what she wrote, else "Support team" (for one
+// who has left agents since and was stored without a name).
+func deskName(env rules.Env, email, stored string) string {
+	if n := compose.AuthorName(env, email, stored); n != "" && !strings.Contains(n, "@") {
+		return n
+	}
+	return "Support team"
 }

@@ -35,6 +35,15 @@ type request struct {
 	id uint64
 }
 
+// receiveAt has raw reach the desk addressed to rcpt, as a reply to a copy would.
+func (ts *testSite) receiveAt(rcpt, raw string) {
+	ts.t.Helper()
+	if _, err := ts.svc.Receive(context.Background(), desk.Envelope{From: "x@x", Recipients: []string{rcpt}},
+		[]byte(strings.ReplaceAll(raw, "\n", "\r\n"))); err != nil {
+		ts.t.Fatal(err)
+	}
+}
+
 func (ts *testSite) receiveResult(raw string) desk.Result {
 	ts.t.Helper()
 	res, err := ts.svc.Receive(context.Background(), desk.Envelope{From: "x@x", Recipients: []string{"support@example.com"}},
@@ -454,5 +463,58 @@ func TestStatusLinksInCopies(t *testing.T) {
 				t.Errorf("%q: %s got a link: %v, want %v", view, who, linked[who], has)
 			}
 		}
+	}
+}
+
+// A follower who answered the requester in public, quoting her copy's masked addresses as
+// mail clients do, and who has left agents since: the requester's page shows neither her
+// address nor a masked address (S1, H4).
+func TestStatusViewHidesAFormerAgentFollowerAndMaskedAddresses(t *testing.T) {
+	ts := newTestSite(t, nil)
+	rq := defaultRequest(ts)
+	ts.act(rq.id, "", rules.Action{Kind: rules.ActAddFollower, Actor: "alice@example.com", Person: model.Person{Email: "alice@example.com"}})
+	tk := rq.ticket()
+	book := ts.svc.Book()
+	masked := book.MaskedAddress("support@example.com", rq.id, tk.Masks[jane])
+	reply := book.ReplyAddress("support@example.com", rq.id)
+	ts.receiveAt(reply, fmt.Sprintf(`From: Alice <alice@example.com>
+To: %s
+Cc: %s
+Subject: Re: Printer on fire
+Message-ID: <alice-quote@example.com>
+
+PUBLIC-QUOTE the technician comes at three.
+
+On Monday, Jane Doe <%s> wrote:
+> It is burning.
+`, reply, masked, masked))
+	_, cs := ts.ticket(rq.id)
+	public := false
+	for _, c := range cs {
+		public = public || (strings.Contains(c.Body, "PUBLIC-QUOTE") && c.Public)
+	}
+	if !public {
+		t.Fatalf("the follower's reply-all is not a public comment of the ticket: %+v", cs)
+	}
+	ts.reload(func(c *config.Config) {
+		var agents []config.Agent
+		for _, a := range c.Agents {
+			if a.Email != "alice@example.com" {
+				agents = append(agents, a)
+			}
+		}
+		c.Agents = agents
+	})
+	page := ts.get(rq.link(jane)).Body.String()
+	if !strings.Contains(page, "PUBLIC-QUOTE") {
+		t.Fatalf("the reply is not on the page:\n%s", page)
+	}
+	for _, never := range []string{"alice@example.com", masked, "support+"} {
+		if strings.Contains(page, never) {
+			t.Errorf("the requester's page shows %q:\n%s", never, page)
+		}
+	}
+	if !strings.Contains(page, "[address hidden]") {
+		t.Errorf("the quoted masked address is not replaced")
 	}
 }
