@@ -259,6 +259,7 @@ type itemView struct {
 	ByAgent        bool
 	Public         bool
 	ThirdParty     bool
+	AddAsCC        bool // a third party (X1) who is not a participant yet
 	ReplyToDiffers bool
 	Automatic      string
 	Via            string
@@ -341,7 +342,10 @@ func (s *Server) loadDetail(id uint64, a Agent) (detailData, error) {
 			d.Failures = append(d.Failures, failureView{Who: f.Email, As: string(f.As), Reply: f.Reply, At: when(f.At), Delivery: f.Delivery, SourceID: f.SourceID})
 		}
 		for _, c := range comments {
-			d.Items = append(d.Items, s.commentView(cfg, tx, base, c))
+			v := s.commentView(cfg, tx, base, c)
+			// X1's two ways out are offered only while they are open.
+			v.AddAsCC = v.ThirdParty && !rules.IsParticipant(t, c.Author)
+			d.Items = append(d.Items, v)
 		}
 		for _, eid := range t.EventIDs {
 			e, err := tx.Event(eid)

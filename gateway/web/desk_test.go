@@ -228,10 +228,14 @@ func TestLightAgentIsOfferedOnlyWhatTheRulesAllow(t *testing.T) {
 	bob := ts.session("bob@example.com")
 	base := fmt.Sprintf("/tickets/%d", id)
 	body := ts.get(base, bob).Body.String()
-	for _, unwanted := range []string{`value="public"`, `<label for="cc-email">`, "Make internal", "Make public"} {
+	for _, unwanted := range []string{`value="public"`, `<label for="cc-email">`, "Make public"} {
 		if strings.Contains(body, unwanted) {
 			t.Errorf("a light agent is offered %q", unwanted)
 		}
+	}
+	// V5 lets her make a public comment internal: the page offers what the rules allow.
+	if !strings.Contains(body, "Make internal") {
+		t.Error("a light agent is not offered to make a comment internal, which the rules allow her")
 	}
 	if !strings.Contains(body, `name="visibility" value="internal"`) || !strings.Contains(body, "Add an internal note") {
 		t.Error("a light agent is not offered internal notes")
@@ -324,4 +328,30 @@ func TestCrossSiteAddCCIsRefused(t *testing.T) {
 		t.Fatalf("a cross-site POST added a CC: %+v", tk.CCs)
 	}
 
+}
+
+// X1's two ways out are offered while they are open, and not after they were taken.
+func TestThirdPartyWaysOutCloseOnceTaken(t *testing.T) {
+	ts := newTestSite(t, nil)
+	id := ts.receive("jane@customer.test", "From: jane@customer.test\nTo: support@example.com\nSubject: x\nMessage-ID: <x1-open@customer.test>\n\nhello\n")
+	ts.receiveAt(ts.svc.Book().ReplyAddress("support@example.com", id),
+		"From: mallory@third.test\nTo: support@example.com\nSubject: Re: x\nMessage-ID: <x1@third.test>\n\nI was forwarded this.\n")
+	_, cs := ts.ticket(id)
+	third := cs[len(cs)-1]
+	if !third.ThirdParty {
+		t.Fatalf("the stranger's mail is not flagged X1: %+v", third)
+	}
+	alice := ts.session("alice@example.com")
+	page := func() string { return ts.get(fmt.Sprintf("/tickets/%d", id), alice).Body.String() }
+	if p := page(); !strings.Contains(p, "Add as CC") || !strings.Contains(p, fmt.Sprintf("/comments/%d/public", third.ID)) {
+		t.Fatalf("the ways out are not offered:\n%s", p)
+	}
+	ts.postForm(fmt.Sprintf("/tickets/%d/ccs", id), "email=mallory%40third.test", alice)
+	if p := page(); strings.Contains(p, "Add as CC") || !strings.Contains(p, fmt.Sprintf("/comments/%d/public", third.ID)) {
+		t.Errorf("after adding her as CC the page still offers it, or no longer offers to make it public")
+	}
+	ts.postForm(fmt.Sprintf("/tickets/%d/comments/%d/public", id, third.ID), "", alice)
+	if p := page(); strings.Contains(p, fmt.Sprintf("/comments/%d/public", third.ID)) || !strings.Contains(p, "made public since") {
+		t.Errorf("after making it public the page still offers it:\n%s", p)
+	}
 }

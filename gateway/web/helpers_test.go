@@ -83,6 +83,7 @@ func (ts *testSite) reload(mod func(*config.Config)) {
 func (ts *testSite) do(r *http.Request) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
 	ts.handler.ServeHTTP(w, r)
+	ts.srv.sending.Wait() // what the page set going in the background is done
 	return w
 }
 

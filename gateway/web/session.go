@@ -27,6 +27,10 @@ type Agent struct {
 	session string
 }
 
+// SignedInByProxy reports whether the trusted header signed the request in: signing out is
+// then the proxy's to do, and the desk offers no button that would do nothing.
+func (a Agent) SignedInByProxy() bool { return a.session == "" }
+
 // Light reports whether the agent is a light agent: internal notes only, no CCs (V4, C1).
 func (a Agent) Light() bool { return a.Role == config.RoleLightAgent }
 

@@ -518,3 +518,17 @@ On Monday, Jane Doe <%s> wrote:
 		t.Errorf("the quoted masked address is not replaced")
 	}
 }
+
+// A reply over the 1 MiB bound is told as too large, not as empty, and stores nothing.
+func TestTooLargeAFormIsToldSo(t *testing.T) {
+	ts := newTestSite(t, nil)
+	rq := defaultRequest(ts)
+	_, before := ts.ticket(rq.id)
+	w := ts.postForm(rq.link(jane), "body="+strings.Repeat("a", 2<<20))
+	if w.Code != http.StatusRequestEntityTooLarge || !strings.Contains(w.Body.String(), "too much to send") {
+		t.Errorf("a 2 MiB reply: %d\n%s", w.Code, w.Body)
+	}
+	if _, after := ts.ticket(rq.id); len(after) != len(before) {
+		t.Errorf("the reply was stored")
+	}
+}

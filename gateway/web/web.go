@@ -26,6 +26,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,6 +64,9 @@ type Server struct {
 	http   *http.Server
 	// signIns counts the sign-in mails sent, for their hourly limits (login.go).
 	signIns signInLimiter
+	// sending counts the sign-in mails being queued: POST /login answers before that is
+	// done, so that how long it takes tells nobody whether an address is an agent's.
+	sending sync.WaitGroup
 }
 
 // staticFile is one file under /static/, with an ETag of its content so that browsers
@@ -198,6 +202,19 @@ func (s *Server) Handler() http.Handler {
 			r.Pattern = "cross-origin" // the metrics' page: no route was reached
 			s.errorPage(w, r, http.StatusForbidden, "This request came from another site, so it was refused. Go back to the page and submit the form again.")
 			return
+		}
+		if r.Method == http.MethodPost {
+			// Read the form here, so that a body over the bound is told as such, not taken
+			// by a handler for an empty form.
+			if err := r.ParseForm(); err != nil {
+				var tooLarge *http.MaxBytesError
+				if errors.As(err, &tooLarge) {
+					s.errorPage(w, r, http.StatusRequestEntityTooLarge, "That was too much to send at once (1 MiB at most), so nothing was saved. Go back and send less.")
+				} else {
+					s.errorPage(w, r, http.StatusBadRequest, "The form could not be read, so nothing was saved. Go back and send it again.")
+				}
+				return
+			}
 		}
 		mux.ServeHTTP(w, r)
 	})
@@ -389,6 +406,7 @@ func (s *Server) Listen(address string) (net.Addr, error) {
 
 // Shutdown stops taking connections and waits for the requests under way, until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
+	defer s.sending.Wait()
 	if s.http == nil {
 		return nil
 	}

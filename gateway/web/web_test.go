@@ -267,6 +267,16 @@ func TestTrustedHeader(t *testing.T) {
 			t.Errorf("from %s as %q: %d, want %d", tc.remote, tc.email, w.Code, tc.want)
 		}
 	}
+	// Signed in by the proxy, she is offered no sign-out that the proxy would undo at once.
+	r := httptest.NewRequest(http.MethodGet, "/tickets", nil)
+	r.RemoteAddr = "192.0.2.7:41000"
+	r.Header.Set("X-Forwarded-Email", "alice@example.com")
+	if page := ts.do(r).Body.String(); !strings.Contains(page, "Signed in as") || strings.Contains(page, "Sign out") {
+		t.Errorf("a page signed in by the trusted header offers to sign out (or names nobody)")
+	}
+	if page := ts.get("/tickets", ts.session("alice@example.com")).Body.String(); !strings.Contains(page, "Sign out") {
+		t.Errorf("a page signed in by a session offers no sign-out")
+	}
 	// Without web.trusted_header the header is nobody, whoever sends it.
 	ts.reload(func(c *config.Config) { c.Web.TrustedHeader = "" })
 	if w := ask("192.0.2.7:41000", "alice@example.com"); w.Code != http.StatusSeeOther {
