@@ -5,6 +5,8 @@ package web
 // as the admin API's do, so that rules decide and the trace names who acted.
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -17,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/desk"
@@ -629,9 +632,29 @@ type flash struct {
 	Text  string `json:"t"`
 }
 
+// maxFlashText keeps the cookie under the 4 KB that browsers keep: a refusal that quotes a
+// long address is cut, not dropped with the cookie.
+const maxFlashText = 600
+
+// flashMAC signs a flash, so that what the page shows as the desk's word is the desk's: a
+// cookie can be set by any service of the same host or a sibling domain.
+func (s *Server) flashMAC(payload string) string {
+	m := hmac.New(sha256.New, s.st.Secret())
+	m.Write([]byte("web-flash\x00" + payload))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
 func (s *Server) setFlash(w http.ResponseWriter, f flash) {
+	if len(f.Text) > maxFlashText {
+		cut := maxFlashText
+		for cut > 0 && !utf8.RuneStart(f.Text[cut]) {
+			cut--
+		}
+		f.Text = f.Text[:cut] + "…"
+	}
 	b, _ := json.Marshal(f)
-	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: base64.RawURLEncoding.EncodeToString(b), Path: "/", MaxAge: 60,
+	payload := base64.RawURLEncoding.EncodeToString(b)
+	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: payload + "." + s.flashMAC(payload), Path: "/", MaxAge: 60,
 		HttpOnly: true, Secure: s.cfg().Web.Secure(), SameSite: http.SameSiteLaxMode})
 }
 
@@ -641,8 +664,12 @@ func (s *Server) takeFlash(w http.ResponseWriter, r *http.Request) flash {
 		return flash{}
 	}
 	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.cfg().Web.Secure(), SameSite: http.SameSiteLaxMode})
+	payload, mac, ok := strings.Cut(c.Value, ".")
+	if !ok || !hmac.Equal([]byte(mac), []byte(s.flashMAC(payload))) {
+		return flash{}
+	}
 	var f flash
-	b, err := base64.RawURLEncoding.DecodeString(c.Value)
+	b, err := base64.RawURLEncoding.DecodeString(payload)
 	if err != nil || json.Unmarshal(b, &f) != nil {
 		return flash{}
 	}
@@ -691,7 +718,11 @@ func (s *Server) personAct(kind model.Operation, field, done string) func(http.R
 		raw := r.PostFormValue(field)
 		email, ok := bareAddress(raw)
 		if !ok {
-			msg := fmt.Sprintf("%q is not an email address.", raw)
+			shown := raw
+			if len(shown) > 80 {
+				shown = strings.ToValidUTF8(shown[:80], "") + "…"
+			}
+			msg := fmt.Sprintf("%q is not an email address.", shown)
 			if strings.TrimSpace(raw) == "" {
 				msg = "Choose or enter an address first."
 			}

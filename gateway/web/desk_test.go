@@ -355,3 +355,24 @@ func TestThirdPartyWaysOutCloseOnceTaken(t *testing.T) {
 		t.Errorf("after making it public the page still offers it:\n%s", p)
 	}
 }
+
+// The one-time message after an action is the desk's own: a flash cookie set by anybody
+// else (another service of the host, a sibling domain) shows nothing, and a long refusal is
+// cut to fit a cookie instead of being dropped by the browser.
+func TestFlashIsTheDesksOwn(t *testing.T) {
+	ts := newTestSite(t, nil)
+	id := ts.receive("jane@customer.test", janeMail)
+	alice := ts.session("alice@example.com")
+	forged := &http.Cookie{Name: flashCookie, Value: "eyJlIjp0cnVlLCJ0IjoiQ2FsbCArMSA1NTUgMDEwMCBub3cifQ"}
+	if page := ts.get(fmt.Sprintf("/tickets/%d", id), alice, forged).Body.String(); strings.Contains(page, "Call +1 555 0100 now") {
+		t.Errorf("a forged flash cookie is shown as the desk's word")
+	}
+	w := ts.postForm(fmt.Sprintf("/tickets/%d/ccs", id), "email="+strings.Repeat("x", 3000), alice)
+	c := cookieOf(w, flashCookie)
+	if c == nil || len(c.Value) > 3000 {
+		t.Fatalf("the flash for a long bad address: %v", c)
+	}
+	if page := ts.get(fmt.Sprintf("/tickets/%d", id), alice, c).Body.String(); !strings.Contains(page, "is not an email address") {
+		t.Errorf("the desk's own flash is not shown")
+	}
+}
