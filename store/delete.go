@@ -115,6 +115,9 @@ func (t *Tx) DeleteTicket(id uint64) (Deleted, error) {
 	if err := t.tx.Bucket(bucketByStatus).Delete(statusKey(string(tk.Status), id)); err != nil {
 		return out, err
 	}
+	if err := t.count(statusCountKey(string(tk.Status)), -1); err != nil {
+		return out, err
+	}
 	if err := t.tx.Bucket(bucketTickets).Delete(itob(id)); err != nil {
 		return out, err
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -55,6 +56,24 @@ var migrations = []func(tx kvTx) error{
 	func(tx kvTx) error {
 		for _, b := range [][]byte{bucketSignIns, bucketWebSessions} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+	// 6: a ticket counter per status, counted once by walking the status index; from now on
+	// it changes wherever the index does.
+	func(tx kvTx) error {
+		n := map[string]uint64{}
+		c := tx.Bucket(bucketByStatus).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if i := bytes.IndexByte(k, 0); i >= 0 {
+				n[string(k[:i])]++
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		for status, count := range n {
+			if err := meta.Put(statusCountKey(status), itob(count)); err != nil {
 				return err
 			}
 		}

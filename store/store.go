@@ -217,6 +217,7 @@ func (s *Store) commit(batch []*call) {
 		if p, ok := ktx.(prefetcher); ok {
 			// Every record the batch's plans read, and the counters every write changes.
 			keys := []bucketKey{{bucketMeta, string(keyTicketCount)}, {bucketMeta, string(keyCommentCount)}, {bucketMeta, string(keyDeliveryCount)}}
+			keys = append(keys, statusCountKeys...)
 			for _, c := range batch {
 				if c.reads != nil {
 					for _, r := range c.reads.reads {
@@ -447,6 +448,9 @@ func (t *Tx) CreateTicket(tk *Ticket) error {
 	if err := t.tx.Bucket(bucketByStatus).Put(statusKey(string(tk.Status), id), nil); err != nil {
 		return err
 	}
+	if err := t.count(statusCountKey(string(tk.Status)), 1); err != nil {
+		return err
+	}
 	return putJSON(b, itob(id), tk)
 }
 
@@ -463,8 +467,14 @@ func (t *Tx) PutTicket(tk *Ticket) error {
 			if err := idx.Delete(statusKey(oldStatus, tk.ID)); err != nil {
 				return err
 			}
+			if err := t.count(statusCountKey(oldStatus), -1); err != nil {
+				return err
+			}
 		}
 		if err := idx.Put(statusKey(string(tk.Status), tk.ID), nil); err != nil {
+			return err
+		}
+		if err := t.count(statusCountKey(string(tk.Status)), 1); err != nil {
 			return err
 		}
 	}
@@ -622,6 +632,43 @@ var (
 	// tickets take their deliveries along, so the sequence does not count them.
 	keyDeliveryCount = []byte("delivery_count")
 )
+
+// statusCountKey is the meta key counting the tickets in one status. The counters change
+// exactly where the status index does (CreateTicket, PutTicket, DeleteTicket), so they always
+// agree with it, and a page can show them without walking it.
+func statusCountKey(status string) []byte { return []byte("status_count:" + status) }
+
+// ticketStatuses are the statuses TicketCounts reports.
+var ticketStatuses = []model.Status{StatusNew, StatusOpen, StatusPending, StatusSolved}
+
+// statusCountKeys are the counters of the four statuses, read together.
+var statusCountKeys = func() []bucketKey {
+	var out []bucketKey
+	for _, st := range ticketStatuses {
+		out = append(out, bucketKey{bucketMeta, string(statusCountKey(string(st)))})
+	}
+	return out
+}()
+
+// TicketCounts is how many tickets are stored, in all and in each status.
+type TicketCounts struct {
+	Total int
+	// ByStatus has an entry for each of the four statuses, zero included.
+	ByStatus map[model.Status]int
+}
+
+// TicketCounts reads the counters kept as tickets are added, change status and are deleted:
+// a handful of keys, whatever the size of the desk.
+func (t *Tx) TicketCounts() TicketCounts {
+	if p, ok := t.tx.(prefetcher); ok {
+		p.prefetch(append([]bucketKey{{bucketMeta, string(keyTicketCount)}}, statusCountKeys...))
+	}
+	out := TicketCounts{Total: int(t.counter(keyTicketCount)), ByStatus: map[model.Status]int{}}
+	for _, st := range ticketStatuses {
+		out.ByStatus[st] = int(t.counter(statusCountKey(string(st))))
+	}
+	return out
+}
 
 // Counts returns how many tickets and comments are stored, without walking the tree:
 // both are counted as they are added.
