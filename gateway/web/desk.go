@@ -73,6 +73,10 @@ type filterLink struct {
 	Label   string
 	URL     string
 	Current bool
+	// Count is how many tickets the filter holds, ready to show ("1,234"); "" when not known.
+	Count string
+
+	status model.Status
 }
 
 type ticketRow struct {
@@ -132,7 +136,7 @@ func (s *Server) ticketList(w http.ResponseWriter, r *http.Request, a Agent) {
 	}
 	data := listData{Status: status, Mine: mine}
 	for _, f := range []struct{ label, status string }{{"All", ""}, {"New", "new"}, {"Open", "open"}, {"Pending", "pending"}, {"Solved", "solved"}} {
-		data.Filters = append(data.Filters, filterLink{Label: f.label, URL: s.listURL(f.status, mine, 0), Current: f.status == status})
+		data.Filters = append(data.Filters, filterLink{Label: f.label, URL: s.listURL(f.status, mine, 0), Current: f.status == status, status: model.Status(f.status)})
 	}
 	if mine {
 		data.MineLink = filterLink{Label: "Show everyone's tickets", URL: s.listURL(status, false, 0)}
@@ -141,6 +145,19 @@ func (s *Server) ticketList(w http.ResponseWriter, r *http.Request, a Agent) {
 	}
 	cfg := s.cfg()
 	err := s.st.View(func(tx *store.Tx) error {
+		// The store keeps these counters as tickets change, so they cost a few reads at any
+		// desk size. They count everyone's tickets: with "assigned to me" (which has no index)
+		// they would not match what the filter shows, so they are left out.
+		if !mine {
+			c := tx.TicketCounts()
+			for i := range data.Filters {
+				n := c.Total
+				if st := data.Filters[i].status; st != "" {
+					n = c.ByStatus[st]
+				}
+				data.Filters[i].Count = thousands(n)
+			}
+		}
 		cursor, scanned := before, 0
 		for len(data.Rows) < listPage {
 			batch := listPage
@@ -182,6 +199,22 @@ func (s *Server) ticketList(w http.ResponseWriter, r *http.Request, a Agent) {
 	}
 	data.Shown = len(data.Rows)
 	s.render(w, r, http.StatusOK, "tickets.html", "Tickets", data)
+}
+
+// thousands writes n with a comma between each group of three digits, as "1,000,000".
+func thousands(n int) string {
+	if n < 0 {
+		return "-" + thousands(-n)
+	}
+	d := strconv.Itoa(n)
+	var b strings.Builder
+	for i, c := range d {
+		if i > 0 && (len(d)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 func (s *Server) row(cfg *config.Config, t store.Ticket) ticketRow {

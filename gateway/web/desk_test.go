@@ -376,3 +376,64 @@ func TestFlashIsTheDesksOwn(t *testing.T) {
 		t.Errorf("the desk's own flash is not shown")
 	}
 }
+
+// filterCounts reads the numbers beside the list's status filters, as "All 3 New 1 ...".
+func filterCounts(body string) string {
+	var out []string
+	for _, label := range []string{"All", "New", "Open", "Pending", "Solved"} {
+		n := "-"
+		if _, rest, ok := strings.Cut(body, ">"+label+` <span class="count">(`); ok {
+			n, _, _ = strings.Cut(rest, ")")
+		}
+		out = append(out, label+" "+n)
+	}
+	return strings.Join(out, " ")
+}
+
+func TestTicketListCountsEachStatus(t *testing.T) {
+	ts := newTestSite(t, nil)
+	var ids []uint64
+	for i := range 4 {
+		ids = append(ids, ts.receive("max@customer.test", fmt.Sprintf("From: max@customer.test\nTo: support@example.com\nSubject: Number %d\nMessage-ID: <n%d@x>\n\nhi\n", i, i)))
+	}
+	alice := ts.session("alice@example.com")
+	counts := func(when, path, want string) {
+		t.Helper()
+		w := ts.get(path, alice)
+		if w.Code != 200 {
+			t.Fatalf("%s: GET %s: %d", when, path, w.Code)
+		}
+		if got := filterCounts(w.Body.String()); got != want {
+			t.Errorf("%s: the filters read %q, want %q", when, got, want)
+		}
+	}
+	counts("four new tickets", "/tickets", "All 4 New 4 Open 0 Pending 0 Solved 0")
+
+	ts.follow(ts.postForm(fmt.Sprintf("/tickets/%d/status", ids[0]), "status=pending", alice), alice)
+	ts.follow(ts.postForm(fmt.Sprintf("/tickets/%d/status", ids[1]), "status=solved", alice), alice)
+	ts.follow(ts.postForm(fmt.Sprintf("/tickets/%d/status", ids[2]), "status=solved", alice), alice)
+	counts("one pending, two solved", "/tickets", "All 4 New 1 Open 0 Pending 1 Solved 2")
+	// The counts are the desk's, whichever filter is on, and match what the filter lists.
+	counts("on the solved filter", "/tickets?status=solved", "All 4 New 1 Open 0 Pending 1 Solved 2")
+	if b := ts.get("/tickets?status=solved", alice).Body.String(); !strings.Contains(b, "2 tickets on this page") {
+		t.Errorf("the solved filter does not list the two solved tickets")
+	}
+
+	// The requester writes again: a solved ticket reopens (the rules move it to open).
+	ts.receive("max@customer.test", "From: max@customer.test\nTo: support@example.com\nSubject: Re: Number 1\nMessage-ID: <again@x>\nIn-Reply-To: <n1@x>\n\nstill broken\n")
+	if tk, _ := ts.ticket(ids[1]); tk.Status != model.StatusOpen {
+		t.Fatalf("the reply left ticket %d %s, want open", ids[1], tk.Status)
+	}
+	counts("a solved ticket reopened by mail", "/tickets", "All 4 New 1 Open 1 Pending 1 Solved 1")
+
+	// "Assigned to me" has no counter: numbers there would count everyone's tickets.
+	counts("assigned to me", "/tickets?mine=1", "All - New - Open - Pending - Solved -")
+}
+
+func TestThousands(t *testing.T) {
+	for n, want := range map[int]string{0: "0", 12: "12", 999: "999", 1000: "1,000", 123456: "123,456", 1000000: "1,000,000", -1234: "-1,234"} {
+		if got := thousands(n); got != want {
+			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
