@@ -119,6 +119,19 @@ func TestBrowserAgentDesk(t *testing.T) {
 	}
 	b.NoDialogs()
 	b.Accessible()
+	// Its HTML part, "As formatted": sanitised, it keeps the text and runs nothing, styles
+	// nothing and fetches nothing.
+	if code := b.FollowLink(fmt.Sprintf("As formatted (comment %d)", d.ticket(evil).Comments[0].ID)); code != 200 {
+		t.Fatalf("the hostile mail's formatted view: HTTP %d", code)
+	}
+	if text := b.Text(); !strings.Contains(text, "Look here") {
+		t.Errorf("the formatted view lost the mail's text:\n%s", text)
+	}
+	if html := b.HTML(); strings.Contains(html, `href="javascript:`) || strings.Contains(html, "onerror") || strings.Contains(html, "<style") {
+		t.Errorf("the formatted view keeps markup that could run:\n%s", html)
+	}
+	b.NoDialogs()
+	b.Accessible()
 
 	b.Navigate(site + "/tickets")
 	if code := b.FollowLink("Printer on fire"); code != 200 {
