@@ -59,10 +59,22 @@ func webKey(token string) []byte {
 // It sweeps expired tokens and sessions on the way, which keeps both buckets small without
 // a timer.
 func (t *Tx) PutSignIn(token, email string, expires time.Time) error {
-	if _, err := t.PruneWeb(time.Now()); err != nil {
+	if _, err := t.PruneWeb(expires.Add(-SignInLifetime - expiredKept)); err != nil {
 		return err
 	}
 	return putJSON(t.tx.Bucket(bucketSignIns), webKey(token), signIn{Email: email, Expires: expires.UTC()})
+}
+
+// expiredKept is how long an expired sign-in token is kept before a sweep takes it: opened
+// within that time, its link says "expired" (and counts as such), not "unknown".
+const expiredKept = 24 * time.Hour
+
+// SignInOpen reports whether token is a sign-in token that can still be spent at now. It only
+// reads: the mailed link's page asks it before it offers a button that would not work.
+func (t *Tx) SignInOpen(token string, now time.Time) bool {
+	var rec signIn
+	ok, err := decodeStored(t.tx.Bucket(bucketSignIns).Get(webKey(token)), &rec)
+	return err == nil && ok && now.Before(rec.Expires)
 }
 
 // ConsumeSignIn spends a sign-in token and returns the address it was made for. The token is
@@ -91,7 +103,7 @@ func (t *Tx) ConsumeSignIn(token string, now time.Time) (string, error) {
 // PutWebSession records a session under its id (the cookie's value). Like PutSignIn it sweeps
 // what has expired.
 func (t *Tx) PutWebSession(id string, s WebSession) error {
-	if _, err := t.PruneWeb(time.Now()); err != nil {
+	if _, err := t.PruneWeb(s.Created.Add(-expiredKept)); err != nil {
 		return err
 	}
 	s.Created, s.Expires = s.Created.UTC(), s.Expires.UTC()

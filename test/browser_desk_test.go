@@ -2,6 +2,7 @@ package test
 
 import (
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -202,11 +203,14 @@ func TestBrowserAgentDesk(t *testing.T) {
 	}
 	b.NoDialogs()
 
-	// The link was spent: opening it again signs nobody in.
+	// The link was spent: opening it again says so at once, offers no button, and signs
+	// nobody in.
 	other := b.newPerson()
-	other.Navigate(link)
-	other.ClickButton("Sign in")
-	if text := other.Text(); !strings.Contains(text, "This sign-in link has expired or was used; ask for a new one") || strings.Contains(text, "Signed in as") {
+	if code := other.Navigate(link); code != http.StatusGone {
+		t.Errorf("the used link, a second time: HTTP %d, want 410", code)
+	}
+	if text := other.Text(); !strings.Contains(text, "This sign-in link has expired or was used; ask for a new one") ||
+		strings.Contains(text, "Signed in as") || strings.Contains(other.HTML(), "<button") {
 		t.Errorf("the used link, a second time:\n%s", text)
 	}
 }

@@ -140,6 +140,16 @@ func (s *Server) clientAddress(r *http.Request) string {
 
 // loginLink is the mailed link opened: a page with one button, which spends nothing.
 func (s *Server) loginLink(w http.ResponseWriter, r *http.Request) {
+	open := false
+	s.st.View(func(tx *store.Tx) error {
+		open = tx.SignInOpen(r.PathValue("token"), s.Now())
+		return nil
+	})
+	if !open {
+		// Said now, not after the button: a used or expired link offers nothing to press.
+		s.render(w, r, http.StatusGone, "login_expired.html", "Sign-in link expired", nil)
+		return
+	}
 	s.render(w, r, http.StatusOK, "login_confirm.html", "Sign in", confirmData{
 		Action: s.path("/login/" + r.PathValue("token")), Next: localPath(r.URL.Query().Get("next"))})
 }

@@ -106,6 +106,14 @@ func TestSignInByMailedLink(t *testing.T) {
 	if w := ts.postForm("/login/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", ""); w.Code != http.StatusBadRequest || len(w.Result().Cookies()) != 0 {
 		t.Fatalf("a made-up link: %d", w.Code)
 	}
+	// Opened again, a used or made-up link says at once that it is dead, with no button.
+	for _, p := range []string{path, "/login/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"} {
+		w := ts.get(p)
+		if body := w.Body.String(); w.Code != http.StatusGone || strings.Contains(body, ">Sign in</button>") ||
+			!strings.Contains(body, "This sign-in link has expired or was used; ask for a new one") {
+			t.Errorf("GET %s after use: %d\n%s", p, w.Code, body)
+		}
+	}
 
 	// Sign-out ends the session in the store, not only in the browser.
 	w = ts.postForm("/logout", "", cookie)
@@ -139,6 +147,12 @@ func TestSignInLinkExpiresAndCarriesNext(t *testing.T) {
 		t.Fatalf("a foreign next went into the link: %q", links)
 	}
 	ts.srv.Now = func() time.Time { return time.Now().Add(16 * time.Minute) }
+	// Another sign-in meanwhile sweeps what expired long ago, not this link: it still says
+	// "expired" (410), not "unknown".
+	askLink(ts, "alice@example.com")
+	if w := ts.get(strings.TrimPrefix(links[1], "https://desk.example.com")); w.Code != http.StatusGone {
+		t.Fatalf("GET an expired link: %d", w.Code)
+	}
 	w = ts.postForm(strings.TrimPrefix(links[1], "https://desk.example.com"), "")
 	if w.Code != http.StatusGone || !strings.Contains(w.Body.String(), "has expired or was used") || len(w.Result().Cookies()) != 0 {
 		t.Fatalf("an expired link: %d\n%s", w.Code, w.Body)
