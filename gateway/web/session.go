@@ -13,7 +13,7 @@ import (
 	"github.com/deskgate/deskgate/store"
 )
 
-// CookieName is the session cookie (INTERFACE.md).
+// CookieName is the session cookie; the name is part of the interface (docs/web.md).
 const CookieName = "deskgate_session"
 
 // Agent is the signed-in agent of a request, as the running config knows them: a session or
