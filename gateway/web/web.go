@@ -172,6 +172,20 @@ type router struct {
 	mux *http.ServeMux
 }
 
+// methodsFor lists the methods under which some route other than the catch-all takes req's
+// path.
+func (rt *router) methodsFor(req *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		probe := req.Clone(req.Context())
+		probe.Method = m
+		if _, pattern := rt.mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
+}
+
 // handle registers h for pattern (ServeMux syntax: "GET /tickets/{id}").
 func (rt *router) handle(pattern string, h http.HandlerFunc) { rt.mux.Handle(pattern, h) }
 
@@ -184,8 +198,16 @@ func addRoutes(f func(*Server, *router)) { routeSets = append(routeSets, f) }
 func init() {
 	addRoutes(func(s *Server, r *router) {
 		r.handle("GET /static/{file}", s.serveStatic)
-		// Whatever no route takes: a 404 page in the layout, for every method.
-		r.handle("/", func(w http.ResponseWriter, r *http.Request) { s.errorPage(w, r, http.StatusNotFound, "") })
+		// Whatever no route takes: a 405 with Allow when the path is a page's under another
+		// method (the catch-all hides the mux's own), else a 404, both in the layout.
+		r.handle("/", func(w http.ResponseWriter, req *http.Request) {
+			if allow := r.methodsFor(req); len(allow) > 0 {
+				w.Header().Set("Allow", strings.Join(allow, ", "))
+				s.errorPage(w, req, http.StatusMethodNotAllowed, "This page does not take that kind of request.")
+				return
+			}
+			s.errorPage(w, req, http.StatusNotFound, "")
+		})
 	})
 }
 

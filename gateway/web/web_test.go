@@ -370,3 +370,23 @@ func cookieOf(w *httptest.ResponseRecorder, name string) *http.Cookie {
 	}
 	return nil
 }
+
+// A page asked for with a method it does not take answers 405 with Allow, in the layout; a
+// path that is no page answers 404.
+func TestWrongMethodIs405(t *testing.T) {
+	ts := newTestSite(t, nil)
+	for path, allow := range map[string]string{"/logout": "POST", "/tickets": "GET", "/login": "GET, POST"} {
+		r := httptest.NewRequest(http.MethodPut, path, nil)
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+		w := ts.do(r)
+		if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != allow || w.Header().Get("Content-Security-Policy") == "" {
+			t.Errorf("PUT %s: %d, Allow %q, want 405 with Allow %q", path, w.Code, w.Header().Get("Allow"), allow)
+		}
+	}
+	if w := ts.get("/logout"); w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "POST" {
+		t.Errorf("GET /logout: %d, Allow %q", w.Code, w.Header().Get("Allow"))
+	}
+	if w := ts.get("/no/such/page"); w.Code != http.StatusNotFound || w.Header().Get("Allow") != "" {
+		t.Errorf("GET /no/such/page: %d", w.Code)
+	}
+}
