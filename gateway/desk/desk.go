@@ -116,13 +116,56 @@ var ErrNotFound = errors.New("not found")
 // Act carries out expert actions on one ticket, in order, in one transaction. It
 // returns the id of the last comment or event made.
 func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Action, body string) (uint64, error) {
+	return s.changeTicket(ctx, ticketID, func(p *planner, t *store.Ticket, done *tally) (writes, uint64, error) {
+		var out writes
+		var lastID uint64
+		for _, a := range actions {
+			if a.Kind == rules.ActMakePrivate || a.Kind == rules.ActMakePublic {
+				c, err := p.comment(a.CommentID)
+				if err != nil || c.TicketID != t.ID {
+					return nil, 0, &rules.Refusal{Kind: rules.RefuseNotFound, Rule: "V5", Msg: "no such comment on this ticket"}
+				}
+				a.CommentPublic = c.Public
+			}
+			_, a.PersonIsOwn = p.book.Classify(a.Person.Email)
+			d, refusal := rules.DecideAction(t, a, *p.env)
+			if refusal != nil {
+				return nil, 0, refusal
+			}
+			via := a.Via
+			if via == "" {
+				via = "api"
+			}
+			src := source{author: store.Person{Email: a.Actor, Name: p.env.AgentNames[strings.ToLower(a.Actor)]}, via: via, action: string(a.Kind), detail: detailOf(a, d)}
+			if a.Kind == rules.ActComment {
+				src.body = body
+				src.messageID = compose.NewMessageID(s.Random, s.Now(), p.cfg.Hostname)
+			}
+			ch, err := p.change(d, src, nil)
+			if err != nil {
+				return nil, 0, err
+			}
+			out = append(out, ch.write)
+			lastID = ch.sourceID
+			done.add(d, src.via)
+			t = d.Ticket // as planned: the next action starts from there
+		}
+		return out, lastID, nil
+	})
+}
+
+// changeTicket runs plan on ticket ticketID in one write, through the snapshot, plan and
+// apply path that every change takes (planned again when the ticket changed meanwhile), and
+// returns the id plan reports of the last comment or event made. The worker is woken and the
+// metrics counted only once the write has committed.
+func (s *Service) changeTicket(ctx context.Context, ticketID uint64,
+	plan func(p *planner, t *store.Ticket, done *tally) (writes, uint64, error)) (uint64, error) {
 	cfg, book, env := s.cfg.Load(), s.book.Load(), s.env.Load()
-	var lastID uint64
+	var id uint64
 	var done tally
 	ids := s.store.NewIds()
 	err := s.commit(ctx, func(tx *store.Tx, run *planRun) (writes, error) {
 		done = tally{}
-		lastID = 0
 		p := s.planner(tx, run, ids, cfg, book, env)
 		t, err := tx.Ticket(ticketID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -131,46 +174,16 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 		if err != nil {
 			return nil, err
 		}
-		var out writes
-		for _, a := range actions {
-			if a.Kind == rules.ActMakePrivate || a.Kind == rules.ActMakePublic {
-				c, err := p.comment(a.CommentID)
-				if err != nil || c.TicketID != t.ID {
-					return nil, &rules.Refusal{Kind: rules.RefuseNotFound, Rule: "V5", Msg: "no such comment on this ticket"}
-				}
-				a.CommentPublic = c.Public
-			}
-			_, a.PersonIsOwn = book.Classify(a.Person.Email)
-			d, refusal := rules.DecideAction(t, a, *env)
-			if refusal != nil {
-				return nil, refusal
-			}
-			via := a.Via
-			if via == "" {
-				via = "api"
-			}
-			src := source{author: store.Person{Email: a.Actor, Name: env.AgentNames[strings.ToLower(a.Actor)]}, via: via, action: string(a.Kind), detail: detailOf(a, d)}
-			if a.Kind == rules.ActComment {
-				src.body = body
-				src.messageID = compose.NewMessageID(s.Random, s.Now(), cfg.Hostname)
-			}
-			ch, err := p.change(d, src, nil)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, ch.write)
-			lastID = ch.sourceID
-			done.add(d, src.via)
-			t = d.Ticket // as planned: the next action starts from there
-		}
-		return out, nil
+		w, last, err := plan(p, t, &done)
+		id = last
+		return w, err
 	})
 	if err == nil {
 		// Only now is the delivery committed and visible to the worker.
 		s.kick()
 		done.count()
 	}
-	return lastID, err
+	return id, err
 }
 
 // tally is what one write did, for the metrics. It is counted only once the write has

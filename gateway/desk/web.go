@@ -2,7 +2,6 @@ package desk
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -39,31 +38,17 @@ func (s *Service) WebSolve(ctx context.Context, ticketID uint64, author string) 
 // comment, with a fresh Message-ID of the desk's own as API comments have; else an event.
 func (s *Service) fromStatusView(ctx context.Context, ticketID uint64, author, body string,
 	decide func(*store.Ticket, rules.Env) (rules.Decision, *rules.Refusal)) (uint64, error) {
-	cfg, book, env := s.cfg.Load(), s.book.Load(), s.env.Load()
-	var id uint64
-	var done tally
-	ids := s.store.NewIds()
-	err := s.commit(ctx, func(tx *store.Tx, run *planRun) (writes, error) {
-		done = tally{}
-		id = 0
-		p := s.planner(tx, run, ids, cfg, book, env)
-		t, err := tx.Ticket(ticketID)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, &rules.Refusal{Kind: rules.RefuseNotFound, Msg: "ticket does not exist"}
-		}
-		if err != nil {
-			return nil, err
-		}
+	return s.changeTicket(ctx, ticketID, func(p *planner, t *store.Ticket, done *tally) (writes, uint64, error) {
 		// Checked here, on the ticket as this write finds it: the page the person posted
 		// from may be older than the removal of a CC.
-		as, ok := rules.StatusViewer(t, author, *env)
+		as, ok := rules.StatusViewer(t, author, *p.env)
 		if !ok {
-			return nil, &rules.Refusal{Kind: rules.RefuseNotFound, Rule: "S1",
+			return nil, 0, &rules.Refusal{Kind: rules.RefuseNotFound, Rule: "S1",
 				Msg: fmt.Sprintf("%s has no status view of ticket %d", author, t.ID)}
 		}
-		d, refusal := decide(t, *env)
+		d, refusal := decide(t, *p.env)
 		if refusal != nil {
-			return nil, refusal
+			return nil, 0, refusal
 		}
 		// The person as the ticket knows her, so that the comment names her as her mail would.
 		who := t.Requester
@@ -77,22 +62,16 @@ func (s *Service) fromStatusView(ctx context.Context, ticketID uint64, author, b
 		src := source{author: who, via: "web"}
 		if d.Comment != nil {
 			src.body = body
-			src.messageID = compose.NewMessageID(s.Random, s.Now(), cfg.Hostname)
+			src.messageID = compose.NewMessageID(s.Random, s.Now(), p.cfg.Hostname)
 		} else {
 			src.action = string(rules.ActStatus)
 			src.detail = "solved (from the request status view)"
 		}
 		ch, err := p.change(d, src, nil)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		id = ch.sourceID
 		done.add(d, src.via)
-		return writes{ch.write}, nil
+		return writes{ch.write}, ch.sourceID, nil
 	})
-	if err == nil {
-		s.kick()
-		done.count()
-	}
-	return id, err
 }
