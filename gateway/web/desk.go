@@ -393,15 +393,22 @@ func (s *Server) loadDetail(id uint64, a Agent) (detailData, error) {
 		// Comments and events draw their ids from one sequence: id order is time order.
 		slices.SortFunc(d.Items, func(x, y itemView) int { return cmpUint(x.ID, y.ID) })
 		d.StatusButtons = statusButtons(t.Status)
+		// Whom the menus offer is what the rules would allow (R1, R3, F1, C2): asked of them,
+		// not worked out again here.
+		env := s.svc.Env()
+		allows := func(kind model.Operation, email string) bool {
+			_, refusal := rules.DecideAction(t, rules.Action{Kind: kind, Person: model.Person{Email: email}}, env)
+			return refusal == nil
+		}
 		for _, ag := range cfg.Agents {
 			label := ag.Name
 			if label == "" {
 				label = ag.Email
 			}
-			if ag.Role == config.RoleAgent {
-				d.Assignable = append(d.Assignable, agentOption{Email: ag.Email, Label: label, Selected: strings.EqualFold(ag.Email, t.Assignee)})
+			if assignee := strings.EqualFold(ag.Email, t.Assignee); assignee || allows(rules.ActAssign, ag.Email) {
+				d.Assignable = append(d.Assignable, agentOption{Email: ag.Email, Label: label, Selected: assignee})
 			}
-			if !rules.IsFollower(t, ag.Email) && !strings.EqualFold(ag.Email, t.Assignee) && !strings.EqualFold(ag.Email, t.Requester.Email) {
+			if allows(rules.ActAddFollower, ag.Email) {
 				d.Followable = append(d.Followable, agentOption{Email: ag.Email, Label: label})
 			}
 		}

@@ -220,20 +220,26 @@ func (s *Server) showStatus(w http.ResponseWriter, r *http.Request, v viewer, co
 // the CCs but v, end users by their address (as H2 shows them in every copy), agents by their
 // configured name only. Followers and the assignee are the support team, named by nobody.
 func reach(t *store.Ticket, v viewer) []reachPerson {
+	// Who a reply reaches is the rules' answer for a reply from this view (S2, N1), asked of
+	// them: the requester and CCs it would notify, the requester first.
+	d := rules.DecideWebReply(t, v.email, false, v.env)
 	var out []reachPerson
-	add := func(p model.Person, role string) {
-		if rules.SameAddress(p.Email, v.email) {
-			return
+	for _, n := range d.Notifications {
+		for _, r := range n.Recipients {
+			role := map[model.As]string{rules.AsRequester: "requester", rules.AsCC: "CC"}[r.As]
+			if role == "" {
+				continue // followers and the assignee: the support team
+			}
+			p := reachPerson{Name: r.Name, Address: r.Email, Role: role}
+			if !rules.StatusViewShowsAddress(t, r.Email, v.env) {
+				p = reachPerson{Name: deskName(v.env, r.Email, r.Name), Role: role + ", support team"}
+			}
+			if r.As == rules.AsRequester {
+				out = append([]reachPerson{p}, out...)
+			} else {
+				out = append(out, p)
+			}
 		}
-		if !rules.StatusViewShowsAddress(t, p.Email, v.env) {
-			out = append(out, reachPerson{Name: deskName(v.env, p.Email, p.Name), Role: role + ", support team"})
-			return
-		}
-		out = append(out, reachPerson{Name: p.Name, Address: p.Email, Role: role})
-	}
-	add(t.Requester, "requester")
-	for _, cc := range t.CCs {
-		add(cc, "CC")
 	}
 	return out
 }
