@@ -57,13 +57,7 @@ func checkPage(t *testing.T, b *browserTab, shot string) {
 // internal, solved. Mail from strangers that carries markup shows as text and runs nothing.
 func TestBrowserAgentDesk(t *testing.T) {
 	needChromium(t)
-	webAddr := freePort(t)
-	site := "http://" + webAddr
-	d := startDaemon(t, options{
-		env:       []string{"DESKGATE_LISTEN_WEB=" + webAddr},
-		extraYAML: "web:\n  public_url: \"" + site + "\"\n",
-	})
-	waitListening(t, "the web pages", webAddr)
+	d, site := startWebDaemon(t, "")
 
 	msg := mail(map[string]string{"From": "Jane Doe <jane@customer.test>", "To": "support@example.com",
 		"Cc": "Carl <carl@customer.test>", "Subject": "Printer on fire", "Message-ID": "<desk1@customer.test>"}, "It smokes.\nPlease help.\n")

@@ -32,13 +32,7 @@ func statusLink(t *testing.T, d *daemon, base, rcpt, want string) string {
 // sender name and body carry script shows them as text and runs nothing.
 func TestBrowserStatusView(t *testing.T) {
 	needChromium(t)
-	webAddr := freePort(t)
-	base := "http://" + webAddr
-	d := startDaemon(t, options{
-		env:       []string{"DESKGATE_LISTEN_WEB=" + webAddr},
-		extraYAML: "web:\n  public_url: \"" + base + "\"\n  status_view: requester\n",
-	})
-	waitListening(t, "the web pages", webAddr)
+	d, base := startWebDaemon(t, "  status_view: requester\n")
 
 	const (
 		jane  = "jane@customer.test"

@@ -7,16 +7,27 @@ import (
 	"testing"
 )
 
+// startWebDaemon starts deskgate with its web pages on a loopback port of their own, with
+// more of the web section's keys in webYAML ("  status_view: requester\n"), and returns it
+// with the pages' base URL.
+func startWebDaemon(t *testing.T, webYAML string) (*daemon, string) {
+	t.Helper()
+	webAddr := freePort(t)
+	site := "http://" + webAddr
+	d := startDaemon(t, options{
+		env:       []string{"DESKGATE_LISTEN_WEB=" + webAddr},
+		extraYAML: "web:\n  public_url: \"" + site + "/\"\n" + webYAML,
+	})
+	waitListening(t, "the web pages", webAddr)
+	return d, site
+}
+
 // The real binary serves the pages on listen.web: the style sheet, and for an unknown path
 // the 404 page in the layout, each with the security headers; the admin listener's /metrics
 // counts them by route.
 func TestWebListenerServesTheFoundation(t *testing.T) {
-	webAddr := freePort(t)
-	d := startDaemon(t, options{
-		env:       []string{"DESKGATE_LISTEN_WEB=" + webAddr},
-		extraYAML: "web:\n  public_url: \"http://" + webAddr + "/\"\n",
-	})
-	waitListening(t, "the web pages", webAddr)
+	d, site := startWebDaemon(t, "")
+	webAddr := strings.TrimPrefix(site, "http://")
 	if !strings.Contains(d.logs.String(), "proto=web") {
 		t.Errorf("the log does not say the web listener is up:\n%s", d.logs.String())
 	}
