@@ -127,6 +127,11 @@ func TestBrowserAgentDesk(t *testing.T) {
 	}
 	b.NoDialogs()
 	b.Accessible()
+	b.Screenshot(screenshotPath(t, "formatted.png"))
+	b.Narrow()
+	b.Accessible()
+	b.Screenshot(screenshotPath(t, "formatted-narrow.png"))
+	b.Wide()
 
 	b.Navigate(site + "/tickets")
 	if code := b.FollowLink("Printer on fire"); code != 200 {
