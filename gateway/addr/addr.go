@@ -1,6 +1,8 @@
-// Package addr knows deskgate's own addresses: the support addresses, the ticket reply
-// addresses LOCAL+<id>-<token>, the masked participant addresses LOCAL+<id>-<token>-p<n>,
-// the bounce addresses LOCAL+bounce-<id>-<token>, and the [#<id>-<token>] tags.
+// Package addr knows mail addresses: the one canonical form in which deskgate keeps and
+// compares every address (canonical.go), and deskgate's own addresses: the support
+// addresses, the ticket reply addresses LOCAL+<id>-<token>, the masked participant
+// addresses LOCAL+<id>-<token>-p<n>, the bounce addresses LOCAL+bounce-<id>-<token>, and the
+// [#<id>-<token>] tags.
 package addr
 
 import (
