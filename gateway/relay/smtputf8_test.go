@@ -250,3 +250,20 @@ func TestMaildirTakesUTF8AsItIs(t *testing.T) {
 		t.Errorf("Delivered-To %q", delivered)
 	}
 }
+
+// An envelope sender that needs UTF-8 (deskgate's own are ASCII, but a configured one might
+// not be): in A-labels without SMTPUTF8 when it can be, else every recipient fails with why.
+func TestPlanEnvelopeSenderWithoutSMTPUTF8(t *testing.T) {
+	tr, errs := plan("bounce@bücher.test", []string{"a@customer.test"}, []byte("Subject: x\r\n\r\nx\r\n"), false, "up:25")
+	if tr.from != "bounce@xn--bcher-kva.test" || tr.utf8 || errs[0] != nil || len(tr.rcpts) != 1 {
+		t.Errorf("IDN sender: %+v %v", tr, errs)
+	}
+	tr, errs = plan("bounce@bücher.test", []string{"a@customer.test"}, []byte("Subject: x\r\n\r\nx\r\n"), true, "up:25")
+	if tr.from != "bounce@bücher.test" || !tr.utf8 || errs[0] != nil {
+		t.Errorf("IDN sender with SMTPUTF8: %+v %v", tr, errs)
+	}
+	tr, errs = plan("bøunce@example.com", []string{"a@customer.test", "b@customer.test"}, []byte("Subject: x\r\n\r\nx\r\n"), false, "up:25")
+	if len(tr.rcpts) != 0 || !permanent(errs[0]) || !permanent(errs[1]) || !strings.Contains(replyText(errs[1]), "envelope sender bøunce@example.com cannot be written in ASCII") {
+		t.Errorf("UTF-8 sender: %+v %v", tr, errs)
+	}
+}
