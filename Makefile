@@ -12,6 +12,7 @@ FUZZ_DSN   ?= 300000x
 FUZZ_AUTH  ?= 200000x
 FUZZ_SMTP  ?= 50000x
 FUZZ_RELAY ?= 30000x
+FUZZ_DOWNGRADE ?= 100000x
 FUZZ_STORE ?= 100000x
 
 # Package versions must start with a digit: the release, then the commit it was built from.
@@ -59,6 +60,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzHeaders$$' -fuzztime=$(FUZZ_AUTH) ./gateway/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzSession$$' -fuzztime=$(FUZZ_SMTP) ./gateway/inbound
 	$(GO) test -run='^$$' -fuzz='^FuzzTransact$$' -fuzztime=$(FUZZ_RELAY) ./gateway/relay
+	$(GO) test -run='^$$' -fuzz='^FuzzDowngrade7Bit$$' -fuzztime=$(FUZZ_DOWNGRADE) ./gateway/relay
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeComment$$' -fuzztime=$(FUZZ_STORE) ./store
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeDelivery$$' -fuzztime=$(FUZZ_STORE) ./store
 

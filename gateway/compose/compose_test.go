@@ -207,3 +207,51 @@ func TestMessageIDsStayUniqueWhenTheRandomSourceFails(t *testing.T) {
 		t.Errorf("ids %s and %s", a, b)
 	}
 }
+
+// Internationalised participants: raw UTF-8 appears only in the addresses of To and Cc (what
+// SMTPUTF8 carries, and what the relay rewrites for an upstream without it); names and the
+// subject are RFC 2047 encoded words, the body quoted-printable, a file name RFC 2231, and
+// deskgate's own addresses ASCII. An agent's copy, where everyone is masked, is all ASCII.
+func TestUTF8OnlyInAddressFields(t *testing.T) {
+	utf8Ticket := func(in *Input) {
+		in.SupportName = "Support für Kunden"
+		in.AuthorName = "Zoë"
+		in.Body = "Grüße, 例え"
+		in.Ticket.Subject = "Drucker brennt – schnell!"
+		in.Ticket.Requester = store.Person{Email: "jöe@bücher.test", Name: "Jöe Müller"}
+		in.Ticket.CCs = []store.Person{{Email: "zoë@例え.テスト", Name: "Zoë, die Zweite"}, {Email: "kim@bücher.test"}, {Email: "dana@example.com", Name: "Dana"}}
+		in.Ticket.Masks = map[string]int{"jöe@bücher.test": 1, "zoë@例え.テスト": 2, "kim@bücher.test": 5, "dana@example.com": 3}
+		in.History = []store.Comment{{Author: "jöe@bücher.test", AuthorName: "Jöe Müller", Body: "Es brennt.", Public: true}}
+		in.Files = []File{{Name: "Rechnung-März.pdf", ContentType: "application/pdf", Data: []byte("%PDF")}}
+	}
+	m, raw := build(t, rules.CopyEndUser, utf8Ticket)
+	field := ""
+	for _, line := range strings.Split(raw, "\r\n") {
+		if line == "" {
+			field = "body" // the top header has ended; part headers and bodies follow
+			continue
+		}
+		if field != "body" && line[0] != ' ' && line[0] != '\t' {
+			field = strings.ToLower(line[:strings.IndexByte(line, ':')])
+		}
+		if !addr.IsASCII(line) && field != "to" && field != "cc" {
+			t.Errorf("raw UTF-8 outside an address field (%s): %q", field, line)
+		}
+	}
+	to, err := gomail.ParseAddress(m.Header.Get("To"))
+	if err != nil || to.Address != "jöe@bücher.test" || to.Name != "Jöe Müller" {
+		t.Errorf("To %q: %v %v", m.Header.Get("To"), to, err)
+	}
+	cc, err := gomail.ParseAddressList(m.Header.Get("Cc"))
+	if err != nil || len(cc) != 3 || cc[0].Address != "zoë@例え.テスト" || cc[0].Name != "Zoë, die Zweite" || cc[1].Address != "kim@bücher.test" {
+		t.Errorf("Cc %q: %v %v", m.Header.Get("Cc"), cc, err)
+	}
+	for _, f := range []string{"From", "Reply-To", "X-Loop", "Message-Id", "Subject"} {
+		if v := m.Header.Get(f); v == "" || !addr.IsASCII(v) {
+			t.Errorf("%s: %q", f, v)
+		}
+	}
+	if _, raw := build(t, rules.CopyAgent, utf8Ticket); !addr.IsASCII(raw) {
+		t.Errorf("an agent's copy with every participant masked is not ASCII:\n%s", raw)
+	}
+}

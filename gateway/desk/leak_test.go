@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand"
+	"mime"
 	"mime/quotedprintable"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/desk"
 	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/relay"
@@ -31,10 +33,15 @@ import (
 	"github.com/deskgate/deskgate/store"
 )
 
+// Some participants have internationalised addresses (canonical: NFC, U-label domains): one
+// with a non-ASCII local part, which only SMTPUTF8 carries, and one with only an IDN domain,
+// which a downgrade writes in A-labels. Their addresses must not leak in either form.
 var (
-	endUsers   = []string{"jane@customer.test", "joe@customer.test", "kim@customer.test", "lee@customer.test", "vendor@else.test", "bot@noreply.test"}
-	agentsFull = []string{"alice@example.com", "dana@example.com", "carol@example.com"}
-	agentsLite = []string{"bob@example.com", "erin@example.com"}
+	endUsers   = []string{"jane@customer.test", "jöe@bücher.test", "kim@customer.test", "zoë@例え.テスト", "lee@customer.test", "vendor@else.test", "bot@noreply.test"}
+	agentsFull = []string{"alice@example.com", "dana@example.com", "carol@example.com", "björn@example.com"}
+	agentsLite = []string{"bob@example.com", "erin@example.com", "hana@例え.テスト"}
+	// endUserNames are the display names end users' mail clients give them.
+	endUserNames = map[string]string{"jöe@bücher.test": "Jöe Müller", "zoë@例え.テスト": "Zoë"}
 )
 
 func allAgents() []string { return append(append([]string(nil), agentsFull...), agentsLite...) }
@@ -60,7 +67,7 @@ type world struct {
 	// internal holds the body tokens of comments that are internal now.
 	internal map[string]bool
 	tokenOf  map[uint64]string
-	checked  struct{ files, endUserFiles, links, pages int }
+	checked  struct{ files, endUserFiles, downgraded, links, pages int }
 	step     int
 	// site is the web pages of the desk, in process: the status views are checked after
 	// every step as the copies are (H4 on pages, S1).
@@ -175,6 +182,8 @@ func (w *world) sendMail(first bool) {
 	if isAgent(from) {
 		fmt.Fprintf(&b, "From: %q <%s>\r\n", privateName(from), from)
 		msgID = fmt.Sprintf("%d.secret@%s", w.rng.Int63(), laptopOf(from))
+	} else if name := endUserNames[from]; name != "" {
+		fmt.Fprintf(&b, "From: %q <%s>\r\n", name, from)
 	} else {
 		fmt.Fprintf(&b, "From: %s\r\n", from)
 	}
@@ -228,7 +237,8 @@ func (w *world) expertAction() {
 	body := ""
 	switch w.rng.Intn(8) {
 	case 0:
-		a = rules.Action{Kind: rules.ActAddCC, Person: store.Person{Email: w.anyone()}}
+		who := w.anyone()
+		a = rules.Action{Kind: rules.ActAddCC, Person: store.Person{Email: who, Name: endUserNames[who]}}
 	case 1:
 		if len(t.CCs) == 0 {
 			return
@@ -295,6 +305,21 @@ func (w *world) check() {
 		w.sent = append(w.sent, strings.Trim(m.Header.Get("Message-Id"), "<>"))
 		head := strings.ToLower(string(raw[:bytes.Index(raw, []byte("\r\n\r\n"))]))
 		w.checked.files++
+		// The same copy as an upstream without SMTPUTF8 gets it: nothing of an agent's may
+		// be in it either, in A-labels or in encoded words.
+		down := relay.Downgrade7Bit(raw)
+		downHead := string(down[:bytes.Index(down, []byte("\r\n\r\n"))])
+		if !addr.IsASCII(downHead) {
+			w.t.Fatalf("step %d: the downgraded copy delivered to %s is not seven-bit:\n%s", w.step, rcpt, downHead)
+		}
+		if !addr.IsASCII(head) {
+			w.checked.downgraded++
+		}
+		decodedHead, err := (&mime.WordDecoder{}).DecodeHeader(downHead)
+		if err != nil {
+			w.t.Fatalf("step %d: the downgraded copy delivered to %s has encoded words that do not decode: %v\n%s", w.step, rcpt, err, downHead)
+		}
+		forms := []string{head, strings.ToLower(downHead), strings.ToLower(decodedHead)}
 		// H4 and H1: nothing of an agent's own (followers are agents) in any header of a
 		// message delivered to anybody else: not her address, not the machine her mail
 		// client names in its Message-IDs, not the display name it gives her.
@@ -302,14 +327,17 @@ func (w *world) check() {
 			if a == rcpt {
 				continue
 			}
-			if mailtest.HasAddress(head, a) {
-				w.t.Fatalf("step %d: %s's address is in a header of the copy delivered to %s:\n%s", w.step, a, rcpt, head)
-			}
-			if strings.Contains(head, laptopOf(a)) {
-				w.t.Fatalf("step %d: a Message-ID of %s's own mail is in a header of the copy delivered to %s:\n%s", w.step, a, rcpt, head)
-			}
-			if strings.Contains(head, strings.ToLower(privateName(a))) {
-				w.t.Fatalf("step %d: the display name of %s's own mail client is in a header of the copy delivered to %s:\n%s", w.step, a, rcpt, head)
+			ascii, _ := addr.ASCIIForm(a)
+			for _, h := range forms {
+				if mailtest.HasAddress(h, a) || (ascii != "" && mailtest.HasAddress(h, ascii)) {
+					w.t.Fatalf("step %d: %s's address is in a header of the copy delivered to %s:\n%s", w.step, a, rcpt, h)
+				}
+				if strings.Contains(h, laptopOf(a)) {
+					w.t.Fatalf("step %d: a Message-ID of %s's own mail is in a header of the copy delivered to %s:\n%s", w.step, a, rcpt, h)
+				}
+				if strings.Contains(h, strings.ToLower(privateName(a))) {
+					w.t.Fatalf("step %d: the display name of %s's own mail client is in a header of the copy delivered to %s:\n%s", w.step, a, rcpt, h)
+				}
 			}
 		}
 		if isAgent(rcpt) {
@@ -500,7 +528,7 @@ func TestH4_LeakProperty(t *testing.T) {
 	if testing.Short() {
 		histories = 10
 	}
-	var files, endUserFiles, links, pages int
+	var files, endUserFiles, downgraded, links, pages int
 	for seed := int64(1); seed <= int64(histories); seed++ {
 		w := newWorld(t, seed)
 		w.sendMail(true)
@@ -522,12 +550,14 @@ func TestH4_LeakProperty(t *testing.T) {
 		links += w.checked.links
 		pages += w.checked.pages
 		endUserFiles += w.checked.endUserFiles
+		downgraded += w.checked.downgraded
 	}
-	if files < histories*5 || endUserFiles < histories || links < histories || pages < histories*steps/4 {
-		t.Fatalf("the property was checked on too little: %d messages, %d to end users, %d links, %d pages", files, endUserFiles, links, pages)
+	if files < histories*5 || endUserFiles < histories || downgraded < histories || links < histories || pages < histories*steps/4 {
+		t.Fatalf("the property was checked on too little: %d messages, %d to end users, %d with UTF-8 headers downgraded, %d links, %d pages",
+			files, endUserFiles, downgraded, links, pages)
 	}
-	t.Logf("%d histories × %d steps: %d delivered messages checked, %d of them to end users, %d status view links; %d status view pages checked",
-		histories, steps, files, endUserFiles, links, pages)
+	t.Logf("%d histories × %d steps: %d delivered messages checked, %d of them to end users, %d with UTF-8 headers also checked downgraded, %d status view links; %d status view pages checked",
+		histories, steps, files, endUserFiles, downgraded, links, pages)
 }
 
 // privateName is the display name an agent's own mail client gives her, which is not her
@@ -539,8 +569,8 @@ func laptopOf(email string) string {
 	return strings.Split(email, "@")[0] + "-laptop.private.test"
 }
 
-// nameOf makes "Alice" of alice@example.com.
+// nameOf makes "Alice" of alice@example.com and "Björn" of björn@example.com.
 func nameOf(email string) string {
-	local := strings.Split(email, "@")[0]
-	return strings.ToUpper(local[:1]) + local[1:]
+	local := []rune(strings.Split(email, "@")[0])
+	return strings.ToUpper(string(local[:1])) + string(local[1:])
 }

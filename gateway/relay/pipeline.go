@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/deskgate/deskgate/gateway/addr"
 )
 
 // session is one upstream connection. go-smtp's client sets it up (greeting, EHLO,
@@ -27,15 +29,20 @@ type session struct {
 	// dsn: the upstream offers DSN (RFC 3461), so each RCPT carries ORCPT, and a DSN about
 	// the copy names the address deskgate sent it to in Original-Recipient, even after a
 	// forward: that is the only address by which T6 lets a DSN fail a recipient.
-	dsn     bool
-	timeout time.Duration
+	dsn bool
+	// smtputf8: the upstream offers SMTPUTF8 (RFC 6531), so a delivery that needs UTF-8 goes
+	// as it is; without it the relay downgrades the header and sends only to addresses that
+	// have an ASCII form.
+	smtputf8 bool
+	timeout  time.Duration
 }
 
 func newSession(c *smtp.Client, raw net.Conn, timeout time.Duration) *session {
 	pipelining, _ := c.Extension("PIPELINING")
 	dsn, _ := c.Extension("DSN")
+	smtputf8, _ := c.Extension("SMTPUTF8")
 	return &session{c: c, raw: raw, r: textproto.NewReader(bufio.NewReader(raw)), w: bufio.NewWriter(raw),
-		pipelining: pipelining, dsn: dsn, timeout: timeout}
+		pipelining: pipelining, dsn: dsn, smtputf8: smtputf8, timeout: timeout}
 }
 
 // xtext encodes an address for ORCPT (RFC 3461 4): "+", "=" and what is not printable
@@ -101,8 +108,10 @@ type reply struct {
 // transact sends one message to rcpts and returns each recipient's error and whether
 // the session can carry another message. The commands are MAIL, one RCPT per
 // recipient and DATA: with PIPELINING they leave in one write, without it one by one;
-// the replies are read in the same order and judged the same way.
-func (s *session) transact(from string, rcpts []string, msg []byte) ([]error, bool) {
+// the replies are read in the same order and judged the same way. utf8 puts SMTPUTF8 on
+// MAIL (RFC 6531): the caller sets it only when the upstream offers it and the message
+// needs it.
+func (s *session) transact(from string, rcpts []string, msg []byte, utf8 bool) ([]error, bool) {
 	errs := make([]error, len(rcpts))
 	failAll := func(err error) ([]error, bool) {
 		for i := range errs {
@@ -115,11 +124,19 @@ func (s *session) transact(from string, rcpts []string, msg []byte) ([]error, bo
 	s.raw.SetDeadline(time.Now().Add(s.timeout))
 	defer s.raw.SetDeadline(time.Time{})
 	cmds := make([]string, 0, len(rcpts)+2)
-	cmds = append(cmds, "MAIL FROM:<"+from+">")
+	mail := "MAIL FROM:<" + from + ">"
+	if utf8 {
+		mail += " SMTPUTF8"
+	}
+	cmds = append(cmds, mail)
 	for _, r := range rcpts {
-		if s.dsn {
+		switch {
+		case s.dsn && !addr.IsASCII(r):
+			// RFC 6533: the utf-8 address type, in its ASCII form, which any next hop carries.
+			cmds = append(cmds, "RCPT TO:<"+r+"> ORCPT=utf-8;"+utf8AddrXtext(r))
+		case s.dsn:
 			cmds = append(cmds, "RCPT TO:<"+r+"> ORCPT=rfc822;"+xtext(r))
-		} else {
+		default:
 			cmds = append(cmds, "RCPT TO:<"+r+">")
 		}
 	}

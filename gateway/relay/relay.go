@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/metrics"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
@@ -396,11 +397,12 @@ func (w *Worker) attempt(d *store.Delivery, msg []byte) attempt {
 	if signErr != nil {
 		return failAll(fmt.Errorf("cannot sign: %w", signErr))
 	}
-	signed, err := sign.sign(msg)
-	if err != nil {
-		return failAll(fmt.Errorf("DKIM signing failed: %w", err))
-	}
 	if dir, ok := strings.CutPrefix(cfg.Upstream.Address, config.MaildirPrefix); ok {
+		// A Maildir is read by local programs, which take UTF-8 as it is.
+		signed, err := sign.sign(msg)
+		if err != nil {
+			return failAll(fmt.Errorf("DKIM signing failed: %w", err))
+		}
 		a.via = "maildir"
 		md := &Maildir{Dir: dir, Hostname: cfg.Hostname}
 		maybeDone := d.Attempts > 0 || d.CreatedAt.Before(w.started)
@@ -415,14 +417,88 @@ func (w *Worker) attempt(d *store.Delivery, msg []byte) attempt {
 	if err != nil {
 		return failAll(err)
 	}
-	errs, usable := c.transact(d.From, a.rcpts, signed)
+	// What is sent depends on the session (SMTPUTF8 or a downgrade), and the signature
+	// must cover the header as sent: signing comes after.
+	tr, errs := plan(d.From, a.rcpts, msg, c.smtputf8, a.via)
 	a.errs = errs
+	if len(tr.rcpts) == 0 {
+		w.release(up, c, cfg.Upstream.MaxConnections)
+		return a
+	}
+	signed, err := sign.sign(tr.msg)
+	if err != nil {
+		w.release(up, c, cfg.Upstream.MaxConnections)
+		for _, i := range tr.index {
+			a.errs[i] = fmt.Errorf("DKIM signing failed: %w", err)
+		}
+		return a
+	}
+	terrs, usable := c.transact(tr.from, tr.rcpts, signed, tr.utf8)
+	for j, i := range tr.index {
+		a.errs[i] = terrs[j]
+	}
 	if usable {
 		w.release(up, c, cfg.Upstream.MaxConnections)
 	} else {
 		c.Close()
 	}
 	return a
+}
+
+// transaction is what one SMTP transaction sends of a delivery.
+type transaction struct {
+	from  string
+	rcpts []string // as sent, in the order of index
+	index []int    // where each is among the delivery's recipients
+	msg   []byte
+	utf8  bool // SMTPUTF8 on MAIL
+}
+
+// plan is how a delivery from from to rcpts travels over a session whose upstream offers
+// SMTPUTF8 or not, and the recipients it cannot reach there. A delivery in seven bits goes
+// as it always did. One that needs UTF-8 (needsUTF8) goes with SMTPUTF8 when the upstream
+// offers it; otherwise, as Postfix's SMTP client does, each address goes in its ASCII form
+// (an IDN domain in A-labels) with the header downgraded to seven bits (Downgrade7Bit),
+// and an address with a non-ASCII local part, which has no ASCII form, fails at once and for
+// good (5.6.7) rather than in an 8-bit transaction that the upstream would refuse.
+func plan(from string, rcpts []string, msg []byte, smtputf8 bool, upstream string) (transaction, []error) {
+	errs := make([]error, len(rcpts))
+	tr := transaction{from: from, msg: msg}
+	need := needsUTF8(from, rcpts, msg)
+	if !need || smtputf8 {
+		tr.utf8 = need
+		tr.rcpts = rcpts
+		for i := range rcpts {
+			tr.index = append(tr.index, i)
+		}
+		return tr, errs
+	}
+	sender, ok := addr.ASCIIForm(from)
+	if !ok {
+		for i := range errs {
+			errs[i] = noSMTPUTF8(upstream, "the envelope sender "+from)
+		}
+		return transaction{}, errs
+	}
+	tr.from = sender
+	for i, r := range rcpts {
+		ascii, ok := addr.ASCIIForm(r)
+		if !ok {
+			errs[i] = noSMTPUTF8(upstream, r)
+			continue
+		}
+		tr.rcpts = append(tr.rcpts, ascii)
+		tr.index = append(tr.index, i)
+	}
+	tr.msg = Downgrade7Bit(msg)
+	return tr, errs
+}
+
+// noSMTPUTF8 is the reply recorded for an address that only SMTPUTF8 can carry; 553 5.6.7
+// is what RFC 6531 3.5 gives for it, and what a receiving server would have said.
+func noSMTPUTF8(upstream, address string) error {
+	return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+		Message: fmt.Sprintf("the upstream %s does not offer SMTPUTF8, and %s cannot be written in ASCII", upstream, address)}
 }
 
 // permanent reports whether an upstream error fails the recipient for good (5xx).

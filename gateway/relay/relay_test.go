@@ -46,6 +46,9 @@ type upstreamServer struct {
 	onData   func(received) // called as each message arrives, before the reply
 	dsn      bool           // offer DSN (RFC 3461)
 	orcpts   []string       // the ORCPT of each RCPT, "" for none
+	utf8     bool           // offer SMTPUTF8 (RFC 6531)
+	mails    []bool         // each MAIL: whether it said SMTPUTF8
+	types    []string       // the ORCPT address type of each RCPT
 }
 
 type received struct {
@@ -81,16 +84,20 @@ func (s *upSession) Auth(mech string) (sasl.Server, error) {
 		return nil
 	}), nil
 }
-func (s *upSession) Mail(from string, _ *smtp.MailOptions) error {
+func (s *upSession) Mail(from string, opts *smtp.MailOptions) error {
 	if s.s.needAuth && !s.authd {
 		return smtp.ErrAuthRequired
 	}
+	s.s.mu.Lock()
+	s.s.mails = append(s.s.mails, opts.UTF8)
+	s.s.mu.Unlock()
 	s.cur = received{from: from}
 	return nil
 }
 func (s *upSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 	s.s.mu.Lock()
 	s.s.orcpts = append(s.s.orcpts, opts.OriginalRecipient)
+	s.s.types = append(s.s.types, string(opts.OriginalRecipientType))
 	s.s.mu.Unlock()
 	if code := s.s.refuse[to]; code != 0 {
 		return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{code / 100, 1, 1}, Message: "no thanks"}
@@ -119,6 +126,7 @@ func serve(t *testing.T, u *upstreamServer) string {
 	srv.Domain = "upstream.test"
 	srv.AllowInsecureAuth = true
 	srv.EnableDSN = u.dsn
+	srv.EnableSMTPUTF8 = u.utf8
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
