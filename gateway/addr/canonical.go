@@ -33,6 +33,11 @@ func Canonical(address string) (string, error) {
 	if isCanonicalASCII(address) {
 		return address, nil
 	}
+	return canonicalSlowly(address)
+}
+
+// canonicalSlowly is Canonical without the shortcut for addresses that are canonical already.
+func canonicalSlowly(address string) (string, error) {
 	local, domain, err := split(address)
 	if err != nil {
 		return "", err
@@ -136,6 +141,13 @@ func canonicalDomain(domain string) (unicodeForm, asciiForm string, err error) {
 	if domain == "" {
 		return "", "", errors.New("is empty")
 	}
+	if isASCII(domain) && !hasALabel(domain) {
+		// A plain ASCII host name is taken as mail servers take it, which is more than
+		// IDNA's rules for labels allow: an underscore (mail_gw.example.com) or hyphens in
+		// the third and fourth places are refused by no MTA, so they are not refused here.
+		d := strings.ToLower(domain)
+		return d, d, checkHostLabels(d)
+	}
 	u, err := idna.Lookup.ToUnicode(domain)
 	if err != nil {
 		return "", "", fmt.Errorf("is not a valid domain name (%s)", strings.TrimPrefix(err.Error(), "idna: "))
@@ -161,6 +173,41 @@ func canonicalDomain(domain string) (unicodeForm, asciiForm string, err error) {
 	return norm.NFC.String(u), a, nil
 }
 
+// hasALabel reports whether an ASCII domain has a label in the A-label form (xn--…), which
+// IDNA must check and turn into U-labels.
+func hasALabel(domain string) bool {
+	for label := range strings.SplitSeq(domain, ".") {
+		if len(label) >= 4 && strings.EqualFold(label[:4], "xn--") {
+			return true
+		}
+	}
+	return false
+}
+
+// checkHostLabels checks a lowercase ASCII domain: labels of 1 to 63 letters, digits,
+// hyphens and underscores, none beginning or ending with a hyphen, 253 bytes in all.
+func checkHostLabels(d string) error {
+	if len(d) > 253 {
+		return errors.New("is longer than 253 bytes")
+	}
+	for label := range strings.SplitSeq(d, ".") {
+		switch {
+		case label == "":
+			return errors.New("has an empty label")
+		case len(label) > 63:
+			return fmt.Errorf("has a label longer than 63 bytes (%.20s…)", label)
+		case label[0] == '-' || label[len(label)-1] == '-':
+			return fmt.Errorf("is not a valid domain name (the label %q begins or ends with a hyphen)", label)
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return fmt.Errorf("is not a valid domain name (%q is not allowed in a host name)", rune(c))
+			}
+		}
+	}
+	return nil
+}
+
 // isCanonicalASCII is the common case: an ASCII address whose domain is lowercase
 // letters, digits, hyphens and dots that IDNA would leave as they are, so that the
 // address is already canonical and nothing needs to be built.
@@ -177,19 +224,18 @@ func isCanonicalASCII(a string) bool {
 	label := 0
 	for i := at + 1; i <= len(a); i++ {
 		if i == len(a) || a[i] == '.' {
-			// A label must be 1 to 63 characters, not begin or end with a hyphen, and
-			// not have hyphens in its third and fourth places (where IDNA's A-labels
-			// and reserved labels have them).
+			// A label must be 1 to 63 characters and not begin or end with a hyphen; an
+			// A-label (xn--…) is left to IDNA.
 			start := i - label
 			if label == 0 || label > 63 || a[start] == '-' || a[i-1] == '-' ||
-				(label >= 4 && a[start+2] == '-' && a[start+3] == '-') {
+				(label >= 4 && a[start:start+4] == "xn--") {
 				return false
 			}
 			label = 0
 			continue
 		}
 		c := a[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 			return false
 		}
 		label++
