@@ -26,11 +26,11 @@ func withDesk(t *testing.T) http.Handler {
 	t.Cleanup(func() { st.Close() })
 	cfg := &config.Config{
 		Hostname: "mx.test", DataDir: dir,
-		Support: config.Support{Name: "Support", Addresses: []string{"support@example.com"}},
-		Limits:  config.Limits{MaxCCs: 48},
-		Agents:  []config.Agent{{Email: "alice@example.com", Name: "Alice", Role: "agent"}},
-		Policy:  config.Policy{CCsEnabled: true, FollowersEnabled: true, CCRemoval: "email", ReplyAudience: "notification"},
-		Notifications: config.Notifications{TicketCreated: "none", Assigned: "none", Solved: "none"},
+		Support:        config.Support{Name: "Support", Addresses: []string{"support@example.com"}},
+		Limits:         config.Limits{MaxCCs: 48},
+		Agents:         []config.Agent{{Email: "alice@example.com", Name: "Alice", Role: "agent"}},
+		Policy:         config.Policy{CCsEnabled: true, FollowersEnabled: true, CCRemoval: "email", ReplyAudience: "notification"},
+		Notifications:  config.Notifications{TicketCreated: "none", Assigned: "none", Solved: "none"},
 		Authentication: config.Authentication{AgentIdentity: "none", DNSResolver: "127.0.0.1:1"},
 		Upstream:       config.Upstream{Address: "maildir:" + filepath.Join(dir, "outbox")},
 	}
