@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/deskgate/deskgate/gateway/addr"
 )
 
 // Config is the whole of deskgate.yaml after defaults, env overrides and validation.
@@ -208,11 +210,19 @@ type Log struct {
 	Format string `mapstructure:"format"`
 }
 
-// AgentByEmail returns the configured agent with that address (case-insensitive).
+// AgentByEmail returns the configured agent with that address, in any form of it (case,
+// A-labels, NFD): the agents' addresses are canonical since Load.
 func (c *Config) AgentByEmail(email string) (Agent, bool) {
 	for _, a := range c.Agents {
 		if equalFoldASCII(a.Email, email) {
 			return a, true
+		}
+	}
+	if canon, err := addr.Canonical(email); err == nil {
+		for _, a := range c.Agents {
+			if strings.EqualFold(a.Email, canon) {
+				return a, true
+			}
 		}
 	}
 	return Agent{}, false

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/deskgate/deskgate/gateway/addr"
 )
 
 func validate(c *Config) Problems {
@@ -94,17 +96,22 @@ func validate(c *Config) Problems {
 	seen := map[string]bool{}
 	for i, a := range c.Support.Addresses {
 		key := fmt.Sprintf("support.addresses[%d]", i)
-		if err := checkBareAddress(a); err != nil {
+		canon, err := canonicalAddress(a)
+		if err != nil {
 			add(key, "%v", err)
 			continue
 		}
+		c.Support.Addresses[i] = canon
 		if strings.Contains(localPart(a), "+") {
 			add(key, "%q: a support address cannot contain '+' (deskgate uses LOCAL+... for ticket addresses)", a)
 		}
-		if seen[strings.ToLower(a)] {
+		if !addr.IsASCII(localPart(canon)) {
+			add(key, "%q: a support address needs an ASCII local part, because every copy's From and Reply-To and every bounce address are made from it, and any upstream must carry them, with SMTPUTF8 or without (the domain may be internationalised)", a)
+		}
+		if seen[strings.ToLower(canon)] {
 			add(key, "%q is listed twice", a)
 		}
-		seen[strings.ToLower(a)] = true
+		seen[strings.ToLower(canon)] = true
 	}
 	if strings.ContainsAny(c.Support.Name, "\r\n\"") {
 		add("support.name", "must not contain quotes or line breaks")
@@ -159,14 +166,18 @@ func validate(c *Config) Problems {
 	agentSeen := map[string]bool{}
 	for i, a := range c.Agents {
 		key := fmt.Sprintf("agents[%d]", i)
-		if err := checkBareAddress(a.Email); err != nil {
+		canon, err := canonicalAddress(a.Email)
+		if err != nil {
 			add(key+".email", "%v", err)
-		} else if agentSeen[strings.ToLower(a.Email)] {
+		} else if agentSeen[strings.ToLower(canon)] {
 			add(key+".email", "%q is listed twice", a.Email)
-		} else if seen[strings.ToLower(a.Email)] {
+		} else if seen[strings.ToLower(canon)] {
 			add(key+".email", "%q is a support address", a.Email)
 		}
-		agentSeen[strings.ToLower(a.Email)] = true
+		if err == nil {
+			c.Agents[i].Email = canon
+			agentSeen[strings.ToLower(canon)] = true
+		}
 		if a.Role != RoleAgent && a.Role != RoleLightAgent {
 			add(key+".role", "%q is not a role (agent or light_agent)", a.Role)
 		}
@@ -176,9 +187,12 @@ func validate(c *Config) Problems {
 	}
 
 	for i, p := range c.Policy.CCBlocklist {
-		if err := checkBlockPattern(p); err != nil {
+		canon, err := canonicalBlockPattern(p)
+		if err != nil {
 			add(fmt.Sprintf("policy.cc_blocklist[%d]", i), "%v", err)
+			continue
 		}
+		c.Policy.CCBlocklist[i] = canon
 	}
 	oneOf(add, "policy.cc_removal", c.Policy.CCRemoval, "email", "expert_only")
 	oneOf(add, "policy.reply_audience", c.Policy.ReplyAudience, "notification", "ticket")
@@ -318,17 +332,40 @@ func checkBareAddress(a string) error {
 	return nil
 }
 
-func checkBlockPattern(p string) error {
+// canonicalAddress is a bare address of the config in the one form deskgate compares
+// (addr.Canonical), so that mail from any spelling of it (case, A-labels, NFD) matches.
+func canonicalAddress(a string) (string, error) {
+	if err := checkBareAddress(a); err != nil {
+		return "", err
+	}
+	canon, err := addr.Canonical(a)
+	if err != nil {
+		return "", err
+	}
+	return canon, nil
+}
+
+// canonicalBlockPattern is a policy.cc_blocklist entry, an address or *@domain, in
+// canonical form.
+func canonicalBlockPattern(p string) (string, error) {
 	if rest, ok := strings.CutPrefix(p, "*@"); ok {
 		if rest == "" || strings.ContainsAny(rest, "@* ") {
-			return fmt.Errorf("%q: a pattern is *@domain", p)
+			return "", fmt.Errorf("%q: a pattern is *@domain", p)
 		}
-		return nil
+		d, err := addr.CanonicalDomain(rest)
+		if err != nil {
+			return "", fmt.Errorf("%q: %v", p, err)
+		}
+		return "*@" + d, nil
 	}
 	if err := checkBareAddress(p); err != nil {
-		return fmt.Errorf("%q is neither an address nor *@domain", p)
+		return "", fmt.Errorf("%q is neither an address nor *@domain", p)
 	}
-	return nil
+	canon, err := addr.Canonical(p)
+	if err != nil {
+		return "", err
+	}
+	return canon, nil
 }
 
 func localPart(a string) string {

@@ -7,6 +7,13 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/deskgate/deskgate/gateway/addr"
 )
 
 // Deleted is what deleting a ticket removed.
@@ -183,16 +190,20 @@ func storedTime(record []byte, field string) (time.Time, bool) {
 }
 
 // Mentioning lists, on a snapshot, the tickets whose record or any of whose comments, events
-// or deliveries contains email (in any case). It reads every record's bytes and decodes none,
-// so that a desk of millions of comments is searched in one pass over the file.
+// or deliveries contains email (in any case, and in any of the forms addressForms gives). It
+// reads every record's bytes and decodes none, so that a desk of millions of comments is
+// searched in one pass over the file.
 func (t *Tx) Mentioning(email string) ([]uint64, error) {
-	needle := []byte(strings.ToLower(email))
+	forms := addressForms(email)
 	found := map[uint64]bool{}
 	scan := func(bucket []byte, owner func(k, v []byte) uint64) error {
 		return t.tx.Bucket(bucket).ForEach(func(k, v []byte) error {
-			if containsFold(v, needle) {
-				if id := owner(k, v); id != 0 {
-					found[id] = true
+			for _, f := range forms {
+				if containsFold(v, f) {
+					if id := owner(k, v); id != 0 {
+						found[id] = true
+					}
+					break
 				}
 			}
 			return nil
@@ -241,83 +252,225 @@ func (t *Tx) Mentioning(email string) ([]uint64, error) {
 	return out, nil
 }
 
-// containsFold reports whether haystack contains needle (lower case ASCII) in any case,
-// without copying haystack.
-func containsFold(haystack, needle []byte) bool {
-	if len(needle) == 0 {
+// addressForms are the spellings in which email may stand in stored text, apart from case:
+// as given, its canonical form (domain in U-labels, NFC), its domain in A-labels, and
+// decomposed (NFD), as mail clients and older records wrote it. Stored participants are
+// canonical; text (bodies, subjects, originals) is what people wrote.
+func addressForms(email string) []string {
+	email = strings.TrimSpace(email)
+	forms := []string{email}
+	add := func(f string) {
+		for _, g := range forms {
+			if strings.EqualFold(f, g) {
+				return
+			}
+		}
+		forms = append(forms, f)
+	}
+	canon, err := addr.Canonical(email)
+	if err != nil {
+		return forms
+	}
+	add(canon)
+	at := strings.LastIndexByte(canon, '@')
+	local, domain := canon[:at], canon[at+1:]
+	domains := []string{domain, norm.NFD.String(domain)}
+	if a, err := idna.Lookup.ToASCII(domain); err == nil {
+		domains = append(domains, a)
+	}
+	for _, l := range []string{local, norm.NFD.String(local)} {
+		for _, d := range domains {
+			add(l + "@" + d)
+		}
+	}
+	return forms
+}
+
+// containsFold reports whether haystack contains needle in any case, without copying
+// haystack when needle is ASCII, the common case.
+func containsFold(haystack []byte, needle string) bool {
+	if needle == "" {
 		return true
 	}
-	first := needle[0]
+	if !isASCII(needle) {
+		// Case can change a character's length and its first byte (ẞ and ß, Р and р): the
+		// search walks runes.
+		return indexFold(string(haystack), needle, 0) >= 0
+	}
+	lower := []byte(strings.ToLower(needle))
+	first := lower[0]
 	upper := first
 	if 'a' <= first && first <= 'z' {
 		upper = first - 'a' + 'A'
 	}
-	for i := 0; i+len(needle) <= len(haystack); i++ {
+	for i := 0; i+len(lower) <= len(haystack); i++ {
 		c := haystack[i]
 		if c != first && c != upper {
 			continue
 		}
-		if bytes.EqualFold(haystack[i:i+len(needle)], needle) {
+		if bytes.EqualFold(haystack[i:i+len(lower)], lower) {
 			return true
 		}
 	}
 	return false
 }
 
-// An address inside a longer one is not that address: erasing ann@customer.test must leave
-// joann@customer.test and ann@customer.test.example alone. A match counts only where the
-// character before cannot belong to a local part and the one after cannot continue the domain.
-
-func atext(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0
-}
-
-func domainChar(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-'
-}
-
-// addressAt reports whether s[i:i+n] is a whole address, not part of a longer one.
-func addressAt(s string, i, n int) bool {
-	if i > 0 && atext(s[i-1]) {
-		return false
-	}
-	end := i + n
-	if end < len(s) {
-		if domainChar(s[end]) {
-			return false
-		}
-		// A dot ends a sentence, or carries the domain on.
-		if s[end] == '.' && end+1 < len(s) && domainChar(s[end+1]) {
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
 			return false
 		}
 	}
 	return true
 }
 
-// indexAddress finds email (in any case) as a whole address in s from position from, or -1.
-func indexAddress(s, email string, from int) int {
-	for i := from; i+len(email) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(email)], email) && addressAt(s, i, len(email)) {
+// foldPrefix reports whether s begins with needle in any case (Unicode simple folding, as
+// strings.EqualFold), and how many bytes of s that is.
+func foldPrefix(s, needle string) (int, bool) {
+	i := 0
+	for _, nr := range needle {
+		if i >= len(s) {
+			return 0, false
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r != nr && !sameFold(r, nr) {
+			return 0, false
+		}
+		i += size
+	}
+	return i, true
+}
+
+// sameFold reports whether a and b are one letter in different case.
+func sameFold(a, b rune) bool {
+	for r := unicode.SimpleFold(a); r != a; r = unicode.SimpleFold(r) {
+		if r == b {
+			return true
+		}
+	}
+	return false
+}
+
+// indexFold is the first position from from at which s has needle in any case, or -1.
+func indexFold(s, needle string, from int) int {
+	for i := from; i < len(s); i++ {
+		if !utf8.RuneStart(s[i]) {
+			continue
+		}
+		if _, ok := foldPrefix(s[i:], needle); ok {
 			return i
 		}
 	}
 	return -1
 }
 
-// containsAddress reports whether email stands in s as a whole address, in any case.
-func containsAddress(s, email string) bool { return email != "" && indexAddress(s, email, 0) >= 0 }
+// An address inside a longer one is not that address: erasing ann@customer.test must leave
+// joann@customer.test and ann@customer.test.example alone. A match counts only where the
+// character before cannot belong to a local part and the one after cannot continue the domain.
+// Letters, digits and marks of any script belong to both (RFC 6531 allows them in local parts,
+// IDNA in domains).
 
-// replaceAddress replaces email, wherever it stands in s as a whole address, with marker.
-func replaceAddress(s, email, marker string) string {
-	if email == "" {
-		return s
+func atext(r rune) bool {
+	if r >= utf8.RuneSelf {
+		return wordRune(r)
 	}
+	c := byte(r)
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0
+}
+
+func domainChar(r rune) bool {
+	if r >= utf8.RuneSelf {
+		return wordRune(r)
+	}
+	c := byte(r)
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-'
+}
+
+func wordRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) }
+
+// addressAt reports whether s[i:end] is a whole address, not part of a longer one.
+func addressAt(s string, i, end int) bool {
+	if i > 0 {
+		if r, _ := utf8.DecodeLastRuneInString(s[:i]); atext(r) {
+			return false
+		}
+	}
+	if end < len(s) {
+		r, size := utf8.DecodeRuneInString(s[end:])
+		if domainChar(r) {
+			return false
+		}
+		// A dot ends a sentence, or carries the domain on.
+		if r == '.' && end+size < len(s) {
+			if next, _ := utf8.DecodeRuneInString(s[end+size:]); domainChar(next) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// indexAddress finds email (in any case) as a whole address in s from position from: where it
+// starts and ends, or -1. The length can differ from email's, as case can change it.
+func indexAddress(s, email string, from int) (int, int) {
+	for i := from; i < len(s); i++ {
+		if !utf8.RuneStart(s[i]) {
+			continue
+		}
+		if n, ok := foldPrefix(s[i:], email); ok && addressAt(s, i, i+n) {
+			return i, i + n
+		}
+	}
+	return -1, -1
+}
+
+// addressMatcher finds one person's address, in every form addressForms gives, in text.
+type addressMatcher []string
+
+func matcher(email string) addressMatcher {
+	if strings.TrimSpace(email) == "" {
+		return nil
+	}
+	return addressForms(email)
+}
+
+// same reports whether a stored address is this one.
+func (m addressMatcher) same(a string) bool {
+	a = strings.TrimSpace(a)
+	for _, f := range m {
+		if strings.EqualFold(a, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// contains reports whether the address stands in s as a whole address, in any case and form.
+func (m addressMatcher) contains(s string) bool {
+	for _, f := range m {
+		if i, _ := indexAddress(s, f, 0); i >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// replace replaces the address, wherever it stands in s as a whole address in any case and
+// form, with marker.
+func (m addressMatcher) replace(s, marker string) string {
+	for _, f := range m {
+		s = replaceOne(s, f, marker)
+	}
+	return s
+}
+
+func replaceOne(s, email, marker string) string {
 	var b strings.Builder
 	last := 0
-	for i := indexAddress(s, email, 0); i >= 0; i = indexAddress(s, email, last) {
+	for i, end := indexAddress(s, email, 0); i >= 0; i, end = indexAddress(s, email, last) {
 		b.WriteString(s[last:i])
 		b.WriteString(marker)
-		last = i + len(email)
+		last = end
 	}
 	if last == 0 {
 		return s
@@ -325,3 +478,9 @@ func replaceAddress(s, email, marker string) string {
 	b.WriteString(s[last:])
 	return b.String()
 }
+
+// containsAddress reports whether email stands in s as a whole address, in any case and form.
+func containsAddress(s, email string) bool { return matcher(email).contains(s) }
+
+// replaceAddress replaces email, wherever it stands in s as a whole address, with marker.
+func replaceAddress(s, email, marker string) string { return matcher(email).replace(s, marker) }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // ErasedText stands where an erased person's text was.
@@ -24,10 +23,11 @@ func (t *Tx) ScrubTicket(id uint64, email, marker string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	same := func(a string) bool { return strings.EqualFold(strings.TrimSpace(a), email) }
+	m := matcher(email)
+	same := m.same
 	var report []string
 	say := func(format string, args ...any) { report = append(report, fmt.Sprintf(format, args...)) }
-	scrub := func(s string) string { return replaceAddress(s, email, marker) }
+	scrub := func(s string) string { return m.replace(s, marker) }
 	// Each record is compared with itself before and after, so these only change in place.
 	people := func(list []Person) {
 		for i := range list {
@@ -78,7 +78,7 @@ func (t *Tx) ScrubTicket(id uint64, email, marker string) ([]string, error) {
 		}
 	}
 	for i, f := range tk.DeliveryFailures {
-		if same(f.Email) || containsAddress(f.Reply, email) {
+		if same(f.Email) || m.contains(f.Reply) {
 			tk.DeliveryFailures[i].Email, tk.DeliveryFailures[i].Reply = marker, scrub(f.Reply)
 			ticketChanged = true
 		}
@@ -191,12 +191,13 @@ func (t *Tx) eraseFromDelivery(id, ticket uint64, email, marker string, write bo
 	if d.TicketID != ticket {
 		return nil, nil
 	}
+	m := matcher(email)
 	var out []string
 	changed := false
 	waiting := 0
 	for i, r := range d.Recipients {
-		if strings.EqualFold(r.Email, email) {
-			d.Recipients[i].Email, d.Recipients[i].Reply = marker, replaceAddress(r.Reply, email, marker)
+		if m.same(r.Email) {
+			d.Recipients[i].Email, d.Recipients[i].Reply = marker, m.replace(r.Reply, marker)
 			if r.State == DeliveryQueued {
 				d.Recipients[i].State, d.Recipients[i].Reply = DeliveryDropped, "erased"
 				out = append(out, fmt.Sprintf("delivery %d: recipient dropped from the queue", id))
@@ -210,13 +211,13 @@ func (t *Tx) eraseFromDelivery(id, ticket uint64, email, marker string, write bo
 	if d.State == DeliveryQueued && waiting == 0 && changed {
 		d.State = DeliveryDropped
 	}
-	if s := replaceAddress(d.LastReply, email, marker); s != d.LastReply {
+	if s := m.replace(d.LastReply, marker); s != d.LastReply {
 		d.LastReply, changed = s, true
 	}
 	msg := t.tx.Bucket(bucketDelivMsg).Get(itob(id))
 	var scrubbed []byte
 	if msg != nil {
-		if s := replaceAddress(string(msg), email, marker); s != string(msg) {
+		if s := m.replace(string(msg), marker); s != string(msg) {
 			scrubbed, changed = []byte(s), true
 		}
 	}
@@ -250,7 +251,7 @@ func (t *Tx) scrubOriginal(cid uint64, email, marker string, drop, write bool) (
 		}
 		return true, nil
 	}
-	scrubbed := replaceAddress(string(raw), email, marker)
+	scrubbed := matcher(email).replace(string(raw), marker)
 	if scrubbed == string(raw) {
 		return false, nil
 	}

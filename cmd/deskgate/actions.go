@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/admin"
 	"github.com/deskgate/deskgate/gateway/rules"
 )
@@ -37,11 +38,21 @@ func ticketAction(cmd *cobra.Command, method, path string, body any, done func(a
 	return nil
 }
 
+// shownAddress is an address the expert typed as deskgate keeps it (the API took it so), so
+// that jöe@xn--bcher-kva.test is reported as jöe@bücher.test, as tickets show prints it.
+func shownAddress(email string) string {
+	if c, err := addr.Canonical(email); err == nil {
+		return c
+	}
+	return email
+}
+
 func said(s string) func(admin.TicketView) string { return func(admin.TicketView) string { return s } }
 
 // addedAs says what an added person became: an agent added as a CC becomes a follower
 // under policy.agent_cc_becomes_follower, and the expert must not be told otherwise.
 func addedAs(email, noun string, id uint64) func(admin.TicketView) string {
+	email = shownAddress(email)
 	return func(t admin.TicketView) string {
 		if noun == "CC" {
 			for _, f := range t.Followers {
@@ -75,7 +86,7 @@ func participantCmd(use, short, path, noun string) *cobra.Command {
 				return err
 			}
 			return ticketAction(cmd, "DELETE", fmt.Sprintf("/api/v1/tickets/%d/%s/%s", id, path, url.PathEscape(args[1])), nil,
-				said(fmt.Sprintf("%s is no longer a %s of ticket %d", args[1], noun, id)))
+				said(fmt.Sprintf("%s is no longer a %s of ticket %d", shownAddress(args[1]), noun, id)))
 		},
 	}
 	cmd.AddCommand(add, rm)

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/auth"
 	"github.com/deskgate/deskgate/gateway/relay"
 )
@@ -45,6 +46,10 @@ func supportDomains(cfg *config.Config) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, a := range cfg.Support.Addresses {
+		// DNS names are written in A-labels: the config keeps an IDN domain in U-labels.
+		if ascii, ok := addr.ASCIIForm(a); ok {
+			a = ascii
+		}
 		if i := strings.LastIndexByte(a, '@'); i > 0 {
 			d := strings.ToLower(a[i+1:])
 			if !seen[d] {

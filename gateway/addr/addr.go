@@ -39,7 +39,7 @@ const TokenLen = 12
 // Parsed is one recipient address as deskgate reads it.
 type Parsed struct {
 	Kind        Kind
-	Support     string // the support address it belongs to, as configured
+	Support     string // the support address it belongs to, in its ASCII form (Supports)
 	ID          uint64 // ticket id (Ticket, Masked) or delivery id (Bounce)
 	Token       string
 	Participant int // n of -p<n>, for Masked
@@ -49,22 +49,40 @@ type Parsed struct {
 type Book struct {
 	tokens   tokenCache
 	secret   []byte
-	supports map[string]string // "local@domain" lowercased -> configured spelling
-	order    []string
+	supports map[string]string // canonical "local@domain" lowercased -> ASCII form
+	order    []string          // ASCII forms, in configured order
+	domains  []string          // canonical domains, in configured order
 }
 
-// NewBook makes a Book for the configured support addresses.
+// NewBook makes a Book for the configured support addresses. The config has made them
+// canonical and their local parts ASCII; an address that is not (a Book made by a test)
+// is kept as it was given.
 func NewBook(secret []byte, supportAddresses []string) *Book {
 	b := &Book{secret: secret, supports: map[string]string{}}
 	for _, a := range supportAddresses {
-		b.supports[strings.ToLower(a)] = a
-		b.order = append(b.order, a)
+		if c, err := Canonical(a); err == nil {
+			a = c
+		}
+		b.supports[strings.ToLower(a)] = asciiSupport(a)
+		b.order = append(b.order, asciiSupport(a))
+		_, d, _ := splitAt(a)
+		b.domains = append(b.domains, d)
 	}
 	return b
 }
 
-// Supports lists the support addresses in configured order.
+// Supports lists the support addresses in configured order, each in its ASCII form (an
+// internationalised domain in A-labels): deskgate writes them into From, X-Loop and every
+// address it makes, and an upstream without SMTPUTF8 must be able to carry all of those.
 func (b *Book) Supports() []string { return b.order }
+
+// asciiSupport is a support address in the form deskgate writes it.
+func asciiSupport(support string) string {
+	if a, ok := ASCIIForm(support); ok {
+		return a
+	}
+	return support
+}
 
 var encoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
@@ -130,10 +148,14 @@ func splitAt(a string) (local, domain string, ok bool) {
 	return a[:i], a[i+1:], true
 }
 
-// Classify reads a recipient. ok is false when the address is not one of deskgate's.
+// Classify reads a recipient, in any form of it that Canonical takes (case, A-labels,
+// NFD). ok is false when the address is not one of deskgate's, or not a valid address.
 // Tokens are not checked here: see ValidTicketToken.
 func (b *Book) Classify(address string) (Parsed, bool) {
-	address = strings.TrimSpace(strings.Trim(address, "<>"))
+	address, err := Canonical(strings.Trim(strings.TrimSpace(address), "<>"))
+	if err != nil {
+		return Parsed{}, false
+	}
 	local, domain, ok := splitAt(address)
 	if !ok {
 		return Parsed{}, false
@@ -155,24 +177,29 @@ func (b *Book) Classify(address string) (Parsed, bool) {
 // one of deskgate's, and for the role mailboxes that RFC 5321 4.5.1 and RFC 2142 ask every
 // mail domain to have (postmaster, bare or at a support domain, and abuse at a support
 // domain) the first support address of that domain, or the first of all for a bare
-// postmaster. ok is false for every other address.
+// postmaster. ok is false for every other address. An address of deskgate's comes back in
+// its canonical form.
 func (b *Book) Mailbox(address string) (string, bool) {
-	if _, ok := b.Classify(address); ok {
-		return address, true
-	}
 	if strings.EqualFold(address, "postmaster") {
 		if len(b.order) == 0 {
 			return "", false
 		}
 		return b.order[0], true
 	}
+	address, err := Canonical(address)
+	if err != nil {
+		return "", false
+	}
+	if _, ok := b.Classify(address); ok {
+		return address, true
+	}
 	local, domain, ok := splitAt(address)
 	if !ok || !(strings.EqualFold(local, "postmaster") || strings.EqualFold(local, "abuse")) {
 		return "", false
 	}
-	for _, a := range b.order {
-		if _, d, _ := splitAt(a); strings.EqualFold(d, domain) {
-			return a, true
+	for i, d := range b.domains {
+		if strings.EqualFold(d, domain) {
+			return b.order[i], true
 		}
 	}
 	return "", false
@@ -218,8 +245,9 @@ func idToken(s string) (uint64, string, bool) {
 	return id, tok, true
 }
 
+// withExt makes LOCAL+ext@DOMAIN of support, in ASCII whichever form support is stored in.
 func (b *Book) withExt(support, ext string) string {
-	local, domain, _ := splitAt(support)
+	local, domain, _ := splitAt(asciiSupport(support))
 	return local + "+" + ext + "@" + domain
 }
 
@@ -243,7 +271,7 @@ func (b *Book) BounceAddress(support string, id uint64) string {
 // References whether or not they hold the message named, so every copy of the ticket still
 // falls into one thread. It is made of the ticket's tag, which every copy shows anyway.
 func (b *Book) ThreadAnchor(support string, id uint64) string {
-	_, domain, _ := splitAt(support)
+	_, domain, _ := splitAt(asciiSupport(support))
 	return fmt.Sprintf("ticket-%d-%s@%s", id, b.TicketToken(id), domain)
 }
 

@@ -121,3 +121,51 @@ func FuzzFindTags(f *testing.F) {
 		}
 	})
 }
+
+// An internationalised support domain is one address in every form a sender may write it,
+// and what deskgate makes from it is ASCII, so that any upstream carries it.
+func TestIDNSupportAddress(t *testing.T) {
+	b := NewBook([]byte("0123456789abcdef0123456789abcdef"), []string{"help@bücher.test", "support@example.com"})
+	tok := b.TicketToken(42)
+	for _, in := range []string{"help@bücher.test", "HELP@BÜCHER.TEST", "help@xn--bcher-kva.test", "help@XN--BCHER-KVA.TEST", "help@bu\u0308cher.test"} {
+		p, ok := b.Classify(in)
+		if !ok || p.Kind != Support || p.Support != "help@xn--bcher-kva.test" {
+			t.Errorf("Classify(%q) = %+v, %v; want the support address help@xn--bcher-kva.test", in, p, ok)
+		}
+		// The local part keeps its case (RFC 5321); the domain is one.
+		if got, ok := b.Mailbox(in); !ok || !strings.EqualFold(got, "help@bücher.test") || !strings.HasSuffix(got, "@bücher.test") {
+			t.Errorf("Mailbox(%q) = %q, %v; want help@bücher.test", in, got, ok)
+		}
+	}
+	for _, in := range []string{"help+42-" + tok + "@bücher.test", "help+42-" + tok + "@xn--bcher-kva.test"} {
+		if p, ok := b.Classify(in); !ok || p.Kind != Ticket || p.ID != 42 {
+			t.Errorf("Classify(%q) = %+v, %v; want ticket 42", in, p, ok)
+		}
+	}
+	if got, ok := b.Mailbox("postmaster@BÜCHER.test"); !ok || got != "help@xn--bcher-kva.test" {
+		t.Errorf("Mailbox(postmaster@BÜCHER.test) = %q, %v", got, ok)
+	}
+	if got := b.Supports(); got[0] != "help@xn--bcher-kva.test" || got[1] != "support@example.com" {
+		t.Errorf("Supports() = %q", got)
+	}
+	// The stored support of a ticket may be in either form; what is made is ASCII.
+	for _, support := range []string{"help@bücher.test", "help@xn--bcher-kva.test"} {
+		for _, made := range []string{b.ReplyAddress(support, 42), b.MaskedAddress(support, 42, 1), b.BounceAddress(support, 7), b.ThreadAnchor(support, 42)} {
+			if !IsASCII(made) || !strings.HasSuffix(made, "@xn--bcher-kva.test") {
+				t.Errorf("from %q deskgate made %q, want ASCII at xn--bcher-kva.test", support, made)
+			}
+		}
+	}
+	for _, bad := range []string{"help@xn--zz.test", "help@bücher.test\x00", "jöe@bücher.test", ""} {
+		if p, ok := b.Classify(bad); ok {
+			t.Errorf("Classify(%q) = %+v, want not ours", bad, p)
+		}
+	}
+}
+
+func TestMailboxIsCanonical(t *testing.T) {
+	b := book()
+	if got, ok := b.Mailbox("SUPPORT@EXAMPLE.COM"); !ok || got != "SUPPORT@example.com" {
+		t.Errorf("Mailbox(SUPPORT@EXAMPLE.COM) = %q, %v; want SUPPORT@example.com", got, ok)
+	}
+}

@@ -12,7 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
+	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/desk"
 	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
@@ -60,7 +63,12 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	e, err := s.Desk.Erase(r.Context(), req.Address, req.DryRun)
+	address, err := bareAddress("address", req.Address)
+	if err != nil {
+		writeAddressError(w, err)
+		return
+	}
+	e, err := s.Desk.Erase(r.Context(), address, req.DryRun)
 	if err != nil {
 		writeActError(w, err)
 		return
@@ -145,12 +153,42 @@ func jsonArticle(value string) string {
 	return "a " + value
 }
 
+// addressError is an address refused: 400 when the text is no bare address at all, 422 when
+// it is one that is not valid (addr.Canonical: bad IDNA, control characters, invalid UTF-8).
+type addressError struct {
+	status int
+	msg    string
+}
+
+func (e *addressError) Error() string { return e.msg }
+
+// bareAddress is the address a request names, in its canonical form, so that every spelling of
+// one person (case, A-labels, NFD) is that person; the error is an *addressError.
 func bareAddress(field, s string) (string, error) {
-	a, err := mail.ParseAddress(strings.TrimSpace(s))
-	if err != nil || a.Name != "" || !strings.Contains(a.Address, "@") {
-		return "", fmt.Errorf("%s: %q is not a mail address", field, s)
+	s = strings.TrimSpace(s)
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl) {
+		_, err := addr.Canonical(s)
+		return "", &addressError{http.StatusUnprocessableEntity, field + ": " + err.Error()}
 	}
-	return a.Address, nil
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Name != "" || !strings.Contains(a.Address, "@") {
+		return "", &addressError{http.StatusBadRequest, fmt.Sprintf("%s: %q is not a mail address", field, s)}
+	}
+	canon, err := addr.Canonical(a.Address)
+	if err != nil {
+		return "", &addressError{http.StatusUnprocessableEntity, field + ": " + err.Error()}
+	}
+	return canon, nil
+}
+
+// writeAddressError answers a refused address with its status.
+func writeAddressError(w http.ResponseWriter, err error) {
+	status := http.StatusBadRequest
+	var ae *addressError
+	if errors.As(err, &ae) {
+		status = ae.status
+	}
+	writeError(w, status, err.Error())
 }
 
 // writeActError answers a refused or failed action with the API's documented codes.
@@ -209,11 +247,12 @@ func (s *Server) personAction(kind model.Operation) http.HandlerFunc {
 		var p store.Person
 		if email := r.PathValue("email"); email != "" {
 			e, err := url.PathUnescape(email)
-			if err == nil {
-				p.Email, err = bareAddress("email", e)
-			}
 			if err != nil {
-				writeError(w, http.StatusBadRequest, err.Error())
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("email: %q is not escaped right", email))
+				return
+			}
+			if p.Email, err = bareAddress("email", e); err != nil {
+				writeAddressError(w, err)
 				return
 			}
 		} else {
@@ -226,7 +265,7 @@ func (s *Server) personAction(kind model.Operation) http.HandlerFunc {
 			}
 			e, err := bareAddress("email", body.Email)
 			if err != nil {
-				writeError(w, http.StatusBadRequest, err.Error())
+				writeAddressError(w, err)
 				return
 			}
 			if strings.ContainsAny(body.Name, "\r\n") {
@@ -258,7 +297,7 @@ func (s *Server) postComment(w http.ResponseWriter, r *http.Request) {
 	}
 	author, err := bareAddress("author", body.Author)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeAddressError(w, err)
 		return
 	}
 	if strings.TrimSpace(body.Body) == "" {
@@ -316,7 +355,7 @@ func (s *Server) patchTicket(w http.ResponseWriter, r *http.Request) {
 	if body.Assignee != nil {
 		a, err := bareAddress("assignee", *body.Assignee)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+			writeAddressError(w, err)
 			return
 		}
 		actions = append(actions, rules.Action{Kind: rules.ActAssign, Person: store.Person{Email: a}, Actor: actor})

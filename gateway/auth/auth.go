@@ -363,7 +363,7 @@ func domainOf(address string) string {
 	if at < 0 {
 		return ""
 	}
-	return strings.ToLower(strings.TrimSuffix(address[at+1:], "."))
+	return asciiDomain(address[at+1:])
 }
 
 // relayResults reads the Authentication-Results that the trusted MTA in front put at

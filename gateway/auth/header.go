@@ -9,7 +9,10 @@ import (
 	"strings"
 
 	gmail "github.com/emersion/go-message/mail"
+	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
+
+	"github.com/deskgate/deskgate/gateway/addr"
 )
 
 // maxFields bounds how many header fields are looked at; mailparse already refuses a
@@ -98,14 +101,36 @@ func readFrom(fields []field, author string) HeaderFrom {
 		return HeaderFrom{Problem: "From is read differently by different parsers"}
 	}
 	address := list[0].Address
-	if author != "" && !strings.EqualFold(author, address) {
+	if author != "" && !sameAddress(author, address) {
 		return HeaderFrom{Problem: fmt.Sprintf("From is read as %s here but as %s by the authentication check", author, address)}
 	}
 	at := strings.LastIndexByte(address, '@')
 	if at <= 0 || at == len(address)-1 {
 		return HeaderFrom{Problem: "From has no domain"}
 	}
-	return HeaderFrom{Address: address, Domain: strings.ToLower(strings.TrimSuffix(address[at+1:], "."))}
+	return HeaderFrom{Address: address, Domain: asciiDomain(address[at+1:])}
+}
+
+// sameAddress compares the desk's author, which is canonical (addr.Canonical), with the
+// address as the header writes it, whose domain may be in A-labels or another case.
+func sameAddress(author, address string) bool {
+	if strings.EqualFold(author, address) {
+		return true
+	}
+	a, errA := addr.Canonical(author)
+	b, errB := addr.Canonical(address)
+	return errA == nil && errB == nil && strings.EqualFold(a, b)
+}
+
+// asciiDomain is domain as DNS and DKIM's d= name it (RFC 8616): lowercased, an
+// internationalised domain in A-labels, so that the From domain aligns with a signature and
+// its DMARC record is looked up whichever form the From has.
+func asciiDomain(domain string) string {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	if a, err := idna.Lookup.ToASCII(domain); err == nil {
+		return a
+	}
+	return domain
 }
 
 // tagList parses a DKIM-Signature style tag list (RFC 6376 3.2): "k=v; k2=v2". It

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
@@ -51,6 +52,14 @@ func (s *Service) Erase(ctx context.Context, address string, dryRun bool) (Erasu
 	if a, err := mail.ParseAddress(address); err != nil || a.Address != address || a.Name != "" {
 		return out, &rules.Refusal{Kind: rules.RefuseInvalid, Msg: fmt.Sprintf("address: %q is not a mail address", address)}
 	}
+	// The person is found by the one form every stored address has; the store also looks
+	// for the other forms (A-labels, NFD) in text that people wrote.
+	canon, err := addr.Canonical(address)
+	if err != nil {
+		return out, &rules.Refusal{Kind: rules.RefuseInvalid, Msg: "address: " + err.Error()}
+	}
+	address = canon
+	out.Address = canon
 	_, own := s.book.Load().Classify(address)
 	if refusal := rules.Erasable(*s.env.Load(), address, own); refusal != nil {
 		return out, refusal

@@ -271,6 +271,8 @@ func TestEraseRefusesAgentsAndOwnAddresses(t *testing.T) {
 		{"ALICE@example.com", rules.RefuseNotAllowed},
 		{"support@example.com", rules.RefuseNotAllowed},
 		{"not an address", rules.RefuseInvalid},
+		{"jöe@xn--zz.test", rules.RefuseInvalid},
+		{"SUPPORT@EXAMPLE.COM", rules.RefuseNotAllowed},
 		{"", rules.RefuseInvalid},
 	} {
 		_, err := s.Erase(context.Background(), tc.address, false)
@@ -358,4 +360,43 @@ func TestEraseLeavesLongerAddressesAlone(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// erase finds a person with an internationalised address in whichever form the address is
+// given (upper case, A-labels, NFD) and in whichever form it stands in stored text.
+func TestEraseInternationalisedAddress(t *testing.T) {
+	for _, given := range []string{"jöe@bücher.test", "JÖE@BÜCHER.TEST", "jöe@xn--bcher-kva.test", "jo\u0308e@bu\u0308cher.test"} {
+		s := testService(t, nil)
+		ctx := context.Background()
+		res := receive(t, s, "From: Carol <carol@customer.test>\nTo: support@example.com\nCc: Jöe <JÖE@XN--BCHER-KVA.TEST>\n"+
+			"Subject: for jöe@bücher.test\nMessage-ID: <c1@customer.test>\n\nAsk JÖE@BÜCHER.TEST, or jöe@xn--bcher-kva.test.\n")
+		done, err := s.Erase(ctx, given, false)
+		if err != nil {
+			t.Fatalf("erase %q: %v", given, err)
+		}
+		if done.Tickets != 1 || !strings.EqualFold(done.Address, "jöe@bücher.test") || !strings.HasSuffix(done.Address, "@bücher.test") {
+			t.Errorf("erase %q: %+v, want ticket %d and the canonical address", given, done, res.TicketID)
+		}
+		s.store.View(func(tx *store.Tx) error {
+			tk, err := tx.Ticket(res.TicketID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tk.CCs) != 0 {
+				t.Errorf("erase %q: CCs left %+v", given, tk.CCs)
+			}
+			c, _ := tx.Comment(res.CommentID)
+			raw, _, _ := tx.Original(res.CommentID)
+			for what, text := range map[string]string{"subject": tk.Subject, "comment": c.Body, "original": string(raw)} {
+				low := strings.ToLower(text)
+				if strings.Contains(low, "jöe@") || strings.Contains(low, "xn--bcher-kva") {
+					t.Errorf("erase %q: the %s still names jöe: %q", given, what, text)
+				}
+			}
+			if left, _ := tx.Mentioning("jöe@bücher.test"); len(left) != 0 {
+				t.Errorf("erase %q: tickets %v still mention jöe", given, left)
+			}
+			return nil
+		})
+	}
 }

@@ -99,7 +99,9 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		return res, refusal(rules.RefuseNobodyToTell, "Message has no From header and an empty envelope sender; nobody to answer")
 	}
 	res.From = from.Email
-	if rules.OwnLoop(msg.Header, cfg.Support.Addresses) {
+	// X-Loop carries the support address as deskgate writes it (its ASCII form, Supports);
+	// the configured (canonical) form too, as older copies wrote it.
+	if rules.OwnLoop(msg.Header, append(book.Supports(), cfg.Support.Addresses...)) {
 		res.Outcome = "own mail dropped"
 		s.log.Warn("dropped deskgate's own mail", "rule", "T5", "why", "its loop header", "message_id", msg.MessageID, "from", from.Email)
 		return res, nil

@@ -7,9 +7,12 @@ package dsn
 import (
 	"bytes"
 	"io"
+	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
+	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/model"
 
 	"github.com/emersion/go-message"
@@ -189,16 +192,57 @@ func address(v string) string {
 	if !ok {
 		a, typ = v, "rfc822"
 	}
-	switch strings.ToLower(strings.TrimSpace(typ)) {
-	case "rfc822", "utf-8":
-	default:
+	typ = strings.ToLower(strings.TrimSpace(typ))
+	if typ != "rfc822" && typ != "utf-8" {
 		return ""
 	}
 	a = strings.Trim(strings.TrimSpace(clean(a, maxField)), "<>")
-	if strings.ContainsAny(a, " \t") {
+	if typ == "utf-8" {
+		var ok bool
+		if a, ok = unescape(a); !ok {
+			return ""
+		}
+	}
+	if a == "" || strings.ContainsAny(a, " \t") {
 		return ""
 	}
+	// The canonical form, so that a report naming joe@xn--bcher-kva.test or JOE@BÜCHER.TEST
+	// matches the delivery to joe@bücher.test. An address that is not valid is kept as it
+	// came, for the log; it matches no delivery.
+	if c, err := addr.Canonical(a); err == nil {
+		return c
+	}
 	return a
+}
+
+// unescape decodes the \x{HEX} escapes of RFC 6533's utf-8 address type (its unitext and
+// xtext forms, section 3). ok is false for an escape that is cut short or names no
+// character, or a control character: such a field names no mailbox.
+func unescape(s string) (string, bool) {
+	if !strings.Contains(s, `\x{`) {
+		return s, true
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(s, `\x{`)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), true
+		}
+		b.WriteString(s[:i])
+		s = s[i+3:]
+		end := strings.IndexByte(s, '}')
+		if end < 1 || end > 6 {
+			return "", false
+		}
+		n, err := strconv.ParseUint(s[:end], 16, 32)
+		r := rune(n)
+		if err != nil || !utf8.ValidRune(r) || unicode.IsControl(r) {
+			return "", false
+		}
+		b.WriteRune(r)
+		s = s[end+1:]
+	}
 }
 
 // action is an Action field's value, one lowercased word: "Failed (permanent failure)" is

@@ -54,7 +54,7 @@ func TestT6_ExchangeDSN(t *testing.T) {
 		t.Fatalf("exchange = %+v", rep)
 	}
 	r := rep.Recipients[0]
-	if r.Email != "Joe.Smith@customer.test" || r.Original != "JOE@Customer.Test" || r.Action != "failed" || r.Status != "5.1.10" {
+	if r.Email != "Joe.Smith@customer.test" || r.Original != "JOE@customer.test" || r.Action != "failed" || r.Status != "5.1.10" {
 		t.Errorf("recipient = %+v", r)
 	}
 	if !strings.Contains(rep.Text, "Delivery has failed") || strings.Contains(rep.Text, "<html>") {
@@ -128,4 +128,43 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// RFC 6533: a message/global-delivery-status report names recipients by the utf-8 address
+// type, raw or with \x{HEX} escapes, and each comes out canonical, so that it matches the
+// delivery's recipient whichever form the reporting server wrote.
+func TestT6_GlobalDeliveryStatus(t *testing.T) {
+	raw, _ := os.ReadFile("testdata/global-utf8-dsn.eml")
+	rep := Parse(raw)
+	if !rep.DSN || len(rep.Recipients) != 3 {
+		t.Fatalf("report: DSN %v, recipients %+v", rep.DSN, rep.Recipients)
+	}
+	if r := rep.Recipients[0]; r.Email != "JÖE@bücher.test" || r.Original != "jöe@bücher.test" || r.Action != "failed" || r.Status != "5.1.1" {
+		t.Errorf("first recipient %+v", r)
+	}
+	if r := rep.Recipients[1]; r.Email != "zoë@bücher.test" {
+		t.Errorf("escaped recipient %+v, want zoë@bücher.test", r)
+	}
+	if r := rep.Recipients[2]; r.Email != `back\slash@bücher.test` || r.Action != "delayed" {
+		t.Errorf("escaped backslash %+v", r)
+	}
+	if !strings.Contains(rep.Text, "jöe@bücher.test") {
+		t.Errorf("text %q", rep.Text)
+	}
+}
+
+// In a seven-bit message/delivery-status the utf-8 type carries its non-ASCII characters as
+// \x{HEX} (utf-8-addr-xtext); an escape that is no character, or one cut short, names no
+// mailbox rather than a wrong one.
+func TestT6_UTF8AddressEscapes(t *testing.T) {
+	raw, _ := os.ReadFile("testdata/utf8-xtext-dsn.eml")
+	rep := Parse(raw)
+	var got []string
+	for _, r := range rep.Recipients {
+		got = append(got, r.Email+"|"+r.Original)
+	}
+	want := []string{"jöe@bücher.test|jöe@bücher.test", "Kim@customer.test|"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("recipients %q, want %q", got, want)
+	}
 }

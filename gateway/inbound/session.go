@@ -89,6 +89,7 @@ type session struct {
 	helo     string
 	hasFrom  bool
 	from     string
+	utf8     bool // MAIL said SMTPUTF8 (RFC 6531): the envelope may carry UTF-8 addresses
 	qid      string
 	rcpts    []recipient
 	declared int64 // SIZE= of the MAIL command
@@ -410,7 +411,7 @@ func (s *session) hello(verb, arg string) {
 		s.write(reply{250, "", s.cfg.Hostname})
 		return
 	}
-	lines := []string{s.cfg.Hostname, "PIPELINING", "SIZE " + strconv.FormatInt(int64(s.cfg.Limits.MaxMessageBytes), 10), "8BITMIME", "ENHANCEDSTATUSCODES"}
+	lines := []string{s.cfg.Hostname, "PIPELINING", "SIZE " + strconv.FormatInt(int64(s.cfg.Limits.MaxMessageBytes), 10), "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"}
 	if s.listener.tls != nil && !s.tls {
 		lines = append(lines, "STARTTLS")
 	}
@@ -461,6 +462,7 @@ func (s *session) reset() {
 	s.releaseMemory()
 	s.hasFrom = false
 	s.from = ""
+	s.utf8 = false
 	s.qid = ""
 	s.rcpts = nil
 	s.declared = 0
@@ -489,8 +491,9 @@ func (s *session) mail(arg string) {
 		return
 	}
 	declared := int64(0)
+	utf8 := false
 	for _, p := range params {
-		key, value, _ := strings.Cut(p, "=")
+		key, value, hasValue := strings.Cut(p, "=")
 		switch strings.ToUpper(key) {
 		case "SIZE":
 			n, err := strconv.ParseInt(value, 10, 64)
@@ -505,15 +508,19 @@ func (s *session) mail(arg string) {
 				return
 			}
 		case "SMTPUTF8":
-			s.commandError(reply{555, "5.6.7", "SMTPUTF8 is not offered here"})
-			return
+			if hasValue {
+				s.commandError(reply{501, "5.5.4", "SMTPUTF8 takes no value"})
+				return
+			}
+			utf8 = true
 		default:
 			s.commandError(reply{555, "5.5.4", "Unsupported MAIL parameter " + key})
 			return
 		}
 	}
-	if !isASCII(address) {
-		s.refuse("mail", reply{553, "5.6.7", "Non-ASCII address needs SMTPUTF8, which this server does not offer"}, "address", address)
+	address, r = canonicalPath(address, utf8, "Sender", "5.1.7")
+	if r != nil {
+		s.refuse("mail", *r, "address", address)
 		return
 	}
 	if max := int64(s.cfg.Limits.MaxMessageBytes); declared > max {
@@ -531,6 +538,7 @@ func (s *session) mail(arg string) {
 	s.qid = newQueueID()
 	s.hasFrom = true
 	s.from = address
+	s.utf8 = utf8
 	s.declared = declared
 	s.write(reply{250, "2.1.0", "Ok"})
 }
@@ -558,8 +566,9 @@ func (s *session) rcpt(arg string) {
 		s.commandError(reply{555, "5.5.4", "Unsupported RCPT parameter " + key})
 		return
 	}
-	if !isASCII(address) {
-		s.refuse("rcpt", reply{553, "5.6.7", "Non-ASCII address needs SMTPUTF8, which this server does not offer"}, "rcpt", address)
+	address, r = canonicalPath(address, s.utf8, "Recipient", "5.1.3")
+	if r != nil {
+		s.refuse("rcpt", *r, "rcpt", address)
 		return
 	}
 	// The limits of the config this transaction began with, so that a SIGHUP that lowers
@@ -845,6 +854,24 @@ func parsePath(s string) (address string, params []string, problem *reply) {
 		}
 	}
 	return path, strings.Fields(s), nil
+}
+
+// canonicalPath is an envelope address in its canonical form (addr.Canonical), so that
+// every spelling of one address (case, A-labels, NFD) files and threads alike. A non-ASCII
+// address needs the SMTPUTF8 parameter (RFC 6531 3.4); an invalid one is refused with the
+// reason. The null path and a bare postmaster are no mailbox to canonicalise.
+func canonicalPath(address string, utf8 bool, who, enh string) (string, *reply) {
+	if address == "" || strings.EqualFold(address, "postmaster") {
+		return address, nil
+	}
+	if !utf8 && !isASCII(address) {
+		return address, &reply{553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter on MAIL FROM"}
+	}
+	c, err := addr.Canonical(address)
+	if err != nil {
+		return address, &reply{553, enh, who + ": " + err.Error()}
+	}
+	return c, nil
 }
 
 func isASCII(s string) bool {

@@ -21,6 +21,8 @@ import (
 	_ "github.com/emersion/go-message/charset" // decode the charsets mail really uses
 	gmail "github.com/emersion/go-message/mail"
 	"golang.org/x/text/encoding/charmap"
+
+	"github.com/deskgate/deskgate/gateway/addr"
 )
 
 // Limits on what one message can make deskgate do.
@@ -156,12 +158,19 @@ func (m *Message) readHeader(h gmail.Header) {
 		m.problem(k + ": " + eightBitProblem)
 	}
 	if list, _ := addressList(h, "From"); len(list) > 0 {
-		m.From = &list[0]
+		// An author whose address is not valid is no author: the desk takes the envelope
+		// sender, as for a From it cannot read at all.
+		if from := m.canonical("From", list[:1]); len(from) > 0 {
+			m.From = &from[0]
+		}
 	}
 	m.ReplyTo, _ = addressList(h, "Reply-To")
+	m.ReplyTo = m.canonical("Reply-To", m.ReplyTo)
 	var toLeft, ccLeft int
 	m.To, toLeft = everyAddressList(h, "To")
+	m.To = m.canonical("To", m.To)
 	m.Cc, ccLeft = everyAddressList(h, "Cc")
+	m.Cc = m.canonical("Cc", m.Cc)
 	m.NamesNotRead = toLeft + ccLeft
 	if s, err := h.Subject(); err == nil {
 		m.Subject = s
@@ -193,6 +202,29 @@ func (m *Message) readHeader(h gmail.Header) {
 			m.Header[k] = clean(v)
 		}
 	}
+}
+
+// canonical puts each address of list in its canonical form (addr.Canonical), so that
+// every spelling of one person (case, A-labels, NFD) is one participant. An address that is
+// not valid (bad IDNA, control characters) is left out, as nobody could be written to there,
+// and the comment's problems say so.
+func (m *Message) canonical(field string, list []Address) []Address {
+	out := list[:0]
+	for _, a := range list {
+		c, err := addr.Canonical(a.Email)
+		if err != nil {
+			// The reason quotes the address, control characters escaped.
+			m.problem(fmt.Sprintf("%s: not a valid address, so not taken as a participant: %s",
+				field, strings.TrimPrefix(err.Error(), addr.ErrInvalidAddress.Error()+": ")))
+			continue
+		}
+		a.Email = c
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // eightBitProblem is what is said of header text that is neither ASCII nor UTF-8.

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/deskgate/deskgate/gateway/addr"
 )
 
 func parseFile(t *testing.T, name string) *Message {
@@ -137,6 +139,16 @@ func FuzzParse(f *testing.F) {
 		if m.From != nil && strings.ContainsAny(m.From.Email, "\r\n") {
 			t.Fatalf("line break in From: %q", m.From.Email)
 		}
+		// Every address comes out in the one form deskgate compares.
+		all := append(append(append([]Address(nil), m.To...), m.Cc...), m.ReplyTo...)
+		if m.From != nil {
+			all = append(all, *m.From)
+		}
+		for _, a := range all {
+			if c, err := addr.Canonical(a.Email); err != nil || c != a.Email {
+				t.Fatalf("address %q is not canonical (%q, %v)", a.Email, c, err)
+			}
+		}
 		// tickets show prints each problem on one line.
 		for _, p := range m.Problems {
 			if strings.ContainsAny(p, "\r\n") || len(p) > maxProblemBytes+len("…") {
@@ -154,6 +166,54 @@ func TestUnparseableFromTakesTheAngleAddress(t *testing.T) {
 		}
 		if m.From == nil || m.From.Email != "evil@x.test" {
 			t.Errorf("From: %s was read as %+v, not as the mailbox a mail client shows", from, m.From)
+		}
+	}
+}
+
+// A message/global mail (RFC 6532): addresses and display names in raw UTF-8 come out, each
+// address in its canonical form; an address that is no valid address is no participant, and
+// the comment says so.
+func TestInternationalisedAddresses(t *testing.T) {
+	m := parseFile(t, "global.eml")
+	if m.From == nil || m.From.Email != "Jöe@bücher.test" || m.From.Name != "Jöe Bäcker" {
+		t.Errorf("From = %+v, want Jöe Bäcker <Jöe@bücher.test>", m.From)
+	}
+	want := func(field string, got []Address, emails ...string) {
+		t.Helper()
+		var list []string
+		for _, a := range got {
+			list = append(list, a.Email)
+		}
+		if strings.Join(list, ",") != strings.Join(emails, ",") {
+			t.Errorf("%s = %q, want %q", field, list, emails)
+		}
+	}
+	want("To", m.To, "support@example.com", "zoë@bücher.test")
+	if len(m.To) == 2 && m.To[1].Name != "Zoë" {
+		t.Errorf("To[1].Name = %q", m.To[1].Name)
+	}
+	want("Cc", m.Cc, "x@bücher.test", "ok@example.org")
+	want("Reply-To", m.ReplyTo, "jöe@bücher.test")
+	if m.Subject != "Grüße" || m.MessageID != "global-1@bücher.test" || strings.TrimSpace(m.Text) != "Hallo aus München." {
+		t.Errorf("subject %q id %q text %q", m.Subject, m.MessageID, m.Text)
+	}
+	problems := strings.Join(m.Problems, "\n")
+	if !strings.Contains(problems, `Cc: not a valid address, so not taken as a participant: the domain of "bad@xn--zz.test" is not a valid domain name`) {
+		t.Errorf("problems do not name the invalid Cc: %q", m.Problems)
+	}
+}
+
+func TestInvalidFromIsNoAuthor(t *testing.T) {
+	for _, from := range []string{"Mallory <m@xn--zz.test>", "m@exa_mple.test", "Ctl <m@b\x01.test>"} {
+		m, err := Parse([]byte("From: "+from+"\r\nSubject: x\r\n\r\nbody\r\n"), "h.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.From != nil {
+			t.Errorf("From: %q was read as %+v, want no author", from, m.From)
+		}
+		if len(m.Problems) == 0 || !strings.HasPrefix(m.Problems[len(m.Problems)-1], "From: ") {
+			t.Errorf("From: %q: problems %q do not say why there is no author", from, m.Problems)
 		}
 	}
 }

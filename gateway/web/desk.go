@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/desk"
 	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
@@ -739,13 +740,17 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, a Agent, id uint64,
 	http.Redirect(w, r, s.path(fmt.Sprintf("/tickets/%d", id)), http.StatusSeeOther)
 }
 
-// bareAddress reads an address field: a bare address, as the admin API takes it.
-func bareAddress(v string) (string, bool) {
+// errNotAnAddress is a field that holds no bare address at all.
+var errNotAnAddress = errors.New("not an email address")
+
+// bareAddress reads an address field: a bare address, as the admin API takes it, in its
+// canonical form (addr.Canonical), so that every spelling of one person is that person.
+func bareAddress(v string) (string, error) {
 	p, err := mail.ParseAddress(strings.TrimSpace(v))
 	if err != nil || p.Name != "" || !strings.Contains(p.Address, "@") {
-		return "", false
+		return "", errNotAnAddress
 	}
-	return p.Address, true
+	return addr.Canonical(p.Address)
 }
 
 // personAct is an action on the person named by the form's field.
@@ -756,13 +761,16 @@ func (s *Server) personAct(kind model.Operation, field, done string) func(http.R
 			return
 		}
 		raw := r.PostFormValue(field)
-		email, ok := bareAddress(raw)
-		if !ok {
+		email, err := bareAddress(raw)
+		if err != nil {
 			shown := raw
 			if len(shown) > 80 {
 				shown = strings.ToValidUTF8(shown[:80], "") + "…"
 			}
 			msg := fmt.Sprintf("%q is not an email address.", shown)
+			if !errors.Is(err, errNotAnAddress) {
+				msg = fmt.Sprintf("%q is not a valid email address: %s.", shown, strings.TrimPrefix(err.Error(), addr.ErrInvalidAddress.Error()+": "))
+			}
 			if strings.TrimSpace(raw) == "" {
 				msg = "Choose or enter an address first."
 			}

@@ -89,10 +89,13 @@ func (s *Server) loginAsk(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) sendSignIn(r *http.Request, email, next string) string {
 	cfg := s.cfg()
-	if _, ok := cfg.AgentByEmail(email); !ok {
+	agent, ok := cfg.AgentByEmail(email)
+	if !ok {
 		return outcomeNotAgent
 	}
-	if !s.signIns.allow(s.Now(), "address "+strings.ToLower(email), signInsPerAddress, "client "+s.clientAddress(r), signInsPerClient) {
+	// Counted by the agent's configured (canonical) address, so that writing it in another
+	// form (A-labels, case) does not buy more links.
+	if !s.signIns.allow(s.Now(), "address "+strings.ToLower(agent.Email), signInsPerAddress, "client "+s.clientAddress(r), signInsPerClient) {
 		s.log.Warn("web: sign-in link not sent: over the hourly limit", "email", email, "client", s.clientAddress(r))
 		return outcomeLimited
 	}
