@@ -31,7 +31,7 @@ func TestAddressesAreCanonicalAtLoad(t *testing.T) {
 
 func TestInvalidAddressesAreNamed(t *testing.T) {
 	body := strings.Replace(validBase, "addresses: [support@example.com]", "addresses: [hïlfe@example.com, help@xn--zz.test, help@bücher.test, HELP@xn--bcher-kva.test]", 1)
-	body = strings.Replace(body, "{email: alice@example.com,", "{email: alice@exa_mple.com,", 1)
+	body = strings.Replace(body, "{email: alice@example.com,", "{email: alice@exa!mple.com,", 1)
 	body += "policy:\n  cc_blocklist: [\"ceo@xn--zz.test\", \"*@-bad.test\"]\n"
 	ps := problemsOf(t, body)
 	for _, want := range []struct{ key, fragment string }{
@@ -39,7 +39,7 @@ func TestInvalidAddressesAreNamed(t *testing.T) {
 		{"support.addresses[0]", "upstream"},
 		{"support.addresses[1]", `the domain of "help@xn--zz.test" is not a valid domain name`},
 		{"support.addresses[3]", "is listed twice"},
-		{"agents[0].email", `the domain of "alice@exa_mple.com" is not a valid domain name`},
+		{"agents[0].email", `the domain of "alice@exa!mple.com" is not a valid domain name`},
 		{"policy.cc_blocklist[0]", `"ceo@xn--zz.test"`},
 		{"policy.cc_blocklist[1]", `"*@-bad.test"`},
 	} {

@@ -204,7 +204,7 @@ func TestInternationalisedAddresses(t *testing.T) {
 }
 
 func TestInvalidFromIsNoAuthor(t *testing.T) {
-	for _, from := range []string{"Mallory <m@xn--zz.test>", "m@exa_mple.test", "Ctl <m@b\x01.test>"} {
+	for _, from := range []string{"Mallory <m@xn--zz.test>", "m@exa!mple.test", "Ctl <m@b\x01.test>"} {
 		m, err := Parse([]byte("From: "+from+"\r\nSubject: x\r\n\r\nbody\r\n"), "h.test")
 		if err != nil {
 			t.Fatal(err)
