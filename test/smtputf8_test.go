@@ -251,7 +251,7 @@ func TestSMTPUTF8_UpstreamWithoutItGetsSevenBits(t *testing.T) {
 	d.must("Fixed it.", "reply", fmt.Sprint(id), "--as", "alice@example.com")
 
 	// jane gets the acknowledgement and the answer, ann the answer, in A-labels.
-	msgs := maildirFiles(t, maildir, 3, "three copies for jane and ann")
+	maildirFiles(t, maildir, 3, "three copies for jane and ann")
 	waitFor(t, "the answer's delivery to settle", 20*time.Second, func() bool {
 		for _, e := range d.queue() {
 			if e.State == "queued" {
@@ -260,7 +260,7 @@ func TestSMTPUTF8_UpstreamWithoutItGetsSevenBits(t *testing.T) {
 		}
 		return true
 	})
-	msgs = maildirFiles(t, maildir, 3, "")
+	msgs := maildirFiles(t, maildir, 3, "every copy")
 	got := map[string]int{}
 	for _, m := range msgs {
 		got[deliveredTo(m)]++
