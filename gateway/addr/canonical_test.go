@@ -131,3 +131,18 @@ func FuzzCanonical(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCanonical: the cost per address, for the common ASCII case (the shortcut) and for
+// an internationalised one (IDNA and NFC).
+func BenchmarkCanonical(b *testing.B) {
+	for _, a := range []string{"jane.doe@example.com", "Jane.Doe@Example.COM", "jöe@xn--bcher-kva.test"} {
+		b.Run(a, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Canonical(a); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
