@@ -56,6 +56,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzClassify$$' -fuzztime=$(FUZZ_ADDR) ./gateway/addr
 	$(GO) test -run='^$$' -fuzz='^FuzzFindTags$$' -fuzztime=$(FUZZ_ADDR) ./gateway/addr
 	$(GO) test -run='^$$' -fuzz='^FuzzCanonical$$' -fuzztime=$(FUZZ_ADDR) ./gateway/addr
+	$(GO) test -run='^$$' -fuzz='^FuzzAddressKey$$' -fuzztime=$(FUZZ_ADDR) ./gateway/model
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZ_DSN) ./gateway/dsn
 	$(GO) test -run='^$$' -fuzz='^FuzzHeaders$$' -fuzztime=$(FUZZ_AUTH) ./gateway/auth
 	$(GO) test -run='^$$' -fuzz='^FuzzSession$$' -fuzztime=$(FUZZ_SMTP) ./gateway/inbound
