@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/deskgate/deskgate/gateway/addr"
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 func validate(c *Config) Problems {
@@ -108,10 +109,10 @@ func validate(c *Config) Problems {
 		if !addr.IsASCII(localPart(canon)) {
 			add(key, "%q: a support address needs an ASCII local part, because every copy's From and Reply-To and every bounce address are made from it, and any upstream must carry them, with SMTPUTF8 or without (the domain may be internationalised)", a)
 		}
-		if seen[strings.ToLower(canon)] {
+		if seen[model.AddressKey(canon)] {
 			add(key, "%q is listed twice", a)
 		}
-		seen[strings.ToLower(canon)] = true
+		seen[model.AddressKey(canon)] = true
 	}
 	if strings.ContainsAny(c.Support.Name, "\r\n\"") {
 		add("support.name", "must not contain quotes or line breaks")
@@ -169,14 +170,14 @@ func validate(c *Config) Problems {
 		canon, err := canonicalAddress(a.Email)
 		if err != nil {
 			add(key+".email", "%v", err)
-		} else if agentSeen[strings.ToLower(canon)] {
+		} else if agentSeen[model.AddressKey(canon)] {
 			add(key+".email", "%q is listed twice", a.Email)
-		} else if seen[strings.ToLower(canon)] {
+		} else if seen[model.AddressKey(canon)] {
 			add(key+".email", "%q is a support address", a.Email)
 		}
 		if err == nil {
 			c.Agents[i].Email = canon
-			agentSeen[strings.ToLower(canon)] = true
+			agentSeen[model.AddressKey(canon)] = true
 		}
 		if a.Role != RoleAgent && a.Role != RoleLightAgent {
 			add(key+".role", "%q is not a role (agent or light_agent)", a.Role)

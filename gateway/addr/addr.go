@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 // Kind is what one of deskgate's addresses is for.
@@ -63,7 +65,7 @@ func NewBook(secret []byte, supportAddresses []string) *Book {
 		if c, err := Canonical(a); err == nil {
 			a = c
 		}
-		b.supports[strings.ToLower(a)] = asciiSupport(a)
+		b.supports[model.AddressKey(a)] = asciiSupport(a)
 		b.order = append(b.order, asciiSupport(a))
 		_, d, _ := splitAt(a)
 		b.domains = append(b.domains, d)
@@ -161,7 +163,7 @@ func (b *Book) Classify(address string) (Parsed, bool) {
 		return Parsed{}, false
 	}
 	base, ext, hasExt := strings.Cut(local, "+")
-	support, known := b.supports[strings.ToLower(base+"@"+domain)]
+	support, known := b.supports[model.AddressKey(base+"@"+domain)]
 	if !known {
 		return Parsed{}, false
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 // The request status view's links, /requests/<id>-<token>: the token is an HMAC over the
@@ -22,7 +24,7 @@ const StatusTokenLen = 26
 func (b *Book) StatusToken(id uint64, email string) string {
 	m := hmac.New(sha256.New, b.secret)
 	// A purpose of its own, so that no other token of the desk is ever a status token.
-	fmt.Fprintf(m, "status-view\x00%d\x00%s", id, strings.ToLower(strings.TrimSpace(email)))
+	fmt.Fprintf(m, "status-view\x00%d\x00%s", id, model.AddressKey(email))
 	return strings.ToLower(encoding.EncodeToString(m.Sum(nil)))[:StatusTokenLen]
 }
 

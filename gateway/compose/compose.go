@@ -88,7 +88,7 @@ func (in *Input) shown(p store.Person) *mail.Address {
 	if !in.Env.Masked(in.Copy, p.Email) {
 		return &mail.Address{Name: p.Name, Address: p.Email}
 	}
-	n := in.Ticket.Masks[strings.ToLower(p.Email)]
+	n := in.Ticket.Masks[model.AddressKey(p.Email)]
 	return &mail.Address{Name: p.Name, Address: in.Book.MaskedAddress(Support(in.Book, in.Ticket), in.Ticket.ID, n)}
 }
 
@@ -213,7 +213,7 @@ func body(in Input, tag string, damaged []string) string {
 	case rules.KindTicketCreated:
 		fmt.Fprintf(&b, "Your request #%d \"%s\" has reached %s.\nWe will answer by mail; reply to this message to add to it.\n", id, in.Ticket.Subject, in.SupportName)
 	case rules.KindAssigned:
-		who := in.Env.AgentNames[strings.ToLower(in.Ticket.Assignee)]
+		who := in.Env.AgentNames[model.AddressKey(in.Ticket.Assignee)]
 		if who == "" || in.Copy == rules.CopyEndUser {
 			who = "an agent"
 		}
@@ -270,7 +270,7 @@ func body(in Input, tag string, damaged []string) string {
 // without a name go by their address, which H2 lets everyone see.
 func AuthorName(env rules.Env, email, name string) string {
 	switch p := env.Person(email, name); {
-	case env.IsAgent(email) && env.AgentNames[strings.ToLower(email)] == "":
+	case env.IsAgent(email) && env.AgentNames[model.AddressKey(email)] == "":
 		return "An agent"
 	case p.Name != "":
 		return p.Name

@@ -10,6 +10,7 @@ import (
 	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/dsn"
 	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
@@ -64,7 +65,7 @@ func (s *Service) bounce(ctx context.Context, book *addr.Book, env Envelope, rcp
 			outcomes := map[string]rules.Outcome{}
 			var summary []string
 			for _, rc := range d.Recipients {
-				email := strings.ToLower(rc.Email)
+				email := model.AddressKey(rc.Email)
 				if reply, ok := v.Delayed[email]; ok && rc.State != store.DeliveryFailed {
 					// Still on its way: the state stays, the reply says why it is late.
 					outcomes[email] = rules.Outcome{State: rc.State, Reply: reply}

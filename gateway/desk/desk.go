@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,7 +135,7 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 			if via == "" {
 				via = "api"
 			}
-			src := source{author: store.Person{Email: a.Actor, Name: p.env.AgentNames[strings.ToLower(a.Actor)]}, via: via, action: string(a.Kind), detail: detailOf(a, d)}
+			src := source{author: store.Person{Email: a.Actor, Name: p.env.AgentNames[model.AddressKey(a.Actor)]}, via: via, action: string(a.Kind), detail: detailOf(a, d)}
 			if a.Kind == rules.ActComment {
 				src.body = body
 				src.messageID = compose.NewMessageID(s.Random, s.Now(), p.cfg.Hostname)
@@ -242,8 +241,8 @@ func EnvFrom(cfg *config.Config) rules.Env {
 		if a.Role == config.RoleLightAgent {
 			role = rules.RoleLightAgent
 		}
-		e.Agents[strings.ToLower(a.Email)] = role
-		e.AgentNames[strings.ToLower(a.Email)] = a.Name
+		e.Agents[model.AddressKey(a.Email)] = role
+		e.AgentNames[model.AddressKey(a.Email)] = a.Name
 	}
 	return e
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/deskgate/deskgate/gateway/addr"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
@@ -130,7 +131,7 @@ func (s *Service) Erase(ctx context.Context, address string, dryRun bool) (Erasu
 			out.Actions = append(out.Actions, fmt.Sprintf("web: %d sessions and sign-in links ended", ended))
 		}
 		s.rateMu.Lock()
-		delete(s.rate, strings.ToLower(address))
+		delete(s.rate, model.AddressKey(address))
 		s.rateMu.Unlock()
 		s.log.Info("address erased", "tickets", out.Tickets, "changes", len(out.Actions))
 	}

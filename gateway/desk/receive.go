@@ -12,6 +12,7 @@ import (
 	"github.com/deskgate/deskgate/gateway/auth"
 	"github.com/deskgate/deskgate/gateway/mailparse"
 	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
@@ -251,7 +252,7 @@ func (s *Service) authenticate(ctx context.Context, env Envelope, raw []byte, fr
 // noteSender counts accepted mail per sender over the last hour and asks the rules
 // whether this one is over T5's limit; an accepted one is counted.
 func (s *Service) noteSender(sender string, perHour int) (bool, store.TraceStep) {
-	key := strings.ToLower(sender)
+	key := model.AddressKey(sender)
 	now := s.Now()
 	if perHour <= 0 {
 		return false, store.TraceStep{}

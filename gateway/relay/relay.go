@@ -18,6 +18,7 @@ import (
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
@@ -557,7 +558,7 @@ func (w *Worker) record(results []attempt) bool {
 			outcomes, last := rules.AfterAttempt(answers, a.via, now.Sub(cur.CreatedAt), cfg.Upstream.MaxQueueLifetime)
 			cur.LastReply = last
 			for j, rc := range a.rcpts {
-				a.final[j] = outcomes[strings.ToLower(rc)].State
+				a.final[j] = outcomes[model.AddressKey(rc)].State
 			}
 			settled := rules.Settle(cur.ID, cur.SourceID, cur.Recipients, outcomes, now)
 			if err := tx.Settle(cur, settled.Recipients, settled.State, settled.Failures); err != nil {

@@ -31,7 +31,7 @@ type Settlement struct {
 func Settle(id, source uint64, recipients []model.DeliveryRecipient, outcomes map[string]Outcome, at time.Time) Settlement {
 	s := Settlement{Recipients: append([]model.DeliveryRecipient(nil), recipients...)}
 	for i, r := range s.Recipients {
-		o, ok := outcomes[strings.ToLower(r.Email)]
+		o, ok := outcomes[model.AddressKey(r.Email)]
 		if !ok {
 			continue
 		}
@@ -79,7 +79,7 @@ func Retry(recipients []model.DeliveryRecipient) (outcomes map[string]Outcome, o
 	outcomes = map[string]Outcome{}
 	for _, r := range recipients {
 		if r.State == model.DeliveryQueued || r.State == model.DeliveryFailed {
-			outcomes[strings.ToLower(r.Email)] = Outcome{model.DeliveryQueued, r.Reply}
+			outcomes[model.AddressKey(r.Email)] = Outcome{model.DeliveryQueued, r.Reply}
 		}
 	}
 	return outcomes, len(outcomes) > 0
@@ -94,7 +94,7 @@ func Drop(id uint64, state model.DeliveryState, recipients []model.DeliveryRecip
 	outcomes := map[string]Outcome{}
 	for _, r := range recipients {
 		if r.State == model.DeliveryQueued {
-			outcomes[strings.ToLower(r.Email)] = Outcome{model.DeliveryDropped, "dropped by an operator"}
+			outcomes[model.AddressKey(r.Email)] = Outcome{model.DeliveryDropped, "dropped by an operator"}
 		}
 	}
 	return outcomes, nil
@@ -121,7 +121,7 @@ func AfterAttempt(answers []Answer, via string, age, lifetime time.Duration) (ou
 	outcomes = map[string]Outcome{}
 	last = "accepted by " + via
 	for _, a := range answers {
-		key := strings.ToLower(a.Email)
+		key := model.AddressKey(a.Email)
 		switch {
 		case a.Accepted:
 			outcomes[key] = Outcome{model.DeliverySent, "accepted by " + via}
@@ -244,7 +244,7 @@ func Bounce(recipients []string, rep model.BounceReport) BounceVerdict {
 
 // bounceKey is an address as deliveries are keyed (Settle): the whole address
 // lowercased, as deskgate compares addresses everywhere.
-func bounceKey(a string) string { return strings.ToLower(strings.TrimSpace(a)) }
+func bounceKey(a string) string { return model.AddressKey(a) }
 
 // bounceReply is the reply recorded for a recipient a DSN fails: its status and diagnostic,
 // on one line, cut short on a character boundary.

@@ -28,7 +28,7 @@ type Env struct {
 // AgentRole is the configured role of email: RoleAgent, RoleLightAgent or RoleEndUser.
 // This is what the address is; whether a mail proves it is A1's question (gateway/auth).
 func (e Env) AgentRole(email string) model.Role {
-	if r, ok := e.Agents[strings.ToLower(strings.TrimSpace(email))]; ok {
+	if r, ok := e.Agents[model.AddressKey(email)]; ok {
 		return r
 	}
 	return RoleEndUser
@@ -49,9 +49,9 @@ func (e Env) Person(email, name string) model.Person {
 
 // Blocked reports whether email matches policy.cc_blocklist (C2).
 func (e Env) Blocked(email string) bool {
-	email = strings.ToLower(strings.TrimSpace(email))
+	email = model.AddressKey(email)
 	for _, p := range e.Policy.CCBlocklist {
-		p = strings.ToLower(p)
+		p = model.AddressKey(p)
 		if dom, ok := strings.CutPrefix(p, "*@"); ok {
 			if strings.HasSuffix(email, "@"+dom) {
 				return true
@@ -203,7 +203,8 @@ func (r *Refusal) Error() string {
 	return r.Msg
 }
 
-func lower(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+// lower is the key of an address in the ticket's maps (Masks, Welcomed) and in sets.
+func lower(s string) string { return model.AddressKey(s) }
 
 func copyTicket(t *model.Ticket) *model.Ticket {
 	c := *t

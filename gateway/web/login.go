@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -95,7 +96,7 @@ func (s *Server) sendSignIn(r *http.Request, email, next string) string {
 	}
 	// Counted by the agent's configured (canonical) address, so that writing it in another
 	// form (A-labels, case) does not buy more links.
-	if !s.signIns.allow(s.Now(), "address "+strings.ToLower(agent.Email), signInsPerAddress, "client "+s.clientAddress(r), signInsPerClient) {
+	if !s.signIns.allow(s.Now(), "address "+model.AddressKey(agent.Email), signInsPerAddress, "client "+s.clientAddress(r), signInsPerClient) {
 		s.log.Warn("web: sign-in link not sent: over the hourly limit", "email", email, "client", s.clientAddress(r))
 		return outcomeLimited
 	}
