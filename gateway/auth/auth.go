@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-msgauth/dmarc"
 
+	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/rules"
 )
 
@@ -463,7 +464,13 @@ func (r *Result) Header(hostname string) string {
 
 // Facts is what the rules need to decide A1 from this result.
 func (r *Result) Facts() rules.AuthFacts {
-	f := rules.AuthFacts{Mode: r.Mode, FromAddress: r.From.Address, FromProblem: r.From.Problem,
+	// The rules compare the From with the desk's canonical author, so the From goes to
+	// them in the same form, whether the header wrote its domain in A-labels or NFD.
+	fromAddress := r.From.Address
+	if c, err := addr.Canonical(fromAddress); err == nil {
+		fromAddress = c
+	}
+	f := rules.AuthFacts{Mode: r.Mode, FromAddress: fromAddress, FromProblem: r.From.Problem,
 		DMARCResult: r.DMARC.Result, DMARCAligned: r.DMARC.Aligned != "", DMARCTemporary: r.DMARC.Temporary,
 		DMARCSummary: r.dmarcSummary(), DMARCPolicy: r.DMARC.Policy, DMARCPercent: r.DMARC.Percent,
 		DMARCSPFUnchecked: r.DMARC.SPFUnchecked, DKIMAligned: r.DMARC.AlignedDKIM, DKIMTemporary: r.DMARC.DKIMTemporary}

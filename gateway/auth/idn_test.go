@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"strings"
 	"testing"
 )
 
@@ -23,6 +24,11 @@ func TestA1_InternationalisedDomain(t *testing.T) {
 		f := r.Facts()
 		if r.From.Problem != "" || r.DMARC.Result != "pass" || !dmarcProves(f) {
 			t.Errorf("From: %s: problem %q, dmarc %s (%s), want an aligned pass", from, r.From.Problem, r.DMARC.Result, f.DMARCSummary)
+		}
+		// The rules get the From in the author's form, so that an A-label or NFD From is
+		// not "another address" than the author (which made an agent a spoofed agent).
+		if !strings.EqualFold(f.FromAddress, author) {
+			t.Errorf("From: %s: the rules get FromAddress %q, want %q", from, f.FromAddress, author)
 		}
 	}
 }
