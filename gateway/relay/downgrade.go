@@ -23,6 +23,9 @@ var addressFields = map[string]bool{
 	"mail-followup-to": true, "mail-reply-to": true,
 }
 
+// msgIDFields hold lists of msg-ids (RFC 5322 3.6.4), where encoded words are not allowed.
+var msgIDFields = map[string]bool{"message-id": true, "in-reply-to": true, "references": true, "resent-message-id": true}
+
 // mediaFields carry MIME parameters, which RFC 2231 (not RFC 2047) encodes.
 var mediaFields = map[string]bool{"content-type": true, "content-disposition": true}
 
@@ -103,6 +106,12 @@ func downgradeField(f []byte) []byte {
 	lower := strings.ToLower(name)
 	var out string
 	switch {
+	case msgIDFields[lower]:
+		ids := asciiMsgIDs(value)
+		if ids == "" {
+			return nil
+		}
+		out = ids
 	case addressFields[lower]:
 		out = downgradeAddresses(value)
 	case mediaFields[lower]:
@@ -111,6 +120,29 @@ func downgradeField(f []byte) []byte {
 		out = encodeWords(value, false)
 	}
 	return []byte(fold(name, out))
+}
+
+// asciiMsgIDs keeps the msg-ids of value that are ASCII. An id in UTF-8 (one a customer's
+// client made at an internationalised domain) cannot be written in seven bits, and encoded
+// words in its place would be no id at all; deskgate's own ids, which thread its copies,
+// are ASCII. "" when none is left, and the field is dropped.
+func asciiMsgIDs(value string) string {
+	var kept []string
+	for rest := value; ; {
+		open := strings.IndexByte(rest, '<')
+		if open < 0 {
+			break
+		}
+		end := strings.IndexByte(rest[open:], '>')
+		if end < 0 {
+			break
+		}
+		if id := rest[open : open+end+1]; addr.IsASCII(id) && !strings.ContainsAny(id, " \t\r\n") {
+			kept = append(kept, id)
+		}
+		rest = rest[open+end+1:]
+	}
+	return strings.Join(kept, " ")
 }
 
 func isFieldName(s string) bool {

@@ -171,6 +171,15 @@ func FuzzDowngrade7Bit(f *testing.F) {
 		if err != nil {
 			t.Fatalf("%q parsed, its downgrade %q does not: %v", msg, out, err)
 		}
+		for k, vs := range got.Header {
+			if msgIDFields[strings.ToLower(k)] {
+				for _, v := range vs {
+					if strings.Contains(v, "=?") && !strings.Contains(in.Header.Get(k), "=?") {
+						t.Fatalf("%s has encoded words, which a msg-id cannot: %q", k, v)
+					}
+				}
+			}
+		}
 		if count(got.Header) != count(in.Header) {
 			t.Fatalf("fields %v became %v", in.Header, got.Header)
 		}
@@ -178,7 +187,7 @@ func FuzzDowngrade7Bit(f *testing.F) {
 			if !addr.IsASCII(k) {
 				continue // a name that is not ASCII cannot be kept
 			}
-			if len(got.Header[k]) != len(in.Header[k]) {
+			if len(got.Header[k]) != len(in.Header[k]) && !msgIDFields[strings.ToLower(k)] {
 				t.Fatalf("%s: %d fields became %d", k, len(in.Header[k]), len(got.Header[k]))
 			}
 			if addressFields[strings.ToLower(k)] {
@@ -193,10 +202,14 @@ func FuzzDowngrade7Bit(f *testing.F) {
 	})
 }
 
+// count counts the fields of h but those with msg-ids, which a downgrade drops when none of
+// their ids is ASCII.
 func count(h mail.Header) int {
 	n := 0
-	for _, v := range h {
-		n += len(v)
+	for k, v := range h {
+		if !msgIDFields[strings.ToLower(k)] {
+			n += len(v)
+		}
 	}
 	return n
 }
@@ -205,4 +218,26 @@ func count(h mail.Header) int {
 func goHeader(h mail.Header) *gomail.Header {
 	gh := gomail.HeaderFromMap(h)
 	return &gh
+}
+
+// A msg-id in UTF-8 (a customer's, at an internationalised domain) cannot be written in
+// seven bits, and encoded words in its place are no msg-id: it is left out, deskgate's own
+// ASCII ids stay, and a field with none left goes.
+func TestDowngrade7BitLeavesOutUTF8MessageIDs(t *testing.T) {
+	msg := []byte("From: support@example.com\r\nTo: =?utf-8?q?J=C3=B6e?= <joe@example.com>\r\n" +
+		"Message-ID: <n1@mx.example.com>\r\n" +
+		"In-Reply-To: <first-joe@bücher.test>\r\n" +
+		"References: <first-joe@bücher.test> <n0@mx.example.com>\r\n" +
+		"Subject: Grüße\r\n\r\nbody\r\n")
+	out := string(Downgrade7Bit(msg))
+	head := out[:strings.Index(out, "\r\n\r\n")]
+	if !addr.IsASCII(head) {
+		t.Fatalf("not 7-bit: %q", head)
+	}
+	if strings.Contains(head, "In-Reply-To") || strings.Contains(head, "bücher") || strings.Contains(head, "first-joe") {
+		t.Errorf("the UTF-8 msg-id is still there:\n%s", head)
+	}
+	if !strings.Contains(head, "References: <n0@mx.example.com>\r\n") || !strings.Contains(head, "Message-ID: <n1@mx.example.com>\r\n") {
+		t.Errorf("deskgate's own ids are not kept as they were:\n%s", head)
+	}
 }
