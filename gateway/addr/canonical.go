@@ -113,8 +113,15 @@ func split(address string) (local, domain string, err error) {
 		return "", "", invalid("%q is not valid UTF-8", address)
 	}
 	for _, r := range address {
-		if unicode.IsControl(r) || r == utf8.RuneError {
+		switch {
+		case unicode.IsControl(r):
 			return "", "", invalid("%q has a control character (U+%04X)", address, r)
+		case r == utf8.RuneError:
+			return "", "", invalid("%q has a replacement character (U+FFFD) where its text was damaged", address)
+		case unicode.Is(unicode.Cf, r):
+			// Invisible: a zero-width space or a bidi override would make an address look
+			// like another (ali\u200bce@ as alice@) on every page that shows it.
+			return "", "", invalid("%q has an invisible formatting character (U+%04X)", address, r)
 		}
 		if r != ' ' && unicode.IsSpace(r) {
 			return "", "", invalid("%q has a space character (U+%04X)", address, r)
