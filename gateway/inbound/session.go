@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/addr"
@@ -796,18 +797,29 @@ func (s *session) flush() bool {
 }
 
 // printable keeps a reply to printable ASCII of a sane length, because replies quote what the
-// client sent and must never carry its control bytes or line breaks back.
+// client sent and must never carry its control bytes or line breaks back. A character that
+// is not ASCII is written as \u{XXXX}, so that jöe@bücher.test in a reply still says which
+// letters it had; an invalid byte is a question mark.
 func printable(text string) string {
 	if len(text) > 400 {
 		text = text[:400]
 	}
-	b := []byte(text)
-	for i, c := range b {
-		if c < ' ' || c > '~' {
-			b[i] = '?'
+	var b strings.Builder
+	for i := 0; i < len(text) && b.Len() < 400; {
+		r, size := utf8.DecodeRuneInString(text[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			b.WriteByte('?')
+		case r >= utf8.RuneSelf:
+			fmt.Fprintf(&b, "\\u{%04X}", r)
+		case r < ' ' || r > '~':
+			b.WriteByte('?')
+		default:
+			b.WriteRune(r)
 		}
+		i += size
 	}
-	return string(b)
+	return b.String()
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {
