@@ -341,6 +341,15 @@ func TestSMTPUTF8_OneFormThroughTheAPIAndCLI(t *testing.T) {
 			t.Errorf("POST ccs %q: %d %s, want 422", bad, code, answer)
 		}
 	}
+	// A look-alike of the agent alice@example.com (a dotted capital İ) is a customer: a
+	// visible CC, never a hidden follower who gets internal notes.
+	if code, body := d.api("POST", fmt.Sprintf("/api/v1/tickets/%d/ccs", id), strings.NewReader(`{"email":"alİce@example.com"}`), true); code != 201 {
+		t.Fatalf("POST ccs alİce@example.com: %d %s", code, body)
+	}
+	if tk := d.ticket(id); len(tk.CCs) != 2 || len(tk.Followers) != 0 {
+		t.Fatalf("the look-alike of an agent: CCs %+v, followers %+v; want a second CC", tk.CCs, tk.Followers)
+	}
+
 	// The answer to the CC lands in the Maildir outbox in UTF-8, as it is.
 	d.must("Fixed it.", "reply", fmt.Sprint(id), "--as", "alice@example.com")
 	var found bool

@@ -179,6 +179,10 @@ func person(name, email string) string {
 	if name == "" || strings.ContainsAny(name, "@<>") {
 		return email
 	}
+	// In a list of people a comma in a name ("Ünal, Zoë") would read as two of them.
+	if strings.ContainsAny(name, ",;\"") {
+		name = `"` + strings.ReplaceAll(name, `"`, `\"`) + `"`
+	}
 	return fmt.Sprintf("%s <%s>", name, email)
 }
 
