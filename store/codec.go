@@ -38,7 +38,7 @@ func (e *encoder) strs(list []string) {
 		e.str(s)
 	}
 }
-func (e *encoder) people(list []Person) {
+func (e *encoder) people(list []model.Person) {
 	e.uint(uint64(len(list)))
 	for _, p := range list {
 		e.str(p.Email)
@@ -58,7 +58,7 @@ func flags(bits ...bool) uint64 {
 }
 
 // encodeComment is c in the binary layout.
-func encodeComment(c *Comment) []byte {
+func encodeComment(c *model.Comment) []byte {
 	e := encoder{b: make([]byte, 0, 256+len(c.Body))}
 	e.b = append(e.b, commentV2)
 	e.uint(c.ID)
@@ -168,14 +168,14 @@ func (d *decoder) strs() []string {
 	return out
 }
 
-func (d *decoder) people() []Person {
+func (d *decoder) people() []model.Person {
 	n := d.count()
 	if n == 0 {
 		return nil
 	}
-	out := make([]Person, n)
+	out := make([]model.Person, n)
 	for i := range out {
-		out[i] = Person{Email: d.str(), Name: d.str()}
+		out[i] = model.Person{Email: d.str(), Name: d.str()}
 	}
 	return out
 }
@@ -190,7 +190,7 @@ func (d *decoder) time() time.Time {
 }
 
 // decodeComment reads a comment record in either layout.
-func decodeComment(raw []byte, c *Comment) error {
+func decodeComment(raw []byte, c *model.Comment) error {
 	if len(raw) == 0 {
 		return errCorrupt
 	}
@@ -219,29 +219,29 @@ func decodeComment(raw []byte, c *Comment) error {
 	c.CreatedAt = d.time()
 	c.Body = d.str()
 	if n := d.count(); n > 0 {
-		c.Attachments = make([]Attachment, n)
+		c.Attachments = make([]model.Attachment, n)
 		for i := range c.Attachments {
-			c.Attachments[i] = Attachment{Name: d.str(), ContentType: d.str(), Size: d.int()}
+			c.Attachments[i] = model.Attachment{Name: d.str(), ContentType: d.str(), Size: d.int()}
 			if raw[0] == commentV2 {
 				c.Attachments[i].Problem = d.str()
 			}
 		}
 	}
-	c.Notified = []Notified{}
+	c.Notified = []model.Notified{}
 	if n := d.count(); n > 0 {
-		c.Notified = make([]Notified, n)
+		c.Notified = make([]model.Notified, n)
 		for i := range c.Notified {
 			nt := &c.Notified[i]
-			nt.Email, nt.As = d.str(), As(d.str())
+			nt.Email, nt.As = d.str(), model.As(d.str())
 			nt.Visible = d.uint()&1 != 0
 			nt.Delivery = d.uint()
 			nt.Status, nt.Reply = d.str(), d.str()
 		}
 	}
 	if n := d.count(); n > 0 {
-		c.Trace = make([]TraceStep, n)
+		c.Trace = make([]model.TraceStep, n)
 		for i := range c.Trace {
-			c.Trace[i] = TraceStep{Rule: d.str(), Step: d.str(), Detail: d.str()}
+			c.Trace[i] = model.TraceStep{Rule: d.str(), Step: d.str(), Detail: d.str()}
 		}
 	}
 	c.Automatic = d.str()
@@ -301,15 +301,15 @@ func decodeDelivery(raw []byte, d *Delivery) error {
 	d.MessageID = r.str()
 	d.From = r.str()
 	if n := r.count(); n > 0 {
-		d.Recipients = make([]DeliveryRecipient, n)
+		d.Recipients = make([]model.DeliveryRecipient, n)
 		for i := range d.Recipients {
 			rc := &d.Recipients[i]
-			rc.Email, rc.As = r.str(), As(r.str())
+			rc.Email, rc.As = r.str(), model.As(r.str())
 			rc.Visible = r.uint()&1 != 0
-			rc.State, rc.Reply = DeliveryState(r.str()), r.str()
+			rc.State, rc.Reply = model.DeliveryState(r.str()), r.str()
 		}
 	}
-	d.State = DeliveryState(r.str())
+	d.State = model.DeliveryState(r.str())
 	d.Attempts = int(r.int())
 	d.NextTry = r.time()
 	d.LastReply = r.str()

@@ -5,22 +5,24 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
-func fullComment() Comment {
-	return Comment{ID: 12345, TicketID: 999, Author: "jane@customer.test", AuthorName: "Jane Ü", Public: true, ThirdParty: true, Via: "email",
+func fullComment() model.Comment {
+	return model.Comment{ID: 12345, TicketID: 999, Author: "jane@customer.test", AuthorName: "Jane Ü", Public: true, ThirdParty: true, Via: "email",
 		MessageID: "a@x", InReplyTo: "b@x", References: []string{"r1@x", "r2@x"}, Subject: "Re: printer",
-		To: []Person{{Email: "support@example.com"}}, Cc: []Person{{Email: "joe@customer.test", Name: "Joe"}}, Recipients: []string{"support@example.com"},
+		To: []model.Person{{Email: "support@example.com"}}, Cc: []model.Person{{Email: "joe@customer.test", Name: "Joe"}}, Recipients: []string{"support@example.com"},
 		EnvelopeFrom: "bounce@customer.test", CreatedAt: time.Date(2026, 11, 24, 12, 30, 1, 123456789, time.UTC), Body: "line one\r\nline \"two\" \x00 ✓",
-		Attachments:    []Attachment{{Name: "a.pdf", ContentType: "application/pdf", Size: 1 << 40}, {Name: "x.pdf", ContentType: "application/pdf", Size: 3, Problem: "illegal base64 data at input byte 4"}},
-		Notified:       []Notified{{Email: "joe@customer.test", As: "cc", Visible: true, Delivery: 77, Status: "sent", Reply: "250 ok"}, {Email: "alice@example.com", As: "follower", Delivery: 78}},
-		Trace:          []TraceStep{{Rule: "T2", Step: "threaded", Detail: "In-Reply-To"}, {Rule: "V1", Step: "public"}},
+		Attachments:    []model.Attachment{{Name: "a.pdf", ContentType: "application/pdf", Size: 1 << 40}, {Name: "x.pdf", ContentType: "application/pdf", Size: 3, Problem: "illegal base64 data at input byte 4"}},
+		Notified:       []model.Notified{{Email: "joe@customer.test", As: "cc", Visible: true, Delivery: 77, Status: "sent", Reply: "250 ok"}, {Email: "alice@example.com", As: "follower", Delivery: 78}},
+		Trace:          []model.TraceStep{{Rule: "T2", Step: "threaded", Detail: "In-Reply-To"}, {Rule: "V1", Step: "public"}},
 		ReplyToDiffers: true, Automatic: "Auto-Submitted: auto-replied", AuthenticationResults: "mx; spf=pass", Problems: []string{"attachment: bad base64"}}
 }
 
 func TestCommentRecordsRoundTrip(t *testing.T) {
-	for _, c := range []Comment{fullComment(), {ID: 1, Notified: []Notified{}}} {
-		var got Comment
+	for _, c := range []model.Comment{fullComment(), {ID: 1, Notified: []model.Notified{}}} {
+		var got model.Comment
 		if err := decodeComment(encodeComment(&c), &got); err != nil {
 			t.Fatal(err)
 		}
@@ -33,7 +35,7 @@ func TestCommentRecordsRoundTrip(t *testing.T) {
 // Records of the first binary layout, whose attachments have no problem field, are still read.
 func TestCommentRecordsV1AreStillRead(t *testing.T) {
 	c := fullComment()
-	c.Attachments = []Attachment{{Name: "a.pdf", ContentType: "application/pdf", Size: 9}}
+	c.Attachments = []model.Attachment{{Name: "a.pdf", ContentType: "application/pdf", Size: 9}}
 	with := encodeComment(&c)
 	without := c
 	without.Attachments = nil
@@ -46,7 +48,7 @@ func TestCommentRecordsV1AreStillRead(t *testing.T) {
 	// the empty problem's length: drop that byte and mark the record as the first layout.
 	problemAt := k + len(with) - len(rest)
 	v1 := append(append([]byte{commentV1}, with[1:problemAt]...), with[problemAt+1:]...)
-	var got Comment
+	var got model.Comment
 	if err := decodeComment(v1, &got); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +61,7 @@ func TestCommentRecordsV1AreStillRead(t *testing.T) {
 func TestCommentRecordsInJSONAreStillRead(t *testing.T) {
 	c := fullComment()
 	raw, _ := json.Marshal(c)
-	var got Comment
+	var got model.Comment
 	if err := decodeComment(raw, &got); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ func TestCommentRecordsCutShortAreRefused(t *testing.T) {
 	c := fullComment()
 	raw := encodeComment(&c)
 	for n := 0; n < len(raw); n++ {
-		var got Comment
+		var got model.Comment
 		if err := decodeComment(raw[:n], &got); err == nil {
 			t.Fatalf("a record cut to %d of %d bytes decoded without an error", n, len(raw))
 		}
@@ -86,12 +88,12 @@ func FuzzDecodeComment(f *testing.F) {
 	raw, _ := json.Marshal(c)
 	f.Add(raw)
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		var got Comment
+		var got model.Comment
 		if decodeComment(raw, &got) != nil || (raw[0] != commentV1 && raw[0] != commentV2) {
 			return // a JSON record only has to decode without a panic
 		}
 		// Whatever decodes encodes to a record that decodes to the same comment.
-		var again Comment
+		var again model.Comment
 		if err := decodeComment(encodeComment(&got), &again); err != nil || !reflect.DeepEqual(again, got) {
 			t.Fatalf("re-encoded record: %v\n%+v\n%+v", err, again, got)
 		}
@@ -101,8 +103,8 @@ func FuzzDecodeComment(f *testing.F) {
 func fullDelivery() Delivery {
 	at := time.Date(2026, 11, 24, 12, 0, 0, 5, time.UTC)
 	return Delivery{ID: 9, TicketID: 3, SourceID: 7, Kind: "comment", Copy: "agent", MessageID: "m@x", From: "support+bounce-9-t@example.com",
-		Recipients: []DeliveryRecipient{{Email: "a@x", As: "cc", Visible: true, State: DeliverySent, Reply: "250 ok"}, {Email: "b@x", As: "follower", State: DeliveryQueued}},
-		State:      DeliveryQueued, Attempts: 3, NextTry: at.Add(time.Hour), LastReply: "451 later", CreatedAt: at, Size: 1234}
+		Recipients: []model.DeliveryRecipient{{Email: "a@x", As: "cc", Visible: true, State: model.DeliverySent, Reply: "250 ok"}, {Email: "b@x", As: "follower", State: model.DeliveryQueued}},
+		State:      model.DeliveryQueued, Attempts: 3, NextTry: at.Add(time.Hour), LastReply: "451 later", CreatedAt: at, Size: 1234}
 }
 
 func TestDeliveryRecordsRoundTripAndReadJSON(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 // fill stores n tickets with a comment and a 20 KiB attachment each.
@@ -18,12 +20,12 @@ func fill(t *testing.T, s *Store, n int) []uint64 {
 	for i := 0; i < n; i += 100 {
 		err := s.Update(context.Background(), func(tx *Tx) error {
 			for j := i; j < i+100 && j < n; j++ {
-				tk := &Ticket{Subject: fmt.Sprintf("ticket %d", j), Status: StatusSolved, Requester: Person{Email: fmt.Sprintf("u%d@customer.test", j)}}
+				tk := &model.Ticket{Subject: fmt.Sprintf("ticket %d", j), Status: model.StatusSolved, Requester: model.Person{Email: fmt.Sprintf("u%d@customer.test", j)}}
 				if err := tx.CreateTicket(tk); err != nil {
 					return err
 				}
-				c := &Comment{Author: tk.Requester.Email, Public: true, MessageID: fmt.Sprintf("m%d@x", j), Body: strings.Repeat("text ", 400),
-					Attachments: []Attachment{{Name: "a.bin", Size: int64(len(data))}}}
+				c := &model.Comment{Author: tk.Requester.Email, Public: true, MessageID: fmt.Sprintf("m%d@x", j), Body: strings.Repeat("text ", 400),
+					Attachments: []model.Attachment{{Name: "a.bin", Size: int64(len(data))}}}
 				if err := tx.AddComment(tk, c); err != nil {
 					return err
 				}

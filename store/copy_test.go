@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/internal/pgtest"
 )
 
@@ -28,7 +29,7 @@ func TestCopyBetweenStoresKeepsEverything(t *testing.T) {
 		if err := tx.PutAttachmentData(cid, 0, []byte("PDF")); err != nil {
 			return err
 		}
-		return tx.QueueDelivery(&Delivery{ID: did, TicketID: tid, State: DeliveryQueued, NextTry: time.Now()}, []byte("queued message"))
+		return tx.QueueDelivery(&Delivery{ID: did, TicketID: tid, State: model.DeliveryQueued, NextTry: time.Now()}, []byte("queued message"))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +79,7 @@ func TestCopyBetweenStoresKeepsEverything(t *testing.T) {
 			if due := tx.DueDeliveries(time.Now(), 10); len(due) != 1 || due[0] != did || string(tx.DeliveryMessage(did)) != "queued message" {
 				t.Errorf("%s: queue %v", name, due)
 			}
-			if list, _ := tx.ListTickets(StatusNew, 10, 0); len(list) != 1 {
+			if list, _ := tx.ListTickets(model.StatusNew, 10, 0); len(list) != 1 {
 				t.Errorf("%s: the status index lists %d tickets", name, len(list))
 			}
 			return nil

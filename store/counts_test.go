@@ -16,7 +16,7 @@ func countsText(t *testing.T, s *Store) (counted, listed string) {
 	err := s.View(func(tx *Tx) error {
 		c := tx.TicketCounts()
 		counted = fmt.Sprintf("total %d new %d open %d pending %d solved %d", c.Total,
-			c.ByStatus[StatusNew], c.ByStatus[StatusOpen], c.ByStatus[StatusPending], c.ByStatus[StatusSolved])
+			c.ByStatus[model.StatusNew], c.ByStatus[model.StatusOpen], c.ByStatus[model.StatusPending], c.ByStatus[model.StatusSolved])
 		n := map[model.Status]int{}
 		total := 0
 		for _, st := range ticketStatuses {
@@ -28,7 +28,7 @@ func countsText(t *testing.T, s *Store) (counted, listed string) {
 			total += len(list)
 		}
 		listed = fmt.Sprintf("total %d new %d open %d pending %d solved %d", total,
-			n[StatusNew], n[StatusOpen], n[StatusPending], n[StatusSolved])
+			n[model.StatusNew], n[model.StatusOpen], n[model.StatusPending], n[model.StatusSolved])
 		return nil
 	})
 	if err != nil {
@@ -75,8 +75,8 @@ func testTicketCountsFollowStatus(t *testing.T, open opener) {
 
 	var ids []uint64
 	err = s.Update(context.Background(), func(tx *Tx) error {
-		for _, st := range []model.Status{StatusNew, StatusNew, StatusOpen, StatusPending, StatusSolved, StatusNew} {
-			tk := &Ticket{Subject: "s", Status: st}
+		for _, st := range []model.Status{model.StatusNew, model.StatusNew, model.StatusOpen, model.StatusPending, model.StatusSolved, model.StatusNew} {
+			tk := &model.Ticket{Subject: "s", Status: st}
 			if err := tx.CreateTicket(tk); err != nil {
 				return err
 			}
@@ -87,7 +87,7 @@ func testTicketCountsFollowStatus(t *testing.T, open opener) {
 		if err != nil {
 			return err
 		}
-		tk.Status = StatusOpen
+		tk.Status = model.StatusOpen
 		return tx.PutTicket(tk)
 	})
 	if err != nil {
@@ -95,12 +95,12 @@ func testTicketCountsFollowStatus(t *testing.T, open opener) {
 	}
 	wantCounts(t, s, "six tickets made", "total 6 new 2 open 2 pending 1 solved 1")
 
-	setStatus(t, s, ids[0], StatusOpen)
-	setStatus(t, s, ids[3], StatusSolved)
+	setStatus(t, s, ids[0], model.StatusOpen)
+	setStatus(t, s, ids[3], model.StatusSolved)
 	wantCounts(t, s, "new->open, pending->solved", "total 6 new 1 open 3 pending 0 solved 2")
 
 	// Saving a ticket whose status did not change (a CC added, say) counts nothing.
-	setStatus(t, s, ids[2], StatusOpen)
+	setStatus(t, s, ids[2], model.StatusOpen)
 	wantCounts(t, s, "open saved as open", "total 6 new 1 open 3 pending 0 solved 2")
 
 	// A transaction that fails takes its counting back with it.
@@ -110,7 +110,7 @@ func testTicketCountsFollowStatus(t *testing.T, open opener) {
 		if err != nil {
 			return err
 		}
-		tk.Status = StatusSolved
+		tk.Status = model.StatusSolved
 		if err := tx.PutTicket(tk); err != nil {
 			return err
 		}
@@ -149,8 +149,8 @@ func testTicketCountsMigration(t *testing.T, open opener) {
 	}
 	var ids []uint64
 	err = s.Update(context.Background(), func(tx *Tx) error {
-		for _, st := range []model.Status{StatusOpen, StatusNew, StatusOpen, StatusSolved, StatusSolved, StatusSolved} {
-			tk := &Ticket{Subject: "s", Status: st}
+		for _, st := range []model.Status{model.StatusOpen, model.StatusNew, model.StatusOpen, model.StatusSolved, model.StatusSolved, model.StatusSolved} {
+			tk := &model.Ticket{Subject: "s", Status: st}
 			if err := tx.CreateTicket(tk); err != nil {
 				return err
 			}
@@ -161,7 +161,7 @@ func testTicketCountsMigration(t *testing.T, open opener) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setStatus(t, s, ids[1], StatusPending)
+	setStatus(t, s, ids[1], model.StatusPending)
 	// Make it the desk version 5 wrote: no per-status counters, and that version's number.
 	err = updateDurably(s.be, func(tx kvTx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -186,6 +186,6 @@ func testTicketCountsMigration(t *testing.T, open opener) {
 	}
 	wantCounts(t, s, "after the migration", "total 6 new 0 open 2 pending 1 solved 3")
 	// The migrated counters go on counting.
-	setStatus(t, s, ids[3], StatusOpen)
+	setStatus(t, s, ids[3], model.StatusOpen)
 	wantCounts(t, s, "after the migration, a solved ticket reopened", "total 6 new 0 open 3 pending 1 solved 2")
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/deskgate/deskgate/gateway/addr"
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 // Deleted is what deleting a ticket removed.
@@ -65,7 +66,7 @@ func (t *Tx) DeleteTicket(id uint64) (Deleted, error) {
 		out.Comments++
 	}
 	for _, eid := range tk.EventIDs {
-		var e Event
+		var e model.Event
 		if ok, err := decodeStored(t.tx.Bucket(bucketEvents).Get(itob(eid)), &e); err != nil {
 			return out, fmt.Errorf("event %d: %w", eid, err)
 		} else if ok {
@@ -156,10 +157,10 @@ func (t *Tx) deletePrefix(bucket, prefix []byte) (int, error) {
 // SolvedBefore lists up to limit solved tickets last changed before cutoff, oldest id first,
 // starting after id `after`. It reads the time from each record without decoding it.
 func (t *Tx) SolvedBefore(cutoff time.Time, after uint64, limit int) (ids []uint64, last uint64) {
-	prefix := statusKey(string(StatusSolved), 0)[:len(StatusSolved)+1]
+	prefix := statusKey(string(model.StatusSolved), 0)[:len(model.StatusSolved)+1]
 	c := t.tx.Bucket(bucketByStatus).Cursor()
 	tickets := t.tx.Bucket(bucketTickets)
-	for k, _ := c.Seek(statusKey(string(StatusSolved), after+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+	for k, _ := c.Seek(statusKey(string(model.StatusSolved), after+1)); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		id := binary.BigEndian.Uint64(k[len(prefix):])
 		last = id
 		if at, ok := storedTime(tickets.Get(itob(id)), `"updated_at":"`); ok && at.Before(cutoff) {
@@ -220,7 +221,7 @@ func (t *Tx) Mentioning(email string) ([]uint64, error) {
 		return rec.TicketID
 	}
 	byComment := func(_, v []byte) uint64 {
-		var c Comment
+		var c model.Comment
 		if err := decodeComment(v, &c); err != nil {
 			return 0
 		}

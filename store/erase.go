@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 // ErasedText stands where an erased person's text was.
@@ -29,21 +31,21 @@ func (t *Tx) ScrubTicket(id uint64, email, marker string) ([]string, error) {
 	say := func(format string, args ...any) { report = append(report, fmt.Sprintf(format, args...)) }
 	scrub := func(s string) string { return m.replace(s, marker) }
 	// Each record is compared with itself before and after, so these only change in place.
-	people := func(list []Person) {
+	people := func(list []model.Person) {
 		for i := range list {
 			if same(list[i].Email) {
-				list[i] = Person{Email: marker}
+				list[i] = model.Person{Email: marker}
 			}
 		}
 	}
-	notified := func(list []Notified) {
+	notified := func(list []model.Notified) {
 		for i := range list {
 			if same(list[i].Email) {
 				list[i].Email, list[i].Reply = marker, scrub(list[i].Reply)
 			}
 		}
 	}
-	traced := func(list []TraceStep) {
+	traced := func(list []model.TraceStep) {
 		for i := range list {
 			list[i].Detail = scrub(list[i].Detail)
 		}
@@ -51,7 +53,7 @@ func (t *Tx) ScrubTicket(id uint64, email, marker string) ([]string, error) {
 
 	// The ticket itself.
 	ticketChanged := false
-	keep := func(list []Person, as string) []Person {
+	keep := func(list []model.Person, as string) []model.Person {
 		out := list[:0]
 		for _, p := range list {
 			if same(p.Email) {
@@ -198,18 +200,18 @@ func (t *Tx) eraseFromDelivery(id, ticket uint64, email, marker string, write bo
 	for i, r := range d.Recipients {
 		if m.same(r.Email) {
 			d.Recipients[i].Email, d.Recipients[i].Reply = marker, m.replace(r.Reply, marker)
-			if r.State == DeliveryQueued {
-				d.Recipients[i].State, d.Recipients[i].Reply = DeliveryDropped, "erased"
+			if r.State == model.DeliveryQueued {
+				d.Recipients[i].State, d.Recipients[i].Reply = model.DeliveryDropped, "erased"
 				out = append(out, fmt.Sprintf("delivery %d: recipient dropped from the queue", id))
 			}
 			changed = true
 		}
-		if d.Recipients[i].State == DeliveryQueued {
+		if d.Recipients[i].State == model.DeliveryQueued {
 			waiting++
 		}
 	}
-	if d.State == DeliveryQueued && waiting == 0 && changed {
-		d.State = DeliveryDropped
+	if d.State == model.DeliveryQueued && waiting == 0 && changed {
+		d.State = model.DeliveryDropped
 	}
 	if s := m.replace(d.LastReply, marker); s != d.LastReply {
 		d.LastReply, changed = s, true

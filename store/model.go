@@ -6,51 +6,23 @@ import (
 	"github.com/deskgate/deskgate/gateway/model"
 )
 
-// The shared types live in gateway/model; these names keep the store's API as it was.
-type (
-	Person            = model.Person
-	Ticket            = model.Ticket
-	Attachment        = model.Attachment
-	Notified          = model.Notified
-	DeliveryFailure   = model.DeliveryFailure
-	TraceStep         = model.TraceStep
-	Comment           = model.Comment
-	Event             = model.Event
-	DeliveryRecipient = model.DeliveryRecipient
-	DeliveryState     = model.DeliveryState
-	As                = model.As
-)
-
-// Ticket statuses and delivery states.
-const (
-	StatusNew       = model.StatusNew
-	StatusOpen      = model.StatusOpen
-	StatusPending   = model.StatusPending
-	StatusSolved    = model.StatusSolved
-	DeliveryQueued  = model.DeliveryQueued
-	DeliverySent    = model.DeliverySent
-	DeliveryFailed  = model.DeliveryFailed
-	DeliveryPartial = model.DeliveryPartial
-	DeliveryDropped = model.DeliveryDropped
-)
-
 // Delivery is one composed message and its envelope, queued in the same transaction as
 // the change that caused it (the outbox), so that a crash loses neither.
 type Delivery struct {
-	ID         uint64                 `json:"id"`
-	TicketID   uint64                 `json:"ticket_id"`
-	SourceID   uint64                 `json:"source_id"` // the comment or event it tells of
-	Kind       model.NotificationKind `json:"kind"`
-	Copy       model.Copy             `json:"copy"`
-	MessageID  string                 `json:"message_id"`
-	From       string                 `json:"envelope_from"`
-	Recipients []DeliveryRecipient    `json:"recipients"`
-	State      DeliveryState          `json:"state"`
-	Attempts   int                    `json:"attempts"`
-	NextTry    time.Time              `json:"next_try"`
-	LastReply  string                 `json:"last_reply,omitempty"`
-	CreatedAt  time.Time              `json:"created_at"`
-	Size       int                    `json:"size"`
+	ID         uint64                    `json:"id"`
+	TicketID   uint64                    `json:"ticket_id"`
+	SourceID   uint64                    `json:"source_id"` // the comment or event it tells of
+	Kind       model.NotificationKind    `json:"kind"`
+	Copy       model.Copy                `json:"copy"`
+	MessageID  string                    `json:"message_id"`
+	From       string                    `json:"envelope_from"`
+	Recipients []model.DeliveryRecipient `json:"recipients"`
+	State      model.DeliveryState       `json:"state"`
+	Attempts   int                       `json:"attempts"`
+	NextTry    time.Time                 `json:"next_try"`
+	LastReply  string                    `json:"last_reply,omitempty"`
+	CreatedAt  time.Time                 `json:"created_at"`
+	Size       int                       `json:"size"`
 
 	// loadedNext is NextTry as read from the store: PutDelivery moves the queue entry
 	// from it without reading the record again.

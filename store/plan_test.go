@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/deskgate/deskgate/gateway/model"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -97,7 +98,7 @@ func testIdsAreReusedByAReplanAndPersist(t *testing.T, open opener) {
 		t.Fatalf("two items of one event share id %d", first[1])
 	}
 	err = s.Update(context.Background(), func(tx *Tx) error {
-		tk := &Ticket{ID: first[0], Subject: "s", Status: StatusNew}
+		tk := &model.Ticket{ID: first[0], Subject: "s", Status: model.StatusNew}
 		if err := tx.CreateTicket(tk); err != nil {
 			return err
 		}
@@ -132,7 +133,7 @@ func TestMigrationCountsDeliveries(t *testing.T) {
 	}
 	err = s.Update(context.Background(), func(tx *Tx) error {
 		for i := 0; i < 3; i++ {
-			if err := tx.QueueDelivery(&Delivery{ID: s.NewIds().Delivery(), State: DeliveryQueued}, []byte("m")); err != nil {
+			if err := tx.QueueDelivery(&Delivery{ID: s.NewIds().Delivery(), State: model.DeliveryQueued}, []byte("m")); err != nil {
 				return err
 			}
 		}

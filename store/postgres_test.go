@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/internal/pgtest"
 )
 
@@ -37,7 +38,7 @@ func TestPostgresClaimsAndWakeUpsAcrossNodes(t *testing.T) {
 		for i := 0; i < 4; i++ {
 			id := a.NewIds().Delivery()
 			ids = append(ids, id)
-			if err := tx.QueueDelivery(&Delivery{ID: id, State: DeliveryQueued, NextTry: time.Now()}, []byte("m")); err != nil {
+			if err := tx.QueueDelivery(&Delivery{ID: id, State: model.DeliveryQueued, NextTry: time.Now()}, []byte("m")); err != nil {
 				return err
 			}
 		}

@@ -334,8 +334,8 @@ func putJSON(b kvBucket, key []byte, v any) error {
 }
 
 // Ticket returns the ticket with id, or ErrNotFound.
-func (t *Tx) Ticket(id uint64) (*Ticket, error) {
-	var tk Ticket
+func (t *Tx) Ticket(id uint64) (*model.Ticket, error) {
+	var tk model.Ticket
 	ok, err := t.getJSON(bucketTickets, itob(id), &tk)
 	if err != nil {
 		return nil, err
@@ -347,12 +347,12 @@ func (t *Tx) Ticket(id uint64) (*Ticket, error) {
 }
 
 // Comment returns the comment with id, or ErrNotFound.
-func (t *Tx) Comment(id uint64) (*Comment, error) {
+func (t *Tx) Comment(id uint64) (*model.Comment, error) {
 	raw := t.get(bucketComments, itob(id))
 	if raw == nil {
 		return nil, ErrNotFound
 	}
-	var c Comment
+	var c model.Comment
 	if err := decodeComment(raw, &c); err != nil {
 		return nil, fmt.Errorf("comment %d: %w", id, err)
 	}
@@ -372,7 +372,7 @@ func itemKey(ticketID uint64, kind byte, id uint64) []byte {
 	return k
 }
 
-func (t *Tx) addItem(tk *Ticket, kind byte, id uint64) error {
+func (t *Tx) addItem(tk *model.Ticket, kind byte, id uint64) error {
 	if kind == itemComment {
 		tk.CommentIDs = append(tk.CommentIDs, id)
 	} else {
@@ -382,7 +382,7 @@ func (t *Tx) addItem(tk *Ticket, kind byte, id uint64) error {
 }
 
 // Items fills tk.CommentIDs and tk.EventIDs, oldest first.
-func (t *Tx) Items(tk *Ticket) {
+func (t *Tx) Items(tk *model.Ticket) {
 	tk.CommentIDs, tk.EventIDs = nil, nil
 	prefix := itob(tk.ID)
 	c := t.tx.Bucket(bucketItems).Cursor()
@@ -397,9 +397,9 @@ func (t *Tx) Items(tk *Ticket) {
 }
 
 // Comments returns a ticket's comments, oldest first.
-func (t *Tx) Comments(tk *Ticket) ([]Comment, error) {
+func (t *Tx) Comments(tk *model.Ticket) ([]model.Comment, error) {
 	t.Items(tk)
-	out := make([]Comment, 0, len(tk.CommentIDs))
+	out := make([]model.Comment, 0, len(tk.CommentIDs))
 	for _, id := range tk.CommentIDs {
 		c, err := t.Comment(id)
 		if err != nil {
@@ -433,7 +433,7 @@ func (t *Tx) MessageID(id string) (MessageRef, bool) {
 }
 
 // CreateTicket stores a new ticket and gives it the next id.
-func (t *Tx) CreateTicket(tk *Ticket) error {
+func (t *Tx) CreateTicket(tk *model.Ticket) error {
 	b := t.tx.Bucket(bucketTickets)
 	if tk.ID == 0 {
 		tk.ID = drawID(t.st.ids.ticket)
@@ -455,7 +455,7 @@ func (t *Tx) CreateTicket(tk *Ticket) error {
 }
 
 // PutTicket stores a changed ticket.
-func (t *Tx) PutTicket(tk *Ticket) error {
+func (t *Tx) PutTicket(tk *model.Ticket) error {
 	if tk.ID == 0 {
 		return errors.New("store: ticket without id")
 	}
@@ -483,7 +483,7 @@ func (t *Tx) PutTicket(tk *Ticket) error {
 
 // AddComment stores c with the next comment id, appends it to tk (which the caller then
 // puts) and indexes its Message-ID and the ones it references.
-func (t *Tx) AddComment(tk *Ticket, c *Comment) error {
+func (t *Tx) AddComment(tk *model.Ticket, c *model.Comment) error {
 	b := t.tx.Bucket(bucketComments)
 	if c.ID == 0 {
 		c.ID = drawID(t.st.ids.comment)
@@ -541,7 +541,7 @@ func (t *Tx) setMessageID(id string, ref MessageRef, own bool) error {
 }
 
 // PutComment stores a changed comment.
-func (t *Tx) PutComment(c *Comment) error {
+func (t *Tx) PutComment(c *model.Comment) error {
 	if c.ID == 0 {
 		return errors.New("store: comment without id")
 	}
@@ -550,7 +550,7 @@ func (t *Tx) PutComment(c *Comment) error {
 
 // ListTickets returns up to limit tickets, newest first, with id < before when before > 0,
 // and only those in status when status is set.
-func (t *Tx) ListTickets(status model.Status, limit int, before uint64) ([]Ticket, error) {
+func (t *Tx) ListTickets(status model.Status, limit int, before uint64) ([]model.Ticket, error) {
 	if status != "" {
 		return t.listByStatus(status, limit, before)
 	}
@@ -567,9 +567,9 @@ func (t *Tx) ListTickets(status model.Status, limit int, before uint64) ([]Ticke
 	} else {
 		k, v = c.Last()
 	}
-	out := []Ticket{}
+	out := []model.Ticket{}
 	for ; k != nil && len(out) < limit; k, v = c.Prev() {
-		var tk Ticket
+		var tk model.Ticket
 		if err := json.Unmarshal(v, &tk); err != nil {
 			return nil, err
 		}
@@ -597,7 +597,7 @@ func storedStatus(record []byte) string {
 
 // listByStatus walks the status index from the newest ticket below before: only the tickets
 // listed are read.
-func (t *Tx) listByStatus(status model.Status, limit int, before uint64) ([]Ticket, error) {
+func (t *Tx) listByStatus(status model.Status, limit int, before uint64) ([]model.Ticket, error) {
 	prefix := statusKey(string(status), 0)
 	prefix = prefix[:len(prefix)-8]
 	start := before
@@ -614,7 +614,7 @@ func (t *Tx) listByStatus(status model.Status, limit int, before uint64) ([]Tick
 		bytes.HasPrefix(k, prefix) && binary.BigEndian.Uint64(k[len(prefix):]) >= start) {
 		k, _ = c.Prev()
 	}
-	out := []Ticket{}
+	out := []model.Ticket{}
 	for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Prev() {
 		tk, err := t.Ticket(binary.BigEndian.Uint64(k[len(prefix):]))
 		if err != nil {
@@ -639,7 +639,7 @@ var (
 func statusCountKey(status string) []byte { return []byte("status_count:" + status) }
 
 // ticketStatuses are the statuses TicketCounts reports.
-var ticketStatuses = []model.Status{StatusNew, StatusOpen, StatusPending, StatusSolved}
+var ticketStatuses = []model.Status{model.StatusNew, model.StatusOpen, model.StatusPending, model.StatusSolved}
 
 // statusCountKeys are the counters of the four statuses, read together.
 var statusCountKeys = func() []bucketKey {
@@ -690,7 +690,7 @@ func (t *Tx) count(key []byte, delta int64) error {
 
 // NotifiedOf returns whom comment or event id was sent to, or false when there is no such
 // record.
-func (t *Tx) NotifiedOf(id uint64) ([]Notified, bool, error) {
+func (t *Tx) NotifiedOf(id uint64) ([]model.Notified, bool, error) {
 	c, err := t.Comment(id)
 	if err == nil {
 		return c.Notified, true, nil
@@ -699,14 +699,14 @@ func (t *Tx) NotifiedOf(id uint64) ([]Notified, bool, error) {
 		return nil, true, err
 	}
 	var rec struct {
-		Notified []Notified `json:"notified"`
+		Notified []model.Notified `json:"notified"`
 	}
 	ok, err := t.getJSON(bucketEvents, itob(id), &rec)
 	return rec.Notified, ok, err
 }
 
 // AddEvent stores an event with the next id and appends it to tk.
-func (t *Tx) AddEvent(tk *Ticket, e *Event) error {
+func (t *Tx) AddEvent(tk *model.Ticket, e *model.Event) error {
 	if e.ID == 0 {
 		e.ID = drawID(t.st.ids.comment)
 	}
@@ -722,13 +722,13 @@ func (t *Tx) AddEvent(tk *Ticket, e *Event) error {
 }
 
 // PutEvent stores a changed event.
-func (t *Tx) PutEvent(e *Event) error {
+func (t *Tx) PutEvent(e *model.Event) error {
 	return putJSON(t.tx.Bucket(bucketEvents), itob(e.ID), e)
 }
 
 // Event returns the event with id, or ErrNotFound.
-func (t *Tx) Event(id uint64) (*Event, error) {
-	var e Event
+func (t *Tx) Event(id uint64) (*model.Event, error) {
+	var e model.Event
 	ok, err := t.getJSON(bucketEvents, itob(id), &e)
 	if err != nil {
 		return nil, err
@@ -893,7 +893,7 @@ func (t *Tx) PutDelivery(d *Delivery) error {
 		return err
 	}
 	d.loadedNext, d.loaded = d.NextTry, true
-	if d.State == DeliverySent || d.State == DeliveryDropped {
+	if d.State == model.DeliverySent || d.State == model.DeliveryDropped {
 		// Nothing will send it again: keep the record, not the bytes, or the
 		// database would grow by every message ever sent. Failed and partial
 		// deliveries keep theirs for `queue retry`.
@@ -901,7 +901,7 @@ func (t *Tx) PutDelivery(d *Delivery) error {
 			return err
 		}
 	}
-	if d.State != DeliveryQueued {
+	if d.State != model.DeliveryQueued {
 		return nil
 	}
 	return t.tx.Bucket(bucketQueue).Put(queueKey(d.NextTry, d.ID), nil)
@@ -938,7 +938,7 @@ func (t *Tx) Deliveries(limit int) ([]Delivery, error) {
 
 // DeliveriesPage lists deliveries with ids below before (0: from the newest) in state ("":
 // any), newest first, at most limit.
-func (t *Tx) DeliveriesPage(before uint64, state DeliveryState, limit int) ([]Delivery, error) {
+func (t *Tx) DeliveriesPage(before uint64, state model.DeliveryState, limit int) ([]Delivery, error) {
 	var out []Delivery
 	c := t.tx.Bucket(bucketDeliv).Cursor()
 	var k, v []byte
@@ -1002,7 +1002,7 @@ func (t *Tx) QueueCounts() (queued, total int) {
 // saved by PutDelivery, and stores the failures to flag on its ticket. The `notified`
 // entries of comments are not rewritten: WithStatus reads their status from the deliveries
 // when asked, which keeps the relay's bookkeeping off the comments.
-func (t *Tx) Settle(d *Delivery, recipients []DeliveryRecipient, state DeliveryState, failures []DeliveryFailure) error {
+func (t *Tx) Settle(d *Delivery, recipients []model.DeliveryRecipient, state model.DeliveryState, failures []model.DeliveryFailure) error {
 	d.Recipients, d.State = recipients, state
 	if len(failures) == 0 {
 		return nil
@@ -1016,9 +1016,9 @@ func (t *Tx) Settle(d *Delivery, recipients []DeliveryRecipient, state DeliveryS
 }
 
 // WithStatus fills each entry's Status and Reply from its delivery.
-func (t *Tx) WithStatus(list []Notified) []Notified {
+func (t *Tx) WithStatus(list []model.Notified) []model.Notified {
 	cache := map[uint64]*Delivery{}
-	out := make([]Notified, len(list))
+	out := make([]model.Notified, len(list))
 	for i, n := range list {
 		out[i] = n
 		if n.Delivery == 0 {

@@ -19,11 +19,11 @@ func addTicketWithComment(t *testing.T, s *Store, msgID string, refs ...string) 
 	t.Helper()
 	var tid, cid uint64
 	err := s.Update(context.Background(), func(tx *Tx) error {
-		tk := &Ticket{Subject: "s", Status: StatusNew, Requester: Person{Email: "jane@customer.test"}}
+		tk := &model.Ticket{Subject: "s", Status: model.StatusNew, Requester: model.Person{Email: "jane@customer.test"}}
 		if err := tx.CreateTicket(tk); err != nil {
 			return err
 		}
-		c := &Comment{Author: "jane@customer.test", Public: true, MessageID: msgID, References: refs, Body: "hello"}
+		c := &model.Comment{Author: "jane@customer.test", Public: true, MessageID: msgID, References: refs, Body: "hello"}
 		if err := tx.AddComment(tk, c); err != nil {
 			return err
 		}
@@ -100,7 +100,7 @@ func testFailedUpdateKeepsNothingAndSparesTheOthers(t *testing.T, open opener) {
 		go func(i int) {
 			defer wg.Done()
 			errs[i] = s.Update(context.Background(), func(tx *Tx) error {
-				tk := &Ticket{Subject: "x", Status: StatusNew}
+				tk := &model.Ticket{Subject: "x", Status: model.StatusNew}
 				if err := tx.CreateTicket(tk); err != nil {
 					return err
 				}
@@ -164,7 +164,7 @@ func testListTicketsNewestFirstWithFilters(t *testing.T, open opener) {
 	}
 	s.Update(context.Background(), func(tx *Tx) error {
 		tk, _ := tx.Ticket(2)
-		tk.Status = StatusSolved
+		tk.Status = model.StatusSolved
 		return tx.PutTicket(tk)
 	})
 	s.View(func(tx *Tx) error {
@@ -176,7 +176,7 @@ func testListTicketsNewestFirstWithFilters(t *testing.T, open opener) {
 		if len(page) != 2 || page[0].ID != 3 || page[1].ID != 2 {
 			t.Errorf("before=4 limit=2 gave %v", ids(page))
 		}
-		solved, _ := tx.ListTickets(StatusSolved, 100, 0)
+		solved, _ := tx.ListTickets(model.StatusSolved, 100, 0)
 		if len(solved) != 1 || solved[0].ID != 2 {
 			t.Errorf("status filter gave %v", ids(solved))
 		}
@@ -184,7 +184,7 @@ func testListTicketsNewestFirstWithFilters(t *testing.T, open opener) {
 	})
 }
 
-func ids(ts []Ticket) []uint64 {
+func ids(ts []model.Ticket) []uint64 {
 	var out []uint64
 	for _, t := range ts {
 		out = append(out, t.ID)
@@ -225,7 +225,7 @@ func testDueDeliveriesAreNotStarvedByDeferredOnes(t *testing.T, open opener) {
 			if i == 1499 {
 				next, due = now.Add(-time.Second), id
 			}
-			if err := tx.QueueDelivery(&Delivery{ID: id, State: DeliveryQueued, NextTry: next}, []byte("m")); err != nil {
+			if err := tx.QueueDelivery(&Delivery{ID: id, State: model.DeliveryQueued, NextTry: next}, []byte("m")); err != nil {
 				return err
 			}
 		}
@@ -265,20 +265,20 @@ func testSentDeliveriesDropTheirBytes(t *testing.T, open opener) {
 	defer s.Close()
 	s.Update(context.Background(), func(tx *Tx) error {
 		for id := uint64(1); id <= 2; id++ {
-			if err := tx.QueueDelivery(&Delivery{ID: id, State: DeliveryQueued, NextTry: time.Now(),
-				Recipients: []DeliveryRecipient{{Email: "a@b", State: DeliveryQueued}}}, []byte("message")); err != nil {
+			if err := tx.QueueDelivery(&Delivery{ID: id, State: model.DeliveryQueued, NextTry: time.Now(),
+				Recipients: []model.DeliveryRecipient{{Email: "a@b", State: model.DeliveryQueued}}}, []byte("message")); err != nil {
 				return err
 			}
 		}
 		sent, _ := tx.Delivery(1)
-		if err := tx.Settle(sent, []DeliveryRecipient{{Email: "a@b", State: DeliverySent, Reply: "ok"}}, DeliverySent, nil); err != nil {
+		if err := tx.Settle(sent, []model.DeliveryRecipient{{Email: "a@b", State: model.DeliverySent, Reply: "ok"}}, model.DeliverySent, nil); err != nil {
 			return err
 		}
 		if err := tx.PutDelivery(sent); err != nil {
 			return err
 		}
 		failed, _ := tx.Delivery(2)
-		tx.Settle(failed, []DeliveryRecipient{{Email: "a@b", State: DeliveryFailed, Reply: "550"}}, DeliveryFailed, nil)
+		tx.Settle(failed, []model.DeliveryRecipient{{Email: "a@b", State: model.DeliveryFailed, Reply: "550"}}, model.DeliveryFailed, nil)
 		return tx.PutDelivery(failed)
 	})
 	s.View(func(tx *Tx) error {
@@ -301,15 +301,15 @@ func TestListByStatusUsesTheIndexAndFollowsChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	statuses := []model.Status{StatusNew, StatusOpen, StatusSolved, StatusOpen, StatusNew, StatusOpen}
+	statuses := []model.Status{model.StatusNew, model.StatusOpen, model.StatusSolved, model.StatusOpen, model.StatusNew, model.StatusOpen}
 	s.Update(context.Background(), func(tx *Tx) error {
 		for _, st := range statuses {
-			if err := tx.CreateTicket(&Ticket{Status: st}); err != nil {
+			if err := tx.CreateTicket(&model.Ticket{Status: st}); err != nil {
 				return err
 			}
 		}
 		tk, _ := tx.Ticket(2)
-		tk.Status = StatusSolved // 2 leaves open
+		tk.Status = model.StatusSolved // 2 leaves open
 		return tx.PutTicket(tk)
 	})
 	ids := func(status model.Status, limit int, before uint64) []uint64 {
@@ -332,13 +332,13 @@ func TestListByStatusUsesTheIndexAndFollowsChanges(t *testing.T) {
 		before uint64
 		want   string
 	}{
-		{StatusOpen, 10, 0, "[6 4]"},
-		{StatusSolved, 10, 0, "[3 2]"},
-		{StatusNew, 10, 0, "[5 1]"},
-		{StatusOpen, 1, 0, "[6]"},
-		{StatusOpen, 10, 6, "[4]"},
-		{StatusNew, 10, 5, "[1]"},
-		{StatusPending, 10, 0, "[]"},
+		{model.StatusOpen, 10, 0, "[6 4]"},
+		{model.StatusSolved, 10, 0, "[3 2]"},
+		{model.StatusNew, 10, 0, "[5 1]"},
+		{model.StatusOpen, 1, 0, "[6]"},
+		{model.StatusOpen, 10, 6, "[4]"},
+		{model.StatusNew, 10, 5, "[1]"},
+		{model.StatusPending, 10, 0, "[]"},
 		{"", 3, 0, "[6 5 4]"},
 	} {
 		if got := fmt.Sprint(ids(tc.status, tc.limit, tc.before)); got != tc.want {
@@ -362,7 +362,7 @@ func TestListByStatusUsesTheIndexAndFollowsChanges(t *testing.T) {
 	if s, err = Open(dir); err != nil {
 		t.Fatal(err)
 	}
-	if got := fmt.Sprint(ids(StatusOpen, 10, 0)); got != "[6 4]" {
+	if got := fmt.Sprint(ids(model.StatusOpen, 10, 0)); got != "[6 4]" {
 		t.Errorf("after the migration: %s", got)
 	}
 	// ...and its ticket counter (migration 2), from the sequence of a desk that never

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -118,11 +119,11 @@ func TestCompactOfflineAndKilledHalfway(t *testing.T) {
 	for batch := 0; batch < 40; batch++ {
 		err := st.Update(context.Background(), func(tx *store.Tx) error {
 			for i := 0; i < 100; i++ {
-				tk := &store.Ticket{Subject: "bulk", Status: store.StatusSolved, Requester: store.Person{Email: "bulk@customer.test"}}
+				tk := &model.Ticket{Subject: "bulk", Status: model.StatusSolved, Requester: model.Person{Email: "bulk@customer.test"}}
 				if err := tx.CreateTicket(tk); err != nil {
 					return err
 				}
-				c := &store.Comment{Author: "bulk@customer.test", Body: "b", Attachments: []store.Attachment{{Name: "a", Size: int64(len(blob))}}}
+				c := &model.Comment{Author: "bulk@customer.test", Body: "b", Attachments: []model.Attachment{{Name: "a", Size: int64(len(blob))}}}
 				if err := tx.AddComment(tk, c); err != nil {
 					return err
 				}

@@ -19,6 +19,7 @@ import (
 	"github.com/deskgate/deskgate/gateway/desk"
 	"github.com/deskgate/deskgate/gateway/inbound"
 	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/relay"
 	"github.com/deskgate/deskgate/gateway/web"
 	"github.com/deskgate/deskgate/store"
@@ -107,7 +108,7 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		api.Desk = svc
 		api.Reload = reloads.reload
 		reloads.api = api
-		api.ReplyAddress = func(t *store.Ticket) string {
+		api.ReplyAddress = func(t *model.Ticket) string {
 			// The address notifications of this ticket carry, under its own support address.
 			return svc.Book().ReplyAddress(compose.Support(svc.Book(), t), t.ID)
 		}

@@ -23,10 +23,10 @@ import (
 )
 
 func (s *Server) routeActions(api *http.ServeMux) {
-	s.handle(api, "POST /api/v1/tickets/{id}/ccs", s.personAction(rules.ActAddCC))
-	s.handle(api, "DELETE /api/v1/tickets/{id}/ccs/{email}", s.personAction(rules.ActRemoveCC))
-	s.handle(api, "POST /api/v1/tickets/{id}/followers", s.personAction(rules.ActAddFollower))
-	s.handle(api, "DELETE /api/v1/tickets/{id}/followers/{email}", s.personAction(rules.ActRemoveFollower))
+	s.handle(api, "POST /api/v1/tickets/{id}/ccs", s.personAction(model.OpAddCC))
+	s.handle(api, "DELETE /api/v1/tickets/{id}/ccs/{email}", s.personAction(model.OpRemoveCC))
+	s.handle(api, "POST /api/v1/tickets/{id}/followers", s.personAction(model.OpAddFollower))
+	s.handle(api, "DELETE /api/v1/tickets/{id}/followers/{email}", s.personAction(model.OpRemoveFollower))
 	s.handle(api, "POST /api/v1/tickets/{id}/comments", s.postComment)
 	s.handle(api, "PATCH /api/v1/tickets/{id}/comments/{cid}", s.patchComment)
 	s.handle(api, "PATCH /api/v1/tickets/{id}", s.patchTicket)
@@ -244,7 +244,7 @@ func (s *Server) personAction(kind model.Operation) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		var p store.Person
+		var p model.Person
 		if email := r.PathValue("email"); email != "" {
 			e, err := url.PathUnescape(email)
 			if err != nil {
@@ -272,7 +272,7 @@ func (s *Server) personAction(kind model.Operation) http.HandlerFunc {
 				writeError(w, http.StatusBadRequest, "name: must not contain line breaks")
 				return
 			}
-			p = store.Person{Email: e, Name: body.Name}
+			p = model.Person{Email: e, Name: body.Name}
 		}
 		status := http.StatusOK
 		if r.Method == http.MethodPost {
@@ -308,7 +308,7 @@ func (s *Server) postComment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "public: required (true for a reply, false for an internal note)")
 		return
 	}
-	s.act(w, r, id, []rules.Action{{Kind: rules.ActComment, Actor: author, Public: *body.Public}}, body.Body, http.StatusCreated)
+	s.act(w, r, id, []rules.Action{{Kind: model.OpComment, Actor: author, Public: *body.Public}}, body.Body, http.StatusCreated)
 }
 
 func (s *Server) patchComment(w http.ResponseWriter, r *http.Request) {
@@ -331,9 +331,9 @@ func (s *Server) patchComment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "public: required")
 		return
 	}
-	kind := rules.ActMakePrivate
+	kind := model.OpMakePrivate
 	if *body.Public {
-		kind = rules.ActMakePublic
+		kind = model.OpMakePublic
 	}
 	s.act(w, r, id, []rules.Action{{Kind: kind, CommentID: cid, Actor: r.Header.Get("X-Deskgate-Expert")}}, "", http.StatusOK)
 }
@@ -358,10 +358,10 @@ func (s *Server) patchTicket(w http.ResponseWriter, r *http.Request) {
 			writeAddressError(w, err)
 			return
 		}
-		actions = append(actions, rules.Action{Kind: rules.ActAssign, Person: store.Person{Email: a}, Actor: actor})
+		actions = append(actions, rules.Action{Kind: model.OpAssign, Person: model.Person{Email: a}, Actor: actor})
 	}
 	if body.Status != nil {
-		actions = append(actions, rules.Action{Kind: rules.ActStatus, Status: model.Status(*body.Status), Actor: actor})
+		actions = append(actions, rules.Action{Kind: model.OpStatus, Status: model.Status(*body.Status), Actor: actor})
 	}
 	if len(actions) == 0 {
 		writeError(w, http.StatusBadRequest, "nothing to change: give status and/or assignee")
@@ -402,9 +402,9 @@ func (s *Server) listQueue(w http.ResponseWriter, r *http.Request) {
 		}
 		before = n
 	}
-	state := store.DeliveryState(r.URL.Query().Get("state"))
+	state := model.DeliveryState(r.URL.Query().Get("state"))
 	switch state {
-	case "", store.DeliveryQueued, store.DeliverySent, store.DeliveryFailed, store.DeliveryPartial, store.DeliveryDropped:
+	case "", model.DeliveryQueued, model.DeliverySent, model.DeliveryFailed, model.DeliveryPartial, model.DeliveryDropped:
 	default:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("state: %q is not one of queued, sent, failed, partial, dropped", state))
 		return

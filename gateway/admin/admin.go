@@ -34,7 +34,7 @@ type Health func() error
 type Server struct {
 	// ReplyAddress gives a ticket's reply address, shown so that an operator can write
 	// into a ticket by hand.
-	ReplyAddress func(t *store.Ticket) string
+	ReplyAddress func(t *model.Ticket) string
 	// Desk carries out expert actions.
 	Desk *desk.Service
 	// Reload re-reads the daemon's config file as SIGHUP does, for POST /api/v1/reload: the
@@ -194,7 +194,7 @@ func (s *Server) rawComment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var raw []byte
-	var c *store.Comment
+	var c *model.Comment
 	status, msg := 0, ""
 	err = s.store.View(func(tx *store.Tx) error {
 		var err error
@@ -227,7 +227,7 @@ func (s *Server) rawComment(w http.ResponseWriter, r *http.Request) {
 	w.Write(raw)
 }
 
-func authHeader(c *store.Comment) string {
+func authHeader(c *model.Comment) string {
 	if c.AuthenticationResults == "" {
 		return ""
 	}
@@ -469,7 +469,7 @@ func (s *Server) loadTicket(id uint64) (TicketView, error) {
 	return view, err
 }
 
-func ticketView(t *store.Ticket, comments []store.Comment) TicketView {
+func ticketView(t *model.Ticket, comments []model.Comment) TicketView {
 	v := TicketView{ID: t.ID, Subject: t.Subject, Status: string(t.Status), Requester: personView(t.Requester), Assignee: t.Assignee,
 		CCs: peopleView(t.CCs), Followers: peopleView(t.Followers), CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Comments: []CommentView{},
 		DeliveryFailures: failuresView(t.DeliveryFailures)}
@@ -490,7 +490,7 @@ func ticketView(t *store.Ticket, comments []store.Comment) TicketView {
 	return v
 }
 
-func events(tx *store.Tx, t *store.Ticket) []Event {
+func events(tx *store.Tx, t *model.Ticket) []Event {
 	out := []Event{}
 	for _, id := range t.EventIDs {
 		if e, err := tx.Event(id); err == nil {

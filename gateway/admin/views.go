@@ -3,7 +3,7 @@ package admin
 import (
 	"time"
 
-	"github.com/deskgate/deskgate/store"
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 // The API's own types: what clients see is decided here, not by how the store keeps its
@@ -71,9 +71,9 @@ type Recipient struct {
 	Reply   string `json:"reply,omitempty"`
 }
 
-func personView(p store.Person) Person { return Person{Email: p.Email, Name: p.Name} }
+func personView(p model.Person) Person { return Person{Email: p.Email, Name: p.Name} }
 
-func peopleView(ps []store.Person) []Person {
+func peopleView(ps []model.Person) []Person {
 	out := make([]Person, len(ps))
 	for i, p := range ps {
 		out[i] = personView(p)
@@ -81,7 +81,7 @@ func peopleView(ps []store.Person) []Person {
 	return out
 }
 
-func attachmentsView(as []store.Attachment) []Attachment {
+func attachmentsView(as []model.Attachment) []Attachment {
 	out := make([]Attachment, len(as))
 	for i, a := range as {
 		out[i] = Attachment{Name: a.Name, ContentType: a.ContentType, Size: a.Size, Problem: a.Problem}
@@ -89,7 +89,7 @@ func attachmentsView(as []store.Attachment) []Attachment {
 	return out
 }
 
-func notifiedView(ns []store.Notified) []Notified {
+func notifiedView(ns []model.Notified) []Notified {
 	out := make([]Notified, len(ns))
 	for i, n := range ns {
 		out[i] = Notified{Email: n.Email, As: string(n.As), Visible: n.Visible, Delivery: n.Delivery, Status: n.Status, Reply: n.Reply}
@@ -97,7 +97,7 @@ func notifiedView(ns []store.Notified) []Notified {
 	return out
 }
 
-func traceView(ts []store.TraceStep) []TraceStep {
+func traceView(ts []model.TraceStep) []TraceStep {
 	out := make([]TraceStep, len(ts))
 	for i, t := range ts {
 		out[i] = TraceStep{Rule: t.Rule, Step: t.Step, Detail: t.Detail}
@@ -105,7 +105,7 @@ func traceView(ts []store.TraceStep) []TraceStep {
 	return out
 }
 
-func failuresView(fs []store.DeliveryFailure) []DeliveryFailure {
+func failuresView(fs []model.DeliveryFailure) []DeliveryFailure {
 	out := make([]DeliveryFailure, len(fs))
 	for i, f := range fs {
 		out[i] = DeliveryFailure{Email: f.Email, As: string(f.As), Delivery: f.Delivery, SourceID: f.SourceID, Reply: f.Reply, At: f.At}
@@ -113,12 +113,12 @@ func failuresView(fs []store.DeliveryFailure) []DeliveryFailure {
 	return out
 }
 
-func eventView(e store.Event) Event {
+func eventView(e model.Event) Event {
 	return Event{ID: e.ID, TicketID: e.TicketID, Action: e.Action, Actor: e.Actor, Detail: e.Detail, CreatedAt: e.CreatedAt,
 		Notified: notifiedView(e.Notified)}
 }
 
-func recipientsView(rs []store.DeliveryRecipient) []Recipient {
+func recipientsView(rs []model.DeliveryRecipient) []Recipient {
 	out := make([]Recipient, len(rs))
 	for i, r := range rs {
 		out[i] = Recipient{Email: r.Email, As: string(r.As), Visible: r.Visible, State: string(r.State), Reply: r.Reply}

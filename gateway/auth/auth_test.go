@@ -446,8 +446,8 @@ func provesUnder(mode string, f rules.AuthFacts) bool {
 	if from == "" {
 		from = "alice@example.com"
 	}
-	env := rules.Env{Agents: map[string]model.Role{strings.ToLower(from): rules.RoleAgent}}
-	return rules.Identify(env, from, f).Role == rules.RoleAgent
+	env := rules.Env{Agents: map[string]model.Role{strings.ToLower(from): model.RoleAgent}}
+	return rules.Identify(env, from, f).Role == model.RoleAgent
 }
 
 func TestA1_AlignmentUnderAnUnknownRecord(t *testing.T) {

@@ -19,7 +19,6 @@ import (
 	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
-	"github.com/deskgate/deskgate/store"
 )
 
 // File is an attachment to send. A Damaged one did not decode (M1): it is named in the text
@@ -37,14 +36,14 @@ type Input struct {
 	SupportName string
 	Book        *addr.Book
 	Env         rules.Env
-	Ticket      *store.Ticket // the state after the change
+	Ticket      *model.Ticket // the state after the change
 	Kind        model.NotificationKind
 	Copy        model.Copy
 	AuthorName  string // who wrote the comment or took the action
 	Body        string // the comment's text, or "" for an event
 	Internal    bool   // an internal note (agents' copies only)
 	ThirdParty  bool
-	History     []store.Comment // public comments before this one, oldest first (C4)
+	History     []model.Comment // public comments before this one, oldest first (C4)
 	Files       []File
 	Automatic   bool
 	MessageID   string // without brackets; NewMessageID makes one
@@ -75,7 +74,7 @@ func NewMessageID(random io.Reader, at time.Time, hostname string) string {
 }
 
 // Support is the support address a ticket's mail goes out from.
-func Support(b *addr.Book, t *store.Ticket) string {
+func Support(b *addr.Book, t *model.Ticket) string {
 	if t.Support != "" {
 		return t.Support
 	}
@@ -84,7 +83,7 @@ func Support(b *addr.Book, t *store.Ticket) string {
 
 // shown is how a participant appears in a header of this copy; the rules say which
 // addresses are masked (H2, H3).
-func (in *Input) shown(p store.Person) *mail.Address {
+func (in *Input) shown(p model.Person) *mail.Address {
 	if !in.Env.Masked(in.Copy, p.Email) {
 		return &mail.Address{Name: p.Name, Address: p.Email}
 	}
@@ -190,11 +189,11 @@ func Message(in Input) ([]byte, error) {
 func subject(kind model.NotificationKind, ticketSubject, tag string, internal bool) string {
 	s := ticketSubject
 	switch kind {
-	case rules.KindTicketCreated:
+	case model.KindTicketCreated:
 		s = "Received: " + s
-	case rules.KindAssigned:
+	case model.KindAssigned:
 		s = "Assigned: " + s
-	case rules.KindSolved:
+	case model.KindSolved:
 		s = "Solved: " + s
 	default:
 		if internal {
@@ -210,19 +209,19 @@ func body(in Input, tag string, damaged []string) string {
 	var b strings.Builder
 	id := in.Ticket.ID
 	switch in.Kind {
-	case rules.KindTicketCreated:
+	case model.KindTicketCreated:
 		fmt.Fprintf(&b, "Your request #%d \"%s\" has reached %s.\nWe will answer by mail; reply to this message to add to it.\n", id, in.Ticket.Subject, in.SupportName)
-	case rules.KindAssigned:
+	case model.KindAssigned:
 		who := in.Env.AgentNames[model.AddressKey(in.Ticket.Assignee)]
-		if who == "" || in.Copy == rules.CopyEndUser {
+		if who == "" || in.Copy == model.CopyEndUser {
 			who = "an agent"
 		}
-		if in.Copy == rules.CopyAgent {
+		if in.Copy == model.CopyAgent {
 			fmt.Fprintf(&b, "Ticket #%d \"%s\" is assigned to %s.\n", id, in.Ticket.Subject, who)
 		} else {
 			fmt.Fprintf(&b, "Your request #%d \"%s\" is now in the hands of %s.\n", id, in.Ticket.Subject, who)
 		}
-	case rules.KindSolved:
+	case model.KindSolved:
 		fmt.Fprintf(&b, "Request #%d \"%s\" is solved. Reply to this message if it is not, and it opens again.\n", id, in.Ticket.Subject)
 	default:
 		if in.Internal {
@@ -256,7 +255,7 @@ func body(in Input, tag string, damaged []string) string {
 			}
 		}
 	}
-	if in.Copy == rules.CopyAgent && !in.Internal && in.Kind == rules.KindComment {
+	if in.Copy == model.CopyAgent && !in.Internal && in.Kind == model.KindComment {
 		b.WriteString("\n-- Reply to add an internal note; Reply all to answer the requester and CCs. --\n")
 	}
 	fmt.Fprintf(&b, "\n%s\n", tag)

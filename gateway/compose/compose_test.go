@@ -13,28 +13,27 @@ import (
 	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
-	"github.com/deskgate/deskgate/store"
 )
 
 var book = addr.NewBook([]byte("secret-secret-secret-secret-0001"), []string{"support@example.com"})
 
 func testEnv() rules.Env {
-	return rules.Env{Agents: map[string]model.Role{"alice@example.com": rules.RoleAgent, "dana@example.com": rules.RoleAgent},
+	return rules.Env{Agents: map[string]model.Role{"alice@example.com": model.RoleAgent, "dana@example.com": model.RoleAgent},
 		AgentNames: map[string]string{"alice@example.com": "Alice", "dana@example.com": "Dana"}}
 }
 
-func testTicket() *store.Ticket {
-	return &store.Ticket{ID: 7, Subject: "Printer on fire", Support: "support@example.com", RootMessageID: "root@customer.test",
-		Requester: store.Person{Email: "jane@customer.test", Name: "Jane"},
-		CCs:       []store.Person{{Email: "joe@customer.test", Name: "Joe"}, {Email: "dana@example.com", Name: "Dana"}},
-		Followers: []store.Person{{Email: "carol@example.com", Name: "Carol"}},
+func testTicket() *model.Ticket {
+	return &model.Ticket{ID: 7, Subject: "Printer on fire", Support: "support@example.com", RootMessageID: "root@customer.test",
+		Requester: model.Person{Email: "jane@customer.test", Name: "Jane"},
+		CCs:       []model.Person{{Email: "joe@customer.test", Name: "Joe"}, {Email: "dana@example.com", Name: "Dana"}},
+		Followers: []model.Person{{Email: "carol@example.com", Name: "Carol"}},
 		Masks:     map[string]int{"jane@customer.test": 1, "joe@customer.test": 2, "dana@example.com": 3, "carol@example.com": 4}}
 }
 
 func build(t *testing.T, copyKind model.Copy, mod func(*Input)) (*mail.Message, string) {
 	t.Helper()
 	in := Input{Hostname: "mx.test", SupportName: "Example Support", Book: book, Env: testEnv(), Ticket: testTicket(),
-		Kind: rules.KindComment, Copy: copyKind, AuthorName: "Alice", Body: "Please unplug it.",
+		Kind: model.KindComment, Copy: copyKind, AuthorName: "Alice", Body: "Please unplug it.",
 		MessageID: NewMessageID(nil, time.Now(), "mx.test"), InReplyTo: "root@customer.test", References: []string{"root@customer.test"},
 		Date: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
 	if mod != nil {
@@ -52,7 +51,7 @@ func build(t *testing.T, copyKind model.Copy, mod func(*Input)) (*mail.Message, 
 }
 
 func TestH1_Headers(t *testing.T) {
-	m, raw := build(t, rules.CopyEndUser, nil)
+	m, raw := build(t, model.CopyEndUser, nil)
 	from, _ := mail.ParseAddress(m.Header.Get("From"))
 	if from.Address != "support@example.com" || from.Name != "Alice via Example Support" {
 		t.Errorf("From = %q", m.Header.Get("From"))
@@ -78,7 +77,7 @@ func TestH1_Headers(t *testing.T) {
 	if strings.Contains(raw, "alice@example.com") {
 		t.Error("the agent's own address is in the message")
 	}
-	auto, _ := build(t, rules.CopyEndUser, func(in *Input) { in.Kind, in.Automatic = rules.KindSolved, true })
+	auto, _ := build(t, model.CopyEndUser, func(in *Input) { in.Kind, in.Automatic = model.KindSolved, true })
 	if auto.Header.Get("Auto-Submitted") != "auto-generated" {
 		t.Error("automatic mail lacks Auto-Submitted")
 	}
@@ -93,7 +92,7 @@ func TestH1_Headers(t *testing.T) {
 }
 
 func TestH2_EndUserCopyShowsRealAddressesAndMasksAgents(t *testing.T) {
-	m, raw := build(t, rules.CopyEndUser, nil)
+	m, raw := build(t, model.CopyEndUser, nil)
 	to, _ := mail.ParseAddress(m.Header.Get("To"))
 	if to.Address != "jane@customer.test" {
 		t.Errorf("To = %q", m.Header.Get("To"))
@@ -108,7 +107,7 @@ func TestH2_EndUserCopyShowsRealAddressesAndMasksAgents(t *testing.T) {
 }
 
 func TestH3_AgentCopyMasksEveryone(t *testing.T) {
-	m, raw := build(t, rules.CopyAgent, func(in *Input) { in.Internal = true })
+	m, raw := build(t, model.CopyAgent, func(in *Input) { in.Internal = true })
 	to, _ := mail.ParseAddress(m.Header.Get("To"))
 	if to.Address != book.MaskedAddress("support@example.com", 7, 1) || to.Name != "Jane" {
 		t.Errorf("To = %q", m.Header.Get("To"))
@@ -128,16 +127,16 @@ func TestH3_AgentCopyMasksEveryone(t *testing.T) {
 }
 
 func TestC4_HistoryInBody(t *testing.T) {
-	hist := []store.Comment{{Author: "jane@customer.test", AuthorName: "Jane", Body: "It is burning.", Public: true},
+	hist := []model.Comment{{Author: "jane@customer.test", AuthorName: "Jane", Body: "It is burning.", Public: true},
 		{Author: "alice@example.com", Body: "On it.", Public: true}}
-	_, raw := build(t, rules.CopyEndUser, func(in *Input) { in.History = hist })
+	_, raw := build(t, model.CopyEndUser, func(in *Input) { in.History = hist })
 	if !strings.Contains(raw, "> It is burning.") || !strings.Contains(raw, "> On it.") || strings.Contains(raw, "alice@example.com") {
 		t.Errorf("history:\n%s", raw)
 	}
 }
 
 func TestN6_AttachmentsAreSent(t *testing.T) {
-	_, raw := build(t, rules.CopyEndUser, func(in *Input) {
+	_, raw := build(t, model.CopyEndUser, func(in *Input) {
 		in.Files = []File{{Name: "invoice.pdf", ContentType: "application/pdf", Data: []byte("%PDF-1.4 data")}}
 	})
 	mr, err := gomail.CreateReader(strings.NewReader(raw))
@@ -164,7 +163,7 @@ func TestN6_AttachmentsAreSent(t *testing.T) {
 // An attachment that arrived damaged (M1) is not passed on as if whole: the copy says that
 // it is not attached, and carries the files that did decode.
 func TestM1_DamagedAttachmentIsNotSentAsIfWhole(t *testing.T) {
-	_, raw := build(t, rules.CopyEndUser, func(in *Input) {
+	_, raw := build(t, model.CopyEndUser, func(in *Input) {
 		in.Files = []File{{Name: "x.pdf", ContentType: "application/pdf", Data: []byte("%PDF-1"), Damaged: true},
 			{Name: "ok.txt", ContentType: "text/plain", Data: []byte("fine")}}
 	})
@@ -218,13 +217,13 @@ func TestUTF8OnlyInAddressFields(t *testing.T) {
 		in.AuthorName = "Zoë"
 		in.Body = "Grüße, 例え"
 		in.Ticket.Subject = "Drucker brennt – schnell!"
-		in.Ticket.Requester = store.Person{Email: "jöe@bücher.test", Name: "Jöe Müller"}
-		in.Ticket.CCs = []store.Person{{Email: "zoë@例え.テスト", Name: "Zoë, die Zweite"}, {Email: "kim@bücher.test"}, {Email: "dana@example.com", Name: "Dana"}}
+		in.Ticket.Requester = model.Person{Email: "jöe@bücher.test", Name: "Jöe Müller"}
+		in.Ticket.CCs = []model.Person{{Email: "zoë@例え.テスト", Name: "Zoë, die Zweite"}, {Email: "kim@bücher.test"}, {Email: "dana@example.com", Name: "Dana"}}
 		in.Ticket.Masks = map[string]int{"jöe@bücher.test": 1, "zoë@例え.テスト": 2, "kim@bücher.test": 5, "dana@example.com": 3}
-		in.History = []store.Comment{{Author: "jöe@bücher.test", AuthorName: "Jöe Müller", Body: "Es brennt.", Public: true}}
+		in.History = []model.Comment{{Author: "jöe@bücher.test", AuthorName: "Jöe Müller", Body: "Es brennt.", Public: true}}
 		in.Files = []File{{Name: "Rechnung-März.pdf", ContentType: "application/pdf", Data: []byte("%PDF")}}
 	}
-	m, raw := build(t, rules.CopyEndUser, utf8Ticket)
+	m, raw := build(t, model.CopyEndUser, utf8Ticket)
 	field := ""
 	for _, line := range strings.Split(raw, "\r\n") {
 		if line == "" {
@@ -251,7 +250,7 @@ func TestUTF8OnlyInAddressFields(t *testing.T) {
 			t.Errorf("%s: %q", f, v)
 		}
 	}
-	if _, raw := build(t, rules.CopyAgent, utf8Ticket); !addr.IsASCII(raw) {
+	if _, raw := build(t, model.CopyAgent, utf8Ticket); !addr.IsASCII(raw) {
 		t.Errorf("an agent's copy with every participant masked is not ASCII:\n%s", raw)
 	}
 }

@@ -66,14 +66,14 @@ func (s *Service) bounce(ctx context.Context, book *addr.Book, env Envelope, rcp
 			var summary []string
 			for _, rc := range d.Recipients {
 				email := model.AddressKey(rc.Email)
-				if reply, ok := v.Delayed[email]; ok && rc.State != store.DeliveryFailed {
+				if reply, ok := v.Delayed[email]; ok && rc.State != model.DeliveryFailed {
 					// Still on its way: the state stays, the reply says why it is late.
 					outcomes[email] = rules.Outcome{State: rc.State, Reply: reply}
 					summary = append(summary, email+": "+reply)
 				}
 			}
 			for email, reply := range v.Failed {
-				outcomes[email] = rules.Outcome{State: store.DeliveryFailed, Reply: reply}
+				outcomes[email] = rules.Outcome{State: model.DeliveryFailed, Reply: reply}
 				summary = append(summary, email+": "+reply)
 			}
 			sort.Strings(summary)
@@ -82,7 +82,7 @@ func (s *Service) bounce(ctx context.Context, book *addr.Book, env Envelope, rcp
 				what = "delay (T6): "
 			}
 			d.LastReply = what + strings.Join(summary, "; ")
-			return settle(tx, map[uint64]*store.Ticket{}, d, rules.Settle(d.ID, d.SourceID, d.Recipients, outcomes, s.Now().UTC()))
+			return settle(tx, map[uint64]*model.Ticket{}, d, rules.Settle(d.ID, d.SourceID, d.Recipients, outcomes, s.Now().UTC()))
 		})
 		if err != nil {
 			return res, refusal(rules.RefuseStorage, "Temporary local problem recording the bounce; try again later")

@@ -90,17 +90,17 @@ func (s *Service) kick() {
 
 // source is what a comment is made of besides the decision.
 type source struct {
-	author      store.Person
+	author      model.Person
 	via         string
 	messageID   string
 	inReplyTo   string
 	references  []string
 	subject     string
-	to, cc      []store.Person
+	to, cc      []model.Person
 	recipients  []string
 	envFrom     string
 	body        string
-	attachments []store.Attachment
+	attachments []model.Attachment
 	files       [][]byte
 	authResults string // the Authentication-Results deskgate found for a mail
 	original    []byte // a received mail as it came, packed by store.PackOriginal
@@ -115,11 +115,11 @@ var ErrNotFound = errors.New("not found")
 // Act carries out expert actions on one ticket, in order, in one transaction. It
 // returns the id of the last comment or event made.
 func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Action, body string) (uint64, error) {
-	return s.changeTicket(ctx, ticketID, func(p *planner, t *store.Ticket, done *tally) (writes, uint64, error) {
+	return s.changeTicket(ctx, ticketID, func(p *planner, t *model.Ticket, done *tally) (writes, uint64, error) {
 		var out writes
 		var lastID uint64
 		for _, a := range actions {
-			if a.Kind == rules.ActMakePrivate || a.Kind == rules.ActMakePublic {
+			if a.Kind == model.OpMakePrivate || a.Kind == model.OpMakePublic {
 				c, err := p.comment(a.CommentID)
 				if err != nil || c.TicketID != t.ID {
 					return nil, 0, &rules.Refusal{Kind: rules.RefuseNotFound, Rule: "V5", Msg: "no such comment on this ticket"}
@@ -135,8 +135,8 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 			if via == "" {
 				via = "api"
 			}
-			src := source{author: store.Person{Email: a.Actor, Name: p.env.AgentNames[model.AddressKey(a.Actor)]}, via: via, action: string(a.Kind), detail: detailOf(a, d)}
-			if a.Kind == rules.ActComment {
+			src := source{author: model.Person{Email: a.Actor, Name: p.env.AgentNames[model.AddressKey(a.Actor)]}, via: via, action: string(a.Kind), detail: detailOf(a, d)}
+			if a.Kind == model.OpComment {
 				src.body = body
 				src.messageID = compose.NewMessageID(s.Random, s.Now(), p.cfg.Hostname)
 			}
@@ -158,7 +158,7 @@ func (s *Service) Act(ctx context.Context, ticketID uint64, actions []rules.Acti
 // returns the id plan reports of the last comment or event made. The worker is woken and the
 // metrics counted only once the write has committed.
 func (s *Service) changeTicket(ctx context.Context, ticketID uint64,
-	plan func(p *planner, t *store.Ticket, done *tally) (writes, uint64, error)) (uint64, error) {
+	plan func(p *planner, t *model.Ticket, done *tally) (writes, uint64, error)) (uint64, error) {
 	cfg, book, env := s.cfg.Load(), s.book.Load(), s.env.Load()
 	var id uint64
 	var done tally
@@ -237,9 +237,9 @@ func EnvFrom(cfg *config.Config) rules.Env {
 		e.StatusView = cfg.Web.StatusView
 	}
 	for _, a := range cfg.Agents {
-		role := rules.RoleAgent
+		role := model.RoleAgent
 		if a.Role == config.RoleLightAgent {
-			role = rules.RoleLightAgent
+			role = model.RoleLightAgent
 		}
 		e.Agents[model.AddressKey(a.Email)] = role
 		e.AgentNames[model.AddressKey(a.Email)] = a.Name
@@ -249,18 +249,18 @@ func EnvFrom(cfg *config.Config) rules.Env {
 
 func detailOf(a rules.Action, d rules.Decision) string {
 	switch a.Kind {
-	case rules.ActAddCC:
+	case model.OpAddCC:
 		for _, c := range d.Changes {
 			if c.Op == rules.OpAddFollower {
 				// What the expert asked for is not what happened (C3): the record says both.
 				return a.Person.Email + " (an agent: made a hidden follower, C3)"
 			}
 		}
-	case rules.ActStatus:
+	case model.OpStatus:
 		return string(a.Status)
-	case rules.ActMakePrivate:
+	case model.OpMakePrivate:
 		return "comment made internal"
-	case rules.ActMakePublic:
+	case model.OpMakePublic:
 		return "comment made public"
 	}
 	return a.Person.Email

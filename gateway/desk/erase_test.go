@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
@@ -249,7 +250,7 @@ func TestEraseRemovesAPersonFromEveryTicket(t *testing.T) {
 				t.Errorf("queued delivery %d still carries jane's address", id)
 			}
 			for _, r := range d.Recipients {
-				if r.Email == done.Marker && r.State == store.DeliveryQueued {
+				if r.Email == done.Marker && r.State == model.DeliveryQueued {
 					t.Errorf("delivery %d is still to be sent to the erased address", id)
 				}
 			}
@@ -294,13 +295,13 @@ func TestRetentionDeletesOnlyOldSolvedTickets(t *testing.T) {
 		old = append(old, res.TicketID)
 	}
 	for _, id := range old[:38] {
-		if _, err := s.Act(ctx, id, []rules.Action{{Kind: rules.ActStatus, Actor: "alice@example.com", Status: "solved"}}, ""); err != nil {
+		if _, err := s.Act(ctx, id, []rules.Action{{Kind: model.OpStatus, Actor: "alice@example.com", Status: "solved"}}, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
 	s.Now = func() time.Time { return now }
 	recent := receive(t, s, "From: new@customer.test\nTo: support@example.com\nSubject: s\nMessage-ID: <recent@x>\n\nhi\n")
-	if _, err := s.Act(ctx, recent.TicketID, []rules.Action{{Kind: rules.ActStatus, Actor: "alice@example.com", Status: "solved"}}, ""); err != nil {
+	if _, err := s.Act(ctx, recent.TicketID, []rules.Action{{Kind: model.OpStatus, Actor: "alice@example.com", Status: "solved"}}, ""); err != nil {
 		t.Fatal(err)
 	}
 	n, err := s.DeleteSolvedBefore(ctx, now.AddDate(-1, 0, 0))

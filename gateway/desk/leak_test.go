@@ -126,8 +126,8 @@ func (w *world) anyone() string {
 	return w.pickFrom(allAgents())
 }
 
-func (w *world) ticket() *store.Ticket {
-	var t *store.Ticket
+func (w *world) ticket() *model.Ticket {
+	var t *model.Ticket
 	w.svc.Store().View(func(tx *store.Tx) error {
 		t, _ = tx.Ticket(1)
 		if t != nil {
@@ -139,7 +139,7 @@ func (w *world) ticket() *store.Ticket {
 }
 
 // randomRecipients mixes real addresses, deskgate's own, and masked ones (valid or not).
-func (w *world) randomRecipients(t *store.Ticket) []string {
+func (w *world) randomRecipients(t *model.Ticket) []string {
 	var out []string
 	for i := w.rng.Intn(4); i > 0; i-- {
 		switch w.rng.Intn(4) {
@@ -238,32 +238,32 @@ func (w *world) expertAction() {
 	switch w.rng.Intn(8) {
 	case 0:
 		who := w.anyone()
-		a = rules.Action{Kind: rules.ActAddCC, Person: store.Person{Email: who, Name: endUserNames[who]}}
+		a = rules.Action{Kind: model.OpAddCC, Person: model.Person{Email: who, Name: endUserNames[who]}}
 	case 1:
 		if len(t.CCs) == 0 {
 			return
 		}
-		a = rules.Action{Kind: rules.ActRemoveCC, Person: t.CCs[w.rng.Intn(len(t.CCs))]}
+		a = rules.Action{Kind: model.OpRemoveCC, Person: t.CCs[w.rng.Intn(len(t.CCs))]}
 	case 2:
-		a = rules.Action{Kind: rules.ActAddFollower, Person: store.Person{Email: w.anyone()}}
+		a = rules.Action{Kind: model.OpAddFollower, Person: model.Person{Email: w.anyone()}}
 	case 3:
 		if len(t.Followers) == 0 {
 			return
 		}
-		a = rules.Action{Kind: rules.ActRemoveFollower, Person: t.Followers[w.rng.Intn(len(t.Followers))]}
+		a = rules.Action{Kind: model.OpRemoveFollower, Person: t.Followers[w.rng.Intn(len(t.Followers))]}
 	case 4, 5:
 		body = w.token()
-		a = rules.Action{Kind: rules.ActComment, Actor: w.pickFrom(allAgents()), Public: w.rng.Intn(2) == 0}
+		a = rules.Action{Kind: model.OpComment, Actor: w.pickFrom(allAgents()), Public: w.rng.Intn(2) == 0}
 	case 6:
 		if len(t.CommentIDs) == 0 {
 			return
 		}
-		a = rules.Action{Kind: rules.ActMakePrivate, CommentID: t.CommentIDs[w.rng.Intn(len(t.CommentIDs))]}
+		a = rules.Action{Kind: model.OpMakePrivate, CommentID: t.CommentIDs[w.rng.Intn(len(t.CommentIDs))]}
 	case 7:
 		if w.rng.Intn(2) == 0 {
-			a = rules.Action{Kind: rules.ActAssign, Person: store.Person{Email: w.pickFrom(allAgents())}}
+			a = rules.Action{Kind: model.OpAssign, Person: model.Person{Email: w.pickFrom(allAgents())}}
 		} else {
-			a = rules.Action{Kind: rules.ActStatus, Status: model.Status(w.pickFrom([]string{"pending", "solved", "open"}))}
+			a = rules.Action{Kind: model.OpStatus, Status: model.Status(w.pickFrom([]string{"pending", "solved", "open"}))}
 		}
 	}
 	id, err := w.svc.Act(context.Background(), t.ID, []rules.Action{a}, body)
@@ -273,10 +273,10 @@ func (w *world) expertAction() {
 	if err != nil {
 		return
 	}
-	if a.Kind == rules.ActComment {
+	if a.Kind == model.OpComment {
 		w.track(id, body)
 	}
-	if a.Kind == rules.ActMakePrivate {
+	if a.Kind == model.OpMakePrivate {
 		if tok, ok := w.tokenOf[a.CommentID]; ok {
 			w.internal[tok] = true
 		}
@@ -388,7 +388,7 @@ func (w *world) checkLinks(raw []byte, rcpt string) {
 	}
 	if len(links) == 0 {
 		// Every copy to a ticket's requester carries her link while she has a view.
-		var t *store.Ticket
+		var t *model.Ticket
 		if m := ticketTag.FindSubmatch(raw); m != nil {
 			id, _ := strconv.ParseUint(string(m[1]), 10, 64)
 			w.svc.Store().View(func(tx *store.Tx) error { t, _ = tx.Ticket(id); return nil })
@@ -437,7 +437,7 @@ func (w *world) checkPages() {
 	for p, who := range owners {
 		// A mail may have opened another ticket: each link is checked against its own.
 		id, _ := strconv.ParseUint(linkPattern.FindStringSubmatch(publicURL + p)[2], 10, 64)
-		var t *store.Ticket
+		var t *model.Ticket
 		var public []string
 		w.svc.Store().View(func(tx *store.Tx) error {
 			var err error
@@ -508,7 +508,7 @@ func (w *world) webAction() {
 	as, viewer := rules.StatusViewer(t, who, w.svc.Env())
 	if w.rng.Intn(4) == 0 {
 		_, err := w.svc.WebSolve(context.Background(), t.ID, who)
-		if _, refused := err.(*rules.Refusal); (err != nil && !refused) || (err == nil) != (as == rules.AsRequester) {
+		if _, refused := err.(*rules.Refusal); (err != nil && !refused) || (err == nil) != (as == model.AsRequester) {
 			w.t.Fatalf("step %d: %s's solve from the view (%q): %v", w.step, who, as, err)
 		}
 		return

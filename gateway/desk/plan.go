@@ -11,6 +11,7 @@ import (
 	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/compose"
 	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
@@ -132,20 +133,20 @@ type planner struct {
 	now  time.Time
 	// planned are the comments this event made or changed so far, newest state, so that
 	// a later action of the same event sees them as if they were stored.
-	planned map[uint64]*store.Comment
+	planned map[uint64]*model.Comment
 	// history is the public conversation each source's notifications carry (C4), read once
 	// though the end users' copy and the agents' copy both carry it.
-	history map[uint64][]store.Comment
+	history map[uint64][]model.Comment
 }
 
 func (s *Service) planner(tx *store.Tx, run *planRun, ids *store.Ids, cfg *config.Config, book *addr.Book, env *rules.Env) *planner {
 	ids.Restart()
-	return &planner{s: s, run: run, tx: tx, ids: ids, cfg: cfg, book: book, env: env, now: s.Now().UTC(), planned: map[uint64]*store.Comment{},
-		history: map[uint64][]store.Comment{}}
+	return &planner{s: s, run: run, tx: tx, ids: ids, cfg: cfg, book: book, env: env, now: s.Now().UTC(), planned: map[uint64]*model.Comment{},
+		history: map[uint64][]model.Comment{}}
 }
 
 // comment is comment id as this event sees it.
-func (p *planner) comment(id uint64) (*store.Comment, error) {
+func (p *planner) comment(id uint64) (*model.Comment, error) {
 	if c, ok := p.planned[id]; ok {
 		return c, nil
 	}
@@ -160,7 +161,7 @@ type plannedChange struct {
 }
 
 // change makes the records of decision d and composes its notifications.
-func (p *planner) change(d rules.Decision, src source, pre []store.TraceStep) (*plannedChange, error) {
+func (p *planner) change(d rules.Decision, src source, pre []model.TraceStep) (*plannedChange, error) {
 	now := p.now
 	t := d.Ticket
 	newTicket := d.NewTicket
@@ -179,13 +180,13 @@ func (p *planner) change(d rules.Decision, src source, pre []store.TraceStep) (*
 		return nil, errContended
 	}
 	t.UpdatedAt = now
-	trace := append(append([]store.TraceStep(nil), pre...), d.Trace...)
+	trace := append(append([]model.TraceStep(nil), pre...), d.Trace...)
 
-	var comment, restated *store.Comment
-	var event *store.Event
+	var comment, restated *model.Comment
+	var event *model.Event
 	var sourceID uint64
 	if d.Comment != nil {
-		comment = &store.Comment{ID: p.ids.Item(), TicketID: t.ID,
+		comment = &model.Comment{ID: p.ids.Item(), TicketID: t.ID,
 			Author: src.author.Email, AuthorName: src.author.Name, Public: d.Comment.Public,
 			ThirdParty: d.Comment.ThirdParty, ReplyToDiffers: d.Comment.ReplyToDiffers, Automatic: d.Comment.Automatic,
 			Via: src.via, MessageID: store.NormalizeMessageID(src.messageID), InReplyTo: src.inReplyTo,
@@ -203,11 +204,11 @@ func (p *planner) change(d rules.Decision, src source, pre []store.TraceStep) (*
 			}
 			changed := *c
 			changed.Public = r.Public
-			changed.Trace = append(append([]store.TraceStep(nil), c.Trace...), d.Trace...)
+			changed.Trace = append(append([]model.TraceStep(nil), c.Trace...), d.Trace...)
 			restated = &changed
 			p.planned[changed.ID] = restated
 		}
-		event = &store.Event{ID: p.ids.Item(), TicketID: t.ID, Action: src.action, Actor: src.author.Email, Detail: src.detail, CreatedAt: now, Trace: trace}
+		event = &model.Event{ID: p.ids.Item(), TicketID: t.ID, Action: src.action, Actor: src.author.Email, Detail: src.detail, CreatedAt: now, Trace: trace}
 		sourceID = event.ID
 	}
 
@@ -216,7 +217,7 @@ func (p *planner) change(d rules.Decision, src source, pre []store.TraceStep) (*
 		message  []byte
 	}
 	var outbox []outgoing
-	notified := []store.Notified{}
+	notified := []model.Notified{}
 	for _, n := range d.Notifications {
 		del, msg, err := p.compose(t, n, comment, src, sourceID)
 		if err != nil {
@@ -224,7 +225,7 @@ func (p *planner) change(d rules.Decision, src source, pre []store.TraceStep) (*
 		}
 		outbox = append(outbox, outgoing{del, msg})
 		for _, r := range del.Recipients {
-			notified = append(notified, store.Notified{Email: r.Email, As: r.As, Visible: r.Visible, Delivery: del.ID})
+			notified = append(notified, model.Notified{Email: r.Email, As: r.As, Visible: r.Visible, Delivery: del.ID})
 		}
 	}
 	if comment != nil {
@@ -283,7 +284,7 @@ func (p *planner) change(d rules.Decision, src source, pre []store.TraceStep) (*
 }
 
 // compose writes one notification and the delivery that will carry it.
-func (p *planner) compose(t *store.Ticket, n rules.Notification, comment *store.Comment, src source, sourceID uint64) (*store.Delivery, []byte, error) {
+func (p *planner) compose(t *model.Ticket, n rules.Notification, comment *model.Comment, src source, sourceID uint64) (*store.Delivery, []byte, error) {
 	id := p.ids.Delivery()
 	env := p.env
 	support := compose.Support(p.book, t)
@@ -292,7 +293,7 @@ func (p *planner) compose(t *store.Ticket, n rules.Notification, comment *store.
 		Kind: n.Kind, Copy: n.Copy, Automatic: n.Automatic,
 		MessageID: compose.NewMessageID(p.s.Random, p.now, p.cfg.Hostname), Date: p.now,
 	}
-	if n.Kind == rules.KindComment && comment != nil {
+	if n.Kind == model.KindComment && comment != nil {
 		in.AuthorName = compose.AuthorName(*env, comment.Author, comment.AuthorName)
 		in.Body = comment.Body
 		in.Internal = !comment.Public
@@ -325,16 +326,16 @@ func (p *planner) compose(t *store.Ticket, n rules.Notification, comment *store.
 		return nil, nil, err
 	}
 	del := &store.Delivery{ID: id, TicketID: t.ID, SourceID: sourceID, Kind: n.Kind, Copy: n.Copy, MessageID: in.MessageID,
-		From: p.book.BounceAddress(support, id), State: store.DeliveryQueued, NextTry: p.now, CreatedAt: p.now}
+		From: p.book.BounceAddress(support, id), State: model.DeliveryQueued, NextTry: p.now, CreatedAt: p.now}
 	for _, r := range n.Recipients {
-		del.Recipients = append(del.Recipients, store.DeliveryRecipient{Email: r.Email, As: r.As, Visible: r.Visible, State: store.DeliveryQueued})
+		del.Recipients = append(del.Recipients, model.DeliveryRecipient{Email: r.Email, As: r.As, Visible: r.Visible, State: model.DeliveryQueued})
 	}
 	return del, msg, nil
 }
 
 // threadHeaders names the mail a copy threads on (H4 is the rules' to apply): the ticket's
 // first mail, as kept only when an end user wrote it, and the received mail it tells of.
-func (p *planner) threadHeaders(t *store.Ticket, comment *store.Comment, support string) (inReplyTo string, references []string) {
+func (p *planner) threadHeaders(t *model.Ticket, comment *model.Comment, support string) (inReplyTo string, references []string) {
 	root := rules.MailToThreadOn{MessageID: t.RootMessageID, Author: t.Requester.Email}
 	var answered rules.MailToThreadOn
 	if comment != nil && comment.Via == "email" {
@@ -345,12 +346,12 @@ func (p *planner) threadHeaders(t *store.Ticket, comment *store.Comment, support
 
 // publicHistory is the public conversation before comment `except`, oldest first (C4),
 // including what this event planned before it.
-func (p *planner) publicHistory(t *store.Ticket, except uint64) ([]store.Comment, error) {
+func (p *planner) publicHistory(t *model.Ticket, except uint64) ([]model.Comment, error) {
 	if h, ok := p.history[except]; ok {
 		return h, nil
 	}
-	var out []store.Comment
-	probe := store.Ticket{ID: t.ID}
+	var out []model.Comment
+	probe := model.Ticket{ID: t.ID}
 	p.tx.Items(&probe) // in id order, which is their order in time
 	ids := probe.CommentIDs
 	stored := map[uint64]bool{}

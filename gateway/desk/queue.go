@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
@@ -12,7 +13,7 @@ import (
 // settle plans what the rules settled of a delivery (rules.Settle): the delivery's new
 // state and, when the ticket is to flag failures (T6), the ticket with them. tickets holds
 // the tickets this plan changed already, so that two deliveries of one ticket add up.
-func settle(tx *store.Tx, tickets map[uint64]*store.Ticket, d *store.Delivery, settled rules.Settlement) (writes, error) {
+func settle(tx *store.Tx, tickets map[uint64]*model.Ticket, d *store.Delivery, settled rules.Settlement) (writes, error) {
 	d.Recipients, d.State = settled.Recipients, settled.State
 	out := writes{func(w *store.Tx) error { return w.PutDelivery(d) }}
 	if len(settled.Failures) == 0 {
@@ -53,7 +54,7 @@ func (s *Service) RetryDelivery(ctx context.Context, key string) (int, error) {
 			list = tx.QueuedDeliveries(1 << 30)
 		}
 		var out writes
-		tickets := map[uint64]*store.Ticket{}
+		tickets := map[uint64]*model.Ticket{}
 		for _, id := range list {
 			d, err := tx.Delivery(id)
 			if err != nil {
@@ -97,6 +98,6 @@ func (s *Service) DropDelivery(ctx context.Context, id uint64) error {
 		if refusal != nil {
 			return nil, refusal
 		}
-		return settle(tx, map[uint64]*store.Ticket{}, d, rules.Settle(d.ID, d.SourceID, d.Recipients, outcomes, now))
+		return settle(tx, map[uint64]*model.Ticket{}, d, rules.Settle(d.ID, d.SourceID, d.Recipients, outcomes, now))
 	})
 }

@@ -90,12 +90,12 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 	}
 	res.MessageID = msg.MessageID
 
-	from := store.Person{}
+	from := model.Person{}
 	switch {
 	case msg.From != nil:
-		from = store.Person{Email: msg.From.Email, Name: msg.From.Name}
+		from = model.Person{Email: msg.From.Email, Name: msg.From.Name}
 	case env.From != "":
-		from = store.Person{Email: env.From}
+		from = model.Person{Email: env.From}
 	default:
 		return res, refusal(rules.RefuseNobodyToTell, "Message has no From header and an empty envelope sender; nobody to answer")
 	}
@@ -130,9 +130,9 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		}
 	}
 	var files [][]byte
-	var atts []store.Attachment
+	var atts []model.Attachment
 	for _, a := range msg.Attachments {
-		atts = append(atts, store.Attachment{Name: a.Name, ContentType: a.ContentType, Size: a.Size, Problem: a.Problem})
+		atts = append(atts, model.Attachment{Name: a.Name, ContentType: a.ContentType, Size: a.Size, Problem: a.Problem})
 		files = append(files, a.Data)
 	}
 	chain := replyChain(msg)
@@ -146,7 +146,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		s.log.Warn("message not fully decoded", "rule", "M1", "message_id", msg.MessageID, "from", from.Email, "problems", strings.Join(msg.Problems, "; "))
 	}
 
-	var repeat store.TraceStep
+	var repeat model.TraceStep
 	var done tally
 	ids := s.store.NewIds()
 	err = s.commit(ctx, func(tx *store.Tx, run *planRun) (writes, error) {
@@ -166,7 +166,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 			res.TicketID, res.CommentID, res.Duplicate, res.Outcome = seen.TicketID, seen.CommentID, true, "duplicate"
 			return nil, nil
 		}
-		tickets := ticketCache{tx: tx, m: map[uint64]*store.Ticket{}}
+		tickets := ticketCache{tx: tx, m: map[uint64]*model.Ticket{}}
 		refs := resolveChain(tx, chain)
 		ticketID, threadTrace := rules.Thread(threadFacts(&tickets, book, rcpts, refs, msg, from.Email))
 		ticket := tickets.get(ticketID)
@@ -238,7 +238,7 @@ func (s *Service) authenticate(ctx context.Context, env Envelope, raw []byte, fr
 			outcome = "unverified" // agent_identity none: believed, not proven
 		case id.Defer:
 			outcome = "deferred"
-		case id.Role == rules.RoleEndUser:
+		case id.Role == model.RoleEndUser:
 			outcome = "spoofed"
 		}
 		metrics.AgentClaims.WithLabelValues(checker.Mode, outcome).Inc()
@@ -251,18 +251,18 @@ func (s *Service) authenticate(ctx context.Context, env Envelope, raw []byte, fr
 
 // noteSender counts accepted mail per sender over the last hour and asks the rules
 // whether this one is over T5's limit; an accepted one is counted.
-func (s *Service) noteSender(sender string, perHour int) (bool, store.TraceStep) {
+func (s *Service) noteSender(sender string, perHour int) (bool, model.TraceStep) {
 	key := model.AddressKey(sender)
 	now := s.Now()
 	if perHour <= 0 {
-		return false, store.TraceStep{}
+		return false, model.TraceStep{}
 	}
 	// On PostgreSQL the count is the nodes' together; should it not be had, the write that
 	// follows fails too and the client tries again later.
 	if n, shared, err := s.store.SenderHits(key, now); shared {
 		if err != nil {
 			s.log.Warn("cannot count the sender's mails across nodes", "err", err)
-			return false, store.TraceStep{}
+			return false, model.TraceStep{}
 		}
 		limited, step := rules.SenderLimited(n, perHour)
 		if !limited {
@@ -299,12 +299,12 @@ func (s *Service) noteSender(sender string, perHour int) (bool, store.TraceStep)
 // ticketCache reads each ticket once per mail: threading, tags and the decision all ask.
 type ticketCache struct {
 	tx  *store.Tx
-	m   map[uint64]*store.Ticket
+	m   map[uint64]*model.Ticket
 	err error
 }
 
 // get returns ticket id, or nil when it does not exist (id 0 included).
-func (c *ticketCache) get(id uint64) *store.Ticket {
+func (c *ticketCache) get(id uint64) *model.Ticket {
 	if id == 0 {
 		return nil
 	}
@@ -321,7 +321,7 @@ func (c *ticketCache) get(id uint64) *store.Ticket {
 
 // classify marks deskgate's own addresses and maps valid masked addresses of ticket back
 // to the participant they stand for.
-func classify(book *addr.Book, ticket *store.Ticket, list []mailparse.Address) []rules.Addr {
+func classify(book *addr.Book, ticket *model.Ticket, list []mailparse.Address) []rules.Addr {
 	out := make([]rules.Addr, 0, len(list))
 	for _, a := range list {
 		ra := rules.Addr{Email: a.Email, Name: a.Name}
@@ -380,7 +380,7 @@ func answered(tx *store.Tx, ticketID uint64, refs []knownRef) *rules.Answered {
 		}
 		a := &rules.Answered{SourceID: k.ref.SourceID}
 		for _, n := range notified {
-			if n.As == rules.AsCC {
+			if n.As == model.AsCC {
 				a.CCs = append(a.CCs, n.Email)
 			}
 		}
@@ -435,10 +435,10 @@ func firstChars(s string, n int) string {
 	return s[:n]
 }
 
-func persons(list []mailparse.Address) []store.Person {
-	out := make([]store.Person, 0, len(list))
+func persons(list []mailparse.Address) []model.Person {
+	out := make([]model.Person, 0, len(list))
 	for _, a := range list {
-		out = append(out, store.Person{Email: a.Email, Name: a.Name})
+		out = append(out, model.Person{Email: a.Email, Name: a.Name})
 	}
 	return out
 }

@@ -43,8 +43,8 @@ func (s *Service) SignIn(ctx context.Context, email string, link func(token stri
 		return false, err
 	}
 	d := &store.Delivery{ID: id, Kind: model.KindSignIn, Copy: model.CopyAgent, MessageID: msgID,
-		From: book.BounceAddress(support, id), State: store.DeliveryQueued, NextTry: now, CreatedAt: now,
-		Recipients: []store.DeliveryRecipient{{Email: agent.Email, As: model.AsAgent, State: store.DeliveryQueued}}}
+		From: book.BounceAddress(support, id), State: model.DeliveryQueued, NextTry: now, CreatedAt: now,
+		Recipients: []model.DeliveryRecipient{{Email: agent.Email, As: model.AsAgent, State: model.DeliveryQueued}}}
 	err = s.store.Update(ctx, func(tx *store.Tx) error {
 		if err := tx.PutSignIn(token, agent.Email, now.Add(store.SignInLifetime)); err != nil {
 			return err

@@ -93,7 +93,7 @@ func TestSignInDeliveryFailsWithoutATicket(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		settled := rules.Settle(d.ID, d.SourceID, d.Recipients, map[string]rules.Outcome{"alice@example.com": {State: store.DeliveryFailed, Reply: "550 no"}}, time.Now())
+		settled := rules.Settle(d.ID, d.SourceID, d.Recipients, map[string]rules.Outcome{"alice@example.com": {State: model.DeliveryFailed, Reply: "550 no"}}, time.Now())
 		if len(settled.Failures) != 0 {
 			t.Errorf("a sign-in failure is flagged on a ticket: %+v", settled.Failures)
 		}
@@ -116,7 +116,7 @@ func TestSignInDeliveryFailsWithoutATicket(t *testing.T) {
 	}
 	s.store.View(func(tx *store.Tx) error {
 		d, _ := tx.Delivery(id)
-		if d.State != store.DeliveryDropped {
+		if d.State != model.DeliveryDropped {
 			t.Errorf("state %s, want dropped", d.State)
 		}
 		return nil

@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"github.com/deskgate/deskgate/gateway/compose"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
-	"github.com/deskgate/deskgate/store"
 )
 
 // WebReply stores body as author's public comment, posted from her request status view (S2),
@@ -19,7 +19,7 @@ func (s *Service) WebReply(ctx context.Context, ticketID uint64, author, body st
 	if strings.TrimSpace(body) == "" {
 		return 0, &rules.Refusal{Kind: rules.RefuseInvalid, Rule: "S2", Msg: "a reply needs some text"}
 	}
-	return s.fromStatusView(ctx, ticketID, author, body, func(t *store.Ticket, env rules.Env) (rules.Decision, *rules.Refusal) {
+	return s.fromStatusView(ctx, ticketID, author, body, func(t *model.Ticket, env rules.Env) (rules.Decision, *rules.Refusal) {
 		// Replies from the view carry no files: the form has none.
 		return rules.DecideWebReply(t, author, false, env), nil
 	})
@@ -28,7 +28,7 @@ func (s *Service) WebReply(ctx context.Context, ticketID uint64, author, body st
 // WebSolve is the requester's "Mark as solved" from her request status view (S2), told as
 // notifications.solved says (N5). It returns the id of the event that records it.
 func (s *Service) WebSolve(ctx context.Context, ticketID uint64, author string) (uint64, error) {
-	return s.fromStatusView(ctx, ticketID, author, "", func(t *store.Ticket, env rules.Env) (rules.Decision, *rules.Refusal) {
+	return s.fromStatusView(ctx, ticketID, author, "", func(t *model.Ticket, env rules.Env) (rules.Decision, *rules.Refusal) {
 		return rules.DecideWebSolve(t, author, env)
 	})
 }
@@ -37,8 +37,8 @@ func (s *Service) WebSolve(ctx context.Context, ticketID uint64, author string) 
 // apply path as Act and Receive, with the change recorded via "web". A body makes it a
 // comment, with a fresh Message-ID of the desk's own as API comments have; else an event.
 func (s *Service) fromStatusView(ctx context.Context, ticketID uint64, author, body string,
-	decide func(*store.Ticket, rules.Env) (rules.Decision, *rules.Refusal)) (uint64, error) {
-	return s.changeTicket(ctx, ticketID, func(p *planner, t *store.Ticket, done *tally) (writes, uint64, error) {
+	decide func(*model.Ticket, rules.Env) (rules.Decision, *rules.Refusal)) (uint64, error) {
+	return s.changeTicket(ctx, ticketID, func(p *planner, t *model.Ticket, done *tally) (writes, uint64, error) {
 		// Checked here, on the ticket as this write finds it: the page the person posted
 		// from may be older than the removal of a CC.
 		as, ok := rules.StatusViewer(t, author, *p.env)
@@ -52,7 +52,7 @@ func (s *Service) fromStatusView(ctx context.Context, ticketID uint64, author, b
 		}
 		// The person as the ticket knows her, so that the comment names her as her mail would.
 		who := t.Requester
-		if as == rules.AsCC {
+		if as == model.AsCC {
 			for _, cc := range t.CCs {
 				if rules.SameAddress(cc.Email, author) {
 					who = cc
@@ -64,7 +64,7 @@ func (s *Service) fromStatusView(ctx context.Context, ticketID uint64, author, b
 			src.body = body
 			src.messageID = compose.NewMessageID(s.Random, s.Now(), p.cfg.Hostname)
 		} else {
-			src.action = string(rules.ActStatus)
+			src.action = string(model.OpStatus)
 			src.detail = "solved (from the request status view)"
 		}
 		ch, err := p.change(d, src, nil)

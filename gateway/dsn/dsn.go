@@ -19,13 +19,6 @@ import (
 	_ "github.com/emersion/go-message/charset" // bounces come in every charset
 )
 
-// Recipient and Report are the model's, so that the rules engine reads a bounce without this
-// parser.
-type (
-	Recipient = model.BounceRecipient
-	Report    = model.BounceReport
-)
-
 const (
 	maxText       = 4096
 	maxField      = 1000 // a per-recipient field, Diagnostic-Code included
@@ -39,15 +32,15 @@ var keptHeaders = []string{"Auto-Submitted", "Precedence", "X-Autoreply", "X-Aut
 
 // Parse reads a mail to a bounce address; a message it cannot read yields a Report with
 // its first bytes as Text and no recipients.
-func Parse(raw []byte) (rep Report) {
+func Parse(raw []byte) (rep model.BounceReport) {
 	defer func() {
 		if recover() != nil {
-			rep = Report{Text: firstText(raw)}
+			rep = model.BounceReport{Text: firstText(raw)}
 		}
 	}()
 	ent, err := message.Read(bytes.NewReader(raw))
 	if err != nil && ent == nil {
-		return Report{Text: firstText(raw)}
+		return model.BounceReport{Text: firstText(raw)}
 	}
 	rep.Header = map[string]string{}
 	for _, k := range keptHeaders {
@@ -94,7 +87,7 @@ func Parse(raw []byte) (rep Report) {
 }
 
 // walkText keeps the first text/plain part as the mail's text.
-func walkText(e *message.Entity, rep *Report, depth int) {
+func walkText(e *message.Entity, rep *model.BounceReport, depth int) {
 	if depth > 10 || rep.Text != "" {
 		return
 	}
@@ -119,14 +112,14 @@ func walkText(e *message.Entity, rep *Report, depth int) {
 // separated by blank lines, the first one about the message as a whole. Its own reader,
 // not net/textproto's, so that a field with a stray byte is cleaned rather than ending the
 // block.
-func statusFields(b []byte) []Recipient {
-	var out []Recipient
+func statusFields(b []byte) []model.BounceRecipient {
+	var out []model.BounceRecipient
 	for _, block := range blocks(b) {
 		final, orig := address(block["final-recipient"]), address(block["original-recipient"])
 		if final == "" && orig == "" {
 			continue
 		}
-		out = append(out, Recipient{
+		out = append(out, model.BounceRecipient{
 			Email:      final,
 			Original:   orig,
 			Action:     action(block["action"]),

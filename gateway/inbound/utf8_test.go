@@ -4,13 +4,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/store"
 )
 
 // requesters is the requester of each stored ticket, in order.
-func requesters(t *testing.T, srv *Server) []store.Person {
+func requesters(t *testing.T, srv *Server) []model.Person {
 	t.Helper()
-	var out []store.Person
+	var out []model.Person
 	err := srv.desk.Store().View(func(tx *store.Tx) error {
 		for id := uint64(1); ; id++ {
 			tk, err := tx.Ticket(id)

@@ -345,7 +345,7 @@ func (w *Worker) due(limit int, skip map[uint64]bool) []job {
 				unused = append(unused, id)
 				continue
 			}
-			if d.State != store.DeliveryQueued || d.NextTry.After(now) {
+			if d.State != model.DeliveryQueued || d.NextTry.After(now) {
 				unused = append(unused, id)
 				continue
 			}
@@ -372,7 +372,7 @@ type attempt struct {
 	rcpts []string
 	errs  []error
 	via   string
-	final []store.DeliveryState // each recipient's state once recorded
+	final []model.DeliveryState // each recipient's state once recorded
 	// recorded is the sender's window: one slot is given back once the result is stored.
 	recorded chan struct{}
 }
@@ -384,7 +384,7 @@ func (w *Worker) attempt(d *store.Delivery, msg []byte) attempt {
 	cfg, up, upErr, sign, signErr := set.cfg, set.up, set.upErr, set.sign, set.signErr
 	a := attempt{d: d}
 	for _, r := range d.Recipients {
-		if r.State == store.DeliveryQueued {
+		if r.State == model.DeliveryQueued {
 			a.rcpts = append(a.rcpts, r.Email)
 		}
 	}
@@ -533,7 +533,7 @@ func (w *Worker) record(results []attempt) bool {
 		tx.PrefetchDeliveries(ids, false)
 		for i := range results {
 			a := &results[i]
-			a.final = make([]store.DeliveryState, len(a.rcpts))
+			a.final = make([]model.DeliveryState, len(a.rcpts))
 			cur, err := tx.Delivery(a.d.ID)
 			if errors.Is(err, store.ErrNotFound) {
 				// Its ticket was deleted (or its requester erased) while it was being sent;
@@ -544,7 +544,7 @@ func (w *Worker) record(results []attempt) bool {
 			if err != nil {
 				return err
 			}
-			if cur.State != store.DeliveryQueued {
+			if cur.State != model.DeliveryQueued {
 				continue // dropped by an operator meanwhile
 			}
 			cur.Attempts++
@@ -564,7 +564,7 @@ func (w *Worker) record(results []attempt) bool {
 			if err := tx.Settle(cur, settled.Recipients, settled.State, settled.Failures); err != nil {
 				return err
 			}
-			if cur.State == store.DeliveryQueued {
+			if cur.State == model.DeliveryQueued {
 				cur.NextTry = now.Add(rules.Backoff(cur.Attempts, cfg.Upstream.RetryMin, cfg.Upstream.RetryMax))
 			}
 			if err := tx.PutDelivery(cur); err != nil {
@@ -584,10 +584,10 @@ func (w *Worker) record(results []attempt) bool {
 			}
 			attrs := []any{"delivery", a.d.ID, "ticket", a.d.TicketID, "kind", a.d.Kind, "copy", a.d.Copy, "rcpt", a.rcpts[j], "via", a.via}
 			switch a.final[j] {
-			case store.DeliverySent:
+			case model.DeliverySent:
 				metrics.RelayRecipients.WithLabelValues("sent").Inc()
 				w.log.Info("delivered", attrs...)
-			case store.DeliveryFailed:
+			case model.DeliveryFailed:
 				metrics.RelayRecipients.WithLabelValues("failed").Inc()
 				w.log.Warn("delivery failed", append(attrs, "reply", replyText(e))...)
 			default:

@@ -29,6 +29,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/internal/storetest"
 	"github.com/deskgate/deskgate/store"
@@ -151,14 +152,14 @@ func queueOne(t *testing.T, st *store.Store, rcpts ...string) uint64 {
 	t.Helper()
 	var id uint64
 	err := st.Update(context.Background(), func(tx *store.Tx) error {
-		tk := &store.Ticket{Subject: "s", Status: "open"}
+		tk := &model.Ticket{Subject: "s", Status: "open"}
 		if err := tx.CreateTicket(tk); err != nil {
 			return err
 		}
 		id = st.NewIds().Delivery()
-		d := &store.Delivery{ID: id, TicketID: tk.ID, From: "support+bounce-1-x@example.com", State: store.DeliveryQueued, CreatedAt: time.Now()}
+		d := &store.Delivery{ID: id, TicketID: tk.ID, From: "support+bounce-1-x@example.com", State: model.DeliveryQueued, CreatedAt: time.Now()}
 		for _, r := range rcpts {
-			d.Recipients = append(d.Recipients, store.DeliveryRecipient{Email: r, As: "cc", Visible: true, State: store.DeliveryQueued})
+			d.Recipients = append(d.Recipients, model.DeliveryRecipient{Email: r, As: "cc", Visible: true, State: model.DeliveryQueued})
 		}
 		msg := "From: Support <support@example.com>\r\nTo: a@customer.test\r\nSubject: hello\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-Id: <x@y>\r\n\r\nbody\r\n"
 		return tx.QueueDelivery(d, []byte(msg))
@@ -234,7 +235,7 @@ func TestDeliveryDeletedWhileSendingSpoilsNothing(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return tx.AddComment(tk, &store.Comment{Author: "a@customer.test", Notified: []store.Notified{{Email: "a@customer.test", Delivery: doomed}}})
+		return tx.AddComment(tk, &model.Comment{Author: "a@customer.test", Notified: []model.Notified{{Email: "a@customer.test", Delivery: doomed}}})
 	})
 	var once sync.Once
 	up.onData = func(received) {

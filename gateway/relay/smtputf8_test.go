@@ -19,6 +19,7 @@ import (
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/addr"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -43,14 +44,14 @@ func queueMsg(t *testing.T, st *store.Store, msg string, rcpts ...string) uint64
 	t.Helper()
 	var id uint64
 	err := st.Update(context.Background(), func(tx *store.Tx) error {
-		tk := &store.Ticket{Subject: "s", Status: "open"}
+		tk := &model.Ticket{Subject: "s", Status: "open"}
 		if err := tx.CreateTicket(tk); err != nil {
 			return err
 		}
 		id = st.NewIds().Delivery()
-		d := &store.Delivery{ID: id, TicketID: tk.ID, From: "support+bounce-1-x@example.com", State: store.DeliveryQueued, CreatedAt: time.Now()}
+		d := &store.Delivery{ID: id, TicketID: tk.ID, From: "support+bounce-1-x@example.com", State: model.DeliveryQueued, CreatedAt: time.Now()}
 		for _, r := range rcpts {
-			d.Recipients = append(d.Recipients, store.DeliveryRecipient{Email: r, As: "cc", Visible: true, State: store.DeliveryQueued})
+			d.Recipients = append(d.Recipients, model.DeliveryRecipient{Email: r, As: "cc", Visible: true, State: model.DeliveryQueued})
 		}
 		return tx.QueueDelivery(d, []byte(msg))
 	})
@@ -60,8 +61,8 @@ func queueMsg(t *testing.T, st *store.Store, msg string, rcpts ...string) uint64
 	return id
 }
 
-func states(d *store.Delivery) map[string]store.DeliveryRecipient {
-	out := map[string]store.DeliveryRecipient{}
+func states(d *store.Delivery) map[string]model.DeliveryRecipient {
+	out := map[string]model.DeliveryRecipient{}
 	for _, r := range d.Recipients {
 		out[r.Email] = r
 	}

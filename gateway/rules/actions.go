@@ -8,19 +8,6 @@ import (
 	"github.com/deskgate/deskgate/gateway/model"
 )
 
-// Expert actions (C6, F1, V4, V5, N5), taken through the admin API or the CLI.
-const (
-	ActAddCC          = model.OpAddCC
-	ActRemoveCC       = model.OpRemoveCC
-	ActAddFollower    = model.OpAddFollower
-	ActRemoveFollower = model.OpRemoveFollower
-	ActComment        = model.OpComment
-	ActMakePrivate    = model.OpMakePrivate
-	ActMakePublic     = model.OpMakePublic
-	ActAssign         = model.OpAssign
-	ActStatus         = model.OpStatus
-)
-
 // Action is one expert action on a ticket.
 type Action struct {
 	Kind   model.Operation
@@ -28,7 +15,7 @@ type Action struct {
 	Person model.Person
 	// PersonIsOwn is set when Person is one of deskgate's own addresses (C5).
 	PersonIsOwn bool
-	// For ActComment.
+	// For model.OpComment.
 	Public bool
 	// For ActMakePrivate: the comment, and whether it is on the ticket and public.
 	CommentID     uint64
@@ -59,15 +46,15 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 	t := copyTicket(ticket)
 	d := Decision{Ticket: t}
 	email := a.Person.Email
-	if (a.Kind == ActAddCC || a.Kind == ActAddFollower) && a.PersonIsOwn {
+	if (a.Kind == model.OpAddCC || a.Kind == model.OpAddFollower) && a.PersonIsOwn {
 		return d, refuse(RefuseNotAllowed, "C5", "%s is one of deskgate's own addresses", email)
 	}
-	if a.Kind == ActAddCC || a.Kind == ActAddFollower {
+	if a.Kind == model.OpAddCC || a.Kind == model.OpAddFollower {
 		a.Person = env.Person(email, a.Person.Name)
 	}
 	switch a.Kind {
-	case ActAddCC:
-		if env.AgentRole(a.Actor) == RoleLightAgent {
+	case model.OpAddCC:
+		if env.AgentRole(a.Actor) == model.RoleLightAgent {
 			// C1 keeps light agents from adding CCs by mail; an expert action named after
 			// one (the web desk's, or the API's X-Deskgate-Expert) is held to the same.
 			return d, refuse(RefuseNotAllowed, "C1", "%s is a light agent and cannot add CCs", a.Actor)
@@ -96,14 +83,14 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 		if env.IsAgent(email) {
 			d.trace("H3", "masked", email+" is an agent: end users' copies show it by its masked address")
 		}
-	case ActRemoveCC:
+	case model.OpRemoveCC:
 		if !IsCC(t, email) {
 			return d, refuse(RefuseNotFound, "C6", "%s is not a CC of ticket %d", email, t.ID)
 		}
 		t.CCs = remove(t.CCs, email)
 		d.Changes = append(d.Changes, Change{Op: OpRemoveCC, Person: a.Person, Rule: "C6"})
 		d.trace("C6", "CC removed", email+" by "+ExpertName(a.Actor))
-	case ActAddFollower:
+	case model.OpAddFollower:
 		switch {
 		case !env.Policy.FollowersEnabled:
 			return d, refuse(RefuseNotAllowed, "F1", "policy.followers_enabled is false")
@@ -123,19 +110,19 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 		mask(t, email)
 		d.Changes = append(d.Changes, Change{Op: OpAddFollower, Person: a.Person, Rule: "F1"})
 		d.trace("F1", "follower added", email+" by "+ExpertName(a.Actor))
-	case ActRemoveFollower:
+	case model.OpRemoveFollower:
 		if !IsFollower(t, email) {
 			return d, refuse(RefuseNotFound, "F1", "%s does not follow ticket %d", email, t.ID)
 		}
 		t.Followers = remove(t.Followers, email)
 		d.Changes = append(d.Changes, Change{Op: OpRemoveFollower, Person: a.Person, Rule: "F1"})
 		d.trace("F1", "follower removed", email+" by "+ExpertName(a.Actor))
-	case ActComment:
+	case model.OpComment:
 		role := env.AgentRole(a.Actor)
 		switch {
-		case role == RoleEndUser:
+		case role == model.RoleEndUser:
 			return d, refuse(RefuseNotAllowed, "V4", "%s is not an agent", a.Actor)
-		case role == RoleLightAgent && a.Public:
+		case role == model.RoleLightAgent && a.Public:
 			return d, refuse(RefuseNotAllowed, "V4", "%s is a light agent and can only write internal notes", a.Actor)
 		}
 		d.Comment = &CommentDecision{Public: a.Public}
@@ -146,7 +133,7 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 		}
 		reopen(&d, t, role, a.Public, false)
 		notifyComment(&d, t, env, noteFacts{author: a.Actor, public: a.Public, endUsersOK: true, ccs: t.CCs})
-	case ActMakePrivate:
+	case model.OpMakePrivate:
 		if a.CommentID == 0 {
 			return d, refuse(RefuseNotFound, "V5", "no such comment on ticket %d", t.ID)
 		}
@@ -156,30 +143,30 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 		} else {
 			d.trace("V5", "already internal", fmt.Sprintf("comment %d was internal already", a.CommentID))
 		}
-	case ActMakePublic:
+	case model.OpMakePublic:
 		if a.CommentID == 0 {
 			return d, refuse(RefuseNotFound, "V5", "no such comment on ticket %d", t.ID)
 		}
-		if env.AgentRole(a.Actor) == RoleLightAgent {
+		if env.AgentRole(a.Actor) == model.RoleLightAgent {
 			// A light agent's own words are internal only (V4); publishing another's to the
 			// requester and CCs is no more hers to do.
 			return d, refuse(RefuseNotAllowed, "V4", "%s is a light agent and cannot make a comment public", a.Actor)
 		}
 		d.Restate = &Restate{CommentID: a.CommentID, Public: true}
 		d.trace("X1", "made public", fmt.Sprintf("comment %d is public from now on, by %s; it is not sent again", a.CommentID, ExpertName(a.Actor)))
-	case ActAssign:
-		if role := env.AgentRole(email); role != RoleAgent {
+	case model.OpAssign:
+		if role := env.AgentRole(email); role != model.RoleAgent {
 			return d, refuse(RefuseNotAllowed, "R1", "%s is not an agent (light agents cannot be assigned)", email)
 		}
 		release(&d, t, a.Person, "becomes the assignee, who receives every update")
 		t.Assignee = email
 		mask(t, email)
 		d.trace("R1", "assigned", email)
-		notifyEvent(&d, t, env, KindAssigned, env.Notifications.Assigned, a.Actor)
-		d.Notifications = append(d.Notifications, Notification{Kind: KindAssigned, Copy: CopyAgent, Automatic: true,
-			Recipients: []Recipient{{Email: email, Name: env.AgentNames[lower(email)], As: AsAssignee}}})
+		notifyEvent(&d, t, env, model.KindAssigned, env.Notifications.Assigned, a.Actor)
+		d.Notifications = append(d.Notifications, Notification{Kind: model.KindAssigned, Copy: model.CopyAgent, Automatic: true,
+			Recipients: []Recipient{{Email: email, Name: env.AgentNames[lower(email)], As: model.AsAssignee}}})
 		d.trace("N5", "notified (hidden)", email+": the assignee is always told of an assignment")
-	case ActStatus:
+	case model.OpStatus:
 		switch a.Status {
 		case model.StatusNew, model.StatusOpen, model.StatusPending, model.StatusSolved:
 		default:
@@ -192,7 +179,7 @@ func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) 
 		d.Status, t.Status = a.Status, a.Status
 		d.trace("T4", "status "+string(a.Status), "set by "+ExpertName(a.Actor))
 		if a.Status == model.StatusSolved {
-			notifyEvent(&d, t, env, KindSolved, env.Notifications.Solved, a.Actor)
+			notifyEvent(&d, t, env, model.KindSolved, env.Notifications.Solved, a.Actor)
 		}
 	default:
 		return d, refuse(RefuseInvalid, "", "unknown action %q", a.Kind)

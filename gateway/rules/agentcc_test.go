@@ -11,7 +11,7 @@ import (
 // policy.agent_cc_becomes_follower, exactly as one named in a mail's Cc is (C3 through C6),
 // and goes by the name the desk gives her, not the one the expert typed.
 func TestC6_C3_ExpertAddsAgentAsCCUnderAgentCCBecomesFollower(t *testing.T) {
-	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Person: model.Person{Email: "Alice@Example.com", Name: "alice at home"}}, env())
+	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAddCC, Person: model.Person{Email: "Alice@Example.com", Name: "alice at home"}}, env())
 	if r != nil {
 		t.Fatalf("refused: %v", r)
 	}
@@ -30,7 +30,7 @@ func TestC6_C3_ExpertAddsAgentAsCCUnderAgentCCBecomesFollower(t *testing.T) {
 		t.Fatalf("changes: %+v", d.Changes)
 	}
 	// Adding her again as a CC is refused as what she is: a follower already.
-	if _, r := DecideAction(d.Ticket, Action{Kind: ActAddCC, Person: model.Person{Email: alice}}, env()); r == nil || r.Kind != RefuseConflict {
+	if _, r := DecideAction(d.Ticket, Action{Kind: model.OpAddCC, Person: model.Person{Email: alice}}, env()); r == nil || r.Kind != RefuseConflict {
 		t.Fatalf("adding a follower again as CC: %v", r)
 	}
 }
@@ -39,7 +39,7 @@ func TestC6_C3_ExpertAddsAgentAsCCUnderAgentCCBecomesFollower(t *testing.T) {
 // on the agents' copy, which masks the customers' addresses (H3), never on the end users' copy.
 func TestC6_H3_AgentCCGetsTheAgentsCopy(t *testing.T) {
 	off := env(func(e *Env) { e.Policy.AgentCCBecomesFollower = false })
-	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Person: model.Person{Email: alice, Name: "whatever"}}, off)
+	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAddCC, Person: model.Person{Email: alice, Name: "whatever"}}, off)
 	if r != nil || !IsCC(d.Ticket, alice) || IsFollower(d.Ticket, alice) {
 		t.Fatalf("alice should be a CC: %v %v", r, d.Ticket.CCs)
 	}
@@ -51,12 +51,12 @@ func TestC6_H3_AgentCCGetsTheAgentsCopy(t *testing.T) {
 	tk := d.Ticket
 	for name, dec := range map[string]Decision{
 		"public reply": func() Decision {
-			d, _ := DecideAction(tk, Action{Kind: ActComment, Actor: dana, Public: true}, off)
+			d, _ := DecideAction(tk, Action{Kind: model.OpComment, Actor: dana, Public: true}, off)
 			return d
 		}(),
 		"requester's mail": DecideMail(tk, mailFrom(jane, addrs("support+5-tok@example.com"), nil), off),
 		"solved": func() Decision {
-			d, _ := DecideAction(tk, Action{Kind: ActStatus, Status: model.StatusSolved}, off)
+			d, _ := DecideAction(tk, Action{Kind: model.OpStatus, Status: model.StatusSolved}, off)
 			return d
 		}(),
 	} {
@@ -82,7 +82,7 @@ func TestH3_AgentRequesterGetsTheAgentsCopy(t *testing.T) {
 	if d.Ticket.Requester.Name != "Alice" {
 		t.Fatalf("the agent requester's name is %q, want the configured Alice", d.Ticket.Requester.Name)
 	}
-	d2, r := DecideAction(d.Ticket, Action{Kind: ActComment, Actor: dana, Public: true}, env())
+	d2, r := DecideAction(d.Ticket, Action{Kind: model.OpComment, Actor: dana, Public: true}, env())
 	if r != nil {
 		t.Fatal(r)
 	}

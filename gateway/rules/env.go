@@ -31,11 +31,11 @@ func (e Env) AgentRole(email string) model.Role {
 	if r, ok := e.Agents[model.AddressKey(email)]; ok {
 		return r
 	}
-	return RoleEndUser
+	return model.RoleEndUser
 }
 
 // IsAgent reports whether email is an agent or a light agent.
-func (e Env) IsAgent(email string) bool { return e.AgentRole(email) != RoleEndUser }
+func (e Env) IsAgent(email string) bool { return e.AgentRole(email) != model.RoleEndUser }
 
 // Person is email as a participant: an agent goes by the name the desk gives her in agents,
 // whatever name a mail or an expert gave, so that no participant list shows the display
@@ -62,29 +62,6 @@ func (e Env) Blocked(email string) bool {
 	}
 	return false
 }
-
-// Capacities a notified participant has, as the API's "as" names them.
-const (
-	AsRequester = model.AsRequester
-	AsCC        = model.AsCC
-	AsFollower  = model.AsFollower
-	AsAssignee  = model.AsAssignee
-	AsAgent     = model.AsAgent
-)
-
-// Copies of a notification.
-const (
-	CopyEndUser = model.CopyEndUser
-	CopyAgent   = model.CopyAgent
-)
-
-// Notification kinds.
-const (
-	KindComment       = model.KindComment
-	KindTicketCreated = model.KindTicketCreated
-	KindAssigned      = model.KindAssigned
-	KindSolved        = model.KindSolved
-)
 
 // Recipient is one person a notification is sent to.
 type Recipient struct {
@@ -256,5 +233,5 @@ func remove(list []model.Person, email string) []model.Person {
 // everybody (H3); end users' copies show end users by their real address (H2) and agents
 // by their masked one, so that no agent's own address reaches an end user (H1, H4).
 func (e Env) Masked(copyKind model.Copy, email string) bool {
-	return copyKind == CopyAgent || e.IsAgent(email)
+	return copyKind == model.CopyAgent || e.IsAgent(email)
 }

@@ -25,7 +25,7 @@ func TestErasureOfATicket(t *testing.T) {
 }
 
 func TestErasableRefusesAgentsAndOwnAddresses(t *testing.T) {
-	env := Env{Agents: map[string]model.Role{"alice@example.com": RoleAgent, "bob@example.com": RoleLightAgent}}
+	env := Env{Agents: map[string]model.Role{"alice@example.com": model.RoleAgent, "bob@example.com": model.RoleLightAgent}}
 	for _, tc := range []struct {
 		email string
 		own   bool

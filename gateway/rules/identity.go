@@ -127,17 +127,17 @@ func Identify(env Env, from string, f AuthFacts) Identity {
 			filed = from
 		}
 		domain := filed[strings.LastIndexByte(filed, '@')+1:]
-		return Identity{Role: RoleEndUser, Refuse: true, RefusedDomain: strings.ToLower(domain), Step: model.TraceStep{Rule: "A1", Step: "refused",
+		return Identity{Role: model.RoleEndUser, Refuse: true, RefusedDomain: strings.ToLower(domain), Step: model.TraceStep{Rule: "A1", Step: "refused",
 			Detail: fmt.Sprintf("%s: the DMARC policy of %s is reject (dmarc_reject: refuse)", f.DMARCSummary, strings.ToLower(domain))}}
 	} else if whyNot != "" {
 		summary += " (" + whyNot + ")"
 	}
 	switch {
-	case claimed == RoleEndUser:
+	case claimed == model.RoleEndUser:
 		if unverified {
 			summary += " (not required: agent_identity is none)"
 		}
-		return Identity{Role: RoleEndUser, Step: model.TraceStep{Rule: "A1", Step: "end user", Detail: summary}}
+		return Identity{Role: model.RoleEndUser, Step: model.TraceStep{Rule: "A1", Step: "end user", Detail: summary}}
 	case unverified:
 		// The role is the config's word alone; what the mail did prove is kept beside it, so
 		// that an operator sees what dmarc would have decided.
@@ -146,15 +146,15 @@ func Identify(env Env, from string, f AuthFacts) Identity {
 	case proven:
 		return Identity{Role: claimed, Step: model.TraceStep{Rule: "A1", Step: roleWord(claimed), Detail: summary}}
 	case temporary:
-		return Identity{Role: RoleEndUser, Defer: true, Step: model.TraceStep{Rule: "A1", Step: "deferred",
+		return Identity{Role: model.RoleEndUser, Defer: true, Step: model.TraceStep{Rule: "A1", Step: "deferred",
 			Detail: fmt.Sprintf("%s is an agent address and DNS could not tell whether the mail proves it: %s", from, summary)}}
 	}
-	return Identity{Role: RoleEndUser, Step: model.TraceStep{Rule: "A1", Step: "end user",
+	return Identity{Role: model.RoleEndUser, Step: model.TraceStep{Rule: "A1", Step: "end user",
 		Detail: fmt.Sprintf("spoofed agent: %s (%s is an agent address, agent_identity=%s)", summary, from, f.Mode)}}
 }
 
 func roleWord(role model.Role) string {
-	if role == RoleLightAgent {
+	if role == model.RoleLightAgent {
 		return "light agent"
 	}
 	return "agent"

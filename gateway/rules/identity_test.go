@@ -22,26 +22,26 @@ func TestA1_IdentifyByMode(t *testing.T) {
 		step     string
 		text     string
 	}{
-		{"dmarc pass", alice, with(pass, "dmarc"), RoleAgent, false, "agent", "dmarc=pass"},
-		{"dkim pass", alice, with(pass, "dkim"), RoleAgent, false, "agent", "dkim=pass"},
-		{"relay pass", alice, with(pass, "trusted_relay"), RoleAgent, false, "agent", "relay pass"},
-		{"light agent", "bob@example.com", with(AuthFacts{FromAddress: "bob@example.com", DMARCResult: "pass"}, "dmarc"), RoleLightAgent, false, "light agent", ""},
-		{"none believes the From, unverified", alice, with(fail, "none"), RoleAgent, false, "agent", "unverified (agent_identity is none, the From is believed): dmarc=fail"},
-		{"none: an end user is just that", "jane@customer.test", with(AuthFacts{FromAddress: "jane@customer.test", DMARCSummary: "dmarc=none"}, "none"), RoleEndUser, false, "end user", "not required"},
-		{"dmarc fail", alice, with(fail, "dmarc"), RoleEndUser, false, "end user", "spoofed agent: dmarc=fail (p=reject)"},
-		{"dkim mode ignores a dmarc pass", alice, with(AuthFacts{FromAddress: alice, DMARCResult: "pass", DKIMSummary: "dkim=none"}, "dkim"), RoleEndUser, false, "end user", "spoofed agent: dkim=none"},
-		{"relay mode ignores our own checks", alice, with(AuthFacts{FromAddress: alice, DMARCResult: "pass", DKIMAligned: "example.com", RelaySummary: "no relay"}, "trusted_relay"), RoleEndUser, false, "end user", "spoofed agent: no relay"},
-		{"dmarc temperror defers an agent", alice, with(temp, "dmarc"), RoleEndUser, true, "deferred", "DNS could not tell"},
-		{"dkim temperror defers an agent", alice, with(temp, "dkim"), RoleEndUser, true, "deferred", "dkim=temperror"},
-		{"temperror never defers an end user", "jane@customer.test", with(AuthFacts{FromAddress: "jane@customer.test", DMARCTemporary: true, DMARCSummary: "dmarc=temperror"}, "dmarc"), RoleEndUser, false, "end user", "dmarc=temperror"},
-		{"ambiguous From beats a pass", alice, with(AuthFacts{FromAddress: "", FromProblem: "From names 2 addresses", DMARCResult: "pass"}, "dmarc"), RoleEndUser, false, "end user", "ambiguous From: From names 2 addresses"},
-		{"ambiguous From is no reason to defer", alice, with(AuthFacts{FromProblem: "2 From header fields", DMARCTemporary: true}, "dmarc"), RoleEndUser, false, "end user", "ambiguous"},
-		{"the proven From is another address", alice, with(AuthFacts{FromAddress: "evil@x.test", DMARCResult: "pass"}, "dmarc"), RoleEndUser, false, "end user", "the authenticated From is evil@x.test"},
-		{"no DMARC record, aligned pass proves", alice, with(AuthFacts{FromAddress: alice, DMARCResult: "none", DMARCAligned: true}, "dmarc"), RoleAgent, false, "agent", ""},
-		{"no DMARC record, nothing aligned", alice, with(AuthFacts{FromAddress: alice, DMARCResult: "none"}, "dmarc"), RoleEndUser, false, "end user", "spoofed agent"},
-		{"a broken DMARC record proves nothing", alice, with(AuthFacts{FromAddress: alice, DMARCResult: "permerror", DMARCAligned: true}, "dmarc"), RoleEndUser, false, "end user", "spoofed agent"},
-		{"relay dkim=pass aligned", alice, with(AuthFacts{FromAddress: alice, RelayDKIMAligned: "example.com", RelaySummary: "dkim=pass"}, "trusted_relay"), RoleAgent, false, "agent", "dkim=pass"},
-		{"case does not matter", "ALICE@Example.com", with(pass, "dmarc"), RoleAgent, false, "agent", ""},
+		{"dmarc pass", alice, with(pass, "dmarc"), model.RoleAgent, false, "agent", "dmarc=pass"},
+		{"dkim pass", alice, with(pass, "dkim"), model.RoleAgent, false, "agent", "dkim=pass"},
+		{"relay pass", alice, with(pass, "trusted_relay"), model.RoleAgent, false, "agent", "relay pass"},
+		{"light agent", "bob@example.com", with(AuthFacts{FromAddress: "bob@example.com", DMARCResult: "pass"}, "dmarc"), model.RoleLightAgent, false, "light agent", ""},
+		{"none believes the From, unverified", alice, with(fail, "none"), model.RoleAgent, false, "agent", "unverified (agent_identity is none, the From is believed): dmarc=fail"},
+		{"none: an end user is just that", "jane@customer.test", with(AuthFacts{FromAddress: "jane@customer.test", DMARCSummary: "dmarc=none"}, "none"), model.RoleEndUser, false, "end user", "not required"},
+		{"dmarc fail", alice, with(fail, "dmarc"), model.RoleEndUser, false, "end user", "spoofed agent: dmarc=fail (p=reject)"},
+		{"dkim mode ignores a dmarc pass", alice, with(AuthFacts{FromAddress: alice, DMARCResult: "pass", DKIMSummary: "dkim=none"}, "dkim"), model.RoleEndUser, false, "end user", "spoofed agent: dkim=none"},
+		{"relay mode ignores our own checks", alice, with(AuthFacts{FromAddress: alice, DMARCResult: "pass", DKIMAligned: "example.com", RelaySummary: "no relay"}, "trusted_relay"), model.RoleEndUser, false, "end user", "spoofed agent: no relay"},
+		{"dmarc temperror defers an agent", alice, with(temp, "dmarc"), model.RoleEndUser, true, "deferred", "DNS could not tell"},
+		{"dkim temperror defers an agent", alice, with(temp, "dkim"), model.RoleEndUser, true, "deferred", "dkim=temperror"},
+		{"temperror never defers an end user", "jane@customer.test", with(AuthFacts{FromAddress: "jane@customer.test", DMARCTemporary: true, DMARCSummary: "dmarc=temperror"}, "dmarc"), model.RoleEndUser, false, "end user", "dmarc=temperror"},
+		{"ambiguous From beats a pass", alice, with(AuthFacts{FromAddress: "", FromProblem: "From names 2 addresses", DMARCResult: "pass"}, "dmarc"), model.RoleEndUser, false, "end user", "ambiguous From: From names 2 addresses"},
+		{"ambiguous From is no reason to defer", alice, with(AuthFacts{FromProblem: "2 From header fields", DMARCTemporary: true}, "dmarc"), model.RoleEndUser, false, "end user", "ambiguous"},
+		{"the proven From is another address", alice, with(AuthFacts{FromAddress: "evil@x.test", DMARCResult: "pass"}, "dmarc"), model.RoleEndUser, false, "end user", "the authenticated From is evil@x.test"},
+		{"no DMARC record, aligned pass proves", alice, with(AuthFacts{FromAddress: alice, DMARCResult: "none", DMARCAligned: true}, "dmarc"), model.RoleAgent, false, "agent", ""},
+		{"no DMARC record, nothing aligned", alice, with(AuthFacts{FromAddress: alice, DMARCResult: "none"}, "dmarc"), model.RoleEndUser, false, "end user", "spoofed agent"},
+		{"a broken DMARC record proves nothing", alice, with(AuthFacts{FromAddress: alice, DMARCResult: "permerror", DMARCAligned: true}, "dmarc"), model.RoleEndUser, false, "end user", "spoofed agent"},
+		{"relay dkim=pass aligned", alice, with(AuthFacts{FromAddress: alice, RelayDKIMAligned: "example.com", RelaySummary: "dkim=pass"}, "trusted_relay"), model.RoleAgent, false, "agent", "dkim=pass"},
+		{"case does not matter", "ALICE@Example.com", with(pass, "dmarc"), model.RoleAgent, false, "agent", ""},
 	}
 	for _, c := range cases {
 		id := Identify(env(), c.from, c.facts)
@@ -49,7 +49,7 @@ func TestA1_IdentifyByMode(t *testing.T) {
 			t.Errorf("%s: %+v", c.name, id)
 		}
 		// Only agent_identity none grants a role without proof, and it says so.
-		if unverified := c.facts.Mode == "none" && c.role != RoleEndUser; id.Unverified != unverified {
+		if unverified := c.facts.Mode == "none" && c.role != model.RoleEndUser; id.Unverified != unverified {
 			t.Errorf("%s: Unverified = %v, want %v", c.name, id.Unverified, unverified)
 		}
 	}
@@ -65,7 +65,7 @@ func forgedUnderReject(from string) AuthFacts {
 func TestA1_DMARCReject_RefusesUnderRefuse(t *testing.T) {
 	for _, e := range []Env{env(), env(func(e *Env) { e.DMARCReject = DMARCRefuse })} {
 		id := Identify(e, alice, forgedUnderReject(alice))
-		if !id.Refuse || id.Defer || id.Role != RoleEndUser || id.Step.Rule != "A1" || id.Step.Step != "refused" {
+		if !id.Refuse || id.Defer || id.Role != model.RoleEndUser || id.Step.Rule != "A1" || id.Step.Step != "refused" {
 			t.Fatalf("a forged agent's mail under p=reject (dmarc_reject %q): %+v", e.DMARCReject, id)
 		}
 		if id.RefusedDomain != "example.com" || !strings.Contains(id.Step.Detail, "dmarc=fail (p=reject)") || !strings.Contains(id.Step.Detail, "dmarc_reject") {
@@ -88,7 +88,7 @@ func TestA1_DMARCReject_RefusesEndUsersToo(t *testing.T) {
 func TestA1_DMARCReject_AcceptFilesAsToday(t *testing.T) {
 	accept := env(func(e *Env) { e.DMARCReject = DMARCAccept })
 	id := Identify(accept, alice, forgedUnderReject(alice))
-	if id.Refuse || id.Defer || id.Role != RoleEndUser || id.Step.Step != "end user" || !strings.Contains(id.Step.Detail, "spoofed agent: dmarc=fail (p=reject)") {
+	if id.Refuse || id.Defer || id.Role != model.RoleEndUser || id.Step.Step != "end user" || !strings.Contains(id.Step.Detail, "spoofed agent: dmarc=fail (p=reject)") {
 		t.Errorf("accept: %+v, want today's spoofed agent", id)
 	}
 	if id := Identify(accept, "jane@customer.test", forgedUnderReject("jane@customer.test")); id.Refuse || id.Step.Step != "end user" {
@@ -99,7 +99,7 @@ func TestA1_DMARCReject_AcceptFilesAsToday(t *testing.T) {
 func TestA1_DMARCReject_PassIsNeverRefused(t *testing.T) {
 	f := forgedUnderReject(alice)
 	f.DMARCResult, f.DMARCAligned = "pass", true
-	if id := Identify(env(), alice, f); id.Refuse || id.Role != RoleAgent {
+	if id := Identify(env(), alice, f); id.Refuse || id.Role != model.RoleAgent {
 		t.Errorf("a DMARC pass under p=reject: %+v", id)
 	}
 }

@@ -20,7 +20,7 @@ func TestA1_LookAlikeAddressIsNotTheAgent(t *testing.T) {
 		t.Error("the agent's own address in capitals is not the agent")
 	}
 	tk := &model.Ticket{ID: 1, Requester: model.Person{Email: "jane@customer.test"}}
-	d, refusal := DecideAction(tk, Action{Kind: ActAddCC, Actor: "jane@customer.test", Person: model.Person{Email: "alİce@example.com"}}, e)
+	d, refusal := DecideAction(tk, Action{Kind: model.OpAddCC, Actor: "jane@customer.test", Person: model.Person{Email: "alİce@example.com"}}, e)
 	if refusal != nil {
 		t.Fatalf("adding the look-alike as a CC: %v", refusal)
 	}

@@ -99,9 +99,9 @@ func DecideMail(ticket *model.Ticket, m Mail, env Env) Decision {
 	case isRequester:
 		c.Public = true
 		d.trace("V1", "public", "the requester's mail")
-	case m.Role == RoleLightAgent:
+	case m.Role == model.RoleLightAgent:
 		d.trace("V3", "internal", "a light agent's mail is always an internal note")
-	case m.Role == RoleAgent:
+	case m.Role == model.RoleAgent:
 		if reachesEndUsers(t, m) {
 			c.Public = true
 			rule := "V3"
@@ -141,7 +141,7 @@ func DecideMail(ticket *model.Ticket, m Mail, env Env) Decision {
 	case m.ReplyToDiffers:
 		replyToDiffers(&d, candidates(t, m))
 	default:
-		addCCsFromMail(&d, t, m, env, isRequester || isCC || m.Role == RoleAgent)
+		addCCsFromMail(&d, t, m, env, isRequester || isCC || m.Role == model.RoleAgent)
 		removeCCsByMail(&d, t, m, env, isRequester, isCC)
 	}
 
@@ -185,7 +185,7 @@ func undecodable(d *Decision, m Mail) {
 
 func newTicketFromMail(m Mail, env Env, d Decision) Decision {
 	status := model.StatusNew
-	if m.Role == RoleAgent && m.Automatic == "" {
+	if m.Role == model.RoleAgent && m.Automatic == "" {
 		status = model.StatusOpen
 	}
 	t := &model.Ticket{
@@ -226,7 +226,7 @@ func newTicketFromMail(m Mail, env Env, d Decision) Decision {
 	}
 	// Everybody named in the first mail has it already; only the acknowledgement goes out.
 	if m.Automatic == "" {
-		notifyEvent(&d, t, env, KindTicketCreated, env.Notifications.TicketCreated, "")
+		notifyEvent(&d, t, env, model.KindTicketCreated, env.Notifications.TicketCreated, "")
 	}
 	return d
 }
@@ -325,7 +325,7 @@ func addCCsFromMail(d *Decision, t *model.Ticket, m Mail, env Env, mayAdd bool) 
 	case !env.Policy.CCsEnabled:
 		notAdded(d, "C1", "policy.ccs_enabled is false: To/Cc are ignored", names)
 		return
-	case m.Role == RoleLightAgent:
+	case m.Role == model.RoleLightAgent:
 		notAdded(d, "C1", "a light agent cannot add CCs", names)
 		return
 	case !mayAdd:
@@ -408,10 +408,10 @@ func reopen(d *Decision, t *model.Ticket, role model.Role, public, automatic boo
 	switch {
 	case automatic:
 		return
-	case (t.Status == model.StatusPending || t.Status == model.StatusSolved) && (public || role == RoleEndUser):
+	case (t.Status == model.StatusPending || t.Status == model.StatusSolved) && (public || role == model.RoleEndUser):
 		d.Status = model.StatusOpen
 		d.trace("T4", "status open", "a reply to a "+string(t.Status)+" ticket")
-	case t.Status == model.StatusNew && role == RoleAgent:
+	case t.Status == model.StatusNew && role == model.RoleAgent:
 		d.Status = model.StatusOpen
 		d.trace("T4", "status open", "the first agent comment on a new ticket")
 	}

@@ -187,21 +187,21 @@ func TestC6_ExpertNamedOneWay(t *testing.T) {
 	}
 	for _, actor := range []string{"", alice} {
 		want := "by " + ExpertName(actor)
-		d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Actor: actor, Person: model.Person{Email: kim}}, env())
+		d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAddCC, Actor: actor, Person: model.Person{Email: kim}}, env())
 		if r != nil || !strings.Contains(d.Trace[0].Detail, want) {
 			t.Errorf("C6 add: %v %v, want %q", r, d.Trace, want)
 		}
 		// An agent added as a CC becomes a follower (C3 on every path): the C6 step names the
 		// expert the same way.
-		d, r = DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Actor: actor, Person: model.Person{Email: dana}}, env())
+		d, r = DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAddCC, Actor: actor, Person: model.Person{Email: dana}}, env())
 		if r != nil || !IsFollower(d.Ticket, dana) || !strings.Contains(stepsOf(d.Trace, "C6")[0].Detail, want) {
 			t.Errorf("C6 add of an agent: %v %v, want %q", r, d.Trace, want)
 		}
-		d, r = DecideAction(ticket(model.StatusOpen), Action{Kind: ActStatus, Actor: actor, Status: model.StatusPending}, env())
+		d, r = DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpStatus, Actor: actor, Status: model.StatusPending}, env())
 		if r != nil || !strings.Contains(d.Trace[0].Detail, want) {
 			t.Errorf("T4: %v %v, want %q", r, d.Trace, want)
 		}
-		d, r = DecideAction(ticket(model.StatusOpen), Action{Kind: ActMakePublic, Actor: actor, CommentID: 3}, env())
+		d, r = DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpMakePublic, Actor: actor, CommentID: 3}, env())
 		if r != nil || !strings.Contains(d.Trace[0].Detail, want) {
 			t.Errorf("X1 made public: %v %v, want %q", r, d.Trace, want)
 		}

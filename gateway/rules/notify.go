@@ -36,15 +36,15 @@ func notifyComment(d *Decision, t *model.Ticket, env Env, f noteFacts) {
 
 	if f.public && f.endUsersOK {
 		var endUsers []Recipient
-		if !skip(t.Requester.Email, AsRequester) {
-			endUsers = append(endUsers, Recipient{Email: t.Requester.Email, Name: t.Requester.Name, As: AsRequester, Visible: true})
+		if !skip(t.Requester.Email, model.AsRequester) {
+			endUsers = append(endUsers, Recipient{Email: t.Requester.Email, Name: t.Requester.Name, As: model.AsRequester, Visible: true})
 		}
 		for _, cc := range f.ccs {
-			if !skip(cc.Email, AsCC) {
-				endUsers = append(endUsers, Recipient{Email: cc.Email, Name: cc.Name, As: AsCC, Visible: true})
+			if !skip(cc.Email, model.AsCC) {
+				endUsers = append(endUsers, Recipient{Email: cc.Email, Name: cc.Name, As: model.AsCC, Visible: true})
 			}
 		}
-		addEndUserCopies(d, t, env, KindComment, endUsers, f.attachments, f.automatic, "N1")
+		addEndUserCopies(d, t, env, model.KindComment, endUsers, f.attachments, f.automatic, "N1")
 	} else if f.public {
 		d.trace("T5", "not notified", "requester and CCs: automatic mail sends nothing to end users")
 	} else {
@@ -60,19 +60,19 @@ func notifyComment(d *Decision, t *model.Ticket, env Env, f noteFacts) {
 	notified := map[string]bool{}
 	var agents []Recipient
 	for _, fl := range t.Followers {
-		if skip(fl.Email, AsFollower) || notified[lower(fl.Email)] {
+		if skip(fl.Email, model.AsFollower) || notified[lower(fl.Email)] {
 			continue
 		}
 		notified[lower(fl.Email)] = true
-		agents = append(agents, Recipient{Email: fl.Email, Name: fl.Name, As: AsFollower})
+		agents = append(agents, Recipient{Email: fl.Email, Name: fl.Name, As: model.AsFollower})
 		d.trace("F2", "notified (hidden)", fl.Email+" as follower, on the agents' copy with masked addresses (F3)")
 	}
-	if t.Assignee != "" && !notified[lower(t.Assignee)] && !skip(t.Assignee, AsAssignee) {
-		agents = append(agents, Recipient{Email: t.Assignee, Name: env.AgentNames[lower(t.Assignee)], As: AsAssignee})
+	if t.Assignee != "" && !notified[lower(t.Assignee)] && !skip(t.Assignee, model.AsAssignee) {
+		agents = append(agents, Recipient{Email: t.Assignee, Name: env.AgentNames[lower(t.Assignee)], As: model.AsAssignee})
 		d.trace(rule, "notified (hidden)", t.Assignee+" as assignee, on the agents' copy with masked addresses (H3)")
 	}
 	if len(agents) > 0 {
-		d.Notifications = append(d.Notifications, Notification{Kind: KindComment, Copy: CopyAgent,
+		d.Notifications = append(d.Notifications, Notification{Kind: model.KindComment, Copy: model.CopyAgent,
 			Recipients: agents, Attachments: f.attachments, Automatic: f.automatic})
 	}
 }
@@ -91,17 +91,17 @@ func addEndUserCopies(d *Decision, t *model.Ticket, env Env, kind model.Notifica
 	groups := map[key][]Recipient{}
 	var order []key
 	for _, r := range endUsers {
-		k := key{attach: attachments, copy: CopyEndUser}
+		k := key{attach: attachments, copy: model.CopyEndUser}
 		if _, ok := StatusViewer(t, r.Email, env); ok {
 			// Her link opens her view of the ticket: it must reach nobody else (S1).
 			k.viewer = r.Email
 			d.trace("S1", "own copy", r.Email+" gets a copy of her own, with her request status view link")
 		}
 		if env.IsAgent(r.Email) {
-			k.copy = CopyAgent
+			k.copy = model.CopyAgent
 			d.trace("H3", "agents' copy", r.Email+" ("+string(r.As)+") is "+article(roleWord(env.AgentRole(r.Email)))+": the copy shows the requester and CCs by masked addresses")
 		}
-		if r.As == AsCC {
+		if r.As == model.AsCC {
 			if !t.Welcomed[lower(r.Email)] {
 				k.history = true
 				t.Welcomed[lower(r.Email)] = true
@@ -135,10 +135,10 @@ func notifyEvent(d *Decision, t *model.Ticket, env Env, kind model.NotificationK
 		if env.IsAgent(t.Requester.Email) && SameAddress(t.Requester.Email, actor) {
 			break
 		}
-		endUsers = append(endUsers, Recipient{Email: t.Requester.Email, Name: t.Requester.Name, As: AsRequester, Visible: true})
+		endUsers = append(endUsers, Recipient{Email: t.Requester.Email, Name: t.Requester.Name, As: model.AsRequester, Visible: true})
 		if audience == "requester_and_ccs" {
 			for _, cc := range t.CCs {
-				endUsers = append(endUsers, Recipient{Email: cc.Email, Name: cc.Name, As: AsCC, Visible: true})
+				endUsers = append(endUsers, Recipient{Email: cc.Email, Name: cc.Name, As: model.AsCC, Visible: true})
 			}
 		} else if len(t.CCs) > 0 {
 			d.trace("N5", "not notified", "CCs: notifications."+string(kind)+" is requester")

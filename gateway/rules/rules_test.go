@@ -27,7 +27,7 @@ func env(mod ...func(*Env)) Env {
 			ReplyAudience: "notification", CCAttachments: true},
 		Notifications: model.Notifications{TicketCreated: "requester", Assigned: "requester_and_ccs", Solved: "requester_and_ccs"},
 		MaxCCs:        48,
-		Agents:        map[string]model.Role{alice: RoleAgent, dana: RoleAgent, carol: RoleAgent, bob: RoleLightAgent},
+		Agents:        map[string]model.Role{alice: model.RoleAgent, dana: model.RoleAgent, carol: model.RoleAgent, bob: model.RoleLightAgent},
 		AgentNames:    map[string]string{alice: "Alice", dana: "Dana", carol: "Carol", bob: "Bob"},
 	}
 	for _, m := range mod {
@@ -180,7 +180,7 @@ func TestT4_StatusChanges(t *testing.T) {
 			}
 		})
 	}
-	d, _ := DecideAction(ticket(model.StatusNew), Action{Kind: ActComment, Actor: alice, Public: true}, env())
+	d, _ := DecideAction(ticket(model.StatusNew), Action{Kind: model.OpComment, Actor: alice, Public: true}, env())
 	if d.Status != model.StatusOpen {
 		t.Errorf("first agent comment by API left status %q", d.Status)
 	}
@@ -212,24 +212,24 @@ func TestT5_AutomaticMailIsANoteAndTellsNoEndUser(t *testing.T) {
 }
 
 func TestR1_OnlyAgentsAreAssigned(t *testing.T) {
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAssign, Person: model.Person{Email: bob}}, env()); r == nil || r.Kind != RefuseNotAllowed {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAssign, Person: model.Person{Email: bob}}, env()); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("light agent assigned: %v", r)
 	}
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAssign, Person: model.Person{Email: vendor}}, env()); r == nil || r.Kind != RefuseNotAllowed {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAssign, Person: model.Person{Email: vendor}}, env()); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("end user assigned: %v", r)
 	}
-	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAssign, Person: model.Person{Email: alice}}, env())
+	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAssign, Person: model.Person{Email: alice}}, env())
 	if r != nil || d.Ticket.Assignee != alice {
 		t.Fatalf("assign alice: %v %+v", r, d.Ticket)
 	}
 }
 
 func TestR2_FollowersAreAgentsOnly(t *testing.T) {
-	_, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: kim}}, env())
+	_, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAddFollower, Person: model.Person{Email: kim}}, env())
 	if r == nil || r.Kind != RefuseNotAllowed || r.Rule != "R2" {
 		t.Fatalf("end user made follower: %v", r)
 	}
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: bob}}, env()); r != nil {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAddFollower, Person: model.Person{Email: bob}}, env()); r != nil {
 		t.Fatalf("light agent refused as follower: %v", r)
 	}
 }
@@ -237,11 +237,11 @@ func TestR2_FollowersAreAgentsOnly(t *testing.T) {
 func TestR3_OneRolePerAddress(t *testing.T) {
 	tk := ticket(model.StatusOpen)
 	tk.CCs = append(tk.CCs, model.Person{Email: dana})
-	d, r := DecideAction(tk, Action{Kind: ActAddFollower, Person: model.Person{Email: dana}}, env())
+	d, r := DecideAction(tk, Action{Kind: model.OpAddFollower, Person: model.Person{Email: dana}}, env())
 	if r != nil || IsCC(d.Ticket, dana) || !IsFollower(d.Ticket, dana) || !traceHas(d.Trace, "R3", "promoted") {
 		t.Fatalf("CC not moved to follower: %v %+v", r, d.Ticket)
 	}
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Person: model.Person{Email: jane}}, env()); r == nil || r.Kind != RefuseConflict {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAddCC, Person: model.Person{Email: jane}}, env()); r == nil || r.Kind != RefuseConflict {
 		t.Fatalf("requester added as CC: %v", r)
 	}
 }
@@ -282,11 +282,11 @@ func TestC2_BlocklistNeverAdds(t *testing.T) {
 	if len(d.Ticket.CCs) != 1 || !traceHas(d.Trace, "C2", "not added") {
 		t.Fatalf("blocklisted added: %+v", d.Ticket.CCs)
 	}
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Person: model.Person{Email: "x@noreply.example.com"}}, env()); r == nil || r.Kind != RefuseNotAllowed {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAddCC, Person: model.Person{Email: "x@noreply.example.com"}}, env()); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("API added a blocklisted CC: %v", r)
 	}
 	e := env(func(e *Env) { e.Policy.CCBlocklist = append(e.Policy.CCBlocklist, dana) })
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: dana}}, e); r == nil || r.Kind != RefuseNotAllowed {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAddFollower, Person: model.Person{Email: dana}}, e); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("API added a blocklisted follower: %v", r)
 	}
 }
@@ -304,8 +304,8 @@ func TestC3_AgentCCBecomesFollower(t *testing.T) {
 
 func TestC4_NewCCGetsHistoryOnce(t *testing.T) {
 	tk := ticket(model.StatusOpen)
-	d, _ := DecideAction(tk, Action{Kind: ActAddCC, Person: model.Person{Email: kim}}, env())
-	d2, _ := DecideAction(d.Ticket, Action{Kind: ActComment, Actor: alice, Public: true}, env())
+	d, _ := DecideAction(tk, Action{Kind: model.OpAddCC, Person: model.Person{Email: kim}}, env())
+	d2, _ := DecideAction(d.Ticket, Action{Kind: model.OpComment, Actor: alice, Public: true}, env())
 	var kimHistory, joeHistory bool
 	for _, n := range d2.Notifications {
 		for _, r := range n.Recipients {
@@ -320,7 +320,7 @@ func TestC4_NewCCGetsHistoryOnce(t *testing.T) {
 	if !kimHistory || joeHistory || !traceHas(d2.Trace, "C4", "history") {
 		t.Fatalf("history: kim=%v joe=%v", kimHistory, joeHistory)
 	}
-	d3, _ := DecideAction(d2.Ticket, Action{Kind: ActComment, Actor: alice, Public: true}, env())
+	d3, _ := DecideAction(d2.Ticket, Action{Kind: model.OpComment, Actor: alice, Public: true}, env())
 	for _, n := range d3.Notifications {
 		if n.History {
 			t.Fatal("history sent twice")
@@ -337,15 +337,15 @@ func TestC5_OwnAddressesAddNobody(t *testing.T) {
 }
 
 func TestC6_ExpertsManageCCs(t *testing.T) {
-	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Person: model.Person{Email: kim}}, env(func(e *Env) { e.Policy.CCsEnabled = false }))
+	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAddCC, Person: model.Person{Email: kim}}, env(func(e *Env) { e.Policy.CCsEnabled = false }))
 	if r != nil || !IsCC(d.Ticket, kim) || !traceHas(d.Trace, "C6", "added") {
 		t.Fatalf("expert add: %v", r)
 	}
-	d, r = DecideAction(d.Ticket, Action{Kind: ActRemoveCC, Person: model.Person{Email: kim}}, env())
+	d, r = DecideAction(d.Ticket, Action{Kind: model.OpRemoveCC, Person: model.Person{Email: kim}}, env())
 	if r != nil || IsCC(d.Ticket, kim) {
 		t.Fatalf("expert remove: %v", r)
 	}
-	if _, r = DecideAction(d.Ticket, Action{Kind: ActRemoveCC, Person: model.Person{Email: kim}}, env()); r == nil || r.Kind != RefuseNotFound {
+	if _, r = DecideAction(d.Ticket, Action{Kind: model.OpRemoveCC, Person: model.Person{Email: kim}}, env()); r == nil || r.Kind != RefuseNotFound {
 		t.Fatalf("removing a non-CC: %v", r)
 	}
 }
@@ -387,7 +387,7 @@ func TestC8_CapOnCCs(t *testing.T) {
 	if len(d.Ticket.CCs) != 2 || !traceHas(d.Trace, "C8", "not added") {
 		t.Fatalf("cap: %v", d.Ticket.CCs)
 	}
-	if _, r := DecideAction(d.Ticket, Action{Kind: ActAddCC, Person: model.Person{Email: "z@customer.test"}}, env(func(e *Env) { e.MaxCCs = 2 })); r == nil || r.Kind != RefuseNotAllowed {
+	if _, r := DecideAction(d.Ticket, Action{Kind: model.OpAddCC, Person: model.Person{Email: "z@customer.test"}}, env(func(e *Env) { e.MaxCCs = 2 })); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("API over the cap: %v", r)
 	}
 }
@@ -397,18 +397,18 @@ func TestF1_MailNeverAddsFollowers(t *testing.T) {
 	if IsFollower(d.Ticket, kim) {
 		t.Fatal("an end user became a follower by mail")
 	}
-	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: dana}}, env())
+	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAddFollower, Person: model.Person{Email: dana}}, env())
 	if r != nil || !IsFollower(d.Ticket, dana) {
 		t.Fatalf("expert could not add a follower: %v", r)
 	}
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddFollower, Person: model.Person{Email: dana}}, env(func(e *Env) { e.Policy.FollowersEnabled = false })); r == nil || r.Kind != RefuseNotAllowed {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAddFollower, Person: model.Person{Email: dana}}, env(func(e *Env) { e.Policy.FollowersEnabled = false })); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("followers disabled: %v", r)
 	}
 }
 
 func TestF2_FollowersGetPublicAndInternal(t *testing.T) {
 	for _, public := range []bool{true, false} {
-		d, _ := DecideAction(ticket(model.StatusOpen), Action{Kind: ActComment, Actor: alice, Public: public}, env())
+		d, _ := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpComment, Actor: alice, Public: public}, env())
 		if !has(recipients(d), carol+"/follower/agent") {
 			t.Fatalf("public=%v: follower not notified: %v", public, recipients(d))
 		}
@@ -418,7 +418,7 @@ func TestF2_FollowersGetPublicAndInternal(t *testing.T) {
 func TestF3_FollowerCopyIsApartFromEndUsers(t *testing.T) {
 	tk := ticket(model.StatusOpen)
 	tk.Assignee = dana
-	d, _ := DecideAction(tk, Action{Kind: ActComment, Actor: alice, Public: true}, env())
+	d, _ := DecideAction(tk, Action{Kind: model.OpComment, Actor: alice, Public: true}, env())
 	for _, n := range d.Notifications {
 		agents, users := 0, 0
 		for _, r := range n.Recipients {
@@ -427,7 +427,7 @@ func TestF3_FollowerCopyIsApartFromEndUsers(t *testing.T) {
 			} else {
 				users++
 			}
-			if r.Email == carol && (n.Copy != CopyAgent || r.Visible) {
+			if r.Email == carol && (n.Copy != model.CopyAgent || r.Visible) {
 				t.Fatalf("follower's copy: %+v", n)
 			}
 		}
@@ -483,13 +483,13 @@ func TestV3_AgentReplyVsReplyAll(t *testing.T) {
 }
 
 func TestV4_ExpertChoosesVisibility(t *testing.T) {
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActComment, Actor: bob, Public: true}, env()); r == nil || r.Kind != RefuseNotAllowed {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpComment, Actor: bob, Public: true}, env()); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("light agent's public API comment: %v", r)
 	}
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActComment, Actor: vendor, Public: false}, env()); r == nil || r.Kind != RefuseNotAllowed {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpComment, Actor: vendor, Public: false}, env()); r == nil || r.Kind != RefuseNotAllowed {
 		t.Fatalf("non-agent API comment: %v", r)
 	}
-	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActComment, Actor: bob, Public: false}, env())
+	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpComment, Actor: bob, Public: false}, env())
 	if r != nil || d.Comment.Public {
 		t.Fatalf("light agent's note: %v", r)
 	}
@@ -498,24 +498,24 @@ func TestV4_ExpertChoosesVisibility(t *testing.T) {
 // A light agent acting as an expert (the web desk, the API naming her) is held to what she may
 // do by mail: no CCs (C1), nothing public (V4); she may still take herself out of the way.
 func TestC1_V4_LightAgentExpertActions(t *testing.T) {
-	_, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Actor: bob, Person: model.Person{Email: "new@example.org"}}, env())
+	_, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAddCC, Actor: bob, Person: model.Person{Email: "new@example.org"}}, env())
 	if r == nil || r.Kind != RefuseNotAllowed || r.Rule != "C1" || !strings.Contains(r.Msg, "light agent") {
 		t.Fatalf("light agent added a CC: %v", r)
 	}
-	_, r = DecideAction(ticket(model.StatusOpen), Action{Kind: ActMakePublic, Actor: bob, CommentID: 9}, env())
+	_, r = DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpMakePublic, Actor: bob, CommentID: 9}, env())
 	if r == nil || r.Kind != RefuseNotAllowed || r.Rule != "V4" {
 		t.Fatalf("light agent made a comment public: %v", r)
 	}
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActAddCC, Actor: alice, Person: model.Person{Email: "new@example.org"}}, env()); r != nil {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpAddCC, Actor: alice, Person: model.Person{Email: "new@example.org"}}, env()); r != nil {
 		t.Fatalf("agent refused a CC: %v", r)
 	}
-	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActMakePrivate, Actor: bob, CommentID: 9, CommentPublic: true}, env()); r != nil {
+	if _, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpMakePrivate, Actor: bob, CommentID: 9, CommentPublic: true}, env()); r != nil {
 		t.Fatalf("light agent refused making a comment internal: %v", r)
 	}
 }
 
 func TestV5_MakeCommentInternal(t *testing.T) {
-	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: ActMakePrivate, CommentID: 9, CommentPublic: true}, env())
+	d, r := DecideAction(ticket(model.StatusOpen), Action{Kind: model.OpMakePrivate, CommentID: 9, CommentPublic: true}, env())
 	if r != nil || d.Restate == nil || d.Restate.CommentID != 9 || d.Restate.Public || !traceHas(d.Trace, "V5", "internal") || len(d.Notifications) != 0 {
 		t.Fatalf("V5: %v %+v", r, d)
 	}
@@ -547,14 +547,14 @@ func TestX2_ReplyToDiffersChangesNobody(t *testing.T) {
 func TestN1_PublicCommentAudience(t *testing.T) {
 	tk := ticket(model.StatusOpen)
 	tk.Assignee = dana
-	d, _ := DecideAction(tk, Action{Kind: ActComment, Actor: alice, Public: true}, env())
+	d, _ := DecideAction(tk, Action{Kind: model.OpComment, Actor: alice, Public: true}, env())
 	got := recipients(d)
 	for _, want := range []string{jane + "/requester/end_user", joe + "/cc/end_user", carol + "/follower/agent", dana + "/assignee/agent"} {
 		if !has(got, want) {
 			t.Errorf("missing %s in %v", want, got)
 		}
 	}
-	d, _ = DecideAction(tk, Action{Kind: ActComment, Actor: carol, Public: true}, env())
+	d, _ = DecideAction(tk, Action{Kind: model.OpComment, Actor: carol, Public: true}, env())
 	if notifiedEmails(d)[carol] || !traceHas(d.Trace, "N1", "not notified") {
 		t.Fatal("the author was notified of its own comment")
 	}
@@ -563,7 +563,7 @@ func TestN1_PublicCommentAudience(t *testing.T) {
 func TestN2_InternalNoteAudience(t *testing.T) {
 	tk := ticket(model.StatusOpen)
 	tk.Assignee = dana
-	d, _ := DecideAction(tk, Action{Kind: ActComment, Actor: alice, Public: false}, env())
+	d, _ := DecideAction(tk, Action{Kind: model.OpComment, Actor: alice, Public: false}, env())
 	got := notifiedEmails(d)
 	if got[jane] || got[joe] || !got[carol] || !got[dana] || !traceHas(d.Trace, "N2", "not notified") {
 		t.Fatalf("internal note went to %v", got)
@@ -596,16 +596,16 @@ func TestN4_ReplyAudience(t *testing.T) {
 
 func TestN5_EventAudiences(t *testing.T) {
 	tk := ticket(model.StatusOpen)
-	d, _ := DecideAction(tk, Action{Kind: ActAssign, Person: model.Person{Email: alice}}, env())
+	d, _ := DecideAction(tk, Action{Kind: model.OpAssign, Person: model.Person{Email: alice}}, env())
 	got := recipients(d)
 	if !has(got, jane+"/requester/end_user") || !has(got, joe+"/cc/end_user") || !has(got, alice+"/assignee/agent") {
 		t.Fatalf("assigned (requester_and_ccs): %v", got)
 	}
-	d, _ = DecideAction(tk, Action{Kind: ActAssign, Person: model.Person{Email: alice}}, env(func(e *Env) { e.Notifications.Assigned = "none" }))
+	d, _ = DecideAction(tk, Action{Kind: model.OpAssign, Person: model.Person{Email: alice}}, env(func(e *Env) { e.Notifications.Assigned = "none" }))
 	if got := recipients(d); len(got) != 1 || got[0] != alice+"/assignee/agent" {
 		t.Fatalf("assigned (none): %v; the assignee is always told", got)
 	}
-	d, _ = DecideAction(tk, Action{Kind: ActStatus, Status: model.StatusSolved}, env(func(e *Env) { e.Notifications.Solved = "requester" }))
+	d, _ = DecideAction(tk, Action{Kind: model.OpStatus, Status: model.StatusSolved}, env(func(e *Env) { e.Notifications.Solved = "requester" }))
 	if got := recipients(d); len(got) != 1 || got[0] != jane+"/requester/end_user" {
 		t.Fatalf("solved (requester): %v", got)
 	}
@@ -673,7 +673,7 @@ func TestT5_SenderLimit(t *testing.T) {
 }
 
 func TestC5_ExpertCannotAddOwnAddresses(t *testing.T) {
-	for _, kind := range []model.Operation{ActAddCC, ActAddFollower} {
+	for _, kind := range []model.Operation{model.OpAddCC, model.OpAddFollower} {
 		_, r := DecideAction(ticket(model.StatusOpen), Action{Kind: kind, Person: model.Person{Email: "support@example.com"}, PersonIsOwn: true}, env())
 		if r == nil || r.Kind != RefuseNotAllowed || r.Rule != "C5" {
 			t.Errorf("%s of an own address: %v", kind, r)
@@ -686,7 +686,7 @@ func TestT4_InternalNoteDoesNotReopenButEndUserMailDoes(t *testing.T) {
 	if d.Status != "" {
 		t.Errorf("an agent's internal note by mail reopened a solved ticket")
 	}
-	d, _ = DecideAction(ticket(model.StatusSolved), Action{Kind: ActComment, Actor: alice, Public: false}, env())
+	d, _ = DecideAction(ticket(model.StatusSolved), Action{Kind: model.OpComment, Actor: alice, Public: false}, env())
 	if d.Status != "" {
 		t.Errorf("an agent's internal note by API reopened a solved ticket")
 	}
@@ -698,7 +698,7 @@ func TestT4_InternalNoteDoesNotReopenButEndUserMailDoes(t *testing.T) {
 
 func TestH2_H3_Masking(t *testing.T) {
 	e := env()
-	if e.Masked(CopyEndUser, jane) || !e.Masked(CopyEndUser, dana) || !e.Masked(CopyAgent, jane) {
+	if e.Masked(model.CopyEndUser, jane) || !e.Masked(model.CopyEndUser, dana) || !e.Masked(model.CopyAgent, jane) {
 		t.Error("masking: end users real in end users' copies; agents always masked; everyone masked for agents")
 	}
 }

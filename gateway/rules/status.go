@@ -24,10 +24,10 @@ func StatusViewer(t *model.Ticket, email string, env Env) (model.As, bool) {
 		return "", false
 	}
 	if SameAddress(t.Requester.Email, email) {
-		return AsRequester, true
+		return model.AsRequester, true
 	}
 	if env.StatusView == StatusViewRequesterAndCCs && IsCC(t, email) {
-		return AsCC, true
+		return model.AsCC, true
 	}
 	return "", false
 }
@@ -35,7 +35,7 @@ func StatusViewer(t *model.Ticket, email string, env Env) (model.As, bool) {
 // ViewShowsAttachments says whether a status viewer in capacity as sees the public
 // comments' files: CCs do not when policy.cc_attachments is false (S1, N6).
 func ViewShowsAttachments(as model.As, env Env) bool {
-	return as != AsCC || env.Policy.CCAttachments
+	return as != model.AsCC || env.Policy.CCAttachments
 }
 
 // DecideWebReply decides a reply posted from the request status view by author, who
@@ -50,7 +50,7 @@ func DecideWebReply(ticket *model.Ticket, author string, attachments bool, env E
 	} else {
 		d.trace("V2", "public", "a CC's reply from the request status view reaches everybody, as a Reply-all (S2)")
 	}
-	reopen(&d, t, RoleEndUser, true, false)
+	reopen(&d, t, model.RoleEndUser, true, false)
 	notifyComment(&d, t, env, noteFacts{author: author, public: true, endUsersOK: true, ccs: t.CCs, attachments: attachments})
 	return d
 }
@@ -61,7 +61,7 @@ func DecideWebReply(ticket *model.Ticket, author string, attachments bool, env E
 func DecideWebSolve(ticket *model.Ticket, author string, env Env) (Decision, *Refusal) {
 	t := copyTicket(ticket)
 	d := Decision{Ticket: t}
-	if as, ok := StatusViewer(t, author, env); !ok || as != AsRequester {
+	if as, ok := StatusViewer(t, author, env); !ok || as != model.AsRequester {
 		return d, refuse(RefuseNotAllowed, "S2", "%s is not the requester of ticket %d: only she marks it solved from the status view", author, t.ID)
 	}
 	if t.Status == model.StatusSolved {
@@ -70,7 +70,7 @@ func DecideWebSolve(ticket *model.Ticket, author string, env Env) (Decision, *Re
 	}
 	d.Status, t.Status = model.StatusSolved, model.StatusSolved
 	d.trace("S2", "status solved", "the requester marked her request solved from the request status view")
-	notifyEvent(&d, t, env, KindSolved, env.Notifications.Solved, author)
+	notifyEvent(&d, t, env, model.KindSolved, env.Notifications.Solved, author)
 	return d, nil
 }
 

@@ -16,10 +16,10 @@ func TestS1_WhoHasAStatusView(t *testing.T) {
 		as          model.As
 		ok          bool
 	}{
-		{StatusViewRequester, jane, AsRequester, true},
-		{StatusViewRequester, "JANE@customer.test", AsRequester, true},
+		{StatusViewRequester, jane, model.AsRequester, true},
+		{StatusViewRequester, "JANE@customer.test", model.AsRequester, true},
 		{StatusViewRequester, joe, "", false},
-		{StatusViewRequesterAndCCs, joe, AsCC, true},
+		{StatusViewRequesterAndCCs, joe, model.AsCC, true},
 		{StatusViewRequesterAndCCs, kim, "", false},   // not on the ticket
 		{StatusViewRequesterAndCCs, carol, "", false}, // a follower, an agent
 		{StatusViewOff, jane, "", false},
@@ -30,8 +30,8 @@ func TestS1_WhoHasAStatusView(t *testing.T) {
 			t.Errorf("%q %s: %q %v, want %q %v", c.view, c.email, as, ok, c.as, c.ok)
 		}
 	}
-	if !ViewShowsAttachments(AsRequester, env(func(e *Env) { e.Policy.CCAttachments = false })) ||
-		ViewShowsAttachments(AsCC, env(func(e *Env) { e.Policy.CCAttachments = false })) || !ViewShowsAttachments(AsCC, env()) {
+	if !ViewShowsAttachments(model.AsRequester, env(func(e *Env) { e.Policy.CCAttachments = false })) ||
+		ViewShowsAttachments(model.AsCC, env(func(e *Env) { e.Policy.CCAttachments = false })) || !ViewShowsAttachments(model.AsCC, env()) {
 		t.Error("CCs see attachments through the view only when policy.cc_attachments is true")
 	}
 }
@@ -43,7 +43,7 @@ func TestS1_LinkCopiesGoToOnePerson(t *testing.T) {
 		tk := ticket(model.StatusOpen)
 		tk.CCs = append(tk.CCs, model.Person{Email: kim})
 		tk.Welcomed[kim] = true
-		d, r := DecideAction(tk, Action{Kind: ActComment, Actor: alice, Public: true}, env(withView(view)))
+		d, r := DecideAction(tk, Action{Kind: model.OpComment, Actor: alice, Public: true}, env(withView(view)))
 		if r != nil {
 			t.Fatal(r)
 		}
@@ -52,7 +52,7 @@ func TestS1_LinkCopiesGoToOnePerson(t *testing.T) {
 			if n.StatusViewFor == "" {
 				continue
 			}
-			if len(n.Recipients) != 1 || !SameAddress(n.Recipients[0].Email, n.StatusViewFor) || n.Copy != CopyEndUser {
+			if len(n.Recipients) != 1 || !SameAddress(n.Recipients[0].Email, n.StatusViewFor) || n.Copy != model.CopyEndUser {
 				t.Fatalf("%s: a link copy for %s goes to %+v", view, n.StatusViewFor, n.Recipients)
 			}
 			links[n.StatusViewFor] = true
@@ -115,7 +115,7 @@ func TestS2_WebSolve(t *testing.T) {
 		t.Fatalf("requester's solve under requester_and_ccs notified %v", got)
 	}
 	for _, n := range d.Notifications {
-		if n.Kind != KindSolved || !n.Automatic {
+		if n.Kind != model.KindSolved || !n.Automatic {
 			t.Fatalf("notification %+v: want an automatic solved notice", n)
 		}
 	}

@@ -10,13 +10,6 @@ import (
 	"github.com/deskgate/deskgate/gateway/model"
 )
 
-// Sender roles, as the model names them.
-const (
-	RoleEndUser    = model.RoleEndUser
-	RoleAgent      = model.RoleAgent
-	RoleLightAgent = model.RoleLightAgent
-)
-
 // ThreadRecipient is one envelope recipient that is one of deskgate's addresses.
 type ThreadRecipient struct {
 	Address  string

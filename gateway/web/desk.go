@@ -46,15 +46,15 @@ func init() {
 		r.handle("GET /tickets/{id}/comments/{cid}/explain", s.requireAgent(s.explainPage))
 		r.handle("GET /tickets/{id}/comments/{cid}/raw", s.requireAgent(s.rawComment))
 		r.handle("GET /tickets/{id}/comments/{cid}/files/{n}", s.requireAgent(s.attachment))
-		r.handle("POST /tickets/{id}/ccs", s.requireAgent(s.personAct(rules.ActAddCC, "email", "%s added as CC")))
-		r.handle("POST /tickets/{id}/ccs/remove", s.requireAgent(s.personAct(rules.ActRemoveCC, "email", "%s is no longer a CC")))
-		r.handle("POST /tickets/{id}/followers", s.requireAgent(s.personAct(rules.ActAddFollower, "email", "%s now follows this ticket")))
-		r.handle("POST /tickets/{id}/followers/remove", s.requireAgent(s.personAct(rules.ActRemoveFollower, "email", "%s no longer follows this ticket")))
-		r.handle("POST /tickets/{id}/assign", s.requireAgent(s.personAct(rules.ActAssign, "assignee", "Assigned to %s")))
+		r.handle("POST /tickets/{id}/ccs", s.requireAgent(s.personAct(model.OpAddCC, "email", "%s added as CC")))
+		r.handle("POST /tickets/{id}/ccs/remove", s.requireAgent(s.personAct(model.OpRemoveCC, "email", "%s is no longer a CC")))
+		r.handle("POST /tickets/{id}/followers", s.requireAgent(s.personAct(model.OpAddFollower, "email", "%s now follows this ticket")))
+		r.handle("POST /tickets/{id}/followers/remove", s.requireAgent(s.personAct(model.OpRemoveFollower, "email", "%s no longer follows this ticket")))
+		r.handle("POST /tickets/{id}/assign", s.requireAgent(s.personAct(model.OpAssign, "assignee", "Assigned to %s")))
 		r.handle("POST /tickets/{id}/status", s.requireAgent(s.statusAct))
 		r.handle("POST /tickets/{id}/comments", s.requireAgent(s.commentAct))
-		r.handle("POST /tickets/{id}/comments/{cid}/private", s.requireAgent(s.visibilityAct(rules.ActMakePrivate, "Comment %d is internal now")))
-		r.handle("POST /tickets/{id}/comments/{cid}/public", s.requireAgent(s.visibilityAct(rules.ActMakePublic, "Comment %d is public now")))
+		r.handle("POST /tickets/{id}/comments/{cid}/private", s.requireAgent(s.visibilityAct(model.OpMakePrivate, "Comment %d is internal now")))
+		r.handle("POST /tickets/{id}/comments/{cid}/public", s.requireAgent(s.visibilityAct(model.OpMakePublic, "Comment %d is public now")))
 	})
 }
 
@@ -218,13 +218,13 @@ func thousands(n int) string {
 	return b.String()
 }
 
-func (s *Server) row(cfg *config.Config, t store.Ticket) ticketRow {
+func (s *Server) row(cfg *config.Config, t model.Ticket) ticketRow {
 	return ticketRow{ID: t.ID, URL: s.path(fmt.Sprintf("/tickets/%d", t.ID)), Subject: t.Subject, Status: string(t.Status),
 		Requester: personText(t.Requester), Assignee: agentName(cfg, t.Assignee), Updated: when(t.UpdatedAt)}
 }
 
 // personText is how a page names a participant: "Name <address>", or the address.
-func personText(p store.Person) string {
+func personText(p model.Person) string {
 	if p.Name == "" {
 		return p.Email
 	}
@@ -406,10 +406,10 @@ func (s *Server) loadDetail(id uint64, a Agent) (detailData, error) {
 			if label == "" {
 				label = ag.Email
 			}
-			if assignee := strings.EqualFold(ag.Email, t.Assignee); assignee || allows(rules.ActAssign, ag.Email) {
+			if assignee := strings.EqualFold(ag.Email, t.Assignee); assignee || allows(model.OpAssign, ag.Email) {
 				d.Assignable = append(d.Assignable, agentOption{Email: ag.Email, Label: label, Selected: assignee})
 			}
-			if allows(rules.ActAddFollower, ag.Email) {
+			if allows(model.OpAddFollower, ag.Email) {
 				d.Followable = append(d.Followable, agentOption{Email: ag.Email, Label: label})
 			}
 		}
@@ -428,7 +428,7 @@ func cmpUint(a, b uint64) int {
 	return 0
 }
 
-func (s *Server) personView(cfg *config.Config, p store.Person) personView {
+func (s *Server) personView(cfg *config.Config, p model.Person) personView {
 	if ag, ok := cfg.AgentByEmail(p.Email); ok && ag.Name != "" {
 		p.Name = ag.Name
 	}
@@ -446,7 +446,7 @@ func statusButtons(st model.Status) []statusButton {
 	}
 }
 
-func (s *Server) commentView(cfg *config.Config, tx *store.Tx, base string, c store.Comment) itemView {
+func (s *Server) commentView(cfg *config.Config, tx *store.Tx, base string, c model.Comment) itemView {
 	author := c.AuthorName
 	byAgent := false
 	if ag, ok := cfg.AgentByEmail(c.Author); ok {
@@ -474,7 +474,7 @@ func (s *Server) commentView(cfg *config.Config, tx *store.Tx, base string, c st
 	return v
 }
 
-func (s *Server) eventView(cfg *config.Config, tx *store.Tx, base string, e store.Event) itemView {
+func (s *Server) eventView(cfg *config.Config, tx *store.Tx, base string, e model.Event) itemView {
 	who := agentName(cfg, e.Actor)
 	if who == "" {
 		who = rules.ExpertName(e.Actor)
@@ -484,27 +484,27 @@ func (s *Server) eventView(cfg *config.Config, tx *store.Tx, base string, e stor
 }
 
 // eventWords says what an event did, in a sentence's rest after its actor's name.
-func eventWords(cfg *config.Config, e store.Event) string {
+func eventWords(cfg *config.Config, e model.Event) string {
 	switch model.Operation(e.Action) {
-	case rules.ActAddCC:
+	case model.OpAddCC:
 		return "added " + e.Detail + " as CC"
-	case rules.ActRemoveCC:
+	case model.OpRemoveCC:
 		return "removed the CC " + e.Detail
-	case rules.ActAddFollower:
+	case model.OpAddFollower:
 		return "added the follower " + agentName(cfg, e.Detail)
-	case rules.ActRemoveFollower:
+	case model.OpRemoveFollower:
 		return "removed the follower " + agentName(cfg, e.Detail)
-	case rules.ActAssign:
+	case model.OpAssign:
 		return "assigned the ticket to " + agentName(cfg, e.Detail)
-	case rules.ActStatus:
+	case model.OpStatus:
 		return "set the status to " + e.Detail
-	case rules.ActMakePrivate, rules.ActMakePublic:
+	case model.OpMakePrivate, model.OpMakePublic:
 		return e.Detail
 	}
 	return strings.TrimSpace(e.Action + " " + e.Detail)
 }
 
-func audience(cfg *config.Config, ns []store.Notified) []audienceView {
+func audience(cfg *config.Config, ns []model.Notified) []audienceView {
 	out := make([]audienceView, 0, len(ns))
 	for _, n := range ns {
 		who := n.Email
@@ -538,13 +538,13 @@ type explainData struct {
 	ID       uint64
 	Kind     string
 	By       string
-	Trace    []store.TraceStep
+	Trace    []model.TraceStep
 	Audience []audienceView
 }
 
 // itemOf reads comment or event cid of ticket id: ok is false (and the page answered) when
 // there is none on that ticket.
-func (s *Server) itemOf(w http.ResponseWriter, r *http.Request) (id uint64, c *store.Comment, e *store.Event, ok bool) {
+func (s *Server) itemOf(w http.ResponseWriter, r *http.Request) (id uint64, c *model.Comment, e *model.Event, ok bool) {
 	id, ok = s.ticketID(w, r)
 	if !ok {
 		return 0, nil, nil, false
@@ -577,7 +577,7 @@ func (s *Server) explainPage(w http.ResponseWriter, r *http.Request, a Agent) {
 	}
 	cfg := s.cfg()
 	d := explainData{TicketID: id, Back: s.path(fmt.Sprintf("/tickets/%d", id))}
-	var notified []store.Notified
+	var notified []model.Notified
 	if c != nil {
 		d.ID, d.Kind, d.By, d.Trace, notified = c.ID, "Comment", agentName(cfg, c.Author), c.Trace, c.Notified
 	} else {
@@ -779,12 +779,12 @@ func (s *Server) personAct(kind model.Operation, field, done string) func(http.R
 			return
 		}
 		who := agentName(s.cfg(), email)
-		if kind == rules.ActAddCC && s.cfg().Policy.AgentCCBecomesFollower {
+		if kind == model.OpAddCC && s.cfg().Policy.AgentCCBecomesFollower {
 			if _, isAgent := s.cfg().AgentByEmail(email); isAgent {
 				done = "%s is an agent: added as a hidden follower, not a CC (C3)"
 			}
 		}
-		s.act(w, r, a, id, []rules.Action{{Kind: kind, Person: store.Person{Email: email}}}, "", fmt.Sprintf(done, who))
+		s.act(w, r, a, id, []rules.Action{{Kind: kind, Person: model.Person{Email: email}}}, "", fmt.Sprintf(done, who))
 	}
 }
 
@@ -794,7 +794,7 @@ func (s *Server) statusAct(w http.ResponseWriter, r *http.Request, a Agent) {
 		return
 	}
 	st := r.PostFormValue("status")
-	s.act(w, r, a, id, []rules.Action{{Kind: rules.ActStatus, Status: model.Status(st)}}, "", "Status set to "+st)
+	s.act(w, r, a, id, []rules.Action{{Kind: model.OpStatus, Status: model.Status(st)}}, "", "Status set to "+st)
 }
 
 func (s *Server) commentAct(w http.ResponseWriter, r *http.Request, a Agent) {
@@ -813,7 +813,7 @@ func (s *Server) commentAct(w http.ResponseWriter, r *http.Request, a Agent) {
 	if public {
 		done = "Public reply sent"
 	}
-	s.act(w, r, a, id, []rules.Action{{Kind: rules.ActComment, Public: public}}, body, done)
+	s.act(w, r, a, id, []rules.Action{{Kind: model.OpComment, Public: public}}, body, done)
 }
 
 func (s *Server) visibilityAct(kind model.Operation, done string) func(http.ResponseWriter, *http.Request, Agent) {

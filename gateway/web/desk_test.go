@@ -24,10 +24,10 @@ func (ts *testSite) receive(from string, raw string) uint64 {
 	return res.TicketID
 }
 
-func (ts *testSite) ticket(id uint64) (*store.Ticket, []store.Comment) {
+func (ts *testSite) ticket(id uint64) (*model.Ticket, []model.Comment) {
 	ts.t.Helper()
-	var t *store.Ticket
-	var cs []store.Comment
+	var t *model.Ticket
+	var cs []model.Comment
 	err := ts.svc.Store().View(func(tx *store.Tx) error {
 		var err error
 		if t, err = tx.Ticket(id); err != nil {
@@ -197,7 +197,7 @@ func TestActionsRecordTheSignedInAgent(t *testing.T) {
 	if _, cs := ts.ticket(id); cs[2].Public || !strings.Contains(page, fmt.Sprintf("Comment %d is internal now", reply.ID)) {
 		t.Fatal("make internal did nothing")
 	}
-	var events []store.Event
+	var events []model.Event
 	ts.svc.Store().View(func(tx *store.Tx) error {
 		t, _ := tx.Ticket(id)
 		tx.Items(t)
@@ -276,7 +276,7 @@ func TestDownloadsAreAttachmentsNeverPages(t *testing.T) {
 		t.Errorf("raw: %d %v", w.Code, w.Header())
 	}
 	// An event's id in a file route: events have no files (this panicked once).
-	event := ts.act(id, "", rules.Action{Kind: rules.ActAddCC, Person: model.Person{Email: "kim@customer.test"}, Actor: "alice@example.com"})
+	event := ts.act(id, "", rules.Action{Kind: model.OpAddCC, Person: model.Person{Email: "kim@customer.test"}, Actor: "alice@example.com"})
 	for _, p := range []string{base + "/files/1", base + "/files/x", fmt.Sprintf("/tickets/%d/comments/%d/raw", id+1, cs[0].ID),
 		fmt.Sprintf("/tickets/%d/comments/%d/files/0", id, event), fmt.Sprintf("/tickets/%d/comments/%d/formatted", id, event)} {
 		if w := ts.get(p, alice); w.Code != 404 {

@@ -35,7 +35,7 @@ func init() {
 // viewer is the person a status link belongs to, as the running config admits her now.
 type viewer struct {
 	ref    string // "<id>-<token>", as the page's own links and forms use it
-	ticket *store.Ticket
+	ticket *model.Ticket
 	email  string // as the ticket has it
 	as     model.As
 	env    rules.Env
@@ -49,7 +49,7 @@ func (s *Server) statusViewer(r *http.Request) (viewer, bool) {
 	if !ok {
 		return viewer{}, false
 	}
-	var t *store.Ticket
+	var t *model.Ticket
 	err := s.st.View(func(tx *store.Tx) error {
 		var err error
 		t, err = tx.Ticket(id)
@@ -156,7 +156,7 @@ func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
 // showStatus renders v's page with code; d brings the notice, the error and the typed reply.
 func (s *Server) showStatus(w http.ResponseWriter, r *http.Request, v viewer, code int, d statusData) {
 	t := v.ticket
-	var comments []store.Comment
+	var comments []model.Comment
 	err := s.st.View(func(tx *store.Tx) error {
 		var err error
 		comments, err = tx.Comments(t)
@@ -174,8 +174,8 @@ func (s *Server) showStatus(w http.ResponseWriter, r *http.Request, v viewer, co
 	d.Status, d.StatusNote = statusWords(t.Status)
 	d.StatusKey = string(t.Status)
 	d.Solved = t.Status == model.StatusSolved
-	d.AsCC = v.as == rules.AsCC
-	d.CanSolve = v.as == rules.AsRequester && !d.Solved
+	d.AsCC = v.as == model.AsCC
+	d.CanSolve = v.as == model.AsRequester && !d.Solved
 	files := rules.ViewShowsAttachments(v.as, v.env)
 	for _, c := range comments {
 		// Internal notes, and whatever was made internal later (V5), never reach the view.
@@ -219,14 +219,14 @@ func (s *Server) showStatus(w http.ResponseWriter, r *http.Request, v viewer, co
 // reach is who a reply from v's view reaches besides the support team (N1): the requester and
 // the CCs but v, end users by their address (as H2 shows them in every copy), agents by their
 // configured name only. Followers and the assignee are the support team, named by nobody.
-func reach(t *store.Ticket, v viewer) []reachPerson {
+func reach(t *model.Ticket, v viewer) []reachPerson {
 	// Who a reply reaches is the rules' answer for a reply from this view (S2, N1), asked of
 	// them: the requester and CCs it would notify, the requester first.
 	d := rules.DecideWebReply(t, v.email, false, v.env)
 	var out []reachPerson
 	for _, n := range d.Notifications {
 		for _, r := range n.Recipients {
-			role := map[model.As]string{rules.AsRequester: "requester", rules.AsCC: "CC"}[r.As]
+			role := map[model.As]string{model.AsRequester: "requester", model.AsCC: "CC"}[r.As]
 			if role == "" {
 				continue // followers and the assignee: the support team
 			}
@@ -234,7 +234,7 @@ func reach(t *store.Ticket, v viewer) []reachPerson {
 			if !rules.StatusViewShowsAddress(t, r.Email, v.env) {
 				p = reachPerson{Name: deskName(v.env, r.Email, r.Name), Role: role + ", support team"}
 			}
-			if r.As == rules.AsRequester {
+			if r.As == model.AsRequester {
 				out = append([]reachPerson{p}, out...)
 			} else {
 				out = append(out, p)
@@ -337,7 +337,7 @@ func (s *Server) statusFile(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusNotFound, "")
 		return
 	}
-	var c *store.Comment
+	var c *model.Comment
 	var data []byte
 	found := false
 	err := s.st.View(func(tx *store.Tx) error {

@@ -85,11 +85,11 @@ Content-Disposition: attachment; filename=report.pdf
 --XX--
 `, fromName, jane, joe, subject, ts.svc.Now().UnixNano(), body))
 	id := res.TicketID
-	ts.act(id, "", rules.Action{Kind: rules.ActAddFollower, Actor: "alice@example.com", Person: model.Person{Email: "bob@example.com"}})
-	ts.act(id, "SECRET-NOTE only for agents", rules.Action{Kind: rules.ActComment, Actor: "bob@example.com"})
-	ts.act(id, "PUBLIC-2 the answer from Alice", rules.Action{Kind: rules.ActComment, Actor: "alice@example.com", Public: true})
-	later := ts.act(id, "LATER-INTERNAL said too much", rules.Action{Kind: rules.ActComment, Actor: "alice@example.com", Public: true})
-	ts.act(id, "", rules.Action{Kind: rules.ActMakePrivate, Actor: "alice@example.com", CommentID: later})
+	ts.act(id, "", rules.Action{Kind: model.OpAddFollower, Actor: "alice@example.com", Person: model.Person{Email: "bob@example.com"}})
+	ts.act(id, "SECRET-NOTE only for agents", rules.Action{Kind: model.OpComment, Actor: "bob@example.com"})
+	ts.act(id, "PUBLIC-2 the answer from Alice", rules.Action{Kind: model.OpComment, Actor: "alice@example.com", Public: true})
+	later := ts.act(id, "LATER-INTERNAL said too much", rules.Action{Kind: model.OpComment, Actor: "alice@example.com", Public: true})
+	ts.act(id, "", rules.Action{Kind: model.OpMakePrivate, Actor: "alice@example.com", CommentID: later})
 	return &request{ts: ts, id: id}
 }
 
@@ -100,8 +100,8 @@ func defaultRequest(ts *testSite) *request {
 // link is the path of email's status view of the request.
 func (rq *request) link(email string) string { return rq.ts.svc.Book().StatusPath(rq.id, email) }
 
-func (rq *request) ticket() *store.Ticket {
-	var t *store.Ticket
+func (rq *request) ticket() *model.Ticket {
+	var t *model.Ticket
 	rq.ts.svc.Store().View(func(tx *store.Tx) error {
 		var err error
 		t, err = tx.Ticket(rq.id)
@@ -116,8 +116,8 @@ func (rq *request) commentIDs() []uint64 {
 	return t.CommentIDs
 }
 
-func (rq *request) comment(id uint64) *store.Comment {
-	var c *store.Comment
+func (rq *request) comment(id uint64) *model.Comment {
+	var c *model.Comment
 	rq.ts.svc.Store().View(func(tx *store.Tx) error {
 		var err error
 		c, err = tx.Comment(id)
@@ -248,7 +248,7 @@ func TestStatusViewForCCs(t *testing.T) {
 		t.Error("policy.cc_attachments false took the requester's files away")
 	}
 
-	ts.act(rq.id, "", rules.Action{Kind: rules.ActRemoveCC, Actor: "alice@example.com", Person: model.Person{Email: joe}})
+	ts.act(rq.id, "", rules.Action{Kind: model.OpRemoveCC, Actor: "alice@example.com", Person: model.Person{Email: joe}})
 	if w := ts.get(rq.link(joe)); w.Code != http.StatusNotFound {
 		t.Errorf("a removed CC's link: %d", w.Code)
 	}
@@ -328,7 +328,7 @@ func TestStatusViewEscapesMarkup(t *testing.T) {
 func TestStatusReplyIsAPublicCommentViaWeb(t *testing.T) {
 	ts := newTestSite(t, nil)
 	rq := defaultRequest(ts)
-	ts.act(rq.id, "", rules.Action{Kind: rules.ActAddCC, Actor: "alice@example.com", Person: model.Person{Email: kim}})
+	ts.act(rq.id, "", rules.Action{Kind: model.OpAddCC, Actor: "alice@example.com", Person: model.Person{Email: kim}})
 	ref := rq.link(jane)
 
 	w := ts.postForm(ref, "body=WEB-REPLY+thank+you%0D%0Ait+works")
@@ -349,7 +349,7 @@ func TestStatusReplyIsAPublicCommentViaWeb(t *testing.T) {
 	for _, n := range c.Notified {
 		told[n.Email] = n.As
 	}
-	if told[joe] != rules.AsCC || told[kim] != rules.AsCC || told["bob@example.com"] != rules.AsFollower {
+	if told[joe] != model.AsCC || told[kim] != model.AsCC || told["bob@example.com"] != model.AsFollower {
 		t.Errorf("notified %v: want Joe and Kim as CCs and Bob as follower", told)
 	}
 	if _, ok := told[jane]; ok {
@@ -472,7 +472,7 @@ func TestStatusLinksInCopies(t *testing.T) {
 func TestStatusViewHidesAFormerAgentFollowerAndMaskedAddresses(t *testing.T) {
 	ts := newTestSite(t, nil)
 	rq := defaultRequest(ts)
-	ts.act(rq.id, "", rules.Action{Kind: rules.ActAddFollower, Actor: "alice@example.com", Person: model.Person{Email: "alice@example.com"}})
+	ts.act(rq.id, "", rules.Action{Kind: model.OpAddFollower, Actor: "alice@example.com", Person: model.Person{Email: "alice@example.com"}})
 	tk := rq.ticket()
 	book := ts.svc.Book()
 	masked := book.MaskedAddress("support@example.com", rq.id, tk.Masks[jane])

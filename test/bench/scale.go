@@ -449,13 +449,13 @@ func buildDesk(dataDir string, n int) (built, error) {
 	statuses := func() model.Status {
 		switch p := rng.IntN(100); {
 		case p < 85:
-			return store.StatusSolved
+			return model.StatusSolved
 		case p < 93:
-			return store.StatusOpen
+			return model.StatusOpen
 		case p < 97:
-			return store.StatusPending
+			return model.StatusPending
 		}
-		return store.StatusNew
+		return model.StatusNew
 	}
 	epoch := time.Now().AddDate(-5, 0, 0)
 	step := 5 * 365 * 24 * time.Hour / time.Duration(n+1)
@@ -464,20 +464,20 @@ func buildDesk(dataDir string, n int) (built, error) {
 		err := st.Update(context.Background(), func(tx *store.Tx) error {
 			for i := first; i < first+batch && i < n; i++ {
 				created := epoch.Add(time.Duration(i) * step)
-				requester := store.Person{Email: fmt.Sprintf("customer%d@org%d.test", rng.IntN(300000), rng.IntN(20000)), Name: "A Customer"}
-				tk := &store.Ticket{Subject: "Problem with " + words[rng.IntN(len(words))], Status: statuses(), Requester: requester,
+				requester := model.Person{Email: fmt.Sprintf("customer%d@org%d.test", rng.IntN(300000), rng.IntN(20000)), Name: "A Customer"}
+				tk := &model.Ticket{Subject: "Problem with " + words[rng.IntN(len(words))], Status: statuses(), Requester: requester,
 					CreatedAt: created, UpdatedAt: created.Add(48 * time.Hour), Support: "support@example.com", RootMessageID: msgID(),
 					Masks: map[string]int{strings.ToLower(requester.Email): 1}, NextMask: 1}
 				if rng.IntN(10) < 3 {
 					for c := 0; c < 1+rng.IntN(2); c++ {
-						cc := store.Person{Email: fmt.Sprintf("colleague%d@org%d.test", rng.IntN(300000), rng.IntN(20000))}
+						cc := model.Person{Email: fmt.Sprintf("colleague%d@org%d.test", rng.IntN(300000), rng.IntN(20000))}
 						tk.CCs = append(tk.CCs, cc)
 						tk.NextMask++
 						tk.Masks[cc.Email] = tk.NextMask
 					}
 				}
 				if rng.IntN(10) == 0 {
-					tk.Followers = []store.Person{{Email: fmt.Sprintf("agent%d@example.com", 1+rng.IntN(10))}}
+					tk.Followers = []model.Person{{Email: fmt.Sprintf("agent%d@example.com", 1+rng.IntN(10))}}
 				}
 				if rng.IntN(8) == 0 {
 					tk.Assignee = fmt.Sprintf("agent%d@example.com", 1+rng.IntN(10))
@@ -489,8 +489,8 @@ func buildDesk(dataDir string, n int) (built, error) {
 				prev := tk.RootMessageID
 				for j := 0; j < 5; j++ {
 					at := created.Add(time.Duration(j) * 6 * time.Hour)
-					c := &store.Comment{Public: true, CreatedAt: at, Body: paragraphs[rng.IntN(len(paragraphs))], Subject: "Re: " + tk.Subject,
-						Trace: []store.TraceStep{{Rule: "T2", Step: "threaded", Detail: "In-Reply-To names a comment of this ticket"},
+					c := &model.Comment{Public: true, CreatedAt: at, Body: paragraphs[rng.IntN(len(paragraphs))], Subject: "Re: " + tk.Subject,
+						Trace: []model.TraceStep{{Rule: "T2", Step: "threaded", Detail: "In-Reply-To names a comment of this ticket"},
 							{Rule: "V1", Step: "public", Detail: "from the requester"}, {Rule: "C1", Step: "no CC change"}}}
 					if j == 3 {
 						c.Author, c.Via = fmt.Sprintf("agent%d@example.com", 1+rng.IntN(10)), "api"
@@ -501,25 +501,25 @@ func buildDesk(dataDir string, n int) (built, error) {
 						if j > 0 {
 							c.MessageID = msgID()
 						}
-						c.To, c.Cc, c.Recipients, c.EnvelopeFrom = []store.Person{{Email: "support@example.com"}}, tk.CCs, []string{"support@example.com"}, requester.Email
+						c.To, c.Cc, c.Recipients, c.EnvelopeFrom = []model.Person{{Email: "support@example.com"}}, tk.CCs, []string{"support@example.com"}, requester.Email
 						c.AuthenticationResults = "mx.example.com; spf=pass smtp.mailfrom=" + requester.Email
 					}
 					withFile := j == 0 && i%20 == 0
 					if withFile {
-						c.Attachments = []store.Attachment{{Name: "screenshot.png", ContentType: "image/png", Size: int64(len(attachment))}}
+						c.Attachments = []model.Attachment{{Name: "screenshot.png", ContentType: "image/png", Size: int64(len(attachment))}}
 					}
 					// Who was told: the requester's copy, and the agents' copy when someone follows.
-					copies := [][]store.DeliveryRecipient{{{Email: requester.Email, As: model.AsRequester, Visible: true, State: store.DeliverySent}}}
+					copies := [][]model.DeliveryRecipient{{{Email: requester.Email, As: model.AsRequester, Visible: true, State: model.DeliverySent}}}
 					if len(tk.Followers) > 0 {
-						copies = append(copies, []store.DeliveryRecipient{{Email: tk.Followers[0].Email, As: model.AsFollower, State: store.DeliverySent}})
+						copies = append(copies, []model.DeliveryRecipient{{Email: tk.Followers[0].Email, As: model.AsFollower, State: model.DeliverySent}})
 					}
 					var deliveries []*store.Delivery
 					for _, rc := range copies {
 						del := &store.Delivery{ID: st.NewIds().Delivery(), TicketID: tk.ID, Kind: model.KindComment, Copy: model.CopyEndUser, MessageID: msgID(),
-							From: "support+bounce@example.com", Recipients: rc, State: store.DeliveryQueued, Attempts: 1, NextTry: at, CreatedAt: at, LastReply: "250 2.0.0 Ok"}
+							From: "support+bounce@example.com", Recipients: rc, State: model.DeliveryQueued, Attempts: 1, NextTry: at, CreatedAt: at, LastReply: "250 2.0.0 Ok"}
 						deliveries = append(deliveries, del)
 						for _, r := range rc {
-							c.Notified = append(c.Notified, store.Notified{Email: r.Email, As: r.As, Visible: r.Visible, Delivery: del.ID})
+							c.Notified = append(c.Notified, model.Notified{Email: r.Email, As: r.As, Visible: r.Visible, Delivery: del.ID})
 						}
 					}
 					if err := tx.AddComment(tk, c); err != nil {
@@ -544,7 +544,7 @@ func buildDesk(dataDir string, n int) (built, error) {
 						if err := tx.QueueDelivery(del, nil); err != nil {
 							return err
 						}
-						del.State = store.DeliverySent
+						del.State = model.DeliverySent
 						if err := tx.PutDelivery(del); err != nil {
 							return err
 						}
