@@ -78,103 +78,68 @@ func (w *Worker) config() *config.Config { return w.snapshot().cfg }
 
 func (w *Worker) deliverer() Deliverer { return w.snapshot().out }
 
-// Run delivers until ctx ends, then closes its upstream sessions. It is a pipeline:
-// a dispatcher hands due deliveries to as many senders as upstream.max_connections
-// allows, and a recorder commits their results in batches, so that the upstream links
-// never wait for the store's fsync.
 // unrecordedWindow is how many deliveries one sender may hand over before their results are
 // in the store. One would make each delivery wait for a commit (about a millisecond with
 // fsync); sixteen keep a pipelining upstream busy while a commit runs.
 const unrecordedWindow = 16
 
+// stages is what Run's dispatcher, senders and recorder share.
+type stages struct {
+	jobs     chan job
+	results  chan attempt
+	recorded chan struct{} // a batch is in the store: the dispatcher looks for due work again
+
+	mu       sync.Mutex
+	inflight map[uint64]bool // handed to a sender, result not yet recorded
+}
+
+// Run delivers until ctx ends, then closes its upstream sessions. It is a pipeline:
+// a dispatcher hands due deliveries to as many senders as the Deliverer takes at once
+// (upstream.max_connections), and a recorder commits their results in batches, so that the
+// upstream links never wait for the store's fsync.
 func (w *Worker) Run(ctx context.Context) {
 	defer func() { w.deliverer().CloseIdle(0) }()
 	out := w.deliverer()
 	out.Recover(w.log)
-	senders := out.Parallel()
-	jobs := make(chan job)
-	results := make(chan attempt, 256)
-	recorded := make(chan struct{}, 1)
-	inflight := map[uint64]bool{}
-	var mu sync.Mutex
-
+	p := &stages{jobs: make(chan job), results: make(chan attempt, 256), recorded: make(chan struct{}, 1),
+		inflight: map[uint64]bool{}}
 	var sendersDone sync.WaitGroup
-	for i := 0; i < senders; i++ {
+	for i := 0; i < out.Parallel(); i++ {
 		sendersDone.Add(1)
 		go func() {
 			defer sendersDone.Done()
-			// A sender gets ahead of the store by unrecordedWindow deliveries at most, so
-			// that a crash repeats only those (into a Maildir, not even those), not every
-			// delivery handed over since the last record.
-			window := make(chan struct{}, unrecordedWindow)
-			for j := range jobs {
-				window <- struct{}{}
-				a := w.attempt(j.d, j.msg)
-				a.recorded = window
-				results <- a
-			}
+			w.send(p)
 		}()
 	}
 	recorderDone := make(chan struct{})
 	go func() {
 		defer close(recorderDone)
-		for first := range results {
-			batch := []attempt{first}
-		drain:
-			for len(batch) < 500 {
-				select {
-				case a, ok := <-results:
-					if !ok {
-						break drain
-					}
-					batch = append(batch, a)
-				default:
-					break drain
-				}
-			}
-			// Recorded even during shutdown: forgetting a handed-over message would
-			// send it again after the restart.
-			if w.record(batch) {
-				// Kept when the record failed: the lease runs out and a node (this one
-				// included) tries again.
-				w.released(batch)
-			}
-			for _, a := range batch {
-				<-a.recorded
-			}
-			mu.Lock()
-			for _, a := range batch {
-				delete(inflight, a.d.ID)
-			}
-			mu.Unlock()
-			select {
-			case recorded <- struct{}{}:
-			default:
-			}
-		}
+		w.recordBatches(p)
 	}()
+	w.dispatch(ctx, p)
+	close(p.jobs)
+	sendersDone.Wait()
+	close(p.results)
+	<-recorderDone
+}
 
+// dispatch hands due deliveries to the senders until ctx ends. With nothing due, it closes
+// the sessions idle too long and waits for a kick, a recorded batch or the next second.
+func (w *Worker) dispatch(ctx context.Context, p *stages) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for ctx.Err() == nil {
-		mu.Lock()
-		batch := w.due(200, inflight)
+		p.mu.Lock()
+		batch := w.due(200, p.inflight)
 		for _, j := range batch {
-			inflight[j.d.ID] = true
+			p.inflight[j.d.ID] = true
 		}
-		mu.Unlock()
+		p.mu.Unlock()
 		for i, j := range batch {
 			select {
-			case jobs <- j:
+			case p.jobs <- j:
 			case <-ctx.Done():
-				mu.Lock()
-				var left []uint64
-				for _, j := range batch[i:] {
-					delete(inflight, j.d.ID)
-					left = append(left, j.d.ID)
-				}
-				mu.Unlock()
-				w.store.Release(left)
+				w.store.Release(p.forget(batch[i:]))
 			}
 			if ctx.Err() != nil {
 				break
@@ -187,14 +152,79 @@ func (w *Worker) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 		case <-w.kick:
-		case <-recorded:
+		case <-p.recorded:
 		case <-tick.C:
 		}
 	}
-	close(jobs)
-	sendersDone.Wait()
-	close(results)
-	<-recorderDone
+}
+
+// forget takes jobs that no sender got out of the inflight set and returns their ids.
+func (p *stages) forget(jobs []job) []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var left []uint64
+	for _, j := range jobs {
+		delete(p.inflight, j.d.ID)
+		left = append(left, j.d.ID)
+	}
+	return left
+}
+
+// send is one sender: it hands each job over and passes the result to the recorder. A sender
+// gets ahead of the store by unrecordedWindow deliveries at most, so that a crash repeats only
+// those (into a Maildir, not even those), not every delivery handed over since the last record.
+func (w *Worker) send(p *stages) {
+	window := make(chan struct{}, unrecordedWindow)
+	for j := range p.jobs {
+		window <- struct{}{}
+		a := w.attempt(j.d, j.msg)
+		a.recorded = window
+		p.results <- a
+	}
+}
+
+// recordBatches is the recorder: it commits the results waiting, up to 500 in one
+// transaction, frees their senders' windows and tells the dispatcher.
+func (w *Worker) recordBatches(p *stages) {
+	for first := range p.results {
+		batch := p.gather(first, 500)
+		// Recorded even during shutdown: forgetting a handed-over message would
+		// send it again after the restart.
+		if w.record(batch) {
+			// Kept when the record failed: the lease runs out and a node (this one
+			// included) tries again.
+			w.released(batch)
+		}
+		for _, a := range batch {
+			<-a.recorded
+		}
+		p.mu.Lock()
+		for _, a := range batch {
+			delete(p.inflight, a.d.ID)
+		}
+		p.mu.Unlock()
+		select {
+		case p.recorded <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// gather is first and the results already waiting behind it, up to limit.
+func (p *stages) gather(first attempt, limit int) []attempt {
+	batch := []attempt{first}
+	for len(batch) < limit {
+		select {
+		case a, ok := <-p.results:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, a)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // RunOnce delivers everything that is due now, one pass after another; tests use it
