@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/deskgate/deskgate/internal/durable"
 )
@@ -20,9 +22,13 @@ import (
 // Each file is named after its delivery and recipient, so that delivering again what a crash
 // kept deskgate from recording finds the file there and writes no second copy: into a
 // Maildir, delivery is exactly once.
+//
+// A Maildir is read by local programs, which take UTF-8 as it is: unlike the SMTP upstream,
+// it never downgrades a message.
 type Maildir struct {
 	Dir      string
 	Hostname string
+	sign     *signer // nil: no DKIM
 }
 
 // fileName is the one name the copy of delivery for rcpt ever has. The zero-padded delivery
@@ -33,17 +39,22 @@ func (m *Maildir) fileName(delivery uint64, rcpt string) string {
 	return fmt.Sprintf("%012d.R%s.deskgate.%s", delivery, hex.EncodeToString(sum[:6]), m.Hostname)
 }
 
-// Deliver writes msg once for each recipient; it returns per-recipient errors. retry says
-// the delivery may have been attempted before (by this process or one that died), so a copy
-// may be there already, even moved on to cur/.
-func (m *Maildir) Deliver(delivery uint64, retry bool, from string, rcpts []string, msg []byte) []error {
+// Deliver signs e.Msg and writes it once for each recipient. When e.MaybeDone, a copy may be
+// there already, even moved on to cur/.
+func (m *Maildir) Deliver(e Envelope) []error {
+	signed, err := m.sign.sign(e.Msg)
+	if err != nil {
+		return failAll(len(e.Rcpts), fmt.Errorf("DKIM signing failed: %w", err))
+	}
+	return m.write(e.ID, e.MaybeDone, e.From, e.Rcpts, signed)
+}
+
+// write is Deliver once the message is signed; retry is e.MaybeDone.
+func (m *Maildir) write(delivery uint64, retry bool, from string, rcpts []string, msg []byte) []error {
 	errs := make([]error, len(rcpts))
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(m.Dir, sub), 0o750); err != nil {
-			for i := range errs {
-				errs[i] = err
-			}
-			return errs
+			return failAll(len(rcpts), err)
 		}
 	}
 	for i, rc := range rcpts {
@@ -52,14 +63,32 @@ func (m *Maildir) Deliver(delivery uint64, retry bool, from string, rcpts []stri
 	// The renames are durable only once the directory is synced; an error here means the
 	// files may be lost on a power cut, so every recipient is tried again.
 	if err := durable.SyncDir(filepath.Join(m.Dir, "new")); err != nil {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
-			}
-		}
+		failRest(errs, err)
 	}
 	return errs
 }
+
+// Via is what the "accepted by" reply names.
+func (m *Maildir) Via() string { return "maildir" }
+
+// Parallel is one: upstream.max_connections counts SMTP connections, which a Maildir has
+// none of; its deliveries are written one at a time.
+func (m *Maildir) Parallel() int { return 1 }
+
+// Recover removes what a crash left in tmp/ (CleanTmp); those deliveries are still queued.
+func (m *Maildir) Recover(log *slog.Logger) {
+	if n, err := m.CleanTmp(); err != nil {
+		log.Error("cannot clean the Maildir's tmp/", "dir", m.Dir, "err", err)
+	} else if n > 0 {
+		log.Info("removed files a crash left in the Maildir's tmp/; their deliveries are still queued", "dir", m.Dir, "files", n)
+	}
+}
+
+// CloseIdle does nothing: a Maildir keeps no connection.
+func (m *Maildir) CloseIdle(time.Duration) {}
+
+// Close does nothing: a Maildir keeps no connection.
+func (m *Maildir) Close() {}
 
 func (m *Maildir) deliverOne(name string, retry bool, from, rcpt string, msg []byte) error {
 	if m.delivered(name, retry) {

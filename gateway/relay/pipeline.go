@@ -113,16 +113,26 @@ type reply struct {
 // needs it.
 func (s *session) transact(from string, rcpts []string, msg []byte, utf8 bool) ([]error, bool) {
 	errs := make([]error, len(rcpts))
-	failAll := func(err error) ([]error, bool) {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
-			}
-		}
-		return errs, false
-	}
 	s.raw.SetDeadline(time.Now().Add(s.timeout))
 	defer s.raw.SetDeadline(time.Time{})
+	replies, err := s.exchange(s.commands(from, rcpts, utf8))
+	if err != nil {
+		return failRest(errs, err), false
+	}
+	accepted := judge(replies, errs)
+	data := replies[len(replies)-1]
+	if accepted == 0 || data.err != nil {
+		if data.code == 354 {
+			// The server wants a message nobody is to get: leave rather than send one.
+			return failRest(errs, fmt.Errorf("upstream accepted DATA without recipients")), false
+		}
+		return failRest(errs, data.err), s.reset()
+	}
+	return s.data(msg, errs)
+}
+
+// commands are the transaction's MAIL, one RCPT per recipient, and DATA.
+func (s *session) commands(from string, rcpts []string, utf8 bool) []string {
 	cmds := make([]string, 0, len(rcpts)+2)
 	mail := "MAIL FROM:<" + from + ">"
 	if utf8 {
@@ -140,40 +150,57 @@ func (s *session) transact(from string, rcpts []string, msg []byte, utf8 bool) (
 			cmds = append(cmds, "RCPT TO:<"+r+">")
 		}
 	}
-	cmds = append(cmds, "DATA")
+	return append(cmds, "DATA")
+}
+
+// exchange sends cmds and reads a reply for each. With PIPELINING they all leave in one
+// write; without it they go one by one, and a command that an earlier reply made pointless
+// (anything after a refused MAIL, DATA after no accepted RCPT) is left unsent, its reply
+// errNotSent. An error is the connection's: the session is lost.
+func (s *session) exchange(cmds []string) ([]reply, error) {
 	last := len(cmds) - 1
 	replies := make([]reply, len(cmds))
 	if s.pipelining {
-		for _, c := range cmds {
-			s.w.WriteString(c + "\r\n")
-		}
-		if err := s.w.Flush(); err != nil {
-			return failAll(err)
+		if err := s.write(cmds...); err != nil {
+			return nil, err
 		}
 	}
-	sentRcpts := 0
+	acceptedRcpts := 0
 	for i, c := range cmds {
 		if !s.pipelining {
-			if (i > 0 && replies[0].err != nil) || (i == last && sentRcpts == 0) {
+			if (i > 0 && replies[0].err != nil) || (i == last && acceptedRcpts == 0) {
 				replies[i] = reply{err: errNotSent}
 				continue
 			}
-			s.w.WriteString(c + "\r\n")
-			if err := s.w.Flush(); err != nil {
-				return failAll(err)
+			if err := s.write(c); err != nil {
+				return nil, err
 			}
 		}
 		code, err := s.reply()
 		if err != nil && isConnError(err) {
-			return failAll(err)
+			return nil, err
 		}
 		replies[i] = reply{code: code, err: err}
 		if i > 0 && i < last && err == nil {
-			sentRcpts++
+			acceptedRcpts++
 		}
 	}
+	return replies, nil
+}
+
+// write sends command lines in one flush.
+func (s *session) write(cmds ...string) error {
+	for _, c := range cmds {
+		s.w.WriteString(c + "\r\n")
+	}
+	return s.w.Flush()
+}
+
+// judge gives each recipient in errs the refusal of MAIL or of its RCPT, from the replies to
+// MAIL, the RCPTs and DATA, and counts the recipients accepted.
+func judge(replies []reply, errs []error) int {
 	accepted := 0
-	for i := range rcpts {
+	for i := range errs {
 		switch {
 		case replies[0].err != nil:
 			errs[i] = replies[0].err
@@ -183,44 +210,33 @@ func (s *session) transact(from string, rcpts []string, msg []byte, utf8 bool) (
 			accepted++
 		}
 	}
-	data := replies[last]
-	if accepted == 0 || data.err != nil {
-		if data.code == 354 {
-			// The server wants a message nobody is to get: leave rather than send one.
-			return failAll(fmt.Errorf("upstream accepted DATA without recipients"))
-		}
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = data.err
-			}
-		}
-		return errs, s.reset()
-	}
+	return accepted
+}
+
+// data sends the message after DATA's 354 and gives the reply to its final dot to each
+// recipient accepted. The session stays usable unless the connection failed or the server
+// is closing it (421).
+func (s *session) data(msg []byte, errs []error) ([]error, bool) {
 	s.raw.SetDeadline(time.Now().Add(2 * s.timeout))
 	dw := textproto.NewWriter(s.w).DotWriter()
 	if _, err := dw.Write(msg); err != nil {
-		return failAll(err)
+		return failRest(errs, err), false
 	}
 	if err := dw.Close(); err != nil {
-		return failAll(err)
+		return failRest(errs, err), false
 	}
 	if err := s.w.Flush(); err != nil {
-		return failAll(err)
+		return failRest(errs, err), false
 	}
 	if _, err := s.reply(); err != nil {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
-			}
-		}
-		return errs, !isConnError(err)
+		return failRest(errs, err), !isConnError(err)
 	}
 	return errs, true
 }
 
+// reset ends a transaction that sent no message, and reports whether the session survived.
 func (s *session) reset() bool {
-	s.w.WriteString("RSET\r\n")
-	if s.w.Flush() != nil {
+	if s.write("RSET") != nil {
 		return false
 	}
 	_, err := s.reply()

@@ -1,7 +1,8 @@
 // Package relay is the outbound queue worker: it takes committed deliveries off the
-// queue, signs them, hands them to the upstream (SMTP, or a Maildir), and records each
-// recipient's result durably: 4xx and network errors are retried with exponential
-// backoff until upstream.max_queue_lifetime, 5xx fails the recipient at once.
+// queue, hands them to a Deliverer (the SMTP upstream, or a Maildir), which signs each as
+// it sends it, and records each recipient's result durably: 4xx and network errors are
+// retried with exponential backoff until upstream.max_queue_lifetime, 5xx fails the
+// recipient at once.
 package relay
 
 import (
@@ -9,14 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/deskgate/deskgate/config"
-	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/metrics"
 	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/rules"
@@ -35,20 +34,9 @@ type Worker struct {
 
 	mu      sync.Mutex
 	cfg     *config.Config
-	up      *upstream
-	upErr   error
-	sign    *signer
+	out     Deliverer
 	signErr error
-	idle    []pooled
 }
-
-type pooled struct {
-	c    *session
-	used time.Time
-}
-
-// idleTimeout is how long an unused upstream session is kept open for reuse.
-const idleTimeout = 30 * time.Second
 
 // New makes a worker woken by kick whenever deliveries are committed.
 func New(cfg *config.Config, st *store.Store, logger *slog.Logger, kick <-chan struct{}) *Worker {
@@ -57,147 +45,101 @@ func New(cfg *config.Config, st *store.Store, logger *slog.Logger, kick <-chan s
 	return w
 }
 
-// SetConfig swaps in a reloaded config: upstream and DKIM key are read anew, and
-// sessions to the old upstream are closed.
+// SetConfig swaps in a reloaded config: the Deliverer (SMTP upstream or Maildir) and the
+// DKIM key are made anew, and the old Deliverer's sessions are closed.
 func (w *Worker) SetConfig(cfg *config.Config) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.cfg = cfg
-	w.up, w.upErr = nil, nil
-	if !strings.HasPrefix(cfg.Upstream.Address, config.MaildirPrefix) {
-		w.up, w.upErr = newUpstream(cfg)
+	sign, err := newSigner(cfg.DKIM)
+	w.signErr = err
+	old := w.out
+	// The clock is read through the worker, so that a test's w.Now reaches the sessions.
+	w.out = newDeliverer(cfg, sign, func() time.Time { return w.Now() })
+	if old != nil {
+		old.Close()
 	}
-	w.sign, w.signErr = newSigner(cfg.DKIM)
-	for _, p := range w.idle {
-		p.c.Close()
-	}
-	w.idle = nil
 }
 
 // setup is what one attempt works with, as the last SetConfig left it.
 type setup struct {
 	cfg     *config.Config
-	up      *upstream
-	upErr   error
-	sign    *signer
+	out     Deliverer
 	signErr error
 }
 
 func (w *Worker) snapshot() setup {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return setup{w.cfg, w.up, w.upErr, w.sign, w.signErr}
+	return setup{w.cfg, w.out, w.signErr}
 }
 
 func (w *Worker) config() *config.Config { return w.snapshot().cfg }
 
-// Run delivers until ctx ends, then closes its upstream sessions. It is a pipeline:
-// a dispatcher hands due deliveries to as many senders as upstream.max_connections
-// allows, and a recorder commits their results in batches, so that the upstream links
-// never wait for the store's fsync.
+func (w *Worker) deliverer() Deliverer { return w.snapshot().out }
+
 // unrecordedWindow is how many deliveries one sender may hand over before their results are
 // in the store. One would make each delivery wait for a commit (about a millisecond with
 // fsync); sixteen keep a pipelining upstream busy while a commit runs.
 const unrecordedWindow = 16
 
-func (w *Worker) Run(ctx context.Context) {
-	defer w.closeIdle(0)
-	cfg := w.config()
-	if dir, ok := strings.CutPrefix(cfg.Upstream.Address, config.MaildirPrefix); ok {
-		md := &Maildir{Dir: dir, Hostname: cfg.Hostname}
-		if n, err := md.CleanTmp(); err != nil {
-			w.log.Error("cannot clean the Maildir's tmp/", "dir", dir, "err", err)
-		} else if n > 0 {
-			w.log.Info("removed files a crash left in the Maildir's tmp/; their deliveries are still queued", "dir", dir, "files", n)
-		}
-	}
-	senders := 1
-	if !strings.HasPrefix(cfg.Upstream.Address, config.MaildirPrefix) {
-		senders = cfg.Upstream.MaxConnections
-	}
-	jobs := make(chan job)
-	results := make(chan attempt, 256)
-	recorded := make(chan struct{}, 1)
-	inflight := map[uint64]bool{}
-	var mu sync.Mutex
+// stages is what Run's dispatcher, senders and recorder share.
+type stages struct {
+	jobs     chan job
+	results  chan attempt
+	recorded chan struct{} // a batch is in the store: the dispatcher looks for due work again
 
+	mu       sync.Mutex
+	inflight map[uint64]bool // handed to a sender, result not yet recorded
+}
+
+// Run delivers until ctx ends, then closes its upstream sessions. It is a pipeline:
+// a dispatcher hands due deliveries to as many senders as the Deliverer takes at once
+// (upstream.max_connections), and a recorder commits their results in batches, so that the
+// upstream links never wait for the store's fsync.
+func (w *Worker) Run(ctx context.Context) {
+	defer func() { w.deliverer().CloseIdle(0) }()
+	out := w.deliverer()
+	out.Recover(w.log)
+	p := &stages{jobs: make(chan job), results: make(chan attempt, 256), recorded: make(chan struct{}, 1),
+		inflight: map[uint64]bool{}}
 	var sendersDone sync.WaitGroup
-	for i := 0; i < senders; i++ {
+	for i := 0; i < out.Parallel(); i++ {
 		sendersDone.Add(1)
 		go func() {
 			defer sendersDone.Done()
-			// A sender gets ahead of the store by unrecordedWindow deliveries at most, so
-			// that a crash repeats only those (into a Maildir, not even those), not every
-			// delivery handed over since the last record.
-			window := make(chan struct{}, unrecordedWindow)
-			for j := range jobs {
-				window <- struct{}{}
-				a := w.attempt(j.d, j.msg)
-				a.recorded = window
-				results <- a
-			}
+			w.send(p)
 		}()
 	}
 	recorderDone := make(chan struct{})
 	go func() {
 		defer close(recorderDone)
-		for first := range results {
-			batch := []attempt{first}
-		drain:
-			for len(batch) < 500 {
-				select {
-				case a, ok := <-results:
-					if !ok {
-						break drain
-					}
-					batch = append(batch, a)
-				default:
-					break drain
-				}
-			}
-			// Recorded even during shutdown: forgetting a handed-over message would
-			// send it again after the restart.
-			if w.record(batch) {
-				// Kept when the record failed: the lease runs out and a node (this one
-				// included) tries again.
-				w.released(batch)
-			}
-			for _, a := range batch {
-				<-a.recorded
-			}
-			mu.Lock()
-			for _, a := range batch {
-				delete(inflight, a.d.ID)
-			}
-			mu.Unlock()
-			select {
-			case recorded <- struct{}{}:
-			default:
-			}
-		}
+		w.recordBatches(p)
 	}()
+	w.dispatch(ctx, p)
+	close(p.jobs)
+	sendersDone.Wait()
+	close(p.results)
+	<-recorderDone
+}
 
+// dispatch hands due deliveries to the senders until ctx ends. With nothing due, it closes
+// the sessions idle too long and waits for a kick, a recorded batch or the next second.
+func (w *Worker) dispatch(ctx context.Context, p *stages) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for ctx.Err() == nil {
-		mu.Lock()
-		batch := w.due(200, inflight)
+		p.mu.Lock()
+		batch := w.due(200, p.inflight)
 		for _, j := range batch {
-			inflight[j.d.ID] = true
+			p.inflight[j.d.ID] = true
 		}
-		mu.Unlock()
+		p.mu.Unlock()
 		for i, j := range batch {
 			select {
-			case jobs <- j:
+			case p.jobs <- j:
 			case <-ctx.Done():
-				mu.Lock()
-				var left []uint64
-				for _, j := range batch[i:] {
-					delete(inflight, j.d.ID)
-					left = append(left, j.d.ID)
-				}
-				mu.Unlock()
-				w.store.Release(left)
+				w.store.Release(p.forget(batch[i:]))
 			}
 			if ctx.Err() != nil {
 				break
@@ -206,81 +148,96 @@ func (w *Worker) Run(ctx context.Context) {
 		if len(batch) > 0 {
 			continue
 		}
-		w.closeIdle(idleTimeout)
+		w.deliverer().CloseIdle(idleTimeout)
 		select {
 		case <-ctx.Done():
 		case <-w.kick:
-		case <-recorded:
+		case <-p.recorded:
 		case <-tick.C:
 		}
 	}
-	close(jobs)
-	sendersDone.Wait()
-	close(results)
-	<-recorderDone
 }
 
-func (w *Worker) closeIdle(older time.Duration) {
-	w.mu.Lock()
-	var keep []pooled
-	var close []pooled
-	for _, p := range w.idle {
-		if w.Now().Sub(p.used) >= older {
-			close = append(close, p)
-		} else {
-			keep = append(keep, p)
+// forget takes jobs that no sender got out of the inflight set and returns their ids.
+func (p *stages) forget(jobs []job) []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var left []uint64
+	for _, j := range jobs {
+		delete(p.inflight, j.d.ID)
+		left = append(left, j.d.ID)
+	}
+	return left
+}
+
+// send is one sender: it hands each job over and passes the result to the recorder. A sender
+// gets ahead of the store by unrecordedWindow deliveries at most, so that a crash repeats only
+// those (into a Maildir, not even those), not every delivery handed over since the last record.
+func (w *Worker) send(p *stages) {
+	window := make(chan struct{}, unrecordedWindow)
+	for j := range p.jobs {
+		window <- struct{}{}
+		a := w.attempt(j.d, j.msg)
+		a.recorded = window
+		p.results <- a
+	}
+}
+
+// recordBatches is the recorder: it commits the results waiting, up to 500 in one
+// transaction, frees their senders' windows and tells the dispatcher.
+func (w *Worker) recordBatches(p *stages) {
+	for first := range p.results {
+		batch := p.gather(first, 500)
+		// Recorded even during shutdown: forgetting a handed-over message would
+		// send it again after the restart.
+		if w.record(batch) {
+			// Kept when the record failed: the lease runs out and a node (this one
+			// included) tries again.
+			w.released(batch)
+		}
+		for _, a := range batch {
+			<-a.recorded
+		}
+		p.mu.Lock()
+		for _, a := range batch {
+			delete(p.inflight, a.d.ID)
+		}
+		p.mu.Unlock()
+		select {
+		case p.recorded <- struct{}{}:
+		default:
 		}
 	}
-	w.idle = keep
-	w.mu.Unlock()
-	for _, p := range close {
-		p.c.Quit()
-	}
 }
 
-// session takes an idle session to the upstream or opens one.
-func (w *Worker) session(up *upstream) (*session, error) {
-	w.mu.Lock()
-	for len(w.idle) > 0 {
-		p := w.idle[len(w.idle)-1]
-		w.idle = w.idle[:len(w.idle)-1]
-		w.mu.Unlock()
-		// A session idle for a while may have been closed by the server.
-		if w.Now().Sub(p.used) < 5*time.Second || p.c.Noop() == nil {
-			return p.c, nil
+// gather is first and the results already waiting behind it, up to limit.
+func (p *stages) gather(first attempt, limit int) []attempt {
+	batch := []attempt{first}
+	for len(batch) < limit {
+		select {
+		case a, ok := <-p.results:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, a)
+		default:
+			return batch
 		}
-		p.c.Close()
-		w.mu.Lock()
 	}
-	w.mu.Unlock()
-	return up.dial()
-}
-
-func (w *Worker) release(up *upstream, c *session, max int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.up != up || len(w.idle) >= max {
-		go c.Quit()
-		return
-	}
-	w.idle = append(w.idle, pooled{c: c, used: w.Now()})
+	return batch
 }
 
 // RunOnce delivers everything that is due now, one pass after another; tests use it
 // to step the queue deterministically.
 func (w *Worker) RunOnce(ctx context.Context) {
 	for ctx.Err() == nil {
-		cfg := w.config()
+		out := w.deliverer()
 		jobs := w.due(200, nil)
 		if len(jobs) == 0 {
 			return
 		}
 		results := make([]attempt, len(jobs))
-		parallel := 1
-		if !strings.HasPrefix(cfg.Upstream.Address, config.MaildirPrefix) {
-			parallel = cfg.Upstream.MaxConnections
-		}
-		sem := make(chan struct{}, parallel)
+		sem := make(chan struct{}, out.Parallel())
 		var wg sync.WaitGroup
 		for i, j := range jobs {
 			wg.Add(1)
@@ -294,13 +251,10 @@ func (w *Worker) RunOnce(ctx context.Context) {
 		wg.Wait()
 		// One transaction records the whole pass, so that outbound bookkeeping takes
 		// one slot of the store's writer instead of one per delivery.
-		ok := w.record(results)
-		if ok {
-			w.released(results)
-		}
-		if !ok {
+		if !w.record(results) {
 			return
 		}
+		w.released(results)
 	}
 }
 
@@ -377,129 +331,24 @@ type attempt struct {
 	recorded chan struct{}
 }
 
-// attempt hands one delivery to the upstream.
+// attempt hands one delivery to the Deliverer of the current config.
 func (w *Worker) attempt(d *store.Delivery, msg []byte) attempt {
 	defer func(start time.Time) { metrics.RelayDeliverySeconds.Observe(time.Since(start).Seconds()) }(time.Now())
 	set := w.snapshot()
-	cfg, up, upErr, sign, signErr := set.cfg, set.up, set.upErr, set.sign, set.signErr
 	a := attempt{d: d}
 	for _, r := range d.Recipients {
 		if r.State == model.DeliveryQueued {
 			a.rcpts = append(a.rcpts, r.Email)
 		}
 	}
-	a.errs = make([]error, len(a.rcpts))
-	failAll := func(err error) attempt {
-		for i := range a.errs {
-			a.errs[i] = err
-		}
+	if set.signErr != nil {
+		a.errs = failAll(len(a.rcpts), fmt.Errorf("cannot sign: %w", set.signErr))
 		return a
 	}
-	if signErr != nil {
-		return failAll(fmt.Errorf("cannot sign: %w", signErr))
-	}
-	if dir, ok := strings.CutPrefix(cfg.Upstream.Address, config.MaildirPrefix); ok {
-		// A Maildir is read by local programs, which take UTF-8 as it is.
-		signed, err := sign.sign(msg)
-		if err != nil {
-			return failAll(fmt.Errorf("DKIM signing failed: %w", err))
-		}
-		a.via = "maildir"
-		md := &Maildir{Dir: dir, Hostname: cfg.Hostname}
-		maybeDone := d.Attempts > 0 || d.CreatedAt.Before(w.started)
-		a.errs = md.Deliver(d.ID, maybeDone, d.From, a.rcpts, signed)
-		return a
-	}
-	a.via = cfg.Upstream.Address
-	if upErr != nil {
-		return failAll(upErr)
-	}
-	c, err := w.session(up)
-	if err != nil {
-		return failAll(err)
-	}
-	// What is sent depends on the session (SMTPUTF8 or a downgrade), and the signature
-	// must cover the header as sent: signing comes after.
-	tr, errs := plan(d.From, a.rcpts, msg, c.smtputf8, a.via)
-	a.errs = errs
-	if len(tr.rcpts) == 0 {
-		w.release(up, c, cfg.Upstream.MaxConnections)
-		return a
-	}
-	signed, err := sign.sign(tr.msg)
-	if err != nil {
-		w.release(up, c, cfg.Upstream.MaxConnections)
-		for _, i := range tr.index {
-			a.errs[i] = fmt.Errorf("DKIM signing failed: %w", err)
-		}
-		return a
-	}
-	terrs, usable := c.transact(tr.from, tr.rcpts, signed, tr.utf8)
-	for j, i := range tr.index {
-		a.errs[i] = terrs[j]
-	}
-	if usable {
-		w.release(up, c, cfg.Upstream.MaxConnections)
-	} else {
-		c.Close()
-	}
+	a.via = set.out.Via()
+	a.errs = set.out.Deliver(Envelope{ID: d.ID, MaybeDone: d.Attempts > 0 || d.CreatedAt.Before(w.started),
+		From: d.From, Rcpts: a.rcpts, Msg: msg})
 	return a
-}
-
-// transaction is what one SMTP transaction sends of a delivery.
-type transaction struct {
-	from  string
-	rcpts []string // as sent, in the order of index
-	index []int    // where each is among the delivery's recipients
-	msg   []byte
-	utf8  bool // SMTPUTF8 on MAIL
-}
-
-// plan is how a delivery from from to rcpts travels over a session whose upstream offers
-// SMTPUTF8 or not, and the recipients it cannot reach there. A delivery in seven bits goes
-// as it always did. One that needs UTF-8 (needsUTF8) goes with SMTPUTF8 when the upstream
-// offers it; otherwise, as Postfix's SMTP client does, each address goes in its ASCII form
-// (an IDN domain in A-labels) with the header downgraded to seven bits (Downgrade7Bit),
-// and an address with a non-ASCII local part, which has no ASCII form, fails at once and for
-// good (5.6.7) rather than in an 8-bit transaction that the upstream would refuse.
-func plan(from string, rcpts []string, msg []byte, smtputf8 bool, upstream string) (transaction, []error) {
-	errs := make([]error, len(rcpts))
-	tr := transaction{from: from, msg: msg}
-	need := needsUTF8(from, rcpts, msg)
-	if !need || smtputf8 {
-		tr.utf8 = need
-		tr.rcpts = rcpts
-		for i := range rcpts {
-			tr.index = append(tr.index, i)
-		}
-		return tr, errs
-	}
-	sender, ok := addr.ASCIIForm(from)
-	if !ok {
-		for i := range errs {
-			errs[i] = noSMTPUTF8(upstream, "the envelope sender "+from)
-		}
-		return transaction{}, errs
-	}
-	tr.from = sender
-	for i, r := range rcpts {
-		ascii, ok := addr.ASCIIForm(r)
-		if !ok {
-			errs[i] = noSMTPUTF8(upstream, r)
-			continue
-		}
-		tr.rcpts = append(tr.rcpts, ascii)
-		tr.index = append(tr.index, i)
-	}
-	tr.msg = Downgrade7Bit(msg)
-	return tr, errs
-}
-
-// noSMTPUTF8 is the reply recorded for an address that only SMTPUTF8 can carry; 553 5.6.7
-// is what RFC 6531 3.5 gives for it, and what a receiving server would have said.
-func noSMTPUTF8(upstream, address string) error {
-	return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
-		Message: fmt.Sprintf("the upstream %s does not offer SMTPUTF8, and %s cannot be written in ASCII", upstream, address)}
 }
 
 // permanent reports whether an upstream error fails the recipient for good (5xx).

@@ -422,14 +422,16 @@ func TestPipelinedAllRecipientsRefusedSendsNothing(t *testing.T) {
 func TestMaildirRetryFindsTheCopyInCur(t *testing.T) {
 	dir := t.TempDir()
 	md := &Maildir{Dir: dir, Hostname: "mx.test"}
-	if errs := md.Deliver(7, false, "b@x", []string{"joe@customer.test"}, []byte("Subject: x\r\n\r\nx\r\n")); errs[0] != nil {
+	e := Envelope{ID: 7, From: "b@x", Rcpts: []string{"joe@customer.test"}, Msg: []byte("Subject: x\r\n\r\nx\r\n")}
+	if errs := md.Deliver(e); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
 	name := md.fileName(7, "joe@customer.test")
 	if err := os.Rename(filepath.Join(dir, "new", name), filepath.Join(dir, "cur", name+":2,S")); err != nil {
 		t.Fatal(err)
 	}
-	md.Deliver(7, true, "b@x", []string{"joe@customer.test"}, []byte("Subject: x\r\n\r\nx\r\n"))
+	e.MaybeDone = true
+	md.Deliver(e)
 	if files, _ := os.ReadDir(filepath.Join(dir, "new")); len(files) != 0 {
 		t.Errorf("the retry wrote the copy again: %d files in new/", len(files))
 	}

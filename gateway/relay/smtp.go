@@ -6,19 +6,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/textproto"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/deskgate/deskgate/config"
+	"github.com/deskgate/deskgate/gateway/addr"
 )
 
-// upstream speaks SMTP to the configured relay.
+// upstream is the Deliverer that speaks SMTP to the configured relay. It keeps the sessions
+// it is not using for the next deliveries, up to upstream.max_connections.
 type upstream struct {
 	addr      string
 	host      string
@@ -28,19 +32,46 @@ type upstream struct {
 	password  string
 	timeout   time.Duration
 	tlsConfig *tls.Config
+	maxConns  int
+	sign      *signer // nil: no DKIM
+	now       func() time.Time
+	// err is why the config's upstream cannot be used (an unreadable password or CA file):
+	// every delivery fails with it, and is tried again, until a reload mends it.
+	err error
+
+	mu     sync.Mutex
+	idle   []pooled
+	closed bool // replaced by a new config: sessions given back are ended, not kept
 }
 
-func newUpstream(cfg *config.Config) (*upstream, error) {
+type pooled struct {
+	c    *session
+	used time.Time
+}
+
+// idleTimeout is how long an unused upstream session is kept open for reuse.
+const idleTimeout = 30 * time.Second
+
+func newUpstream(cfg *config.Config, sign *signer, now func() time.Time) *upstream {
+	u := &upstream{addr: cfg.Upstream.Address, mode: cfg.Upstream.TLS, hostname: cfg.Hostname,
+		username: cfg.Upstream.Username, timeout: cfg.Upstream.Timeout, maxConns: cfg.Upstream.MaxConnections,
+		sign: sign, now: now}
+	u.err = u.load(cfg)
+	return u
+}
+
+// load reads what the upstream's config names beyond itself: the host to verify, the password
+// and CA files.
+func (u *upstream) load(cfg *config.Config) error {
 	host, _, err := net.SplitHostPort(cfg.Upstream.Address)
 	if err != nil {
-		return nil, fmt.Errorf("upstream.address: %w", err)
+		return fmt.Errorf("upstream.address: %w", err)
 	}
-	u := &upstream{addr: cfg.Upstream.Address, host: host, mode: cfg.Upstream.TLS, hostname: cfg.Hostname,
-		username: cfg.Upstream.Username, timeout: cfg.Upstream.Timeout}
+	u.host = host
 	if cfg.Upstream.PasswordFile != "" {
 		b, err := os.ReadFile(cfg.Upstream.PasswordFile)
 		if err != nil {
-			return nil, fmt.Errorf("upstream.password_file: %w", err)
+			return fmt.Errorf("upstream.password_file: %w", err)
 		}
 		u.password = strings.TrimRight(string(b), "\r\n")
 	}
@@ -52,12 +83,174 @@ func newUpstream(cfg *config.Config) (*upstream, error) {
 		}
 		b, err := os.ReadFile(cfg.Upstream.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("upstream.ca_file: %w", err)
+			return fmt.Errorf("upstream.ca_file: %w", err)
 		}
 		pool.AppendCertsFromPEM(b)
 		u.tlsConfig.RootCAs = pool
 	}
-	return u, nil
+	return nil
+}
+
+// Deliver sends one delivery in one transaction over a session of its own. What is sent
+// depends on the session (SMTPUTF8 or a downgrade: plan), and the signature must cover the
+// header as sent, so signing comes after the plan.
+func (u *upstream) Deliver(e Envelope) []error {
+	if u.err != nil {
+		return failAll(len(e.Rcpts), u.err)
+	}
+	c, err := u.session()
+	if err != nil {
+		return failAll(len(e.Rcpts), err)
+	}
+	tr, errs := plan(e.From, e.Rcpts, e.Msg, c.smtputf8, u.addr)
+	if len(tr.rcpts) == 0 {
+		u.release(c)
+		return errs
+	}
+	signed, err := u.sign.sign(tr.msg)
+	if err != nil {
+		u.release(c)
+		for _, i := range tr.index {
+			errs[i] = fmt.Errorf("DKIM signing failed: %w", err)
+		}
+		return errs
+	}
+	terrs, usable := c.transact(tr.from, tr.rcpts, signed, tr.utf8)
+	for j, i := range tr.index {
+		errs[i] = terrs[j]
+	}
+	if usable {
+		u.release(c)
+	} else {
+		c.Close()
+	}
+	return errs
+}
+
+// transaction is what one SMTP transaction sends of a delivery.
+type transaction struct {
+	from  string
+	rcpts []string // as sent, in the order of index
+	index []int    // where each is among the delivery's recipients
+	msg   []byte
+	utf8  bool // SMTPUTF8 on MAIL
+}
+
+// plan is how a delivery from from to rcpts travels over a session whose upstream offers
+// SMTPUTF8 or not, and the recipients it cannot reach there. A delivery in seven bits goes
+// as it always did. One that needs UTF-8 (needsUTF8) goes with SMTPUTF8 when the upstream
+// offers it; otherwise, as Postfix's SMTP client does, each address goes in its ASCII form
+// (an IDN domain in A-labels) with the header downgraded to seven bits (Downgrade7Bit),
+// and an address with a non-ASCII local part, which has no ASCII form, fails at once and for
+// good (5.6.7) rather than in an 8-bit transaction that the upstream would refuse.
+func plan(from string, rcpts []string, msg []byte, smtputf8 bool, upstream string) (transaction, []error) {
+	errs := make([]error, len(rcpts))
+	tr := transaction{from: from, msg: msg}
+	need := needsUTF8(from, rcpts, msg)
+	if !need || smtputf8 {
+		tr.utf8 = need
+		tr.rcpts = rcpts
+		for i := range rcpts {
+			tr.index = append(tr.index, i)
+		}
+		return tr, errs
+	}
+	sender, ok := addr.ASCIIForm(from)
+	if !ok {
+		for i := range errs {
+			errs[i] = noSMTPUTF8(upstream, "the envelope sender "+from)
+		}
+		return transaction{}, errs
+	}
+	tr.from = sender
+	for i, r := range rcpts {
+		ascii, ok := addr.ASCIIForm(r)
+		if !ok {
+			errs[i] = noSMTPUTF8(upstream, r)
+			continue
+		}
+		tr.rcpts = append(tr.rcpts, ascii)
+		tr.index = append(tr.index, i)
+	}
+	tr.msg = Downgrade7Bit(msg)
+	return tr, errs
+}
+
+// noSMTPUTF8 is the reply recorded for an address that only SMTPUTF8 can carry; 553 5.6.7
+// is what RFC 6531 3.5 gives for it, and what a receiving server would have said.
+func noSMTPUTF8(upstream, address string) error {
+	return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+		Message: fmt.Sprintf("the upstream %s does not offer SMTPUTF8, and %s cannot be written in ASCII", upstream, address)}
+}
+
+// Via is the upstream's address.
+func (u *upstream) Via() string { return u.addr }
+
+// Parallel is upstream.max_connections.
+func (u *upstream) Parallel() int { return u.maxConns }
+
+// Recover does nothing: a session does not outlive its process, and what a crash cut short
+// is sent again.
+func (u *upstream) Recover(*slog.Logger) {}
+
+// session takes an idle session or opens one.
+func (u *upstream) session() (*session, error) {
+	u.mu.Lock()
+	for len(u.idle) > 0 {
+		p := u.idle[len(u.idle)-1]
+		u.idle = u.idle[:len(u.idle)-1]
+		u.mu.Unlock()
+		// A session idle for a while may have been closed by the server.
+		if u.now().Sub(p.used) < 5*time.Second || p.c.Noop() == nil {
+			return p.c, nil
+		}
+		p.c.Close()
+		u.mu.Lock()
+	}
+	u.mu.Unlock()
+	return u.dial()
+}
+
+// release keeps a session that can carry another message for the next delivery, unless
+// max_connections are idle already or a new config replaced this upstream.
+func (u *upstream) release(c *session) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed || len(u.idle) >= u.maxConns {
+		go c.Quit()
+		return
+	}
+	u.idle = append(u.idle, pooled{c: c, used: u.now()})
+}
+
+// CloseIdle ends with QUIT the sessions unused for older or longer.
+func (u *upstream) CloseIdle(older time.Duration) {
+	u.mu.Lock()
+	var keep []pooled
+	var close []pooled
+	for _, p := range u.idle {
+		if u.now().Sub(p.used) >= older {
+			close = append(close, p)
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	u.idle = keep
+	u.mu.Unlock()
+	for _, p := range close {
+		p.c.Quit()
+	}
+}
+
+// Close drops the idle sessions at once and ends the ones in use when they are given back.
+func (u *upstream) Close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.closed = true
+	for _, p := range u.idle {
+		p.c.Close()
+	}
+	u.idle = nil
 }
 
 // dial opens a session ready for MAIL FROM: greeting, EHLO with our hostname, TLS as
