@@ -37,10 +37,6 @@ func ExpertName(actor string) string {
 	return "an expert (admin API)"
 }
 
-func refuse(kind RefusalKind, rule, format string, args ...any) *Refusal {
-	return &Refusal{Kind: kind, Rule: rule, Msg: fmt.Sprintf(format, args...)}
-}
-
 // DecideAction decides an expert action on ticket, or refuses it. Each kind of action has
 // its function; a refused action's Decision is as far as the decision got.
 func DecideAction(ticket *model.Ticket, a Action, env Env) (Decision, *Refusal) {
