@@ -17,10 +17,11 @@ type Action struct {
 	PersonIsOwn bool
 	// For model.OpComment.
 	Public bool
-	// For ActMakePrivate: the comment, and whether it is on the ticket and public.
+	// For model.OpMakePrivate and model.OpMakePublic: the comment (0 for none), which the
+	// caller found on the ticket, and whether it is public now.
 	CommentID     uint64
 	CommentPublic bool
-	// For ActStatus.
+	// For model.OpStatus.
 	Status model.Status
 	// Via is where the action came from, as its comment or event records it: "api" when
 	// unset (the admin API and the CLI), "web" for the desk's pages.

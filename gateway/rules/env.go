@@ -13,9 +13,9 @@ type Env struct {
 	Policy        model.Policy
 	Notifications model.Notifications
 	MaxCCs        int
-	// Agents maps lowercased addresses to RoleAgent or RoleLightAgent.
+	// Agents maps addresses (by model.AddressKey) to model.RoleAgent or model.RoleLightAgent.
 	Agents map[string]model.Role
-	// AgentNames maps lowercased agent addresses to their names.
+	// AgentNames maps agent addresses (by model.AddressKey) to their names.
 	AgentNames map[string]string
 	// DMARCReject is authentication.dmarc_reject: DMARCAccept, or anything else for
 	// DMARCRefuse, the default (A1).
@@ -25,7 +25,8 @@ type Env struct {
 	StatusView string
 }
 
-// AgentRole is the configured role of email: RoleAgent, RoleLightAgent or RoleEndUser.
+// AgentRole is the configured role of email: model.RoleAgent, model.RoleLightAgent or
+// model.RoleEndUser.
 // This is what the address is; whether a mail proves it is A1's question (gateway/auth).
 func (e Env) AgentRole(email string) model.Role {
 	if r, ok := e.Agents[model.AddressKey(email)]; ok {
