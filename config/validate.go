@@ -23,12 +23,40 @@ import (
 	"github.com/deskgate/deskgate/gateway/model"
 )
 
+// addProblem records one problem under a key; validate's checks share it so that every
+// section reports in the same words.
+type addProblem func(key, format string, args ...any)
+
+// validate checks every section of c, one check per section, and canonicalises the addresses
+// it holds. Load sorts the problems by key, so the order of the checks only matters for
+// problems under one key, and each check keeps those in the order it always had.
 func validate(c *Config) Problems {
 	var ps Problems
 	add := func(key, format string, args ...any) {
 		ps = append(ps, Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
+	checkHost(c, add)
+	checkStore(c.Store, add)
+	checkListen(c, add)
+	checkWeb(c, add)
+	checkAdmin(c.Admin, add)
+	checkTLS(c.TLS, add)
+	support := checkSupport(&c.Support, add)
+	checkLimits(c.Limits, add)
+	checkRetention(c.Retention, add)
+	checkAgents(c.Agents, support, add)
+	checkPolicy(&c.Policy, add)
+	checkNotifications(c.Notifications, add)
+	checkAuthentication(c.Authentication, add)
+	checkUpstream(c.Upstream, add)
+	checkDKIM(c.DKIM, add)
+	checkLog(c.Log, add)
+	return ps
+}
 
+// checkHost checks the two top-level keys: the host name deskgate greets with and the
+// directory it keeps its data in.
+func checkHost(c *Config, add addProblem) {
 	if strings.TrimSpace(c.Hostname) == "" {
 		add("hostname", "required")
 	} else if strings.ContainsAny(c.Hostname, " \t\r\n@[]<>") {
@@ -39,9 +67,11 @@ func validate(c *Config) Problems {
 	} else if err := checkDataDir(c.DataDir); err != nil {
 		add("data_dir", "%v", err)
 	}
+}
 
-	checkStore(c.Store, add)
-
+// checkListen checks the mail and admin listeners (checkWeb checks listen.web); an admin
+// listener needs a token file.
+func checkListen(c *Config, add addProblem) {
 	if c.Listen.SMTP == "" && c.Listen.LMTP == "" {
 		add("listen", "at least one of listen.smtp and listen.lmtp must be set")
 	}
@@ -60,49 +90,61 @@ func validate(c *Config) Problems {
 			add("admin.token_file", "required when listen.admin is set")
 		}
 	}
-	checkWeb(c, add)
-	if c.Admin.TokenFile != "" {
-		if b, err := os.ReadFile(c.Admin.TokenFile); err != nil {
+}
+
+// checkAdmin checks that the admin token file, when named, holds a token.
+func checkAdmin(a Admin, add addProblem) {
+	if a.TokenFile != "" {
+		if b, err := os.ReadFile(a.TokenFile); err != nil {
 			add("admin.token_file", "%v", fileErr(err))
 		} else if strings.TrimSpace(string(b)) == "" {
-			add("admin.token_file", "%s is empty", c.Admin.TokenFile)
+			add("admin.token_file", "%s is empty", a.TokenFile)
 		}
 	}
+}
 
-	if c.TLS.Enabled() {
-		switch {
-		case c.TLS.CertFile == "":
-			add("tls.cert_file", "required when tls.key_file is set")
-		case c.TLS.KeyFile == "":
-			add("tls.key_file", "required when tls.cert_file is set")
-		default:
-			certOK, keyOK := checkReadable(c.TLS.CertFile), checkReadable(c.TLS.KeyFile)
-			if certOK != nil {
-				add("tls.cert_file", "%v", certOK)
-			}
-			if keyOK != nil {
-				add("tls.key_file", "%v", keyOK)
-			}
-			if certOK == nil && keyOK == nil {
-				if _, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile); err != nil {
-					add("tls", "cannot load certificate and key: %v", err)
-				}
+// checkTLS checks that the certificate and key come as a pair that loads.
+func checkTLS(t TLS, add addProblem) {
+	if !t.Enabled() {
+		return
+	}
+	switch {
+	case t.CertFile == "":
+		add("tls.cert_file", "required when tls.key_file is set")
+	case t.KeyFile == "":
+		add("tls.key_file", "required when tls.cert_file is set")
+	default:
+		certOK, keyOK := checkReadable(t.CertFile), checkReadable(t.KeyFile)
+		if certOK != nil {
+			add("tls.cert_file", "%v", certOK)
+		}
+		if keyOK != nil {
+			add("tls.key_file", "%v", keyOK)
+		}
+		if certOK == nil && keyOK == nil {
+			if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+				add("tls", "cannot load certificate and key: %v", err)
 			}
 		}
 	}
+}
 
-	if len(c.Support.Addresses) == 0 {
+// checkSupport checks the support addresses and puts each in canonical form. It returns the
+// set of their keys (model.AddressKey), which checkAgents needs: an agent cannot be a
+// support address.
+func checkSupport(s *Support, add addProblem) map[string]bool {
+	if len(s.Addresses) == 0 {
 		add("support.addresses", "at least one support address is required")
 	}
 	seen := map[string]bool{}
-	for i, a := range c.Support.Addresses {
+	for i, a := range s.Addresses {
 		key := fmt.Sprintf("support.addresses[%d]", i)
 		canon, err := canonicalAddress(a)
 		if err != nil {
 			add(key, "%v", err)
 			continue
 		}
-		c.Support.Addresses[i] = canon
+		s.Addresses[i] = canon
 		if strings.Contains(localPart(a), "+") {
 			add(key, "%q: a support address cannot contain '+' (deskgate uses LOCAL+... for ticket addresses)", a)
 		}
@@ -114,11 +156,15 @@ func validate(c *Config) Problems {
 		}
 		seen[model.AddressKey(canon)] = true
 	}
-	if strings.ContainsAny(c.Support.Name, "\r\n\"") {
+	if strings.ContainsAny(s.Name, "\r\n\"") {
 		add("support.name", "must not contain quotes or line breaks")
 	}
+	return seen
+}
 
-	l := c.Limits
+// checkLimits checks the bounds of the limits section, and that the bounds agree with each
+// other (memory for the largest message, a session longer than one read).
+func checkLimits(l Limits, add addProblem) {
 	if l.MaxMessageBytes < 1024 {
 		add("limits.max_message_bytes", "%d is too small (at least 1KiB)", l.MaxMessageBytes)
 	}
@@ -140,9 +186,6 @@ func validate(c *Config) Problems {
 	if l.MaxDataMemory < 2*l.MaxMessageBytes {
 		add("limits.max_data_memory", "%d is less than twice limits.max_message_bytes (%d): the largest message could never be taken", l.MaxDataMemory, l.MaxMessageBytes)
 	}
-	if c.Retention.DeleteSolvedAfter < 0 {
-		add("retention.delete_solved_after", "must not be negative (0 keeps tickets forever), got %s", c.Retention.DeleteSolvedAfter)
-	}
 	if l.ShutdownGrace < 0 {
 		add("limits.shutdown_grace", "must not be negative, got %s", l.ShutdownGrace)
 	}
@@ -163,21 +206,32 @@ func validate(c *Config) Problems {
 	if l.WriteTimeout <= 0 {
 		add("limits.write_timeout", "must be positive, got %s", l.WriteTimeout)
 	}
+}
 
-	agentSeen := map[string]bool{}
-	for i, a := range c.Agents {
+// checkRetention checks how long solved tickets are kept.
+func checkRetention(r Retention, add addProblem) {
+	if r.DeleteSolvedAfter < 0 {
+		add("retention.delete_solved_after", "must not be negative (0 keeps tickets forever), got %s", r.DeleteSolvedAfter)
+	}
+}
+
+// checkAgents checks each agent and puts its address in canonical form; support holds the
+// keys of the support addresses, which no agent may have.
+func checkAgents(agents []Agent, support map[string]bool, add addProblem) {
+	seen := map[string]bool{}
+	for i, a := range agents {
 		key := fmt.Sprintf("agents[%d]", i)
 		canon, err := canonicalAddress(a.Email)
 		if err != nil {
 			add(key+".email", "%v", err)
-		} else if agentSeen[model.AddressKey(canon)] {
-			add(key+".email", "%q is listed twice", a.Email)
 		} else if seen[model.AddressKey(canon)] {
+			add(key+".email", "%q is listed twice", a.Email)
+		} else if support[model.AddressKey(canon)] {
 			add(key+".email", "%q is a support address", a.Email)
 		}
 		if err == nil {
-			c.Agents[i].Email = canon
-			agentSeen[model.AddressKey(canon)] = true
+			agents[i].Email = canon
+			seen[model.AddressKey(canon)] = true
 		}
 		if a.Role != RoleAgent && a.Role != RoleLightAgent {
 			add(key+".role", "%q is not a role (agent or light_agent)", a.Role)
@@ -186,41 +240,55 @@ func validate(c *Config) Problems {
 			add(key+".name", "must not contain line breaks")
 		}
 	}
+}
 
-	for i, p := range c.Policy.CCBlocklist {
-		canon, err := canonicalBlockPattern(p)
+// checkPolicy checks the policy choices and puts each CC blocklist pattern in canonical form.
+func checkPolicy(p *Policy, add addProblem) {
+	for i, pat := range p.CCBlocklist {
+		canon, err := canonicalBlockPattern(pat)
 		if err != nil {
 			add(fmt.Sprintf("policy.cc_blocklist[%d]", i), "%v", err)
 			continue
 		}
-		c.Policy.CCBlocklist[i] = canon
+		p.CCBlocklist[i] = canon
 	}
-	oneOf(add, "policy.cc_removal", c.Policy.CCRemoval, "email", "expert_only")
-	oneOf(add, "policy.reply_audience", c.Policy.ReplyAudience, "notification", "ticket")
-	oneOf(add, "notifications.ticket_created", c.Notifications.TicketCreated, "requester", "requester_and_ccs", "none")
-	oneOf(add, "notifications.assigned", c.Notifications.Assigned, "requester", "requester_and_ccs", "none")
-	oneOf(add, "notifications.solved", c.Notifications.Solved, "requester", "requester_and_ccs", "none")
+	oneOf(add, "policy.cc_removal", p.CCRemoval, "email", "expert_only")
+	oneOf(add, "policy.reply_audience", p.ReplyAudience, "notification", "ticket")
+}
 
-	oneOf(add, "authentication.agent_identity", c.Authentication.AgentIdentity, "dmarc", "dkim", "trusted_relay", "none")
-	oneOf(add, "authentication.dmarc_reject", c.Authentication.DMARCReject, "refuse", "accept")
-	if r := c.Authentication.DNSResolver; r != "" {
+// checkNotifications checks who hears of each ticket event.
+func checkNotifications(n Notifications, add addProblem) {
+	oneOf(add, "notifications.ticket_created", n.TicketCreated, "requester", "requester_and_ccs", "none")
+	oneOf(add, "notifications.assigned", n.Assigned, "requester", "requester_and_ccs", "none")
+	oneOf(add, "notifications.solved", n.Solved, "requester", "requester_and_ccs", "none")
+}
+
+// checkAuthentication checks how an agent's mail is told from a forgery: the method, the
+// resolver it asks, and the relays it trusts.
+func checkAuthentication(a Authentication, add addProblem) {
+	oneOf(add, "authentication.agent_identity", a.AgentIdentity, "dmarc", "dkim", "trusted_relay", "none")
+	oneOf(add, "authentication.dmarc_reject", a.DMARCReject, "refuse", "accept")
+	if r := a.DNSResolver; r != "" {
 		if err := checkHostPort(r); err != nil {
 			add("authentication.dns_resolver", "%v", err)
 		}
 	}
-	if t := c.Authentication.Timeout; t <= 0 || t > 5*time.Minute {
+	if t := a.Timeout; t <= 0 || t > 5*time.Minute {
 		add("authentication.timeout", "must be from 1s to 5m, got %s", t)
 	}
-	for i, id := range c.Authentication.TrustedAuthservIDs {
+	for i, id := range a.TrustedAuthservIDs {
 		if strings.TrimSpace(id) == "" || strings.ContainsAny(id, " \t;()") {
 			add(fmt.Sprintf("authentication.trusted_authserv_ids[%d]", i), "%q is not an authserv-id (a host name such as mx.example.com)", id)
 		}
 	}
-	if c.Authentication.AgentIdentity == "trusted_relay" && len(c.Authentication.TrustedAuthservIDs) == 0 {
+	if a.AgentIdentity == "trusted_relay" && len(a.TrustedAuthservIDs) == 0 {
 		add("authentication.trusted_authserv_ids", "required when agent_identity is trusted_relay")
 	}
+}
 
-	up := c.Upstream
+// checkUpstream checks where outgoing mail goes (a relay or a Maildir), the relay's
+// credentials and TLS, and the queue's timings.
+func checkUpstream(up Upstream, add addProblem) {
 	switch {
 	case up.Address == "":
 		add("upstream.address", `required: "host:port" of the relay, or "maildir:DIR"`)
@@ -264,27 +332,34 @@ func validate(c *Config) Problems {
 	if up.Username != "" && up.PasswordFile == "" {
 		add("upstream.password_file", "required when upstream.username is set")
 	}
-
-	if c.DKIM.Enabled() {
-		if c.DKIM.Domain == "" {
-			add("dkim.domain", "required when dkim is set")
-		}
-		if c.DKIM.Selector == "" {
-			add("dkim.selector", "required when dkim is set")
-		}
-		if c.DKIM.PrivateKeyFile == "" {
-			add("dkim.private_key_file", "required when dkim is set")
-		} else if err := checkPrivateKey(c.DKIM.PrivateKeyFile); err != nil {
-			add("dkim.private_key_file", "%v", err)
-		}
-	}
-
-	oneOf(add, "log.level", c.Log.Level, "debug", "info", "warn", "error")
-	oneOf(add, "log.format", c.Log.Format, "text", "json")
-	return ps
 }
 
-func oneOf(add func(string, string, ...any), key, val string, allowed ...string) {
+// checkDKIM checks that a signing key, when any DKIM key is set, comes with its domain and
+// selector and parses.
+func checkDKIM(d DKIM, add addProblem) {
+	if !d.Enabled() {
+		return
+	}
+	if d.Domain == "" {
+		add("dkim.domain", "required when dkim is set")
+	}
+	if d.Selector == "" {
+		add("dkim.selector", "required when dkim is set")
+	}
+	if d.PrivateKeyFile == "" {
+		add("dkim.private_key_file", "required when dkim is set")
+	} else if err := checkPrivateKey(d.PrivateKeyFile); err != nil {
+		add("dkim.private_key_file", "%v", err)
+	}
+}
+
+// checkLog checks the log's level and format.
+func checkLog(l Log, add addProblem) {
+	oneOf(add, "log.level", l.Level, "debug", "info", "warn", "error")
+	oneOf(add, "log.format", l.Format, "text", "json")
+}
+
+func oneOf(add addProblem, key, val string, allowed ...string) {
 	for _, a := range allowed {
 		if val == a {
 			return
@@ -468,7 +543,7 @@ func unwrapPath(err error) error {
 
 // checkStore checks the store's keys by their form; `deskgate check-config` then tries the
 // connection itself.
-func checkStore(st Store, add func(key, format string, args ...any)) {
+func checkStore(st Store, add addProblem) {
 	if st.URL != "" {
 		u, err := url.Parse(st.URL)
 		switch {
@@ -496,7 +571,7 @@ func hasPassword(u *url.Userinfo) bool {
 
 // checkWeb checks listen.web and the web keys. It trims web.public_url's trailing slash, so
 // that links are built on it by plain concatenation.
-func checkWeb(c *Config, add func(key, format string, args ...any)) {
+func checkWeb(c *Config, add addProblem) {
 	if c.Listen.Web != "" {
 		if err := checkListenAddr(c.Listen.Web, false); err != nil {
 			add("listen.web", "%v", err)

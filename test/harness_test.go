@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/deskgate/deskgate/internal/pgtest"
 	"io"
 	"net"
 	"net/http"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/deskgate/deskgate/internal/dnstest"
+	"github.com/deskgate/deskgate/internal/pgtest"
 )
 
 var binary string

@@ -257,6 +257,11 @@ func explainCmd() *cobra.Command {
 
 func queueCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "queue", Short: "the outbound queue"}
+	cmd.AddCommand(queueListCmd(), queueRetryCmd(), queueDropCmd())
+	return cmd
+}
+
+func queueListCmd() *cobra.Command {
 	var asJSON bool
 	var limit int
 	var before uint64
@@ -307,7 +312,11 @@ func queueCmd() *cobra.Command {
 	list.Flags().IntVar(&limit, "limit", 100, "at most this many deliveries (up to 10000)")
 	list.Flags().Uint64Var(&before, "before", 0, "only deliveries older than this id (the next page: the last id shown)")
 	list.Flags().StringVar(&state, "state", "", "only deliveries in this state (queued, sent, failed, partial, dropped)")
-	retry := &cobra.Command{
+	return list
+}
+
+func queueRetryCmd() *cobra.Command {
+	return &cobra.Command{
 		Use: "retry ID|all", Short: "try a delivery again now (its deferred and failed recipients); all: every queued one", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if args[0] != "all" {
@@ -329,7 +338,10 @@ func queueCmd() *cobra.Command {
 			return nil
 		},
 	}
-	drop := &cobra.Command{
+}
+
+func queueDropCmd() *cobra.Command {
+	return &cobra.Command{
 		Use: "drop ID", Short: "take a delivery off the queue; its waiting recipients are not sent", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID("delivery", args[0])
@@ -347,6 +359,4 @@ func queueCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(list, retry, drop)
-	return cmd
 }

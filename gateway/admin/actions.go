@@ -45,7 +45,7 @@ func (s *Server) deleteTicket(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	d, err := s.Desk.DeleteTicket(r.Context(), id)
+	d, err := s.desk.DeleteTicket(r.Context(), id)
 	if err != nil {
 		writeActError(w, err)
 		return
@@ -68,7 +68,7 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request) {
 		writeAddressError(w, err)
 		return
 	}
-	e, err := s.Desk.Erase(r.Context(), address, req.DryRun)
+	e, err := s.desk.Erase(r.Context(), address, req.DryRun)
 	if err != nil {
 		writeActError(w, err)
 		return
@@ -220,7 +220,7 @@ func httpStatus(k rules.RefusalKind) int {
 }
 
 func (s *Server) act(w http.ResponseWriter, r *http.Request, id uint64, actions []rules.Action, body string, status int) {
-	last, err := s.Desk.Act(r.Context(), id, actions, body)
+	last, err := s.desk.Act(r.Context(), id, actions, body)
 	if err != nil {
 		writeActError(w, err)
 		return
@@ -486,7 +486,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 // now and with a fresh queue lifetime; "all" makes every queued delivery due now (like
 // Postfix's postqueue -f).
 func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request) {
-	count, err := s.Desk.RetryDelivery(r.Context(), r.PathValue("id"))
+	count, err := s.desk.RetryDelivery(r.Context(), r.PathValue("id"))
 	if err != nil {
 		writeActError(w, err)
 		return
@@ -500,7 +500,7 @@ func (s *Server) dropDelivery(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("id: %q is not a delivery id", r.PathValue("id")))
 		return
 	}
-	if err := s.Desk.DropDelivery(r.Context(), id); err != nil {
+	if err := s.desk.DropDelivery(r.Context(), id); err != nil {
 		writeActError(w, err)
 		return
 	}

@@ -40,9 +40,7 @@ func withDesk(t *testing.T) http.Handler {
 		[]byte("From: jane@customer.test\r\nTo: support@example.com\r\nSubject: s\r\nMessage-ID: <1@customer.test>\r\n\r\nhi\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	s := New(st, quiet, "s3cret", nil)
-	s.Desk = d
-	return s.Handler()
+	return New(Options{Store: st, Log: quiet, Token: "s3cret", Desk: d}).Handler()
 }
 
 func send(h http.Handler, method, target, body string) *httptest.ResponseRecorder {

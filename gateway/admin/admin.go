@@ -32,31 +32,45 @@ type Health func() error
 
 // Server is the admin API.
 type Server struct {
-	// ReplyAddress gives a ticket's reply address, shown so that an operator can write
-	// into a ticket by hand.
-	ReplyAddress func(t *model.Ticket) string
+	store        *store.Store
+	log          *slog.Logger
+	desk         *desk.Service
+	reloadConfig func() (file string, warnings []config.Problem, err error)
+	replyAddress func(t *model.Ticket) string
+	token        atomic.Pointer[string]
+	health       Health
+	http         *http.Server
+	metrics      http.Handler
+	routes       []string
+}
+
+// Options is what New makes the API of. Store, Log and Token are needed; without a hook, what
+// needs it is missing (a 503 for Reload, no reply address for ReplyAddress).
+type Options struct {
+	Store *store.Store
+	Log   *slog.Logger
+	// Token is the bearer token clients must send; SetToken swaps it on reload.
+	Token string
+	// Health says whether the listeners are up, for /healthz; nil when there are none to ask.
+	Health Health
 	// Desk carries out expert actions.
 	Desk *desk.Service
 	// Reload re-reads the daemon's config file as SIGHUP does, for POST /api/v1/reload: the
 	// file it read, the config's warnings, and config.Problems when it refused the file.
-	Reload  func() (file string, warnings []config.Problem, err error)
-	store   *store.Store
-	log     *slog.Logger
-	token   atomic.Pointer[string]
-	health  Health
-	http    *http.Server
-	metrics http.Handler
-	routes  []string
+	Reload func() (file string, warnings []config.Problem, err error)
+	// ReplyAddress gives a ticket's reply address, shown so that an operator can write
+	// into a ticket by hand.
+	ReplyAddress func(t *model.Ticket) string
 }
 
-// New makes the API; token is the bearer token clients must send.
-func New(st *store.Store, logger *slog.Logger, token string, health Health) *Server {
-	s := &Server{store: st, log: logger, health: health}
-	s.SetToken(token)
+// New makes the API with everything it needs, so that nothing is set on it afterwards.
+func New(o Options) *Server {
+	s := &Server{store: o.Store, log: o.Log, health: o.Health, desk: o.Desk, reloadConfig: o.Reload, replyAddress: o.ReplyAddress}
+	s.SetToken(o.Token)
 	// One daemon has one store; a registry that has it already (a second Server in one
 	// process) keeps the first.
-	metrics.Registry.Register(storeCollector{st})
-	s.metrics = promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)})
+	metrics.Registry.Register(storeCollector{o.Store})
+	s.metrics = promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelError)})
 	return s
 }
 
@@ -461,8 +475,8 @@ func (s *Server) loadTicket(id uint64) (TicketView, error) {
 		}
 		view = ticketView(t, comments)
 		view.Events = events(tx, t)
-		if s.ReplyAddress != nil {
-			view.ReplyAddress = s.ReplyAddress(t)
+		if s.replyAddress != nil {
+			view.ReplyAddress = s.replyAddress(t)
 		}
 		return nil
 	})

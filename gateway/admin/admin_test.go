@@ -14,15 +14,15 @@ import (
 	"github.com/deskgate/deskgate/store"
 )
 
-func testServer(t *testing.T) (*Server, http.Handler) {
+// testServer is the handler of an API on a fresh store, with reload as its reload hook (nil for none).
+func testServer(t *testing.T, reload func() (string, []config.Problem, error)) http.Handler {
 	t.Helper()
 	st, err := store.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s := New(st, slog.New(slog.NewTextHandler(io.Discard, nil)), "s3cret", nil)
-	return s, s.Handler()
+	return New(Options{Store: st, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Token: "s3cret", Reload: reload}).Handler()
 }
 
 // call makes one request with the Authorization header as given ("" for none).
@@ -54,7 +54,7 @@ func jsonError(t *testing.T, what string, rec *httptest.ResponseRecorder) string
 // The scheme name of Authorization is case-insensitive (RFC 9110 11.1), and one or more
 // spaces part it from the token; anything else is still 401.
 func TestBearerSchemeInAnyCase(t *testing.T) {
-	_, h := testServer(t)
+	h := testServer(t, nil)
 	for _, auth := range []string{"Bearer s3cret", "bearer s3cret", "BEARER s3cret", "bEaReR s3cret", "Bearer   s3cret", "bearer  s3cret "} {
 		if rec := call(h, "GET", "/api/v1/tickets", auth); rec.Code != http.StatusOK {
 			t.Errorf("Authorization %q: %d %s, want 200", auth, rec.Code, rec.Body.String())
@@ -76,7 +76,7 @@ func TestBearerSchemeInAnyCase(t *testing.T) {
 // Every path under /api/v1 answers JSON, never a redirect: ServeMux would send a 301 or 307
 // with an HTML body to the cleaned path or to the path with a slash added.
 func TestAPIPathsNeverRedirect(t *testing.T) {
-	_, h := testServer(t)
+	h := testServer(t, nil)
 	for _, target := range []string{
 		"/api/v1/tickets/../", "/api/v1/tickets/..", "/api/v1/tickets/", "/api/v1/tickets/./1",
 		"/api/v1//tickets", "/api/v1/tickets/1/", "/api/v1", "/api/v1/", "/api/v1/../healthz",
@@ -106,7 +106,7 @@ func TestAPIPathsNeverRedirect(t *testing.T) {
 
 // A known path with a wrong method is 405 in JSON, with Allow.
 func TestWrongMethodIsJSONWithAllow(t *testing.T) {
-	_, h := testServer(t)
+	h := testServer(t, nil)
 	for _, c := range []struct{ method, target, allow string }{
 		{"PUT", "/api/v1/tickets", "GET, HEAD"},
 		{"POST", "/api/v1/queue", "GET, HEAD"},
@@ -124,7 +124,7 @@ func TestWrongMethodIsJSONWithAllow(t *testing.T) {
 // POST /api/v1/reload answers once the reload is done: 200 with the file and its warnings, or
 // 422 with every problem by key when the file was refused.
 func TestReloadAnswers(t *testing.T) {
-	s, h := testServer(t)
+	h := testServer(t, nil)
 	if rec := call(h, "POST", "/api/v1/reload", ""); rec.Code != http.StatusUnauthorized {
 		t.Errorf("reload without a token: %d, want 401", rec.Code)
 	}
@@ -136,8 +136,11 @@ func TestReloadAnswers(t *testing.T) {
 	}
 	jsonError(t, "reload without a hook", rec)
 
+	// The daemon's hook, which each case below replaces.
+	var hook func() (string, []config.Problem, error)
+	h = testServer(t, func() (string, []config.Problem, error) { return hook() })
 	calls := 0
-	s.Reload = func() (string, []config.Problem, error) {
+	hook = func() (string, []config.Problem, error) {
 		calls++
 		return "/etc/deskgate/deskgate.yaml", []config.Problem{{Key: "authentication.agent_identity", Msg: "none: anyone can write as an agent"}}, nil
 	}
@@ -150,7 +153,7 @@ func TestReloadAnswers(t *testing.T) {
 		t.Errorf("reload answer %+v after %d calls", ok, calls)
 	}
 
-	s.Reload = func() (string, []config.Problem, error) {
+	hook = func() (string, []config.Problem, error) {
 		return "/etc/deskgate/deskgate.yaml", nil, config.Problems{{Key: "limits.max_ccs", Msg: "must be at least 1"}, {Msg: "line 3: did not find expected key"}}
 	}
 	rec = call(h, "POST", "/api/v1/reload", "Bearer s3cret")
@@ -167,7 +170,7 @@ func TestReloadAnswers(t *testing.T) {
 
 	// Something other than the file's problems (it should not happen) is still a refusal
 	// with one problem, not a bare 500.
-	s.Reload = func() (string, []config.Problem, error) {
+	hook = func() (string, []config.Problem, error) {
 		return "/x.yaml", nil, errors.New("reload in progress elsewhere")
 	}
 	rec = call(h, "POST", "/api/v1/reload", "Bearer s3cret")

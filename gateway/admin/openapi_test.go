@@ -51,7 +51,7 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s := New(st, slog.New(slog.NewTextHandler(io.Discard, nil)), "token", nil)
+	s := New(Options{Store: st, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Token: "token"})
 	s.Handler()
 	registered := map[string]bool{}
 	for _, r := range s.Routes() {

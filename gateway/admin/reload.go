@@ -38,11 +38,11 @@ func notes(ps []config.Problem) []ConfigNote {
 // reload is POST /api/v1/reload. It answers only when the reload is over, so that the
 // caller knows which config serves the next mail.
 func (s *Server) reload(w http.ResponseWriter, _ *http.Request) {
-	if s.Reload == nil {
+	if s.reloadConfig == nil {
 		writeError(w, http.StatusServiceUnavailable, "this server cannot reload its config")
 		return
 	}
-	file, warnings, err := s.Reload()
+	file, warnings, err := s.reloadConfig()
 	if err != nil {
 		var ps config.Problems
 		if !errors.As(err, &ps) {

@@ -76,37 +76,7 @@ func (s *Service) Erase(ctx context.Context, address string, dryRun bool) (Erasu
 	slices.Sort(ids)
 	out.Marker = "erased-" + randomHex(4) + "@erased.invalid"
 	for _, id := range ids {
-		var lines []string
-		run := func(tx *store.Tx) error {
-			lines = nil
-			tk, err := tx.Ticket(id)
-			if errors.Is(err, store.ErrNotFound) {
-				return nil // deleted meanwhile
-			}
-			if err != nil {
-				return err
-			}
-			if rules.ErasureOf(tk, address) == rules.EraseTicket {
-				line := fmt.Sprintf("ticket %d: deleted (requester)", id)
-				if !dryRun {
-					d, err := tx.DeleteTicket(id)
-					if err != nil {
-						return err
-					}
-					line += fmt.Sprintf(": %d comments, %d events, %d deliveries", d.Comments, d.Events, d.Deliveries)
-				}
-				lines = []string{line}
-				return nil
-			}
-			lines, err = tx.ScrubTicket(id, address, out.Marker)
-			return err
-		}
-		var err error
-		if dryRun {
-			err = s.store.View(run)
-		} else {
-			err = s.store.Update(ctx, run)
-		}
+		lines, err := s.eraseFrom(ctx, id, address, out.Marker, dryRun)
 		if err != nil {
 			return out, fmt.Errorf("ticket %d: %w", id, err)
 		}
@@ -136,6 +106,45 @@ func (s *Service) Erase(ctx context.Context, address string, dryRun bool) (Erasu
 		s.log.Info("address erased", "tickets", out.Tickets, "changes", len(out.Actions))
 	}
 	return out, nil
+}
+
+// eraseFrom erases address from ticket id, in a transaction of its own (a view in a dry run),
+// and says what it did or would do: the ticket is deleted when the person requested it
+// (rules.ErasureOf), else the store scrubs them from it, with marker for their address. A
+// ticket deleted meanwhile has nothing to say.
+func (s *Service) eraseFrom(ctx context.Context, id uint64, address, marker string, dryRun bool) ([]string, error) {
+	var lines []string
+	run := func(tx *store.Tx) error {
+		lines = nil
+		tk, err := tx.Ticket(id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // deleted meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		if rules.ErasureOf(tk, address) == rules.EraseTicket {
+			line := fmt.Sprintf("ticket %d: deleted (requester)", id)
+			if !dryRun {
+				d, err := tx.DeleteTicket(id)
+				if err != nil {
+					return err
+				}
+				line += fmt.Sprintf(": %d comments, %d events, %d deliveries", d.Comments, d.Events, d.Deliveries)
+			}
+			lines = []string{line}
+			return nil
+		}
+		lines, err = tx.ScrubTicket(id, address, marker)
+		return err
+	}
+	var err error
+	if dryRun {
+		err = s.store.View(run)
+	} else {
+		err = s.store.Update(ctx, run)
+	}
+	return lines, err
 }
 
 func randomHex(n int) string {

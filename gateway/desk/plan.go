@@ -160,12 +160,35 @@ type plannedChange struct {
 	write    write
 }
 
-// change makes the records of decision d and composes its notifications.
+// change makes the records of decision d and composes its notifications: it settles the
+// ticket (claim), makes the record of the source (record), composes what is sent (notify),
+// and returns the write that puts it all.
 func (p *planner) change(d rules.Decision, src source, pre []model.TraceStep) (*plannedChange, error) {
+	t, err := p.claim(d, src)
+	if err != nil {
+		return nil, err
+	}
+	trace := append(append([]model.TraceStep(nil), pre...), d.Trace...)
+	rec, err := p.record(d, t, src, trace)
+	if err != nil {
+		return nil, err
+	}
+	outbox, err := p.notify(d, t, rec, src)
+	if err != nil {
+		return nil, err
+	}
+	// A later action of the same event starts from this ticket; what the writer puts is
+	// this state, taken now.
+	return &plannedChange{sourceID: rec.sourceID, write: rec.put(*t, d.NewTicket, src, outbox)}, nil
+}
+
+// claim is the ticket decision d changes, given its id and root when it is new, and stamped
+// with this event's time. A plan on a snapshot of a ticket other events are changing stops
+// there (errContended).
+func (p *planner) claim(d rules.Decision, src source) (*model.Ticket, error) {
 	now := p.now
 	t := d.Ticket
-	newTicket := d.NewTicket
-	if newTicket {
+	if d.NewTicket {
 		t.ID = p.ids.Ticket()
 		t.CreatedAt = now
 		// Only an end user's first mail is kept to thread on (H4), decided now, while the
@@ -176,17 +199,28 @@ func (p *planner) change(d rules.Decision, src source, pre []model.TraceStep) (*
 		}
 	}
 	p.run.ticket = t.ID
-	if !newTicket && p.run.onSnapshot && p.s.contended.has(t.ID, now) {
+	if !d.NewTicket && p.run.onSnapshot && p.s.contended.has(t.ID, now) {
 		return nil, errContended
 	}
 	t.UpdatedAt = now
-	trace := append(append([]model.TraceStep(nil), pre...), d.Trace...)
+	return t, nil
+}
 
-	var comment, restated *model.Comment
-	var event *model.Event
-	var sourceID uint64
+// sourceRecord is what one decision stores of its source, which its notifications tell of:
+// a new comment, or an event (with, when the decision restates a comment, that comment
+// changed).
+type sourceRecord struct {
+	comment  *model.Comment
+	restated *model.Comment
+	event    *model.Event
+	sourceID uint64
+}
+
+// record makes the record of d's source on ticket t, with trace as its trace.
+func (p *planner) record(d rules.Decision, t *model.Ticket, src source, trace []model.TraceStep) (*sourceRecord, error) {
+	now := p.now
 	if d.Comment != nil {
-		comment = &model.Comment{ID: p.ids.Item(), TicketID: t.ID,
+		comment := &model.Comment{ID: p.ids.Item(), TicketID: t.ID,
 			Author: src.author.Email, AuthorName: src.author.Name, Public: d.Comment.Public,
 			ThirdParty: d.Comment.ThirdParty, ReplyToDiffers: d.Comment.ReplyToDiffers, Automatic: d.Comment.Automatic,
 			Via: src.via, MessageID: store.NormalizeMessageID(src.messageID), InReplyTo: src.inReplyTo,
@@ -194,32 +228,38 @@ func (p *planner) change(d rules.Decision, src source, pre []model.TraceStep) (*
 			EnvelopeFrom: src.envFrom, CreatedAt: now, Body: src.body, Attachments: src.attachments,
 			Trace: trace, AuthenticationResults: src.authResults, Problems: src.problems,
 		}
-		sourceID = comment.ID
-	} else {
-		if r := d.Restate; r != nil {
-			// The comment's own trace says what became of it later.
-			c, err := p.comment(r.CommentID)
-			if err != nil {
-				return nil, err
-			}
-			changed := *c
-			changed.Public = r.Public
-			changed.Trace = append(append([]model.TraceStep(nil), c.Trace...), d.Trace...)
-			restated = &changed
-			p.planned[changed.ID] = restated
+		return &sourceRecord{comment: comment, sourceID: comment.ID}, nil
+	}
+	rec := &sourceRecord{}
+	if r := d.Restate; r != nil {
+		// The comment's own trace says what became of it later.
+		c, err := p.comment(r.CommentID)
+		if err != nil {
+			return nil, err
 		}
-		event = &model.Event{ID: p.ids.Item(), TicketID: t.ID, Action: src.action, Actor: src.author.Email, Detail: src.detail, CreatedAt: now, Trace: trace}
-		sourceID = event.ID
+		changed := *c
+		changed.Public = r.Public
+		changed.Trace = append(append([]model.TraceStep(nil), c.Trace...), d.Trace...)
+		rec.restated = &changed
+		p.planned[changed.ID] = rec.restated
 	}
+	rec.event = &model.Event{ID: p.ids.Item(), TicketID: t.ID, Action: src.action, Actor: src.author.Email, Detail: src.detail, CreatedAt: now, Trace: trace}
+	rec.sourceID = rec.event.ID
+	return rec, nil
+}
 
-	type outgoing struct {
-		delivery *store.Delivery
-		message  []byte
-	}
+// outgoing is one composed notification and the delivery that carries it.
+type outgoing struct {
+	delivery *store.Delivery
+	message  []byte
+}
+
+// notify composes d's notifications and notes on the source's record who had them.
+func (p *planner) notify(d rules.Decision, t *model.Ticket, rec *sourceRecord, src source) ([]outgoing, error) {
 	var outbox []outgoing
 	notified := []model.Notified{}
 	for _, n := range d.Notifications {
-		del, msg, err := p.compose(t, n, comment, src, sourceID)
+		del, msg, err := p.compose(t, n, rec.comment, src, rec.sourceID)
 		if err != nil {
 			return nil, err
 		}
@@ -228,17 +268,22 @@ func (p *planner) change(d rules.Decision, src source, pre []model.TraceStep) (*
 			notified = append(notified, model.Notified{Email: r.Email, As: r.As, Visible: r.Visible, Delivery: del.ID})
 		}
 	}
-	if comment != nil {
-		comment.Notified = notified
-		p.planned[comment.ID] = comment
+	if rec.comment != nil {
+		rec.comment.Notified = notified
+		p.planned[rec.comment.ID] = rec.comment
 	} else {
-		event.Notified = notified
+		rec.event.Notified = notified
 	}
-	// A later action of the same event starts from this ticket; what the writer puts is
-	// this state, taken now.
-	final := *t
+	return outbox, nil
+}
+
+// put is the write that puts ticket final (created first when newTicket), the source's
+// record with what src carries of a mail (its original, its attachments' data), and the
+// queued deliveries of outbox.
+func (rec *sourceRecord) put(final model.Ticket, newTicket bool, src source, outbox []outgoing) write {
+	comment, restated, event, sourceID := rec.comment, rec.restated, rec.event, rec.sourceID
 	original, files := src.original, src.files
-	w := func(tx *store.Tx) error {
+	return func(tx *store.Tx) error {
 		tk := final
 		if newTicket {
 			if err := tx.CreateTicket(&tk); err != nil {
@@ -280,7 +325,6 @@ func (p *planner) change(d rules.Decision, src source, pre []model.TraceStep) (*
 		}
 		return tx.PutTicket(&tk)
 	}
-	return &plannedChange{sourceID: sourceID, write: w}, nil
 }
 
 // compose writes one notification and the delivery that will carry it.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/addr"
 	"github.com/deskgate/deskgate/gateway/auth"
 	"github.com/deskgate/deskgate/gateway/mailparse"
@@ -60,20 +61,15 @@ func classifyRecipients(book *addr.Book, list []string) []recipient {
 // Receive parses, threads, decides and stores one mail with its notifications. It
 // returns only after all of it is durable, or with a *rules.Refusal that says what
 // the sender should do.
+//
+// It gathers the facts first, none of which needs the store: where the mail came to, what
+// it says, who sent it and whether they may (admit). Then, on a snapshot of the store, it
+// threads and decides (receipt.decide) and plans the records (planner.change).
 func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result, error) {
 	cfg, book, renv := s.cfg.Load(), s.book.Load(), s.env.Load()
 	var res Result
 	rcpts := classifyRecipients(book, env.Recipients)
-	support := ""
-	bounces := 0
-	for _, r := range rcpts {
-		switch {
-		case r.ours && r.parsed.Kind == addr.Bounce:
-			bounces++
-		case r.ours && support == "":
-			support = r.parsed.Support
-		}
-	}
+	support, bounces := route(rcpts)
 	if bounces == len(rcpts) && bounces > 0 {
 		return s.bounce(ctx, book, env, rcpts, raw)
 	}
@@ -81,23 +77,14 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		s.bounceAlongside(env, rcpts, raw)
 	}
 
-	msg, err := mailparse.Parse(raw, cfg.Hostname)
-	switch {
-	case errors.Is(err, mailparse.ErrHeaderTooLarge):
-		return res, refusal(rules.RefuseTooLarge, "Message header block exceeds %d bytes", mailparse.MaxHeaderBytes)
-	case err != nil:
-		return res, refusal(rules.RefuseUnreadable, "Message cannot be parsed: %v", err)
+	msg, err := parse(raw, cfg.Hostname)
+	if err != nil {
+		return res, err
 	}
 	res.MessageID = msg.MessageID
-
-	from := model.Person{}
-	switch {
-	case msg.From != nil:
-		from = model.Person{Email: msg.From.Email, Name: msg.From.Name}
-	case env.From != "":
-		from = model.Person{Email: env.From}
-	default:
-		return res, refusal(rules.RefuseNobodyToTell, "Message has no From header and an empty envelope sender; nobody to answer")
+	from, err := author(msg, env)
+	if err != nil {
+		return res, err
 	}
 	res.From = from.Email
 	// X-Loop carries the support address as deskgate writes it (its ASCII form, Supports);
@@ -110,41 +97,12 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 	if _, own := book.Classify(from.Email); own {
 		return res, refusal(rules.RefuseOwnAddress, "From <%s> is this gateway's own address", from.Email)
 	}
-	authResult, id := s.authenticate(ctx, env, raw, from.Email)
-	if id.Refuse {
-		// Before anything is stored or queued: the domain asked for this mail to be
-		// refused, and accepting it would answer a forger at the real owner's address.
-		return res, refusal(rules.RefuseDMARC, "Rejected by DMARC policy for %s", id.RefusedDomain)
+	authResult, id, err := s.admit(ctx, cfg, env, raw, from.Email)
+	if err != nil {
+		return res, err
 	}
-	if id.Defer {
-		return res, refusal(rules.RefuseUnverifiedNow, "Cannot verify now that <%s> sent this: %s; try again later", from.Email, id.Step.Detail)
-	}
-	if limited, step := s.noteSender(from.Email, cfg.Limits.MaxMailsPerSenderHour); limited {
-		return res, refusal(rules.RefuseTooMany, "Too many messages from <%s>: %s (%s); try again later", from.Email, step.Detail, step.Rule)
-	}
-	automatic := rules.Automatic(msg.Header, env.From)
-	replyToDiffers := false
-	for _, r := range msg.ReplyTo {
-		if !rules.SameAddress(r.Email, from.Email) {
-			replyToDiffers = true
-		}
-	}
-	var files [][]byte
-	var atts []model.Attachment
-	for _, a := range msg.Attachments {
-		atts = append(atts, model.Attachment{Name: a.Name, ContentType: a.ContentType, Size: a.Size, Problem: a.Problem})
-		files = append(files, a.Data)
-	}
-	chain := replyChain(msg)
-	original := store.PackOriginal(raw)
-	body := msg.Text
-	if msg.Unreadable() {
-		body = "[deskgate could not decode this message: " + strings.Join(msg.Problems, "; ") + ". The original is kept with this comment.]"
-	}
-	if len(msg.Problems) > 0 {
-		metrics.UndecodableMessages.Inc()
-		s.log.Warn("message not fully decoded", "rule", "M1", "message_id", msg.MessageID, "from", from.Email, "problems", strings.Join(msg.Problems, "; "))
-	}
+	r := &receipt{cfg: cfg, book: book, renv: renv, rcpts: rcpts, msg: msg,
+		mail: mailFacts(msg, env, from, id, support), src: s.sourceOf(cfg, renv, env, msg, from, authResult, raw)}
 
 	var repeat model.TraceStep
 	var done tally
@@ -152,51 +110,23 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 	err = s.commit(ctx, func(tx *store.Tx, run *planRun) (writes, error) {
 		done = tally{}
 		res.TicketID, res.CommentID, res.Duplicate, res.Outcome = 0, 0, false, ""
-		var seen rules.Seen
-		if ref, ok := tx.MessageID(msg.MessageID); ok {
-			seen = rules.Seen{Known: true, SentByUs: ref.Sent, TicketID: ref.TicketID, CommentID: ref.CommentID}
-		}
-		var verdict string
-		verdict, repeat = rules.Repeat(seen, msg.MessageID)
-		switch verdict {
-		case rules.OwnMail:
-			res.Outcome = "own mail dropped"
-			return nil, nil
-		case rules.Duplicate:
-			res.TicketID, res.CommentID, res.Duplicate, res.Outcome = seen.TicketID, seen.CommentID, true, "duplicate"
+		var again bool
+		if again, repeat = seenBefore(tx, msg.MessageID, &res); again {
 			return nil, nil
 		}
-		tickets := ticketCache{tx: tx, m: map[uint64]*model.Ticket{}}
-		refs := resolveChain(tx, chain)
-		ticketID, threadTrace := rules.Thread(threadFacts(&tickets, book, rcpts, refs, msg, from.Email))
-		ticket := tickets.get(ticketID)
-		if tickets.err != nil {
-			return nil, tickets.err
+		d, threadTrace, err := r.decide(tx)
+		if err != nil {
+			return nil, err
 		}
-		m := rules.Mail{
-			MessageID: msg.MessageID, From: from, Role: id.Role, Identified: id.Step,
-			To: classify(book, ticket, msg.To), Cc: classify(book, ticket, msg.Cc),
-			Subject: msg.Subject, ReplyToDiffers: replyToDiffers, Automatic: automatic,
-			HasAttachments: len(files) > 0, Support: support, Problems: msg.Problems, Unreadable: msg.Unreadable(),
-			NotRead: msg.NamesNotRead, ReadLimit: mailparse.MaxAddresses,
-		}
-		if ticket != nil {
-			m.Answered = answered(tx, ticket.ID, refs)
-		}
-		d := rules.DecideMail(ticket, m, *renv)
 		res.Outcome = "comment"
 		if d.NewTicket {
 			res.Outcome = "new ticket"
 		}
-		src := source{author: renv.Person(from.Email, from.Name), via: "email", messageID: msg.MessageID, inReplyTo: msg.InReplyTo, references: msg.References,
-			subject: msg.Subject, to: persons(msg.To), cc: persons(msg.Cc), recipients: env.Recipients, envFrom: env.From,
-			body: body, attachments: atts, files: files, authResults: authResult.Header(cfg.Hostname),
-			original: original, problems: msg.Problems}
-		ch, err := s.planner(tx, run, ids, cfg, book, renv).change(d, src, threadTrace)
+		ch, err := s.planner(tx, run, ids, cfg, book, renv).change(d, r.src, threadTrace)
 		if err != nil {
 			return nil, err
 		}
-		done.add(d, src.via)
+		done.add(d, r.src.via)
 		res.TicketID, res.CommentID = d.Ticket.ID, ch.sourceID
 		return writes{ch.write}, nil
 	})
@@ -210,6 +140,155 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 		s.log.Info("seen before", "rule", repeat.Rule, "verdict", repeat.Step, "why", repeat.Detail)
 	}
 	return res, nil
+}
+
+// route finds the support address a mail came to (the first of deskgate's addresses among
+// its recipients that is no bounce address) and counts its bounce addresses.
+func route(rcpts []recipient) (support string, bounces int) {
+	for _, r := range rcpts {
+		switch {
+		case r.ours && r.parsed.Kind == addr.Bounce:
+			bounces++
+		case r.ours && support == "":
+			support = r.parsed.Support
+		}
+	}
+	return support, bounces
+}
+
+// parse reads a mail, or refuses it in the words for the sender.
+func parse(raw []byte, hostname string) (*mailparse.Message, error) {
+	msg, err := mailparse.Parse(raw, hostname)
+	switch {
+	case errors.Is(err, mailparse.ErrHeaderTooLarge):
+		return nil, refusal(rules.RefuseTooLarge, "Message header block exceeds %d bytes", mailparse.MaxHeaderBytes)
+	case err != nil:
+		return nil, refusal(rules.RefuseUnreadable, "Message cannot be parsed: %v", err)
+	}
+	return msg, nil
+}
+
+// author is who wrote a mail: its From, else its envelope sender. A mail with neither is
+// refused, as there is nobody to answer.
+func author(msg *mailparse.Message, env Envelope) (model.Person, error) {
+	switch {
+	case msg.From != nil:
+		return model.Person{Email: msg.From.Email, Name: msg.From.Name}, nil
+	case env.From != "":
+		return model.Person{Email: env.From}, nil
+	default:
+		return model.Person{}, refusal(rules.RefuseNobodyToTell, "Message has no From header and an empty envelope sender; nobody to answer")
+	}
+}
+
+// admit decides, before anything is stored or queued, whether the sender may be heard: who
+// they proved to be (A1), and whether they are over T5's rate. It refuses with the words for
+// the sender.
+func (s *Service) admit(ctx context.Context, cfg *config.Config, env Envelope, raw []byte, from string) (*auth.Result, rules.Identity, error) {
+	authResult, id := s.authenticate(ctx, env, raw, from)
+	if id.Refuse {
+		// The domain asked for this mail to be refused, and accepting it would answer a
+		// forger at the real owner's address.
+		return nil, id, refusal(rules.RefuseDMARC, "Rejected by DMARC policy for %s", id.RefusedDomain)
+	}
+	if id.Defer {
+		return nil, id, refusal(rules.RefuseUnverifiedNow, "Cannot verify now that <%s> sent this: %s; try again later", from, id.Step.Detail)
+	}
+	if limited, step := s.noteSender(from, cfg.Limits.MaxMailsPerSenderHour); limited {
+		return nil, id, refusal(rules.RefuseTooMany, "Too many messages from <%s>: %s (%s); try again later", from, step.Detail, step.Rule)
+	}
+	return authResult, id, nil
+}
+
+// mailFacts is what the rules are told of a mail, less what depends on the ticket it threads
+// to (receipt.decide adds that).
+func mailFacts(msg *mailparse.Message, env Envelope, from model.Person, id rules.Identity, support string) rules.Mail {
+	replyToDiffers := false
+	for _, r := range msg.ReplyTo {
+		if !rules.SameAddress(r.Email, from.Email) {
+			replyToDiffers = true
+		}
+	}
+	return rules.Mail{
+		MessageID: msg.MessageID, From: from, Role: id.Role, Identified: id.Step,
+		Subject: msg.Subject, ReplyToDiffers: replyToDiffers, Automatic: rules.Automatic(msg.Header, env.From),
+		HasAttachments: len(msg.Attachments) > 0, Support: support, Problems: msg.Problems, Unreadable: msg.Unreadable(),
+		NotRead: msg.NamesNotRead, ReadLimit: mailparse.MaxAddresses,
+	}
+}
+
+// sourceOf is what is stored of a mail: its text (or, when it could not be decoded, a note
+// that says so), its attachments, the original as it came, and what authentication found.
+func (s *Service) sourceOf(cfg *config.Config, renv *rules.Env, env Envelope, msg *mailparse.Message, from model.Person, authResult *auth.Result, raw []byte) source {
+	var files [][]byte
+	var atts []model.Attachment
+	for _, a := range msg.Attachments {
+		atts = append(atts, model.Attachment{Name: a.Name, ContentType: a.ContentType, Size: a.Size, Problem: a.Problem})
+		files = append(files, a.Data)
+	}
+	body := msg.Text
+	if msg.Unreadable() {
+		body = "[deskgate could not decode this message: " + strings.Join(msg.Problems, "; ") + ". The original is kept with this comment.]"
+	}
+	if len(msg.Problems) > 0 {
+		metrics.UndecodableMessages.Inc()
+		s.log.Warn("message not fully decoded", "rule", "M1", "message_id", msg.MessageID, "from", from.Email, "problems", strings.Join(msg.Problems, "; "))
+	}
+	return source{author: renv.Person(from.Email, from.Name), via: "email", messageID: msg.MessageID, inReplyTo: msg.InReplyTo, references: msg.References,
+		subject: msg.Subject, to: persons(msg.To), cc: persons(msg.Cc), recipients: env.Recipients, envFrom: env.From,
+		body: body, attachments: atts, files: files, authResults: authResult.Header(cfg.Hostname),
+		original: store.PackOriginal(raw), problems: msg.Problems}
+}
+
+// seenBefore asks the rules whether the store knows a mail's Message-ID: as deskgate's own
+// copy come back (T5), or as a mail already taken (T3). When it does, res says what became of the
+// mail, and nothing more is to be done.
+func seenBefore(tx *store.Tx, messageID string, res *Result) (bool, model.TraceStep) {
+	var seen rules.Seen
+	if ref, ok := tx.MessageID(messageID); ok {
+		seen = rules.Seen{Known: true, SentByUs: ref.Sent, TicketID: ref.TicketID, CommentID: ref.CommentID}
+	}
+	verdict, step := rules.Repeat(seen, messageID)
+	switch verdict {
+	case rules.OwnMail:
+		res.Outcome = "own mail dropped"
+		return true, step
+	case rules.Duplicate:
+		res.TicketID, res.CommentID, res.Duplicate, res.Outcome = seen.TicketID, seen.CommentID, true, "duplicate"
+		return true, step
+	}
+	return false, step
+}
+
+// receipt is one admitted mail with the facts gathered about it that need no store, and the
+// config it is decided by.
+type receipt struct {
+	cfg   *config.Config
+	book  *addr.Book
+	renv  *rules.Env
+	rcpts []recipient
+	msg   *mailparse.Message
+	mail  rules.Mail // less To, Cc and Answered, which depend on the ticket
+	src   source
+}
+
+// decide threads the mail (T2) on what the store knows, completes the rules' view of it with
+// what depends on its ticket, and asks the rules what becomes of it. The trace it returns is
+// threading's, which the decision's own trace follows.
+func (r *receipt) decide(tx *store.Tx) (rules.Decision, []model.TraceStep, error) {
+	tickets := ticketCache{tx: tx, m: map[uint64]*model.Ticket{}}
+	refs := resolveChain(tx, replyChain(r.msg))
+	ticketID, threadTrace := rules.Thread(threadFacts(&tickets, r.book, r.rcpts, refs, r.msg, r.mail.From.Email))
+	ticket := tickets.get(ticketID)
+	if tickets.err != nil {
+		return rules.Decision{}, nil, tickets.err
+	}
+	m := r.mail
+	m.To, m.Cc = classify(r.book, ticket, r.msg.To), classify(r.book, ticket, r.msg.Cc)
+	if ticket != nil {
+		m.Answered = answered(tx, ticket.ID, refs)
+	}
+	return rules.DecideMail(ticket, m, *r.renv), threadTrace, nil
 }
 
 // authenticate checks who sent the mail and asks the rules what role that earns (A1).

@@ -24,7 +24,7 @@ type Settlement struct {
 	Failures   []model.DeliveryFailure
 }
 
-// Settle applies outcomes (keyed by lowercased address) to the recipients of delivery id,
+// Settle applies outcomes (keyed by model.AddressKey) to the recipients of delivery id,
 // which told of source. A recipient of an end user's copy that fails for the first time is a
 // failure to flag on the ticket (T6): agents see it where they look, and no bounce becomes a
 // comment that would notify followers.
@@ -160,7 +160,7 @@ const (
 )
 
 // BounceVerdict is what a mail to a delivery's bounce address does: its kind, the delivery's
-// recipients it fails (lowercased) with the reply to record for each, those it reports
+// recipients it fails (by model.AddressKey) with the reply to record for each, those it reports
 // delayed, whose state stays as it is but whose reply records the delay, and, when it
 // changes nothing, why not.
 type BounceVerdict struct {
@@ -242,8 +242,8 @@ func Bounce(recipients []string, rep model.BounceReport) BounceVerdict {
 	return v
 }
 
-// bounceKey is an address as deliveries are keyed (Settle): the whole address
-// lowercased, as deskgate compares addresses everywhere.
+// bounceKey is an address as deliveries are keyed (Settle): model.AddressKey, as deskgate
+// compares addresses everywhere.
 func bounceKey(a string) string { return model.AddressKey(a) }
 
 // bounceReply is the reply recorded for a recipient a DSN fails: its status and diagnostic,

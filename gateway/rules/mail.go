@@ -76,7 +76,9 @@ func (m Mail) names(email string) bool {
 }
 
 // DecideMail decides what a received mail does to ticket (nil: the mail opens one, T1).
-// The ticket is not modified; the Decision carries the new state.
+// The ticket is not modified; the Decision carries the new state. A mail to a ticket is
+// decided in steps: whether its comment is public (visibility, M1), whom it adds or removes
+// (mailChangesPeople), whether it reopens the ticket, and whom it notifies (replyAudience).
 func DecideMail(ticket *model.Ticket, m Mail, env Env) Decision {
 	var d Decision
 	if m.Identified.Rule != "" {
@@ -90,6 +92,23 @@ func DecideMail(ticket *model.Ticket, m Mail, env Env) Decision {
 	from := m.From.Email
 	isRequester := SameAddress(from, t.Requester.Email)
 	isCC := IsCC(t, from)
+	c := visibility(&d, t, m, isRequester, isCC)
+	undecodable(&d, m)
+
+	namesNotRead(&d, m)
+	mailChangesPeople(&d, t, m, env, isRequester, isCC)
+	reopen(&d, t, m.Role, c.Public, m.Automatic != "")
+	notifyComment(&d, t, env, noteFacts{
+		author: from, public: c.Public, endUsersOK: m.Automatic == "", ccs: replyAudience(&d, t, m, env, isRequester || isCC),
+		direct: m.directlyAddressed, attachments: m.HasAttachments, automatic: false,
+	})
+	return d
+}
+
+// visibility decides whether a mail's comment on t is public, by who wrote it and to whom
+// (V1 to V3, F4, X1; T5 keeps automatic mail internal), and makes it d's comment.
+func visibility(d *Decision, t *model.Ticket, m Mail, isRequester, isCC bool) *CommentDecision {
+	from := m.From.Email
 	c := &CommentDecision{ReplyToDiffers: m.ReplyToDiffers, Automatic: m.Automatic}
 	d.Comment = c
 
@@ -130,42 +149,46 @@ func DecideMail(ticket *model.Ticket, m Mail, env Env) Decision {
 		c.ThirdParty = true
 		d.trace("X1", "internal, third party", fmt.Sprintf("%s takes no part in ticket %d; not made a CC, only followers and the assignee are told", from, t.ID))
 	}
-	undecodable(&d, m)
+	return c
+}
 
-	namesNotRead(&d, m)
+// mailChangesPeople decides whom a mail's To and Cc add to t as CCs, or remove from it: no one
+// for automatic mail (T5), a third party's (X1) or a mail whose Reply-To differs (X2).
+func mailChangesPeople(d *Decision, t *model.Ticket, m Mail, env Env, isRequester, isCC bool) {
 	switch {
 	case m.Automatic != "":
-		notAdded(&d, "T5", "automatic mail adds nobody", candidates(t, m))
-	case c.ThirdParty:
-		notAdded(&d, "X1", "a third party adds nobody until an expert makes them a CC", candidates(t, m))
+		notAdded(d, "T5", "automatic mail adds nobody", candidates(t, m))
+	case d.Comment.ThirdParty:
+		notAdded(d, "X1", "a third party adds nobody until an expert makes them a CC", candidates(t, m))
 	case m.ReplyToDiffers:
-		replyToDiffers(&d, candidates(t, m))
+		replyToDiffers(d, candidates(t, m))
 	default:
-		addCCsFromMail(&d, t, m, env, isRequester || isCC || m.Role == model.RoleAgent)
-		removeCCsByMail(&d, t, m, env, isRequester, isCC)
+		addCCsFromMail(d, t, m, env, isRequester || isCC || m.Role == model.RoleAgent)
+		removeCCsByMail(d, t, m, env, isRequester, isCC)
 	}
+}
 
-	reopen(&d, t, m.Role, c.Public, m.Automatic != "")
-
-	ccAudience := t.CCs
-	if (isRequester || isCC) && m.Answered != nil && env.Policy.ReplyAudience == "notification" {
-		ccAudience = nil
-		for _, cc := range t.CCs {
-			if containsFold(m.Answered.CCs, cc.Email) || m.directlyAddressed(cc.Email) {
-				ccAudience = append(ccAudience, cc)
-			} else {
-				d.trace("N4", "not notified", cc.Email+" became a CC after the notification this mail answers")
-			}
-		}
-		d.trace("N4", "audience", "a reply reaches the CCs who received the notification it answers (reply_audience: notification)")
-	} else if (isRequester || isCC) && m.Answered != nil {
+// replyAudience is the CCs a mail's comment reaches (N4): under reply_audience notification,
+// the requester's or a CC's reply to a notification reaches only the CCs who had it (and those
+// the reply names itself); otherwise every current CC.
+func replyAudience(d *Decision, t *model.Ticket, m Mail, env Env, requesterOrCC bool) []model.Person {
+	if !requesterOrCC || m.Answered == nil {
+		return t.CCs
+	}
+	if env.Policy.ReplyAudience != "notification" {
 		d.trace("N4", "audience", "a reply reaches all current CCs (reply_audience: ticket)")
+		return t.CCs
 	}
-	notifyComment(&d, t, env, noteFacts{
-		author: from, public: c.Public, endUsersOK: m.Automatic == "", ccs: ccAudience,
-		direct: m.directlyAddressed, attachments: m.HasAttachments, automatic: false,
-	})
-	return d
+	var audience []model.Person
+	for _, cc := range t.CCs {
+		if containsFold(m.Answered.CCs, cc.Email) || m.directlyAddressed(cc.Email) {
+			audience = append(audience, cc)
+		} else {
+			d.trace("N4", "not notified", cc.Email+" became a CC after the notification this mail answers")
+		}
+	}
+	d.trace("N4", "audience", "a reply reaches the CCs who received the notification it answers (reply_audience: notification)")
+	return audience
 }
 
 // undecodable records what could not be decoded, and keeps a mail of which nothing readable

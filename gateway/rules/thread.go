@@ -1,6 +1,3 @@
-// Package rules decides what one event does to a ticket. It is pure: no I/O, no clock,
-// no randomness. Every step of a Decision names the docs/rules.md rule that took it, and the
-// list of steps is the trace that `deskgate explain` prints.
 package rules
 
 import (
@@ -95,35 +92,6 @@ func Thread(f ThreadFacts) (uint64, []model.TraceStep) {
 
 func step(rule, what, detail string) model.TraceStep {
 	return model.TraceStep{Rule: rule, Step: what, Detail: detail}
-}
-
-// IsCC reports whether email is a CC of t.
-func IsCC(t *model.Ticket, email string) bool {
-	for _, c := range t.CCs {
-		if SameAddress(c.Email, email) {
-			return true
-		}
-	}
-	return false
-}
-
-// IsParticipant reports whether email is requester, CC, follower or assignee of t.
-func IsParticipant(t *model.Ticket, email string) bool {
-	if SameAddress(t.Requester.Email, email) || SameAddress(t.Assignee, email) || IsCC(t, email) {
-		return true
-	}
-	for _, f := range t.Followers {
-		if SameAddress(f.Email, email) {
-			return true
-		}
-	}
-	return false
-}
-
-// SameAddress compares mail addresses as deskgate does everywhere: case-insensitively.
-// (RFC 5321 lets a local part be case-sensitive; no real mailbox provider uses that.)
-func SameAddress(a, b string) bool {
-	return a != "" && strings.EqualFold(strings.TrimSpace(a), strings.TrimSpace(b))
 }
 
 // TicketSubject is the subject a new ticket takes from its first mail.
