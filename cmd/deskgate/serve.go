@@ -103,15 +103,13 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 			logger.Error("admin.token_file", "err", err)
 			return exitError{1}
 		}
-		api = admin.New(st, logger, token, in.Healthy)
+		api = admin.New(admin.Options{Store: st, Log: logger, Token: token, Health: in.Healthy, Desk: svc, Reload: reloads.reload,
+			ReplyAddress: func(t *model.Ticket) string {
+				// The address notifications of this ticket carry, under its own support address.
+				return svc.Book().ReplyAddress(compose.Support(svc.Book(), t), t.ID)
+			}})
 		metrics.Gauge("deskgate_sessions", "Open SMTP and LMTP sessions.", func() float64 { return float64(in.ActiveSessions()) })
-		api.Desk = svc
-		api.Reload = reloads.reload
 		reloads.api = api
-		api.ReplyAddress = func(t *model.Ticket) string {
-			// The address notifications of this ticket carry, under its own support address.
-			return svc.Book().ReplyAddress(compose.Support(svc.Book(), t), t.ID)
-		}
 		addr, err := api.Listen(cfg.Listen.Admin)
 		if err != nil {
 			logger.Error("cannot listen", "proto", "admin", "err", err)
