@@ -22,7 +22,6 @@ import (
 	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/gateway/relay"
 	"github.com/deskgate/deskgate/gateway/web"
-	"github.com/deskgate/deskgate/store"
 )
 
 func serveCmd() *cobra.Command {
@@ -67,7 +66,7 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 	defer st.Close()
 
 	svc := desk.New(cfg, st, logger)
-	// On PostgreSQL another node may queue the deliveries: its NOTIFY wakes this relay.
+	// Another node sharing the store may queue the deliveries: its commit wakes this relay.
 	st.OnQueueChange(svc.Kick)
 	worker := relay.New(cfg, st, logger, svc.Queued)
 	workerCtx, stopWorker := context.WithCancel(context.Background())
@@ -135,11 +134,7 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		}
 		logger.Info("listening", "proto", "web", "addr", addr.String(), "public_url", cfg.Web.PublicURL)
 	}
-	where := "bbolt:" + cfg.DataDir
-	if cfg.Store.URL != "" {
-		where = store.Redact(cfg.Store.URL)
-	}
-	logger.Info("deskgate started", "version", version, "config", cfg.Path, "data_dir", cfg.DataDir, "store", where)
+	logger.Info("deskgate started", "version", version, "config", cfg.Path, "data_dir", cfg.DataDir, "store", st.Where())
 	logWarnings(logger, cfg.Warnings())
 	notifyReady("serving")
 	stopWatchdog := make(chan struct{})
