@@ -1,5 +1,7 @@
-// Package store keeps tickets, comments, Message-IDs and secrets in one bbolt file. Callers
-// speak tickets and comments; buckets stay in here.
+// Package store keeps tickets, comments, Message-IDs, the outbound queue and secrets in ordered
+// buckets, which one backend holds: one bbolt file (bolt.go) or PostgreSQL tables that several
+// nodes share (postgres.go), behind the backend interface (kv.go). Callers speak tickets and
+// comments, whichever backend runs; buckets stay in here.
 package store
 
 import (
