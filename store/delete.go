@@ -31,111 +31,156 @@ type Deleted struct {
 // Message-ID entries that point at it and its deliveries (queued or not). ErrNotFound when it
 // does not exist.
 func (t *Tx) DeleteTicket(id uint64) (Deleted, error) {
-	out := Deleted{Ticket: id}
 	tk, err := t.Ticket(id)
 	if err != nil {
-		return out, err
+		return Deleted{Ticket: id}, err
 	}
 	t.Items(tk)
-	msgIDs := map[string]bool{NormalizeMessageID(tk.RootMessageID): true}
-	deliveries := map[uint64]bool{}
+	d := &deletion{
+		out:        Deleted{Ticket: id},
+		msgIDs:     map[string]bool{NormalizeMessageID(tk.RootMessageID): true},
+		deliveries: map[uint64]bool{},
+	}
+	for _, step := range []func(*model.Ticket, *deletion) error{
+		t.deleteComments, t.deleteEvents, t.deleteDeliveries, t.deleteMessageIDs, t.deleteTicketRecord,
+	} {
+		if err := step(tk, d); err != nil {
+			return d.out, err
+		}
+	}
+	return d.out, nil
+}
+
+// deletion is one DeleteTicket under way: what it removed so far (out.Ticket is the ticket's
+// id), and what the removed records pointed at, for the steps after: the Message-IDs that lead
+// to the ticket and the deliveries that told of it.
+type deletion struct {
+	out        Deleted
+	msgIDs     map[string]bool
+	deliveries map[uint64]bool
+}
+
+// deleteComments removes the ticket's comments with their attachments and originals.
+func (t *Tx) deleteComments(tk *model.Ticket, d *deletion) error {
 	for _, cid := range tk.CommentIDs {
 		c, err := t.Comment(cid)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return out, fmt.Errorf("comment %d: %w", cid, err)
+			return fmt.Errorf("comment %d: %w", cid, err)
 		}
 		for _, m := range append([]string{c.MessageID, c.InReplyTo}, c.References...) {
-			msgIDs[NormalizeMessageID(m)] = true
+			d.msgIDs[NormalizeMessageID(m)] = true
 		}
 		for _, n := range c.Notified {
-			deliveries[n.Delivery] = true
+			d.deliveries[n.Delivery] = true
 		}
 		n, err := t.deletePrefix(bucketAttach, itob(cid))
 		if err != nil {
-			return out, err
+			return err
 		}
-		out.Attachments += n
+		d.out.Attachments += n
 		for _, b := range [][]byte{bucketOrig, bucketComments} {
 			if err := t.tx.Bucket(b).Delete(itob(cid)); err != nil {
-				return out, err
+				return err
 			}
 		}
-		out.Comments++
+		d.out.Comments++
 	}
+	return nil
+}
+
+// deleteEvents removes the ticket's events.
+func (t *Tx) deleteEvents(tk *model.Ticket, d *deletion) error {
 	for _, eid := range tk.EventIDs {
 		var e model.Event
 		if ok, err := decodeStored(t.tx.Bucket(bucketEvents).Get(itob(eid)), &e); err != nil {
-			return out, fmt.Errorf("event %d: %w", eid, err)
+			return fmt.Errorf("event %d: %w", eid, err)
 		} else if ok {
 			for _, n := range e.Notified {
-				deliveries[n.Delivery] = true
+				d.deliveries[n.Delivery] = true
 			}
 		}
 		if err := t.tx.Bucket(bucketEvents).Delete(itob(eid)); err != nil {
-			return out, err
+			return err
 		}
-		out.Events++
+		d.out.Events++
 	}
-	delete(deliveries, 0)
-	for did := range deliveries {
+	return nil
+}
+
+// deleteDeliveries removes the deliveries that told of the ticket's comments and events, with
+// their messages and their places in the queue.
+func (t *Tx) deleteDeliveries(_ *model.Ticket, d *deletion) error {
+	delete(d.deliveries, 0)
+	for did := range d.deliveries {
 		raw := t.tx.Bucket(bucketDeliv).Get(itob(did))
 		if raw == nil {
 			continue
 		}
-		var d Delivery
-		if err := decodeDelivery(raw, &d); err != nil {
-			return out, fmt.Errorf("delivery %d: %w", did, err)
+		var dl Delivery
+		if err := decodeDelivery(raw, &dl); err != nil {
+			return fmt.Errorf("delivery %d: %w", did, err)
 		}
-		if d.TicketID != id {
+		if dl.TicketID != d.out.Ticket {
 			continue
 		}
-		msgIDs[NormalizeMessageID(d.MessageID)] = true
-		if err := t.tx.Bucket(bucketQueue).Delete(queueKey(d.NextTry, did)); err != nil {
-			return out, err
+		d.msgIDs[NormalizeMessageID(dl.MessageID)] = true
+		if err := t.tx.Bucket(bucketQueue).Delete(queueKey(dl.NextTry, did)); err != nil {
+			return err
 		}
 		for _, b := range [][]byte{bucketDelivMsg, bucketDeliv} {
 			if err := t.tx.Bucket(b).Delete(itob(did)); err != nil {
-				return out, err
+				return err
 			}
 		}
-		out.Deliveries++
+		d.out.Deliveries++
 	}
+	return nil
+}
+
+// deleteMessageIDs removes the Message-ID index's entries that lead to the ticket.
+func (t *Tx) deleteMessageIDs(_ *model.Ticket, d *deletion) error {
 	idx := t.tx.Bucket(bucketMsgIDs)
-	for m := range msgIDs {
+	for m := range d.msgIDs {
 		if m == "" {
 			continue
 		}
 		var ref MessageRef
-		if ok, err := decodeStored(idx.Get([]byte(m)), &ref); err != nil || !ok || ref.TicketID != id {
+		if ok, err := decodeStored(idx.Get([]byte(m)), &ref); err != nil || !ok || ref.TicketID != d.out.Ticket {
 			continue // another ticket's, or gone; an unreadable entry is left as it is
 		}
 		if err := idx.Delete([]byte(m)); err != nil {
-			return out, err
+			return err
 		}
-		out.MessageIDs++
+		d.out.MessageIDs++
 	}
-	if _, err := t.deletePrefix(bucketItems, itob(id)); err != nil {
-		return out, err
+	return nil
+}
+
+// deleteTicketRecord removes the ticket's own record, its item list and status entry, and
+// takes it and what went with it off the counters.
+func (t *Tx) deleteTicketRecord(tk *model.Ticket, d *deletion) error {
+	if _, err := t.deletePrefix(bucketItems, itob(d.out.Ticket)); err != nil {
+		return err
 	}
-	if err := t.tx.Bucket(bucketByStatus).Delete(statusKey(string(tk.Status), id)); err != nil {
-		return out, err
+	if err := t.tx.Bucket(bucketByStatus).Delete(statusKey(string(tk.Status), d.out.Ticket)); err != nil {
+		return err
 	}
 	if err := t.count(statusCountKey(string(tk.Status)), -1); err != nil {
-		return out, err
+		return err
 	}
-	if err := t.tx.Bucket(bucketTickets).Delete(itob(id)); err != nil {
-		return out, err
+	if err := t.tx.Bucket(bucketTickets).Delete(itob(d.out.Ticket)); err != nil {
+		return err
 	}
 	if err := t.count(keyTicketCount, -1); err != nil {
-		return out, err
+		return err
 	}
-	if err := t.count(keyDeliveryCount, -int64(out.Deliveries)); err != nil {
-		return out, err
+	if err := t.count(keyDeliveryCount, -int64(d.out.Deliveries)); err != nil {
+		return err
 	}
-	return out, t.count(keyCommentCount, -int64(out.Comments))
+	return t.count(keyCommentCount, -int64(d.out.Comments))
 }
 
 // deletePrefix deletes every key of bucket that starts with prefix.

@@ -1,14 +1,15 @@
 package store
 
 import (
+	"io"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // The store's records live in ordered key-value buckets. Everything above this file speaks
 // buckets, keys and cursors; a backend gives them a home: one bbolt file for one host
-// (this file), PostgreSQL tables for several (postgres.go).
+// (bolt.go), PostgreSQL tables for several (postgres.go). What differs between the two beyond
+// the buckets is a method of the backend too, so that nothing above this seam asks which one
+// runs.
 
 // kvTx is one transaction of a backend.
 type kvTx interface {
@@ -16,6 +17,10 @@ type kvTx interface {
 	Bucket(name []byte) kvBucket
 	CreateBucketIfNotExists(name []byte) (kvBucket, error)
 	Writable() bool
+	// prefetch reads the records keys name in one go, ahead of the Gets that will ask for
+	// them: on PostgreSQL, where each read is a round trip. bbolt reads from memory and does
+	// nothing.
+	prefetch(keys []bucketKey)
 }
 
 // kvBucket is one ordered map of byte keys to byte values. A value read is valid until the
@@ -40,12 +45,6 @@ type kvCursor interface {
 	Prev() (key, value []byte)
 }
 
-// prefetcher is a transaction that can read many records in one go, ahead of the Gets that
-// will ask for them: PostgreSQL, where each read is a round trip. bbolt reads from memory.
-type prefetcher interface {
-	prefetch(keys []bucketKey)
-}
-
 // backend is where a Store keeps its buckets.
 type backend interface {
 	// update runs fn in one write transaction. Only one update runs at a time across every
@@ -59,17 +58,33 @@ type backend interface {
 	view(limit time.Duration, fn func(kvTx) error) error
 	// counter is the source of ids for bucket (see counters).
 	counter(tx kvTx, bucket []byte) idCounter
+	// drawTogether draws one id from each bucket's counter in one round trip where each id
+	// costs one (PostgreSQL); nil where the counters draw from memory (bbolt), or when the
+	// database failed (the counters then draw one by one, and record the failure).
+	drawTogether(buckets ...[]byte) []uint64
+
+	// claim returns those of ids this process may send now, each leased to it until release
+	// or until it stops (see Store.Claim).
+	claim(ids []uint64) ([]uint64, error)
+	// release gives back the leases of ids.
+	release(ids []uint64)
+	// onQueueChange sets what to call when another process commits a change to the outbound
+	// queue (see Store.OnQueueChange).
+	onQueueChange(fn func())
+	// noteSender counts a mail from sender at now against the hour before it, as every
+	// process sharing the backend saw them (see Store.NoteSender).
+	noteSender(sender string, now time.Time, admit func(hits int) bool) error
+	// forgetSender drops what noteSender holds of sender in memory.
+	forgetSender(sender string)
+	// ping says whether the database answers.
+	ping() error
+	// wedged reports a failure that a restart of this process may mend (see Store.Wedged).
+	wedged() error
+	// backup writes a consistent copy of the database to w, or ErrBackupElsewhere.
+	backup(w io.Writer) (int64, error)
+	// where names the database for the log, without secrets.
+	where() string
 	close() error
-}
-
-// boltBackend keeps the buckets in one bbolt file.
-type boltBackend struct{ db *bolt.DB }
-
-func (b boltBackend) update(_ time.Duration, fn func(kvTx) error) (func() error, error) {
-	return nil, b.db.Update(func(btx *bolt.Tx) error {
-		fillAppendOnly(btx)
-		return fn(boltTx{btx})
-	})
 }
 
 // updateDurably is update, returning once the transaction is durable.
@@ -81,29 +96,43 @@ func updateDurably(be backend, fn func(kvTx) error) error {
 	return err
 }
 
-func (b boltBackend) view(_ time.Duration, fn func(kvTx) error) error {
-	return b.db.View(func(btx *bolt.Tx) error { return fn(boltTx{btx}) })
+// What the nodes sharing a store coordinate, and what the daemon asks of its store, whichever
+// backend holds it.
+
+// Claim returns those of ids this node may send now: those no other live node holds, each now
+// leased to this node until it is released or the node stops renewing it (on bbolt, one
+// process, all of them). A caller reads the deliveries again after claiming them, since
+// another node may have sent and recorded one just before.
+func (s *Store) Claim(ids []uint64) ([]uint64, error) { return s.be.claim(ids) }
+
+// Release gives back the leases of ids, after their results are committed.
+func (s *Store) Release(ids []uint64) { s.be.release(ids) }
+
+// OnQueueChange sets what to call when another node (or this one) commits a change to the
+// outbound queue. On bbolt, whose one process knows its own changes, fn is never called.
+func (s *Store) OnQueueChange(fn func()) { s.be.onQueueChange(fn) }
+
+// NoteSender counts a mail from sender (a model.AddressKey) at now: admit hears how many mails
+// from sender every node sharing the store counted in the hour before now, and says whether
+// this one counts too. On error (the database unreachable) admit may not have been called.
+func (s *Store) NoteSender(sender string, now time.Time, admit func(hits int) bool) error {
+	return s.be.noteSender(sender, now, admit)
 }
 
-func (b boltBackend) counter(tx kvTx, bucket []byte) idCounter {
-	c := &processCounter{}
-	c.n.Store(tx.Bucket(bucket).Sequence())
-	return c
-}
+// ForgetSender drops what this process holds in memory of sender's mails (the counts of
+// NoteSender), when the address is erased.
+func (s *Store) ForgetSender(sender string) { s.be.forgetSender(sender) }
 
-func (b boltBackend) close() error { return b.db.Close() }
+// Ping says whether the store answers: on PostgreSQL a query on a connection of the pool; on
+// bbolt a read transaction.
+func (s *Store) Ping() error { return s.be.ping() }
 
-type boltTx struct{ tx *bolt.Tx }
+// Wedged reports a failure of the store that a restart of this process may mend, for the
+// systemd watchdog: on bbolt, a file that does not answer a read (a read that hangs keeps
+// Wedged from returning); on PostgreSQL never, as the pool reconnects by itself and the daemon
+// answers 451 meanwhile.
+func (s *Store) Wedged() error { return s.be.wedged() }
 
-func (t boltTx) Writable() bool { return t.tx.Writable() }
-
-func (t boltTx) Bucket(name []byte) kvBucket { return boltBucket{t.tx.Bucket(name)} }
-
-func (t boltTx) CreateBucketIfNotExists(name []byte) (kvBucket, error) {
-	b, err := t.tx.CreateBucketIfNotExists(name)
-	return boltBucket{b}, err
-}
-
-type boltBucket struct{ *bolt.Bucket }
-
-func (b boltBucket) Cursor() kvCursor { return b.Bucket.Cursor() }
+// Where names the store for the log: bbolt:<data_dir>, or the PostgreSQL URL without its
+// password.
+func (s *Store) Where() string { return s.be.where() }

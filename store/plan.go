@@ -174,16 +174,10 @@ func (i *Ids) Ticket() uint64 {
 // drawTogether draws one id from each bucket's counter in one round trip, when the backend
 // draws from the database and when first says this is the event's first draw; nil otherwise.
 func (i *Ids) drawTogether(first bool, buckets ...[]byte) []uint64 {
-	d, ok := i.st.be.(togetherDrawer)
-	if !ok || !first || len(i.deliveries.ids) > 0 {
+	if !first || len(i.deliveries.ids) > 0 {
 		return nil
 	}
-	return d.drawTogether(buckets...)
-}
-
-// togetherDrawer is a backend whose ids cost a round trip each (PostgreSQL).
-type togetherDrawer interface {
-	drawTogether(buckets ...[]byte) []uint64
+	return i.st.be.drawTogether(buckets...)
 }
 
 // Item is the id of the event's next comment or event record (they share one sequence).

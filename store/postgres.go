@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"net/url"
 	"os"
@@ -62,6 +63,8 @@ type pgBackend struct {
 	conn *pgx.ConnConfig
 	// node names this process in the leases it holds.
 	node string
+	// redacted is the URL without its password, for the log.
+	redacted string
 
 	mu      sync.Mutex
 	held    map[uint64]bool
@@ -133,7 +136,7 @@ func OpenPostgres(rawURL, passwordFile string) (*Store, error) {
 	host, _ := os.Hostname()
 	rnd := make([]byte, 4)
 	rand.Read(rnd)
-	be := &pgBackend{pool: pool, aux: aux, conn: cfg.ConnConfig.Copy(), node: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(rnd)), held: map[uint64]bool{}}
+	be := &pgBackend{pool: pool, aux: aux, conn: cfg.ConnConfig.Copy(), node: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(rnd)), redacted: Redact(rawURL), held: map[uint64]bool{}}
 	if err := be.ensureSharedTables(ctx); err != nil {
 		pool.Close()
 		aux.Close()
@@ -876,13 +879,9 @@ func (c *pgCursor) step(forward bool) ([]byte, []byte) {
 
 // Claims and the queue's wake-ups.
 
-// Claim returns those of ids this node may send now: on bbolt all of them; on PostgreSQL
-// those no other live node holds, each now leased to this node until it is released or
-// the node stops renewing it. A caller reads the deliveries again after claiming them, since
-// another node may have sent and recorded one just before.
-func (s *Store) Claim(ids []uint64) ([]uint64, error) {
-	b, ok := s.be.(*pgBackend)
-	if !ok || len(ids) == 0 {
+// claim leases to this node those of ids no other live node holds.
+func (b *pgBackend) claim(ids []uint64) ([]uint64, error) {
+	if len(ids) == 0 {
 		return ids, nil
 	}
 	list := make([]int64, len(ids))
@@ -914,10 +913,8 @@ func (s *Store) Claim(ids []uint64) ([]uint64, error) {
 	return out, nil
 }
 
-// Release gives back the leases of ids, after their results are committed.
-func (s *Store) Release(ids []uint64) {
-	b, ok := s.be.(*pgBackend)
-	if !ok || len(ids) == 0 {
+func (b *pgBackend) release(ids []uint64) {
+	if len(ids) == 0 {
 		return
 	}
 	list := make([]int64, len(ids))
@@ -964,14 +961,11 @@ func (b *pgBackend) renew(ctx context.Context) {
 	}
 }
 
-// OnQueueChange sets what to call when another node (or this one) commits a change to the
-// outbound queue. bbolt has one process, which knows its own changes; it never calls fn.
-func (s *Store) OnQueueChange(fn func()) {
-	if b, ok := s.be.(*pgBackend); ok {
-		b.mu.Lock()
-		b.onQueue = fn
-		b.mu.Unlock()
-	}
+// onQueueChange sets what listen calls on each NOTIFY, from this node's commits too.
+func (b *pgBackend) onQueueChange(fn func()) {
+	b.mu.Lock()
+	b.onQueue = fn
+	b.mu.Unlock()
 }
 
 func (b *pgBackend) queueChanged() {
@@ -1010,27 +1004,28 @@ func (b *pgBackend) listen(ctx context.Context) {
 	}
 }
 
-// SenderHits returns how many mails from sender were counted in the hour before now by every
-// node sharing the store; ok is false on bbolt, whose one process counts in memory.
-func (s *Store) SenderHits(sender string, now time.Time) (n int, ok bool, err error) {
-	b, isPG := s.be.(*pgBackend)
-	if !isPG {
-		return 0, false, nil
+// noteSender counts in deskgate_sender_hits, which every node shares. Two nodes may both
+// admit a mail that only one of them would have: the count is read, then written.
+func (b *pgBackend) noteSender(sender string, now time.Time, admit func(hits int) bool) error {
+	n, err := b.senderHits(sender, now)
+	if err != nil || !admit(n) {
+		return err
 	}
+	return b.countSender(sender, now)
+}
+
+// senderHits is how many mails from sender every node counted in the hour before now.
+func (b *pgBackend) senderHits(sender string, now time.Time) (n int, err error) {
 	ctx, cancel := opContext()
 	defer cancel()
 	err = b.aux.QueryRow(ctx,
 		"SELECT coalesce(sum(hits), 0) FROM deskgate_sender_hits WHERE sender = $1 AND minute > $2::timestamptz - interval '1 hour'",
 		sender, now.UTC()).Scan(&n)
-	return n, true, unavailable(err)
+	return n, unavailable(err)
 }
 
-// CountSender counts one mail from sender at now, for SenderHits on every node.
-func (s *Store) CountSender(sender string, now time.Time) error {
-	b, isPG := s.be.(*pgBackend)
-	if !isPG {
-		return nil
-	}
+// countSender counts one mail from sender at now, in its minute's row.
+func (b *pgBackend) countSender(sender string, now time.Time) error {
 	ctx, cancel := opContext()
 	defer cancel()
 	_, err := b.aux.Exec(ctx, `INSERT INTO deskgate_sender_hits (sender, minute, hits)
@@ -1039,19 +1034,22 @@ func (s *Store) CountSender(sender string, now time.Time) error {
 	return unavailable(err)
 }
 
-// Ping says whether the store answers: on PostgreSQL a query on a connection of the pool; on
-// bbolt a read transaction.
-func (s *Store) Ping() error {
-	if b, ok := s.be.(*pgBackend); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return unavailable(b.pool.Ping(ctx))
-	}
-	return s.View(func(*Tx) error { return nil })
+// forgetSender does nothing: the counts are rows, not memory, and renew drops them two hours
+// after their minute.
+func (b *pgBackend) forgetSender(string) {}
+
+// ping asks a connection of the pool.
+func (b *pgBackend) ping() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return unavailable(b.pool.Ping(ctx))
 }
 
-// Postgres reports whether the store is on PostgreSQL.
-func (s *Store) Postgres() bool {
-	_, ok := s.be.(*pgBackend)
-	return ok
-}
+// wedged is never: a database that does not answer is not this process's fault and a restart
+// would not mend it; the daemon answers 451 meanwhile and reconnects by itself.
+func (b *pgBackend) wedged() error { return nil }
+
+// backup is PostgreSQL's own tools' (pg_dump, base backups).
+func (b *pgBackend) backup(io.Writer) (int64, error) { return 0, ErrBackupElsewhere }
+
+func (b *pgBackend) where() string { return b.redacted }

@@ -1,5 +1,7 @@
-// Package store keeps tickets, comments, Message-IDs and secrets in one bbolt file. Callers
-// speak tickets and comments; buckets stay in here.
+// Package store keeps tickets, comments, Message-IDs, the outbound queue and secrets in ordered
+// buckets, which one backend holds: one bbolt file (bolt.go) or PostgreSQL tables that several
+// nodes share (postgres.go), behind the backend interface (kv.go). Callers speak tickets and
+// comments, whichever backend runs; buckets stay in here.
 package store
 
 import (
@@ -12,14 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/deskgate/deskgate/gateway/metrics"
 	"github.com/deskgate/deskgate/gateway/model"
@@ -45,14 +42,9 @@ var (
 // ErrNotFound is returned for a ticket or comment that does not exist.
 var ErrNotFound = errors.New("not found")
 
-// FileName is the database's name inside data_dir.
-const FileName = "deskgate.db"
-
 // Store is the open database with its group-commit writer.
 type Store struct {
-	be backend
-	// db is the bbolt file, nil on PostgreSQL.
-	db     *bolt.DB
+	be     backend
 	secret []byte
 	calls  chan *call
 	done   chan struct{}
@@ -74,35 +66,6 @@ type call struct {
 // maxBatch bounds one group commit so that a flood of writers cannot make one
 // transaction (and the latency of its first caller) grow without end.
 const maxBatch = 512
-
-// Open opens (creating if needed) the database in dir.
-func Open(dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: 2 * time.Second,
-		// The freelist is written at every commit. Without it bbolt finds the free pages at
-		// open by reading every page of the file: 3 s for a cold 350 MB desk, minutes for a
-		// desk of a million tickets, against one more page in each commit's write. The array
-		// freelist keeps its ids sorted; the map one sorts them all at every commit, which
-		// took a quarter of the CPU while the relay drained a queue.
-		FreelistType: bolt.FreelistArrayType,
-	})
-	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("open %s: the database is in use by another process (is deskgate already running?)", path)
-		}
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	s := &Store{db: db, be: boltBackend{db}}
-	if err := s.start(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	return s, nil
-}
 
 // allBuckets are the buckets every store has.
 var allBuckets = [][]byte{bucketMeta, bucketTickets, bucketComments, bucketMsgIDs, bucketEvents, bucketAttach, bucketDeliv, bucketDelivMsg, bucketQueue, bucketItems, bucketOrig}
@@ -214,19 +177,17 @@ func (s *Store) commit(batch []*call) {
 		metrics.StoreCommitSeconds.Observe(time.Since(start).Seconds())
 	}()
 	wait, err := s.be.update(opTimeout, func(ktx kvTx) error {
-		if p, ok := ktx.(prefetcher); ok {
-			// Every record the batch's plans read, and the counters every write changes.
-			keys := []bucketKey{{bucketMeta, string(keyTicketCount)}, {bucketMeta, string(keyCommentCount)}, {bucketMeta, string(keyDeliveryCount)}}
-			keys = append(keys, statusCountKeys...)
-			for _, c := range batch {
-				if c.reads != nil {
-					for _, r := range c.reads.reads {
-						keys = append(keys, bucketKey{r.bucket, r.key})
-					}
+		// Every record the batch's plans read, and the counters every write changes.
+		keys := []bucketKey{{bucketMeta, string(keyTicketCount)}, {bucketMeta, string(keyCommentCount)}, {bucketMeta, string(keyDeliveryCount)}}
+		keys = append(keys, statusCountKeys...)
+		for _, c := range batch {
+			if c.reads != nil {
+				for _, r := range c.reads.reads {
+					keys = append(keys, bucketKey{r.bucket, r.key})
 				}
 			}
-			p.prefetch(keys)
 		}
+		ktx.prefetch(keys)
 		tx := &Tx{tx: ktx, st: s}
 		for i, c := range batch {
 			if err := c.fn(tx); err != nil {
@@ -264,37 +225,14 @@ func (s *Store) commit(batch []*call) {
 	}
 }
 
-// appendOnly are the buckets whose keys only grow (ids drawn in order). bbolt splits a full
-// page in half, which for keys that only grow leaves every page half empty; filled to 90 %
-// instead, the same records take about 40 % fewer pages, and each commit fewer page writes.
-var appendOnly = [][]byte{bucketTickets, bucketComments, bucketEvents, bucketAttach, bucketDeliv, bucketDelivMsg, bucketOrig}
-
-func fillAppendOnly(btx *bolt.Tx) {
-	for _, name := range appendOnly {
-		if b := btx.Bucket(name); b != nil {
-			b.FillPercent = 0.9
-		}
-	}
-}
-
 // View runs fn in a read-only transaction.
 func (s *Store) View(fn func(*Tx) error) error {
 	return s.be.view(0, func(ktx kvTx) error { return fn(&Tx{tx: ktx, st: s}) })
 }
 
-// Backup writes a consistent copy of the database to w.
-func (s *Store) Backup(w io.Writer) (int64, error) {
-	if s.db == nil {
-		return 0, ErrBackupElsewhere
-	}
-	var n int64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
-	})
-	return n, err
-}
+// Backup writes a consistent copy of the database to w: the bbolt file; on PostgreSQL it
+// returns ErrBackupElsewhere.
+func (s *Store) Backup(w io.Writer) (int64, error) { return s.be.backup(w) }
 
 // ErrBackupElsewhere is Backup on PostgreSQL, whose own tools (pg_dump, base backups) back it up.
 var ErrBackupElsewhere = errors.New("the store is on PostgreSQL: back it up with pg_dump or pg_basebackup")
@@ -660,9 +598,7 @@ type TicketCounts struct {
 // TicketCounts reads the counters kept as tickets are added, change status and are deleted:
 // a handful of keys, whatever the size of the desk.
 func (t *Tx) TicketCounts() TicketCounts {
-	if p, ok := t.tx.(prefetcher); ok {
-		p.prefetch(append([]bucketKey{{bucketMeta, string(keyTicketCount)}}, statusCountKeys...))
-	}
+	t.tx.prefetch(append([]bucketKey{{bucketMeta, string(keyTicketCount)}}, statusCountKeys...))
 	out := TicketCounts{Total: int(t.counter(keyTicketCount)), ByStatus: map[model.Status]int{}}
 	for _, st := range ticketStatuses {
 		out.ByStatus[st] = int(t.counter(statusCountKey(string(st))))
@@ -838,10 +774,6 @@ func (t *Tx) QueueDelivery(d *Delivery, message []byte) error {
 // Delivery and DeliveryMessage asking for them one by one: on PostgreSQL in one round trip
 // instead of one each; on bbolt it does nothing.
 func (t *Tx) PrefetchDeliveries(ids []uint64, withMessages bool) {
-	p, ok := t.tx.(prefetcher)
-	if !ok {
-		return
-	}
 	keys := make([]bucketKey, 0, 2*len(ids))
 	for _, id := range ids {
 		keys = append(keys, bucketKey{bucketDeliv, string(itob(id))})
@@ -849,7 +781,7 @@ func (t *Tx) PrefetchDeliveries(ids []uint64, withMessages bool) {
 			keys = append(keys, bucketKey{bucketDelivMsg, string(itob(id))})
 		}
 	}
-	p.prefetch(keys)
+	t.tx.prefetch(keys)
 }
 
 // Delivery returns the delivery with id, or ErrNotFound.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/deskgate/deskgate/gateway/model"
+	"github.com/deskgate/deskgate/gateway/rules"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -76,7 +77,7 @@ func TestTicketsDeleteAndEraseThroughTheCLI(t *testing.T) {
 	}
 	var tk ticket
 	json.Unmarshal(body, &tk)
-	if len(tk.Comments) != 2 || tk.Comments[1].Body != store.ErasedText {
+	if len(tk.Comments) != 2 || tk.Comments[1].Body != rules.ErasedText {
 		t.Errorf("jane's reply on ticket 2 after the erasure: %+v", tk.Comments)
 	}
 	// Nothing jane wrote is in an original either.

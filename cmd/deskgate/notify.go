@@ -31,10 +31,10 @@ func notifyStopping() {
 	daemon.SdNotify(false, daemon.SdNotifyStopping+"\nSTATUS=draining sessions")
 }
 
-// watchdog pings systemd at half of WatchdogSec for as long as the store answers a read, and
-// stops pinging when it does not, so that systemd restarts a daemon that hangs on its disk.
-// On PostgreSQL a database that does not answer is not the daemon's fault and a restart would
-// not mend it: the daemon keeps answering 451 and reconnects by itself, so it keeps pinging.
+// watchdog pings systemd at half of WatchdogSec for as long as the store is not wedged, and
+// stops pinging when it is, so that systemd restarts a daemon that hangs on its disk. Which
+// failures a restart would mend is the store's to say (a database that does not answer is not
+// one of them: the daemon answers 451 and reconnects by itself).
 func watchdog(st *store.Store, logger *slog.Logger, stop <-chan struct{}) {
 	interval, err := daemon.SdWatchdogEnabled(false)
 	if err != nil || interval <= 0 {
@@ -47,11 +47,7 @@ func watchdog(st *store.Store, logger *slog.Logger, stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-tick.C:
-			if st.Postgres() {
-				daemon.SdNotify(false, daemon.SdNotifyWatchdog)
-				continue
-			}
-			if err := st.View(func(*store.Tx) error { return nil }); err != nil {
+			if err := st.Wedged(); err != nil {
 				logger.Error("store does not answer; not pinging the watchdog", "err", err)
 				continue
 			}

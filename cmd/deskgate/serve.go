@@ -57,6 +57,8 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// serve runs the daemon on cfg until SIGINT or SIGTERM: the store, the desk with its relay and
+// retention, the listeners, then the signals; at the end each stops in the reverse order.
 func serve(cfg *config.Config, logOut io.Writer) error {
 	logger := newLogger(cfg, logOut)
 	st, err := openStore(cfg)
@@ -67,83 +69,103 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 	defer st.Close()
 
 	svc := desk.New(cfg, st, logger)
-	// On PostgreSQL another node may queue the deliveries: its NOTIFY wakes this relay.
+	// Another node sharing the store may queue the deliveries: its commit wakes this relay.
 	st.OnQueueChange(svc.Kick)
 	worker := relay.New(cfg, st, logger, svc.Queued)
-	workerCtx, stopWorker := context.WithCancel(context.Background())
-	workerDone := make(chan struct{})
-	go func() {
-		worker.Run(workerCtx)
-		close(workerDone)
-	}()
-	defer func() {
-		stopWorker()
-		<-workerDone
-	}()
-	retainCtx, stopRetention := context.WithCancel(context.Background())
-	retentionDone := make(chan struct{})
-	go func() {
-		svc.Retain(retainCtx) // retention.delete_solved_after; does nothing while it is 0
-		close(retentionDone)
-	}()
-	defer func() {
-		stopRetention()
-		<-retentionDone
-	}()
+	defer runInBackground(worker.Run)()
+	defer runInBackground(svc.Retain)() // retention.delete_solved_after; does nothing while it is 0
 	in := inbound.New(cfg, svc, logger)
 	if err := in.Listen(); err != nil {
 		logger.Error("cannot listen", "err", err)
 		return exitError{1}
 	}
 	reloads := &reloader{path: cfg.Path, logger: logger, in: in, svc: svc, worker: worker}
-	var api *admin.Server
-	if cfg.Listen.Admin != "" {
-		token, err := admin.ReadToken(cfg.Admin.TokenFile)
-		if err != nil {
-			logger.Error("admin.token_file", "err", err)
-			return exitError{1}
-		}
-		api = admin.New(admin.Options{Store: st, Log: logger, Token: token, Health: in.Healthy, Desk: svc, Reload: reloads.reload,
-			ReplyAddress: func(t *model.Ticket) string {
-				// The address notifications of this ticket carry, under its own support address.
-				return svc.Book().ReplyAddress(compose.Support(svc.Book(), t), t.ID)
-			}})
-		metrics.Gauge("deskgate_sessions", "Open SMTP and LMTP sessions.", func() float64 { return float64(in.ActiveSessions()) })
-		reloads.api = api
-		addr, err := api.Listen(cfg.Listen.Admin)
-		if err != nil {
-			logger.Error("cannot listen", "proto", "admin", "err", err)
-			in.Shutdown(context.Background())
-			return exitError{1}
-		}
-		logger.Info("listening", "proto", "admin", "addr", addr.String())
+	api, err := startAdmin(cfg, st, svc, in, reloads, logger)
+	if err != nil {
+		return exitError{1}
 	}
-	var site *web.Server
-	if cfg.Listen.Web != "" {
-		// The pages read the config through the desk, so that a reload reaches them too.
-		site = web.New(svc.Config, svc, logger)
-		addr, err := site.Listen(cfg.Listen.Web)
-		if err != nil {
-			logger.Error("cannot listen", "proto", "web", "err", err)
-			if api != nil {
-				api.Close()
-			}
-			in.Shutdown(context.Background())
-			return exitError{1}
-		}
-		logger.Info("listening", "proto", "web", "addr", addr.String(), "public_url", cfg.Web.PublicURL)
+	site, err := startWeb(cfg, svc, in, api, logger)
+	if err != nil {
+		return exitError{1}
 	}
-	where := "bbolt:" + cfg.DataDir
-	if cfg.Store.URL != "" {
-		where = store.Redact(cfg.Store.URL)
-	}
-	logger.Info("deskgate started", "version", version, "config", cfg.Path, "data_dir", cfg.DataDir, "store", where)
+	logger.Info("deskgate started", "version", version, "config", cfg.Path, "data_dir", cfg.DataDir, "store", st.Where())
 	logWarnings(logger, cfg.Warnings())
 	notifyReady("serving")
 	stopWatchdog := make(chan struct{})
 	go watchdog(st, logger, stopWatchdog)
 	defer close(stopWatchdog)
 
+	waitForStop(reloads, logger)
+	shutdown(in, api, site, logger)
+	return nil
+}
+
+// runInBackground runs run on a goroutine of its own; the function it returns stops it and
+// waits for it to return.
+func runInBackground(run func(context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		run(ctx)
+		close(done)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// startAdmin starts the admin API when listen.admin is set (nil otherwise). A failure is
+// logged; one to listen shuts the mail listeners down too.
+func startAdmin(cfg *config.Config, st *store.Store, svc *desk.Service, in *inbound.Server, reloads *reloader, logger *slog.Logger) (*admin.Server, error) {
+	if cfg.Listen.Admin == "" {
+		return nil, nil
+	}
+	token, err := admin.ReadToken(cfg.Admin.TokenFile)
+	if err != nil {
+		logger.Error("admin.token_file", "err", err)
+		return nil, err
+	}
+	api := admin.New(admin.Options{Store: st, Log: logger, Token: token, Health: in.Healthy, Desk: svc, Reload: reloads.reload,
+		ReplyAddress: func(t *model.Ticket) string {
+			// The address notifications of this ticket carry, under its own support address.
+			return svc.Book().ReplyAddress(compose.Support(svc.Book(), t), t.ID)
+		}})
+	metrics.Gauge("deskgate_sessions", "Open SMTP and LMTP sessions.", func() float64 { return float64(in.ActiveSessions()) })
+	reloads.api = api
+	addr, err := api.Listen(cfg.Listen.Admin)
+	if err != nil {
+		logger.Error("cannot listen", "proto", "admin", "err", err)
+		in.Shutdown(context.Background())
+		return nil, err
+	}
+	logger.Info("listening", "proto", "admin", "addr", addr.String())
+	return api, nil
+}
+
+// startWeb starts the web pages when listen.web is set (nil otherwise). A failure is logged,
+// and the listeners already up are shut down with it.
+func startWeb(cfg *config.Config, svc *desk.Service, in *inbound.Server, api *admin.Server, logger *slog.Logger) (*web.Server, error) {
+	if cfg.Listen.Web == "" {
+		return nil, nil
+	}
+	// The pages read the config through the desk, so that a reload reaches them too.
+	site := web.New(svc.Config, svc, logger)
+	addr, err := site.Listen(cfg.Listen.Web)
+	if err != nil {
+		logger.Error("cannot listen", "proto", "web", "err", err)
+		if api != nil {
+			api.Close()
+		}
+		in.Shutdown(context.Background())
+		return nil, err
+	}
+	logger.Info("listening", "proto", "web", "addr", addr.String(), "public_url", cfg.Web.PublicURL)
+	return site, nil
+}
+
+// waitForStop reloads the config at each SIGHUP, and returns at SIGINT or SIGTERM.
+func waitForStop(reloads *reloader, logger *slog.Logger) {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for sig := range sigs {
@@ -153,8 +175,13 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 		}
 		logger.Info("shutting down", "signal", sig.String())
 		notifyStopping()
-		break
+		return
 	}
+}
+
+// shutdown closes the listeners: the admin API at once, the web requests and the mail sessions
+// under way within limits.shutdown_grace.
+func shutdown(in *inbound.Server, api *admin.Server, site *web.Server, logger *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), in.Grace())
 	defer cancel()
 	if api != nil {
@@ -170,7 +197,6 @@ func serve(cfg *config.Config, logOut io.Writer) error {
 	// cut off; the store is closed only after them.
 	in.Shutdown(ctx)
 	logger.Info("stopped")
-	return nil
 }
 
 // reloader re-reads the config file, for SIGHUP and for POST /api/v1/reload alike, one

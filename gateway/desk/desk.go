@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,15 +35,12 @@ type Service struct {
 	// Queued is told (without blocking) when new deliveries are committed.
 	Queued chan struct{}
 
-	rateMu sync.Mutex
-	rate   map[string][]time.Time
-
 	contended contention
 }
 
 // New makes a Service.
 func New(cfg *config.Config, st *store.Store, logger *slog.Logger) *Service {
-	s := &Service{store: st, log: logger, Now: time.Now, Queued: make(chan struct{}, 1), rate: map[string][]time.Time{}}
+	s := &Service{store: st, log: logger, Now: time.Now, Queued: make(chan struct{}, 1)}
 	s.SetConfig(cfg)
 	return s
 }

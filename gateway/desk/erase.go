@@ -100,9 +100,7 @@ func (s *Service) Erase(ctx context.Context, address string, dryRun bool) (Erasu
 		if ended > 0 {
 			out.Actions = append(out.Actions, fmt.Sprintf("web: %d sessions and sign-in links ended", ended))
 		}
-		s.rateMu.Lock()
-		delete(s.rate, model.AddressKey(address))
-		s.rateMu.Unlock()
+		s.store.ForgetSender(model.AddressKey(address))
 		s.log.Info("address erased", "tickets", out.Tickets, "changes", len(out.Actions))
 	}
 	return out, nil

@@ -234,7 +234,7 @@ func TestEraseRemovesAPersonFromEveryTicket(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Author != done.Marker || c.Body != store.ErasedText || len(c.Attachments) != 0 || tx.AttachmentData(c.ID, 0) != nil {
+		if c.Author != done.Marker || c.Body != rules.ErasedText || len(c.Attachments) != 0 || tx.AttachmentData(c.ID, 0) != nil {
 			t.Errorf("jane's comment after the erasure: author %q, body %q, %d attachments", c.Author, c.Body, len(c.Attachments))
 		}
 		if _, ok, _ := tx.Original(c.ID); ok {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"time"
 
 	"github.com/deskgate/deskgate/config"
 	"github.com/deskgate/deskgate/gateway/addr"
@@ -331,46 +330,19 @@ func (s *Service) authenticate(ctx context.Context, env Envelope, raw []byte, fr
 // noteSender counts accepted mail per sender over the last hour and asks the rules
 // whether this one is over T5's limit; an accepted one is counted.
 func (s *Service) noteSender(sender string, perHour int) (bool, model.TraceStep) {
-	key := model.AddressKey(sender)
-	now := s.Now()
 	if perHour <= 0 {
 		return false, model.TraceStep{}
 	}
-	// On PostgreSQL the count is the nodes' together; should it not be had, the write that
-	// follows fails too and the client tries again later.
-	if n, shared, err := s.store.SenderHits(key, now); shared {
-		if err != nil {
-			s.log.Warn("cannot count the sender's mails across nodes", "err", err)
-			return false, model.TraceStep{}
-		}
-		limited, step := rules.SenderLimited(n, perHour)
-		if !limited {
-			if err := s.store.CountSender(key, now); err != nil {
-				s.log.Warn("cannot count the sender's mail across nodes", "err", err)
-			}
-		}
-		return limited, step
-	}
-	s.rateMu.Lock()
-	defer s.rateMu.Unlock()
-	kept := s.rate[key][:0]
-	for _, t := range s.rate[key] {
-		if now.Sub(t) < time.Hour {
-			kept = append(kept, t)
-		}
-	}
-	limited, step := rules.SenderLimited(len(kept), perHour)
-	if !limited && perHour > 0 {
-		kept = append(kept, now)
-	}
-	s.rate[key] = kept
-	if len(s.rate) > 100000 {
-		// Bound the memory a flood of distinct senders can take.
-		for k, v := range s.rate {
-			if len(v) == 0 || now.Sub(v[len(v)-1]) >= time.Hour {
-				delete(s.rate, k)
-			}
-		}
+	var limited bool
+	var step model.TraceStep
+	// Should the count not be had (the database unreachable), the write that follows fails
+	// too and the client tries again later.
+	err := s.store.NoteSender(model.AddressKey(sender), s.Now(), func(hits int) bool {
+		limited, step = rules.SenderLimited(hits, perHour)
+		return !limited
+	})
+	if err != nil {
+		s.log.Warn("cannot count the sender's mails", "err", err)
 	}
 	return limited, step
 }

@@ -1,7 +1,9 @@
 // Package storetest opens the store a package's tests run on: bbolt in a test's directory, or,
 // with DESKGATE_TEST_STORE=postgres, a fresh database on a throwaway PostgreSQL cluster. `make
-// test` runs the desk, relay and admin tests both ways, so that every behaviour they assert is
-// asserted on both stores.
+// test` runs the desk and relay tests both ways, so that every behaviour they assert is asserted
+// on both stores; the web tests open their store here too but run on bbolt only (set the
+// variable to run them on PostgreSQL), and admin's tests open bbolt themselves. The store's own
+// conformance tests run on both stores without the variable (eachBackend in store).
 package storetest
 
 import (
