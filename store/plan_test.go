@@ -5,8 +5,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/deskgate/deskgate/gateway/model"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/deskgate/deskgate/gateway/model"
 )
 
 // A plan holds while nothing it read has changed, and is replaced by a plan made on the writer
