@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,13 +105,24 @@ func testNoteSenderCountsAdmittedMailForAnHour(t *testing.T, open opener) {
 	if got := note("robot@x", now.Add(61*time.Minute), false); got != 0 {
 		t.Errorf("an hour later %d mails still counted", got)
 	}
+	// Erasing a person forgets her count at once, on every store.
+	later := now.Add(62 * time.Minute)
+	note("robot@x", later, true)
 	s.ForgetSender("nobody@x")
+	if got := note("robot@x", later.Add(time.Second), false); got != 1 {
+		t.Fatalf("forgetting another sender changed robot@x's count to %d", got)
+	}
+	s.ForgetSender("robot@x")
+	if got := note("robot@x", later.Add(2*time.Second), false); got != 0 {
+		t.Errorf("after ForgetSender robot@x still has %d mails counted", got)
+	}
 }
 
 func TestBackupCopiesOrSaysWhere(t *testing.T) { eachBackend(t, testBackupCopiesOrSaysWhere) }
 
-// A store backs itself up or says that its database's own tools do.
+// bbolt backs itself up; PostgreSQL says that its own tools do.
 func testBackupCopiesOrSaysWhere(t *testing.T, open opener) {
+	elsewhere := strings.HasSuffix(t.Name(), "/postgres")
 	s, err := open()
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +132,8 @@ func testBackupCopiesOrSaysWhere(t *testing.T, open opener) {
 	var buf bytes.Buffer
 	n, err := s.Backup(&buf)
 	switch {
+	case errors.Is(err, ErrBackupElsewhere) != elsewhere:
+		t.Fatalf("Backup on %s: %v", t.Name(), err)
 	case errors.Is(err, ErrBackupElsewhere):
 		if n != 0 || buf.Len() != 0 {
 			t.Errorf("ErrBackupElsewhere after writing %d bytes", buf.Len())

@@ -1036,7 +1036,13 @@ func (b *pgBackend) countSender(sender string, now time.Time) error {
 
 // forgetSender does nothing: the counts are rows, not memory, and renew drops them two hours
 // after their minute.
-func (b *pgBackend) forgetSender(string) {}
+func (b *pgBackend) forgetSender(sender string) {
+	// An erased person's address must not stay in the count for the hour it would last; a
+	// failure here leaves it to expire with its minute.
+	ctx, cancel := opContext()
+	defer cancel()
+	b.aux.Exec(ctx, "DELETE FROM deskgate_sender_hits WHERE sender = $1", sender)
+}
 
 // ping asks a connection of the pool.
 func (b *pgBackend) ping() error {

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// allComments pages through every ticket and counts each comment's Message-ID.
+// allMessageIDs pages through every ticket and counts each comment's Message-ID.
 func (d *daemon) allMessageIDs() map[string]int {
 	d.t.Helper()
 	counts := map[string]int{}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/deskgate/deskgate/config"
@@ -88,7 +89,7 @@ func (s *Service) Receive(ctx context.Context, env Envelope, raw []byte) (Result
 	res.From = from.Email
 	// X-Loop carries the support address as deskgate writes it (its ASCII form, Supports);
 	// the configured (canonical) form too, as older copies wrote it.
-	if rules.OwnLoop(msg.Header, append(book.Supports(), cfg.Support.Addresses...)) {
+	if rules.OwnLoop(msg.Header, slices.Concat(book.Supports(), cfg.Support.Addresses)) {
 		res.Outcome = "own mail dropped"
 		s.log.Warn("dropped deskgate's own mail", "rule", "T5", "why", "its loop header", "message_id", msg.MessageID, "from", from.Email)
 		return res, nil

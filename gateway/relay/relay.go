@@ -265,7 +265,7 @@ type job struct {
 }
 
 // due claims and loads up to limit deliveries that are due now, leaving out those in skip.
-// On PostgreSQL other nodes drain the same queue: a delivery is read only after this node holds
+// When nodes share the store, the others drain the same queue: a delivery is read only after this node holds
 // its lease, so that one another node sent and recorded just before is seen as sent.
 func (w *Worker) due(limit int, skip map[uint64]bool) []job {
 	now := w.Now()
