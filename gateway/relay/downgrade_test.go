@@ -167,6 +167,9 @@ func FuzzDowngrade7Bit(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if count(in.Header) == 0 && len(bytes.TrimSpace(out)) == 0 {
+			return // its only fields held UTF-8 msg-ids, and were left out: nothing is left to parse
+		}
 		got, err := mail.ReadMessage(bytes.NewReader(out))
 		if err != nil {
 			t.Fatalf("%q parsed, its downgrade %q does not: %v", msg, out, err)
