@@ -61,6 +61,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // retention, the listeners, then the signals; at the end each stops in the reverse order.
 func serve(cfg *config.Config, logOut io.Writer) error {
 	logger := newLogger(cfg, logOut)
+	tuneGC(cfg)
 	st, err := openStore(cfg)
 	if err != nil {
 		logger.Error("cannot open the store", "err", err)
@@ -251,6 +252,7 @@ func (r *reloader) apply() ([]config.Problem, error) {
 	if old.Listen.Web != cfg.Listen.Web {
 		warnings = append(warnings, config.Problem{Key: "listen.web", Msg: "changed in the config, but the web listener stays as it is until the next restart"})
 	}
+	tuneGC(cfg)
 	r.in.SetConfig(cfg)
 	r.svc.SetConfig(cfg)
 	r.worker.SetConfig(cfg)
