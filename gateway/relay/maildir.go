@@ -29,6 +29,9 @@ type Maildir struct {
 	Dir      string
 	Hostname string
 	sign     *signer // nil: no DKIM
+	// made: tmp/, new/ and cur/ were there at the last delivery. Making sure of them for
+	// every message took three stat calls each; a write that finds one gone makes them again.
+	made bool
 }
 
 // fileName is the one name the copy of delivery for rcpt ever has. The zero-padded delivery
@@ -52,13 +55,19 @@ func (m *Maildir) Deliver(e Envelope) []error {
 // write is Deliver once the message is signed; retry is e.MaybeDone.
 func (m *Maildir) write(delivery uint64, retry bool, from string, rcpts []string, msg []byte) []error {
 	errs := make([]error, len(rcpts))
-	for _, sub := range []string{"tmp", "new", "cur"} {
-		if err := os.MkdirAll(filepath.Join(m.Dir, sub), 0o750); err != nil {
-			return failAll(len(rcpts), err)
+	if !m.made {
+		for _, sub := range []string{"tmp", "new", "cur"} {
+			if err := os.MkdirAll(filepath.Join(m.Dir, sub), 0o750); err != nil {
+				return failAll(len(rcpts), err)
+			}
 		}
+		m.made = true
 	}
 	for i, rc := range rcpts {
 		errs[i] = m.deliverOne(m.fileName(delivery, rc), retry, from, rc, msg)
+		if errors.Is(errs[i], fs.ErrNotExist) {
+			m.made = false // a folder was removed under it: made again on the next try
+		}
 	}
 	// The renames are durable only once the directory is synced; an error here means the
 	// files may be lost on a power cut, so every recipient is tried again.
@@ -119,7 +128,8 @@ func (m *Maildir) deliverOne(name string, retry bool, from, rcpt string, msg []b
 
 // delivered reports whether the file is in new/, or, for a retry, in cur/ where a mail reader
 // may have moved it (with its ":2,flags" suffix). cur/ is read only then: it can hold a whole
-// mailbox, and a first attempt cannot be there.
+// mailbox, and a first attempt cannot be there. new/ is looked at even on a first attempt:
+// another node sharing the queue may have written the file and died before recording it.
 func (m *Maildir) delivered(name string, retry bool) bool {
 	if _, err := os.Stat(filepath.Join(m.Dir, "new", name)); err == nil {
 		return true

@@ -461,3 +461,27 @@ func TestORCPTWhenTheUpstreamOffersDSN(t *testing.T) {
 		}
 	}
 }
+
+// The Maildir's folders are made once, and made again when one is removed under a running
+// relay: the delivery that finds it gone is tried again and then written.
+func TestMaildirMakesItsFoldersAgainWhenRemoved(t *testing.T) {
+	dir := t.TempDir()
+	m := &Maildir{Dir: dir, Hostname: "mx.test"}
+	msg := []byte("Subject: x\r\n\r\nhi\r\n")
+	if errs := m.Deliver(Envelope{ID: 1, From: "b@example.com", Rcpts: []string{"jane@customer.test"}, Msg: msg}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	first := m.Deliver(Envelope{ID: 2, From: "b@example.com", Rcpts: []string{"jane@customer.test"}, Msg: msg})
+	if first[0] == nil {
+		t.Fatal("a delivery into a removed Maildir succeeded")
+	}
+	if errs := m.Deliver(Envelope{ID: 2, MaybeDone: true, From: "b@example.com", Rcpts: []string{"jane@customer.test"}, Msg: msg}); errs[0] != nil {
+		t.Fatalf("the retry did not make the folders again: %v", errs[0])
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "new")); len(entries) != 1 {
+		t.Fatalf("new/ holds %d files, want the retried one", len(entries))
+	}
+}
