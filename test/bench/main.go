@@ -99,9 +99,11 @@ func run() error {
 	idle := rssKiB(d.cmd.Process.Pid)
 	sampler := startRSSSampler(d.cmd.Process.Pid)
 	cpu0 := cpuTicks(d.cmd.Process.Pid)
+	mallocs0, allocBytes0 := d.metric("go_memstats_mallocs_total"), d.metric("go_memstats_alloc_bytes_total")
 	profiled := d.startProfile(*profile)
 	dgRate, err := blast(source, d.smtp)
 	dgCPU := cpuTicks(d.cmd.Process.Pid) - cpu0
+	mallocs, allocBytes := d.metric("go_memstats_mallocs_total")-mallocs0, d.metric("go_memstats_alloc_bytes_total")-allocBytes0
 	profiled()
 	peak := sampler.stop()
 	if err != nil {
@@ -195,6 +197,7 @@ func run() error {
 	fmt.Printf("%-34s %10.0f msg/s\n", "smtp-sink (discards)", sinkRate)
 	fmt.Printf("%-34s %10.2f   (goal >= 0.80)\n", "ratio deskgate / smtp-sink", dgRate/sinkRate)
 	fmt.Printf("%-34s %10.0f µs (smtp-sink: %.0f µs)\n", "CPU per message, deskgate", ticksToMicros(dgCPU)/float64(*messages), ticksToMicros(sinkCPU)/float64(*messages))
+	fmt.Printf("%-34s %10d (%d KiB)\n", "allocations per message, deskgate", mallocs / *messages, allocBytes / *messages / 1024)
 	if *profile != "" {
 		fmt.Printf("%-34s %10s (go tool pprof -top %s)\n", "CPU profile of the burst", "written", *profile)
 	}
