@@ -341,21 +341,31 @@ func (d *deskgate) startProfile(path string) (wait func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		resp, err := d.request("GET", fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), "")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "profile:", err)
-			return
-		}
-		defer resp.Body.Close()
-		f, err := os.Create(path)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "profile:", err)
-			return
-		}
-		defer f.Close()
-		f.ReadFrom(resp.Body)
+		d.saveProfile(fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), path)
 	}()
-	return func() { <-done }
+	return func() {
+		<-done
+		// What was allocated since the start, nearly all of it by the burst: read it with
+		// go tool pprof -sample_index=alloc_space.
+		d.saveProfile("/debug/pprof/allocs", strings.TrimSuffix(path, ".pprof")+".allocs.pprof")
+	}
+}
+
+// saveProfile writes what the admin listener's profile at path answers into file.
+func (d *deskgate) saveProfile(path, file string) {
+	resp, err := d.request("GET", path, "")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer f.Close()
+	f.ReadFrom(resp.Body)
 }
 
 func (d *deskgate) stop() {
