@@ -112,7 +112,19 @@ func (s *session) releaseMemory() {
 }
 
 func (s *session) newWriter(c net.Conn) *bufio.Writer {
-	return bufio.NewWriterSize(deadlineWriter{c, s}, 4096)
+	w := writeBuffers.Get().(*bufio.Writer)
+	w.Reset(deadlineWriter{c, s})
+	return w
+}
+
+// releaseBuffers gives the session's buffers back once it is over.
+func (s *session) releaseBuffers() {
+	s.in.release()
+	if s.out != nil {
+		s.out.Reset(nil)
+		writeBuffers.Put(s.out)
+		s.out = nil
+	}
 }
 
 // deadlineWriter gives every write to the client limits.write_timeout, and no more than the
@@ -179,6 +191,7 @@ func (s *session) serve() {
 		} else {
 			s.nc.Close()
 		}
+		s.releaseBuffers()
 	}()
 	s.cfg = s.srv.cfg.Load()
 	s.book = s.srv.desk.Book()
@@ -451,6 +464,7 @@ func (s *session) startTLS(arg string) bool {
 	// Whatever the client sent after STARTTLS in plain text is dropped with the old reader
 	// (the command injection of CVE-2011-0411); the dialogue starts again from EHLO.
 	s.nc = tc
+	s.releaseBuffers()
 	s.in = newLineReader(tc)
 	s.out = s.newWriter(tc)
 	s.tls = true
