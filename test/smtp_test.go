@@ -235,26 +235,40 @@ func TestLMTPPerRecipientStatus(t *testing.T) {
 func TestRefusalsHaveEnhancedCodes(t *testing.T) {
 	d := startDaemon(t, options{extraYAML: "limits: {max_message_bytes: 2KiB, max_recipients: 2, max_sessions: 4}"})
 	small := mail(map[string]string{"From": "jane@customer.test", "To": "support@example.com", "Subject": "x"}, "x\n")
+	// One address may hold only half of max_sessions (two here), and a session the client has
+	// closed counts until the server has seen it go: each send waits for the last to be gone.
+	sessionsGone := func() {
+		t.Helper()
+		waitFor(t, "earlier sessions to end", 10*time.Second, func() bool {
+			_, body := d.api("GET", "/metrics", nil, false)
+			return strings.Contains(string(body), "\ndeskgate_sessions 0\n")
+		})
+	}
 
+	sessionsGone()
 	err := sendSMTP(d.smtpAddr, "jane@customer.test", []string{"someone@else.test"}, small)
 	if code, msg := smtpCode(err); code != 550 || !strings.Contains(msg, "5.1.1") {
 		t.Errorf("foreign recipient: %v, want 550 5.1.1", err)
 	}
 	big := mail(map[string]string{"From": "jane@customer.test", "To": "support@example.com", "Subject": "big"}, strings.Repeat("0123456789abcdef\n", 200))
+	sessionsGone()
 	err = sendSMTP(d.smtpAddr, "jane@customer.test", []string{"support@example.com"}, big)
 	if code, msg := smtpCode(err); code != 552 || !strings.Contains(msg, "5.3.4") {
 		t.Errorf("oversized message: %v, want 552 5.3.4", err)
 	}
+	sessionsGone()
 	err = sendSMTP(d.smtpAddr, "jane@customer.test", []string{"support@example.com", "billing@example.com", "support+x@example.com"}, small)
 	if code, msg := smtpCode(err); code != 452 || !strings.Contains(msg, "4.5.3") {
 		t.Errorf("too many recipients: %v, want 452 4.5.3", err)
 	}
 	noFrom := []byte("To: support@example.com\r\nSubject: anonymous\r\n\r\nwho am I\r\n")
+	sessionsGone()
 	err = sendSMTP(d.smtpAddr, "", []string{"support@example.com"}, noFrom)
 	if code, msg := smtpCode(err); code != 550 || !strings.Contains(msg, "5.6.0") {
 		t.Errorf("no From and empty envelope sender: %v, want 550 5.6.0", err)
 	}
 	// A missing From with a real envelope sender is best effort: the sender is the requester.
+	sessionsGone()
 	if err := sendSMTP(d.smtpAddr, "jane@customer.test", []string{"support@example.com"}, noFrom); err != nil {
 		t.Errorf("no From but an envelope sender: %v", err)
 	}
@@ -262,10 +276,7 @@ func TestRefusalsHaveEnhancedCodes(t *testing.T) {
 	// max_sessions: four sessions open, the fifth is told 421 4.7.0 at once. Earlier
 	// sessions must be gone first, or they would count. Each comes from its own address,
 	// since one address may hold only half of max_sessions.
-	waitFor(t, "earlier sessions to end", 10*time.Second, func() bool {
-		_, body := d.api("GET", "/metrics", nil, false)
-		return strings.Contains(string(body), "\ndeskgate_sessions 0\n")
-	})
+	sessionsGone()
 	var conns []net.Conn
 	from := func(i int) *net.Dialer {
 		return &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}}
