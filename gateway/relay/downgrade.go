@@ -40,12 +40,12 @@ var mediaFields = map[string]bool{"content-type": true, "content-disposition": t
 // base64. On a header that is ASCII already, the result is msg itself.
 func Downgrade7Bit(msg []byte) []byte {
 	end := headerEnd(msg)
-	if addr.IsASCII(string(msg[:end])) {
+	if asciiBytes(msg[:end]) {
 		return msg
 	}
 	out := make([]byte, 0, len(msg)+len(msg[:end])/2)
 	for _, f := range splitFields(msg[:end]) {
-		if addr.IsASCII(string(f)) {
+		if asciiBytes(f) {
 			out = append(out, f...)
 			continue
 		}
@@ -60,13 +60,29 @@ func headerEnd(msg []byte) int {
 	if bytes.HasPrefix(msg, []byte("\r\n")) || bytes.HasPrefix(msg, []byte("\n")) {
 		return 0
 	}
-	end := len(msg)
-	for _, blank := range []string{"\n\r\n", "\n\n"} {
-		if i := bytes.Index(msg, []byte(blank)); i >= 0 && i+1 < end {
-			end = i + 1
+	// One pass over the header only: every delivery asks this (needsUTF8), and a search for
+	// each kind of blank line ran through the whole body, attachments and all, whenever the
+	// message had only the other kind.
+	for i := 0; ; {
+		nl := bytes.IndexByte(msg[i:], '\n')
+		if nl < 0 {
+			return len(msg)
+		}
+		i += nl + 1
+		if rest := msg[i:]; len(rest) > 0 && rest[0] == '\n' || len(rest) > 1 && rest[0] == '\r' && rest[1] == '\n' {
+			return i
 		}
 	}
-	return end
+}
+
+// asciiBytes is addr.IsASCII for bytes, without copying them into a string.
+func asciiBytes(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // splitFields cuts a header into its fields, each with its continuation lines and line
@@ -312,7 +328,7 @@ func needsUTF8(from string, rcpts []string, msg []byte) bool {
 			return true
 		}
 	}
-	return !addr.IsASCII(string(msg[:headerEnd(msg)]))
+	return !asciiBytes(msg[:headerEnd(msg)])
 }
 
 // utf8AddrXtext encodes an address for ORCPT=utf-8; as RFC 6533 3 says (utf-8-addr-xtext):

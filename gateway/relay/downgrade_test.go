@@ -244,3 +244,20 @@ func TestDowngrade7BitLeavesOutUTF8MessageIDs(t *testing.T) {
 		t.Errorf("deskgate's own ids are not kept as they were:\n%s", head)
 	}
 }
+
+// headerEnd finds the blank line after the header whichever line breaks the message has,
+// and never looks past it.
+func TestHeaderEnd(t *testing.T) {
+	for msg, want := range map[string]int{
+		"A: 1\r\nB: 2\r\n\r\nbody\n\nmore": len("A: 1\r\nB: 2\r\n"),
+		"A: 1\nB: 2\n\nbody\r\n\r\n":       len("A: 1\nB: 2\n"),
+		"A: 1\r\n\r\n":                     len("A: 1\r\n"),
+		"\r\nbody":                         0,
+		"A: 1\r\nno blank line":            len("A: 1\r\nno blank line"),
+		"A: 1\r\n":                         len("A: 1\r\n"),
+	} {
+		if got := headerEnd([]byte(msg)); got != want {
+			t.Errorf("headerEnd(%q) = %d, want %d", msg, got, want)
+		}
+	}
+}
