@@ -1,0 +1,77 @@
+package store
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// A comment's original comes back byte for byte whatever its size: small mails are kept as
+// they came, larger ones deflated, and originals deflated by earlier versions still read.
+func TestOriginalsComeBackAsReceived(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open opener) {
+		s, err := open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		small := []byte("Subject: thanks\r\n\r\nIt works now.\r\n")
+		large := []byte("Subject: logs\r\n\r\n" + strings.Repeat("2026-12-04 error: disk full on /var\r\n", 200))
+		edge := bytes.Repeat([]byte("x"), plainBelow)
+		old := deflated(large)
+		if len(PackOriginal(small)) != len(small)+1 {
+			t.Errorf("a %d-byte original was packed into %d bytes; it should be kept as it came", len(small), len(PackOriginal(small)))
+		}
+		if n := len(PackOriginal(large)); n >= len(large)/2 {
+			t.Errorf("a %d-byte log was packed into %d bytes; it should be deflated", len(large), n)
+		}
+		want := map[uint64][]byte{1: small, 2: large, 3: edge, 4: large}
+		err = s.Update(context.Background(), func(tx *Tx) error {
+			for _, cid := range []uint64{1, 2, 3} {
+				if err := tx.PutOriginal(cid, PackOriginal(want[cid])); err != nil {
+					return err
+				}
+			}
+			return tx.PutOriginal(4, old)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.View(func(tx *Tx) error {
+			for cid, w := range want {
+				got, ok, err := tx.Original(cid)
+				if err != nil || !ok || !bytes.Equal(got, w) {
+					t.Errorf("original %d: %d bytes, ok %v, err %v; want the %d bytes stored", cid, len(got), ok, err, len(w))
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// deflated is an original packed as every version before small ones were kept plain did.
+func deflated(raw []byte) []byte {
+	var b bytes.Buffer
+	b.WriteByte(originalDeflate)
+	w := deflaters.Get().(*flate.Writer)
+	w.Reset(&b)
+	w.Write(raw)
+	w.Close()
+	deflaters.Put(w)
+	return b.Bytes()
+}
+
+// BenchmarkPackOriginal is the cost of readying a received mail for the store, by its size.
+func BenchmarkPackOriginal(b *testing.B) {
+	for _, n := range []int{1300, 8000} {
+		raw := []byte("Subject: a question\r\n\r\n" + strings.Repeat("Please reset my password, it expired yesterday.\r\n", n/50))
+		b.Run(strconv.Itoa(len(raw)), func(b *testing.B) {
+			for b.Loop() {
+				PackOriginal(raw)
+			}
+		})
+	}
+}
