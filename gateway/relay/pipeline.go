@@ -19,13 +19,19 @@ import (
 // TLS, AUTH) and ends it; transactions go straight to the connection, so that with
 // PIPELINING (RFC 2920) MAIL, every RCPT and DATA leave in one write: go-smtp's
 // client waits for each reply, and that round trip per command was the relay's cost.
-// Without PIPELINING the same commands go one by one.
+// Without PIPELINING the same commands go one by one. When the upstream offers CHUNKING
+// (RFC 3030), BDAT takes DATA's place and the message follows it in the same write, so
+// that with PIPELINING the whole transaction is one write and one wait for replies.
 type session struct {
 	c          *smtp.Client
 	raw        net.Conn
 	r          *textproto.Reader
 	w          *bufio.Writer
 	pipelining bool
+	// chunking: the upstream offers CHUNKING, so the message goes as one BDAT LAST chunk: no
+	// 354 to wait for, and no dot-stuffing. Every upstream that offers it gets it, as nothing
+	// is lost by it: the octets the upstream stores are the same as over DATA.
+	chunking bool
 	// dsn: the upstream offers DSN (RFC 3461), so each RCPT carries ORCPT, and a DSN about
 	// the copy names the address deskgate sent it to in Original-Recipient, even after a
 	// forward: that is the only address by which T6 lets a DSN fail a recipient.
@@ -41,8 +47,9 @@ func newSession(c *smtp.Client, raw net.Conn, timeout time.Duration) *session {
 	pipelining, _ := c.Extension("PIPELINING")
 	dsn, _ := c.Extension("DSN")
 	smtputf8, _ := c.Extension("SMTPUTF8")
+	chunking, _ := c.Extension("CHUNKING")
 	return &session{c: c, raw: raw, r: textproto.NewReader(bufio.NewReader(raw)), w: bufio.NewWriter(raw),
-		pipelining: pipelining, dsn: dsn, smtputf8: smtputf8, timeout: timeout}
+		pipelining: pipelining, chunking: chunking, dsn: dsn, smtputf8: smtputf8, timeout: timeout}
 }
 
 // xtext encodes an address for ORCPT (RFC 3461 4): "+", "=" and what is not printable
@@ -107,15 +114,19 @@ type reply struct {
 
 // transact sends one message to rcpts and returns each recipient's error and whether
 // the session can carry another message. The commands are MAIL, one RCPT per
-// recipient and DATA: with PIPELINING they leave in one write, without it one by one;
-// the replies are read in the same order and judged the same way. utf8 puts SMTPUTF8 on
-// MAIL (RFC 6531): the caller sets it only when the upstream offers it and the message
-// needs it.
+// recipient and DATA, or BDAT with the message when the upstream offers CHUNKING: with
+// PIPELINING they leave in one write, without it one by one; the replies are read in the
+// same order and judged the same way. utf8 puts SMTPUTF8 on MAIL (RFC 6531): the caller
+// sets it only when the upstream offers it and the message needs it.
 func (s *session) transact(from string, rcpts []string, msg []byte, utf8 bool) ([]error, bool) {
 	errs := make([]error, len(rcpts))
 	s.raw.SetDeadline(time.Now().Add(s.timeout))
 	defer s.raw.SetDeadline(time.Time{})
-	replies, err := s.exchange(s.commands(from, rcpts, utf8))
+	cmds := s.commands(from, rcpts, utf8)
+	if s.chunking {
+		return s.chunked(cmds, msg, errs)
+	}
+	replies, err := s.exchange(append(cmds, "DATA"), nil)
 	if err != nil {
 		return failRest(errs, err), false
 	}
@@ -131,7 +142,95 @@ func (s *session) transact(from string, rcpts []string, msg []byte, utf8 bool) (
 	return s.data(msg, errs)
 }
 
-// commands are the transaction's MAIL, one RCPT per recipient, and DATA.
+// chunked ends the transaction that cmds begin with the message as one BDAT LAST chunk, sent
+// with the last command (and with PIPELINING in the same write as all of them). Each
+// recipient's result is what DATA would have given: the refusal of MAIL or of its RCPT, else
+// the reply to BDAT, which stands for the reply to DATA's final dot. A 421 or a lost connection
+// while BDAT's reply is awaited leaves the accepted recipients with that error, to be tried
+// again, never sent.
+func (s *session) chunked(cmds []string, msg []byte, errs []error) ([]error, bool) {
+	chunk, tail := dataOctets(msg)
+	cmds = append(cmds, "BDAT "+strconv.Itoa(len(chunk)+len(tail))+" LAST")
+	replies, err := s.exchange(cmds, func(w *bufio.Writer) {
+		w.Write(chunk)
+		w.Write(tail)
+	})
+	if err != nil {
+		if len(replies) == len(cmds)-1 {
+			// Only BDAT's reply is missing: the refused recipients keep their refusals, as
+			// after a failure at DATA's final dot.
+			judge(replies, errs)
+		}
+		return failRest(errs, err), false
+	}
+	accepted := judge(replies, errs)
+	bdat := replies[len(replies)-1]
+	switch {
+	case accepted == 0 && bdat.err == nil:
+		// The server took a message nobody is to get: what else it got wrong is unknown.
+		return failRest(errs, fmt.Errorf("upstream accepted BDAT without recipients")), false
+	case bdat.err == errNotSent:
+		// Without PIPELINING, BDAT went unsent because no recipient was accepted.
+		return errs, s.reset()
+	case bdat.err != nil:
+		// DATA's final reply ends the transaction; RFC 3030 does not say where a refused
+		// chunk leaves it (RFC 1830 before it asked for RSET), so RSET makes it known
+		// before the session carries another message.
+		return failRest(errs, bdat.err), s.reset()
+	}
+	return errs, true
+}
+
+// dataOctets are the octets an upstream stores for msg sent over DATA: what DATA's dot
+// writer (textproto's, which data uses) sends, once the upstream has taken the dot-stuffing
+// and the final dot away. A lone LF becomes CRLF, and a message whose last line has no line
+// break gets one. BDAT must carry the same octets, so that a message (and its DKIM
+// signature) arrives the same either way. They are returned as msg, or a copy of it with
+// the line breaks mended, and what its end lacks; msg is not copied when it needs no
+// mending inside (the composer's CRLF lines never do).
+func dataOctets(msg []byte) ([]byte, []byte) {
+	const (
+		lineStart = iota
+		inLine
+		afterCR
+	)
+	var out []byte // nil until an octet must be added inside msg
+	state := lineStart
+	for i, c := range msg {
+		switch {
+		case c == '\n' && state != afterCR:
+			if out == nil {
+				out = make([]byte, i, len(msg)+len(msg)/32+2)
+				copy(out, msg)
+			}
+			out = append(out, '\r')
+			state = lineStart
+		case c == '\n':
+			state = lineStart
+		case c == '\r' && state != afterCR:
+			state = afterCR
+		default:
+			// A CR after a CR ends no line: the dot writer counts it as text, and so the next
+			// LF, if any, gets a CR of its own.
+			state = inLine
+		}
+		if out != nil {
+			out = append(out, c)
+		}
+	}
+	if out == nil {
+		out = msg
+	}
+	switch {
+	case len(msg) == 0 || state == inLine:
+		return out, []byte("\r\n")
+	case state == afterCR:
+		return out, []byte("\n")
+	}
+	return out, nil
+}
+
+// commands are the transaction's MAIL and one RCPT per recipient.
 func (s *session) commands(from string, rcpts []string, utf8 bool) []string {
 	cmds := make([]string, 0, len(rcpts)+2)
 	mail := "MAIL FROM:<" + from + ">"
@@ -150,37 +249,43 @@ func (s *session) commands(from string, rcpts []string, utf8 bool) []string {
 			cmds = append(cmds, "RCPT TO:<"+r+">")
 		}
 	}
-	return append(cmds, "DATA")
+	return cmds
 }
 
-// exchange sends cmds and reads a reply for each. With PIPELINING they all leave in one
+// exchange sends cmds and reads a reply for each; payload, if any, writes what follows the
+// last command in the same write (BDAT's chunk). With PIPELINING they all leave in one
 // write; without it they go one by one, and a command that an earlier reply made pointless
-// (anything after a refused MAIL, DATA after no accepted RCPT) is left unsent, its reply
-// errNotSent. An error is the connection's: the session is lost.
-func (s *session) exchange(cmds []string) ([]reply, error) {
+// (anything after a refused MAIL, the last command after no accepted RCPT) is left unsent,
+// its reply errNotSent. An error is the connection's: the session is lost, and the replies
+// returned are those read before it.
+func (s *session) exchange(cmds []string, payload func(*bufio.Writer)) ([]reply, error) {
 	last := len(cmds) - 1
-	replies := make([]reply, len(cmds))
+	replies := make([]reply, 0, len(cmds))
 	if s.pipelining {
-		if err := s.write(cmds...); err != nil {
-			return nil, err
+		if err := s.write(cmds, payload); err != nil {
+			return replies, err
 		}
 	}
 	acceptedRcpts := 0
-	for i, c := range cmds {
+	for i := range cmds {
 		if !s.pipelining {
 			if (i > 0 && replies[0].err != nil) || (i == last && acceptedRcpts == 0) {
-				replies[i] = reply{err: errNotSent}
+				replies = append(replies, reply{err: errNotSent})
 				continue
 			}
-			if err := s.write(c); err != nil {
-				return nil, err
+			var p func(*bufio.Writer)
+			if i == last {
+				p = payload
+			}
+			if err := s.write(cmds[i:i+1], p); err != nil {
+				return replies, err
 			}
 		}
 		code, err := s.reply()
 		if err != nil && isConnError(err) {
-			return nil, err
+			return replies, err
 		}
-		replies[i] = reply{code: code, err: err}
+		replies = append(replies, reply{code: code, err: err})
 		if i > 0 && i < last && err == nil {
 			acceptedRcpts++
 		}
@@ -188,10 +293,16 @@ func (s *session) exchange(cmds []string) ([]reply, error) {
 	return replies, nil
 }
 
-// write sends command lines in one flush.
-func (s *session) write(cmds ...string) error {
+// write sends command lines, and payload after them if any, in one flush. With a payload
+// (the message) the deadline becomes twice the timeout, as for DATA's message.
+func (s *session) write(cmds []string, payload func(*bufio.Writer)) error {
 	for _, c := range cmds {
-		s.w.WriteString(c + "\r\n")
+		s.w.WriteString(c)
+		s.w.WriteString("\r\n")
+	}
+	if payload != nil {
+		s.raw.SetDeadline(time.Now().Add(2 * s.timeout))
+		payload(s.w)
 	}
 	return s.w.Flush()
 }
@@ -236,7 +347,7 @@ func (s *session) data(msg []byte, errs []error) ([]error, bool) {
 
 // reset ends a transaction that sent no message, and reports whether the session survived.
 func (s *session) reset() bool {
-	if s.write("RSET") != nil {
+	if s.write([]string{"RSET"}, nil) != nil {
 		return false
 	}
 	_, err := s.reply()
