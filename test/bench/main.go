@@ -76,6 +76,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	stopStalePostfix(*workDir)
 	os.RemoveAll(*workDir)
 	if err := os.MkdirAll(*workDir, 0o755); err != nil {
 		return err
@@ -89,57 +90,13 @@ func run() error {
 
 	fmt.Printf("deskgate benchmark: smtp-source, %d sessions, %d-byte bodies, a new connection per message, %d messages\n\n", *sessions, *size, *messages)
 
-	// deskgate: every message opens a new ticket, committed with fsync before its 250.
-	d, err := startDeskgate(dir)
+	// New tickets: deskgate, a default Postfix doing the same job and smtp-sink, the ceiling
+	// on this machine for the same client and load, in alternating rounds.
+	nt, err := runNewTickets(source, sink, dir)
 	if err != nil {
 		return err
 	}
-	defer d.stop()
-	time.Sleep(500 * time.Millisecond)
-	idle := rssKiB(d.cmd.Process.Pid)
-	sampler := startRSSSampler(d.cmd.Process.Pid)
-	cpu0 := cpuTicks(d.cmd.Process.Pid)
-	mallocs0, allocBytes0 := d.metric("go_memstats_mallocs_total"), d.metric("go_memstats_alloc_bytes_total")
-	profiled := d.startProfile(*profile)
-	dgRate, err := blast(source, d.smtp)
-	dgCPU := cpuTicks(d.cmd.Process.Pid) - cpu0
-	mallocs, allocBytes := d.metric("go_memstats_mallocs_total")-mallocs0, d.metric("go_memstats_alloc_bytes_total")-allocBytes0
-	profiled()
-	peak := sampler.stop()
-	if err != nil {
-		return fmt.Errorf("smtp-source against deskgate: %w", err)
-	}
-	commits, writes, writerSeconds := d.storeCounters()
-	stored, err := d.countTickets()
-	if err != nil {
-		return err
-	}
-	if stored != *messages {
-		return fmt.Errorf("deskgate stored %d tickets for %d messages: the run is not valid", stored, *messages)
-	}
-
-	// smtp-sink: the ceiling on this machine for the same client and load.
-	sinkAddr := freePort()
-	args := []string{sinkAddr, "256"}
-	if os.Geteuid() == 0 {
-		// smtp-sink refuses to run as root without a user to switch to.
-		args = append([]string{"-u", "nobody"}, args...)
-	}
-	sk := exec.Command(sink, args...)
-	sk.Stderr = os.Stderr
-	if err := sk.Start(); err != nil {
-		return err
-	}
-	defer sk.Process.Kill()
-	waitListen(sinkAddr)
-	sinkCPU0 := cpuTicks(sk.Process.Pid)
-	sinkRate, err := blast(source, sinkAddr)
-	sinkCPU := cpuTicks(sk.Process.Pid) - sinkCPU0
-	if err != nil {
-		return fmt.Errorf("smtp-source against smtp-sink: %w", err)
-	}
-
-	d.stop()
+	dgRate := nt.rate()
 	var pg pgResult
 	if *pgBench {
 		if pg, err = runPostgres(source, dir); err != nil {
@@ -193,15 +150,11 @@ func run() error {
 	}()
 
 	os.RemoveAll(*outDir)
-	fmt.Printf("%-34s %10.0f msg/s\n", "deskgate, new tickets (fsync)", dgRate)
-	fmt.Printf("%-34s %10.0f msg/s\n", "smtp-sink (discards)", sinkRate)
-	fmt.Printf("%-34s %10.2f   (goal >= 0.80)\n", "ratio deskgate / smtp-sink", dgRate/sinkRate)
-	fmt.Printf("%-34s %10.0f µs (smtp-sink: %.0f µs)\n", "CPU per message, deskgate", ticksToMicros(dgCPU)/float64(*messages), ticksToMicros(sinkCPU)/float64(*messages))
-	fmt.Printf("%-34s %10d (%d KiB)\n", "allocations per message, deskgate", mallocs / *messages, allocBytes / *messages / 1024)
+	nt.print()
 	if *profile != "" {
 		fmt.Printf("%-34s %10s (go tool pprof -top %s)\n", "CPU profile of the burst", "written", *profile)
 	}
-	fmt.Printf("%-34s %10d KiB\n", "deskgate RSS idle", idle)
+	fmt.Printf("%-34s %10d KiB\n", "deskgate RSS idle", nt.deskgate[0].idle)
 	defer func() {
 		if fanRate > 0 {
 			fmt.Printf("\nfan-out: replies from the requester into one ticket with 20 CCs and 10 followers\n")
@@ -213,8 +166,13 @@ func run() error {
 			fmt.Printf("%-34s %10d conflict, %d contended (of %d replies into one ticket)\n", "decided on the writer", fanOut.conflicts, fanOut.contended, *fanN)
 		}
 	}()
+	peak, commits, writes, writerSeconds := 0, 0, 0, 0.0
+	for _, r := range nt.deskgate {
+		peak = max(peak, r.peak)
+		commits, writes, writerSeconds = commits+r.commits, writes+r.writes, writerSeconds+r.writerSeconds
+	}
 	fmt.Printf("%-34s %10d KiB\n", "deskgate RSS peak under the burst", peak)
-	fmt.Printf("%-34s %10d tickets\n", "tickets stored (checked)", stored)
+	fmt.Printf("%-34s %10d tickets (in each round)\n", "tickets stored (checked)", *messages)
 	if commits > 0 {
 		fmt.Printf("%-34s %10.1f per fsync'd commit (%d commits)\n", "group commit: messages", float64(writes)/float64(commits), commits)
 		// The writer's time per message, its fsync included: the one part of the path that

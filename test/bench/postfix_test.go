@@ -1,0 +1,64 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The sink's -c output is what tells the bench that Postfix delivered: the count must follow
+// its last counter line, whatever the reads' boundaries.
+func TestCountSinkFollowsTheLastCounter(t *testing.T) {
+	p := &postfixBench{sinkDone: make(chan struct{})}
+	out := "sess=0 quit=0 mesg=1\rsess=1 quit=1 mesg=1\rsess=1 quit=1 mesg=2\rsess=9 quit=9 mesg=1203\r"
+	p.countSink(strings.NewReader(out))
+	<-p.sinkDone
+	if got := p.sinkMsgs.Load(); got != 1203 {
+		t.Errorf("count %d, want 1203", got)
+	}
+}
+
+func TestMedianOfRounds(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{5}, 5}, {[]float64{9, 1, 5}, 5}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+// A message file anywhere in a queue, its hashed subdirectories included, means not drained.
+func TestQueueEmptySeesDeferredMail(t *testing.T) {
+	dir := t.TempDir()
+	p := &postfixBench{dir: dir}
+	deferred := filepath.Join(dir, "queue", "deferred", "A")
+	os.MkdirAll(deferred, 0o755)
+	os.MkdirAll(filepath.Join(dir, "queue", "active"), 0o755)
+	if !p.queueEmpty() {
+		t.Fatal("empty directories counted as queued mail")
+	}
+	os.WriteFile(filepath.Join(deferred, "A1B2C3"), []byte("x"), 0o600)
+	if p.queueEmpty() {
+		t.Fatal("a deferred message was not seen")
+	}
+}
+
+// The CPU of children that have exited and been reaped stays in the tree's figure, as
+// Postfix's daemons exit after 100 uses.
+func TestTreeTicksKeepsReapedChildren(t *testing.T) {
+	before := treeTicks(os.Getpid())
+	// About a third of a second of CPU in a child, then reaped by Wait.
+	cmd := exec.Command("sh", "-c", "i=0; end=$(($(date +%s%N)+300000000)); while [ $(date +%s%N) -lt $end ]; do i=$((i+1)); done")
+	if err := cmd.Run(); err != nil {
+		t.Skip("no sh:", err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if got := treeTicks(os.Getpid()) - before; got < 10 {
+		t.Errorf("tree grew by %d ticks after a child burned ~30", got)
+	}
+}
