@@ -59,6 +59,8 @@ type Store struct {
 type call struct {
 	fn  func(*Tx) error
 	err chan error
+	// along marks a write that may wait for the next commit of other writes (UpdateAlong).
+	along bool
 	// reads is what the call's plan read, checked again in the transaction (Apply).
 	reads *ReadSet
 }
@@ -129,8 +131,23 @@ func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
 	return s.update(ctx, fn, nil)
 }
 
+// UpdateAlong is Update for bookkeeping that need not be durable at once, such as the
+// relay's record of what it handed over: while other writes are flowing, fn joins the next
+// commit that carries them instead of paying for a commit of its own, waiting alongMax at
+// most. With nothing else being written it is committed at once, as Update would.
+//
+// On a virtual machine's disk about 250 µs of CPU goes with each commit whatever it carries
+// (two fdatasyncs and the pages of every bucket touched); during a burst of new tickets a
+// third of the commits carried nothing but the relay's records.
+func (s *Store) UpdateAlong(ctx context.Context, fn func(*Tx) error) error {
+	return s.send(ctx, &call{fn: fn, err: make(chan error, 1), along: true})
+}
+
 func (s *Store) update(ctx context.Context, fn func(*Tx) error, reads *ReadSet) error {
-	c := &call{fn: fn, err: make(chan error, 1), reads: reads}
+	return s.send(ctx, &call{fn: fn, err: make(chan error, 1), reads: reads})
+}
+
+func (s *Store) send(ctx context.Context, c *call) error {
 	select {
 	case s.calls <- c:
 	case <-ctx.Done():
@@ -141,24 +158,85 @@ func (s *Store) update(ctx context.Context, fn func(*Tx) error, reads *ReadSet) 
 	return <-c.err
 }
 
+// Variables, not constants, for tests that must not depend on the machine's speed.
+var (
+	// alongMax bounds how long a write sent with UpdateAlong waits for company.
+	alongMax = 2 * time.Millisecond
+	// flowing is how recently another write must have come for one sent along to wait.
+	flowing = 10 * time.Millisecond
+)
+
 func (s *Store) writer() {
 	defer close(s.done)
-	for c := range s.calls {
-		batch := []*call{c}
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case more, ok := <-s.calls:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, more)
-			default:
-				break drain
+	var held []*call // writes sent along, waiting for others
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
+	var waitC <-chan time.Time
+	var lastOthers time.Time
+	for {
+		var c *call
+		var ok bool
+		select {
+		case c, ok = <-s.calls:
+		case <-waitC:
+			waitC = nil
+			s.commit(held)
+			held = nil
+			continue
+		}
+		if !ok {
+			if len(held) > 0 {
+				s.commit(held)
 			}
+			return
+		}
+		batch, open := s.take(append(held, c))
+		held = nil
+		if others(batch) {
+			lastOthers = time.Now()
+		} else if open && len(batch) < maxBatch && time.Since(lastOthers) < flowing {
+			held = batch
+			if waitC == nil {
+				wait.Reset(alongMax)
+				waitC = wait.C
+			}
+			continue
+		}
+		if waitC != nil {
+			wait.Stop()
+			waitC = nil
 		}
 		s.commit(batch)
+		if !open {
+			return
+		}
 	}
+}
+
+// others says whether batch holds a write that was not sent along.
+func others(batch []*call) bool {
+	for _, c := range batch {
+		if !c.along {
+			return true
+		}
+	}
+	return false
+}
+
+// take adds the calls waiting to batch, up to maxBatch; open is false once calls is closed.
+func (s *Store) take(batch []*call) ([]*call, bool) {
+	for len(batch) < maxBatch {
+		select {
+		case more, ok := <-s.calls:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, more)
+		default:
+			return batch, true
+		}
+	}
+	return batch, true
 }
 
 type failedCall struct {
