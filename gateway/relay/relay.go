@@ -378,7 +378,7 @@ func (w *Worker) record(results []attempt) bool {
 	for i, a := range results {
 		ids[i] = a.d.ID
 	}
-	err := w.store.Update(context.Background(), func(tx *store.Tx) error {
+	err := w.store.UpdateAlong(context.Background(), func(tx *store.Tx) error {
 		tx.PrefetchDeliveries(ids, false)
 		for i := range results {
 			a := &results[i]
