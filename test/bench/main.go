@@ -644,11 +644,13 @@ func (d *deskgate) queueCounts() (queued, total int) {
 // waitQueueEmpty polls every 25 ms. With 5000 deliveries, drained in a third of a second,
 // polling every 100 ms, as it did, made the measured rate jump between about 10,700 and
 // 14,500 msg/s with where the last poll fell; polling much faster costs the daemon the
-// scrapes (the process collector reads /proc).
+// scrapes (the process collector reads /proc, and the queue is walked). It scrapes once per
+// poll: through queueCounts it scraped twice, for a total it did not use, and the scrapes
+// took 9 % of deskgate's CPU during the relay's drain.
 func (d *deskgate) waitQueueEmpty(limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		if q, _ := d.queueCounts(); q == 0 {
+		if d.metric("deskgate_queue_queued") == 0 {
 			return true
 		}
 		time.Sleep(25 * time.Millisecond)
