@@ -1,9 +1,17 @@
 package relay
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/internal/storetest"
 	"github.com/deskgate/deskgate/store"
 )
 
@@ -67,5 +75,37 @@ func TestRecorderStopsWhenTheSendersAreDone(t *testing.T) {
 	close(p.results)
 	if got := p.fill(results(1), time.Hour); len(got) != 2 {
 		t.Fatalf("batch of %d, want 2", len(got))
+	}
+}
+
+// Each recipient's result is counted in deskgate_relay_recipients_total and logged: the
+// delivered line at info, the failed and deferred lines at warn, with what the upstream said.
+func TestRecordedResultsAreCountedAndLogged(t *testing.T) {
+	up := &upstreamServer{refuse: map[string]int{"gone@customer.test": 550, "busy@customer.test": 450}}
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelWarn} {
+		var log bytes.Buffer
+		st := storetest.Open(t, t.TempDir())
+		w := New(testConfig(t, serve(t, up), nil), st, slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: level})), nil)
+		queueOne(t, st, "a@customer.test", "gone@customer.test", "busy@customer.test")
+		before := map[string]float64{}
+		for _, r := range []string{"sent", "failed", "deferred"} {
+			before[r] = testutil.ToFloat64(metrics.RelayRecipients.WithLabelValues(r))
+		}
+		w.RunOnce(context.Background())
+		for _, r := range []string{"sent", "failed", "deferred"} {
+			if got := testutil.ToFloat64(metrics.RelayRecipients.WithLabelValues(r)) - before[r]; got != 1 {
+				t.Errorf("level %v: %s counted %v times, want 1", level, r, got)
+			}
+		}
+		out := log.String()
+		if delivered := strings.Contains(out, "msg=delivered") && strings.Contains(out, "rcpt=a@customer.test"); delivered != (level == slog.LevelInfo) {
+			t.Errorf("level %v: delivered line logged %v:\n%s", level, delivered, out)
+		}
+		if !strings.Contains(out, `msg="delivery failed"`) || !strings.Contains(out, "rcpt=gone@customer.test") || !strings.Contains(out, `reply="550 5.1.1 no thanks"`) {
+			t.Errorf("level %v: no failed line for gone@:\n%s", level, out)
+		}
+		if !strings.Contains(out, `msg="delivery deferred"`) || !strings.Contains(out, "rcpt=busy@customer.test") {
+			t.Errorf("level %v: no deferred line for busy@:\n%s", level, out)
+		}
 	}
 }

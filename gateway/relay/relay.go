@@ -467,24 +467,43 @@ func (w *Worker) record(results []attempt) bool {
 		w.log.Error("cannot record deliveries", "count", len(results), "err", err)
 		return false
 	}
+	w.logRecorded(results)
+	return true
+}
+
+// logRecorded counts and logs each recipient's recorded result. The line of a delivered
+// recipient is at info, which a busy desk leaves off: its attributes are built only when it
+// is on, and the counters are added to once per batch, not looked up per recipient.
+func (w *Worker) logRecorded(results []attempt) {
+	ctx := context.Background()
+	logSent := w.log.Enabled(ctx, slog.LevelInfo)
+	var sent, failed, deferred int
 	for _, a := range results {
 		for j, e := range a.errs {
 			if a.final == nil || a.final[j] == "" {
 				continue // dropped meanwhile
 			}
-			attrs := []any{"delivery", a.d.ID, "ticket", a.d.TicketID, "kind", a.d.Kind, "copy", a.d.Copy, "rcpt", a.rcpts[j], "via", a.via}
+			attrs := func() []any {
+				return []any{"delivery", a.d.ID, "ticket", a.d.TicketID, "kind", a.d.Kind, "copy", a.d.Copy, "rcpt", a.rcpts[j], "via", a.via}
+			}
 			switch a.final[j] {
 			case model.DeliverySent:
-				metrics.RelayRecipients.WithLabelValues("sent").Inc()
-				w.log.Info("delivered", attrs...)
+				sent++
+				if logSent {
+					w.log.Info("delivered", attrs()...)
+				}
 			case model.DeliveryFailed:
-				metrics.RelayRecipients.WithLabelValues("failed").Inc()
-				w.log.Warn("delivery failed", append(attrs, "reply", replyText(e))...)
+				failed++
+				w.log.Warn("delivery failed", append(attrs(), "reply", replyText(e))...)
 			default:
-				metrics.RelayRecipients.WithLabelValues("deferred").Inc()
-				w.log.Warn("delivery deferred", append(attrs, "reply", replyText(e))...)
+				deferred++
+				w.log.Warn("delivery deferred", append(attrs(), "reply", replyText(e))...)
 			}
 		}
 	}
-	return true
+	for result, n := range map[string]int{"sent": sent, "failed": failed, "deferred": deferred} {
+		if n > 0 {
+			metrics.RelayRecipients.WithLabelValues(result).Add(float64(n))
+		}
+	}
 }
