@@ -108,6 +108,9 @@ func encodeComment(c *model.Comment) []byte {
 type decoder struct {
 	b   []byte
 	err error
+	// whole, when set, is a string copy of b as it was at the start: str then returns a
+	// slice of it, one allocation per record instead of one per string.
+	whole string
 }
 
 func (d *decoder) uint() uint64 {
@@ -151,7 +154,13 @@ func (d *decoder) str() string {
 	if d.err != nil {
 		return ""
 	}
-	s := string(d.b[:n])
+	var s string
+	if d.whole != "" {
+		at := len(d.whole) - len(d.b)
+		s = d.whole[at : at+n]
+	} else {
+		s = string(d.b[:n])
+	}
 	d.b = d.b[n:]
 	return s
 }
@@ -292,7 +301,9 @@ func decodeDelivery(raw []byte, d *Delivery) error {
 	if raw[0] != deliveryV1 {
 		return fmt.Errorf("store: delivery record of unknown layout %#x", raw[0])
 	}
-	r := decoder{b: raw[1:]}
+	// The relay decodes a delivery at each pass and again to record it: its ten strings
+	// share one copy of the record.
+	r := decoder{b: raw[1:], whole: string(raw[1:])}
 	d.ID = r.uint()
 	d.TicketID = r.uint()
 	d.SourceID = r.uint()

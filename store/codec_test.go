@@ -118,7 +118,20 @@ func TestDeliveryRecordsRoundTripAndReadJSON(t *testing.T) {
 	if err := decodeDelivery(raw, &got); err != nil || !reflect.DeepEqual(got, d) {
 		t.Fatalf("JSON record: %v\n got %+v\nwant %+v", err, got, d)
 	}
+	// The strings read are the record's own copy: bbolt's value is valid only within its
+	// transaction.
 	bin := encodeDelivery(&d)
+	got = Delivery{}
+	if err := decodeDelivery(bin, &got); err != nil {
+		t.Fatal(err)
+	}
+	for i := range bin {
+		bin[i] = 'x'
+	}
+	if !reflect.DeepEqual(got, d) {
+		t.Fatalf("the delivery read changed with the bytes it was read from:\n got %+v\nwant %+v", got, d)
+	}
+	bin = encodeDelivery(&d)
 	for n := 0; n < len(bin); n++ {
 		if err := decodeDelivery(bin[:n], &got); err == nil {
 			t.Fatalf("a record cut to %d of %d bytes decoded without an error", n, len(bin))
@@ -139,4 +152,16 @@ func FuzzDecodeDelivery(f *testing.F) {
 			t.Fatalf("re-encoded record: %v\n%+v\n%+v", err, again, got)
 		}
 	})
+}
+
+func BenchmarkDecodeDelivery(b *testing.B) {
+	d := fullDelivery()
+	raw := encodeDelivery(&d)
+	b.ReportAllocs()
+	for b.Loop() {
+		var got Delivery
+		if err := decodeDelivery(raw, &got); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
