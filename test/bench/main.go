@@ -76,7 +76,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	stopStalePostfix(*workDir)
+	stopStalePostfix()
 	os.RemoveAll(*workDir)
 	if err := os.MkdirAll(*workDir, 0o755); err != nil {
 		return err

@@ -107,15 +107,21 @@ func postfixUnavailable() string {
 	return ""
 }
 
-// stopStalePostfix stops an instance an interrupted run left under dir, before dir is emptied.
-func stopStalePostfix(dir string) {
-	conf := filepath.Join(dir, "postfix", "etc")
-	if _, err := os.Stat(filepath.Join(conf, "main.cf")); err != nil {
-		return
+// postfixHome holds the Postfix instance: its configuration, queue and data. Not under -dir:
+// Postfix's daemons run as the postfix user and must be able to reach their queue, and a
+// checkout's var/ is often closed to other users (deskgate makes its data_dir 0750). /var/tmp
+// is on a disk, as the bench wants, where /tmp may be tmpfs.
+const postfixHome = "/var/tmp/deskgate-bench-postfix"
+
+// stopStalePostfix stops an instance an interrupted run left behind and removes it.
+func stopStalePostfix() {
+	conf := filepath.Join(postfixHome, "etc")
+	if _, err := os.Stat(filepath.Join(conf, "main.cf")); err == nil {
+		if bin, err := tool("postfix"); err == nil {
+			exec.Command(bin, "-c", conf, "stop").Run()
+		}
 	}
-	if bin, err := tool("postfix"); err == nil {
-		exec.Command(bin, "-c", conf, "stop").Run()
-	}
+	os.RemoveAll(postfixHome)
 }
 
 // startPostfixBench starts the sink and the instance under dir.
@@ -207,6 +213,7 @@ func (p *postfixBench) stop() {
 		<-p.sinkDone // Wait closes the pipe: the counter's reader must be done first.
 		p.sink.Wait()
 	}
+	os.RemoveAll(p.dir)
 }
 
 // round sends the burst into Postfix's smtpd and waits until the sink has every message and
