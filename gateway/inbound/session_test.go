@@ -194,3 +194,20 @@ func TestCommandDeadlineShortensUnderStress(t *testing.T) {
 		}
 	}
 }
+
+// Queue ids are what Postfix's look like, twelve upper-case hex digits, and name one session or
+// mail each: a repeated id would mix two mails up in the logs.
+func TestQueueIDsAreDistinctHexNames(t *testing.T) {
+	valid := regexp.MustCompile(`^[0-9A-F]{12}$`)
+	seen := map[string]bool{}
+	for range 100000 {
+		id := newQueueID()
+		if !valid.MatchString(id) {
+			t.Fatalf("queue id %q is not twelve upper-case hex digits", id)
+		}
+		if seen[id] {
+			t.Fatalf("queue id %q came twice in 100,000", id)
+		}
+		seen[id] = true
+	}
+}
