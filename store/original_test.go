@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"compress/flate"
 	"context"
 	"strconv"
 	"strings"
@@ -21,7 +20,7 @@ func TestOriginalsComeBackAsReceived(t *testing.T) {
 		small := []byte("Subject: thanks\r\n\r\nIt works now.\r\n")
 		large := []byte("Subject: logs\r\n\r\n" + strings.Repeat("2026-12-04 error: disk full on /var\r\n", 200))
 		edge := bytes.Repeat([]byte("x"), plainBelow)
-		old := deflated(large)
+		old := deflateOriginal(large)
 		if len(PackOriginal(small)) != len(small)+1 {
 			t.Errorf("a %d-byte original was packed into %d bytes; it should be kept as it came", len(small), len(PackOriginal(small)))
 		}
@@ -50,18 +49,6 @@ func TestOriginalsComeBackAsReceived(t *testing.T) {
 			return nil
 		})
 	})
-}
-
-// deflated is an original packed as every version before small ones were kept plain did.
-func deflated(raw []byte) []byte {
-	var b bytes.Buffer
-	b.WriteByte(originalDeflate)
-	w := deflaters.Get().(*flate.Writer)
-	w.Reset(&b)
-	w.Write(raw)
-	w.Close()
-	deflaters.Put(w)
-	return b.Bytes()
 }
 
 // BenchmarkPackOriginal is the cost of readying a received mail for the store, by its size.

@@ -800,6 +800,12 @@ func PackOriginal(raw []byte) []byte {
 		copy(packed[1:], raw)
 		return packed
 	}
+	return deflateOriginal(raw)
+}
+
+// deflateOriginal is an original packed deflated, the form of every original before small ones
+// were kept plain.
+func deflateOriginal(raw []byte) []byte {
 	var b bytes.Buffer
 	b.Grow(len(raw)/2 + 64)
 	b.WriteByte(originalDeflate)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -119,18 +118,7 @@ const dottedReply = ".leading dot\n..two dots\n.\nafter the lone dot\n"
 // by default. Every message leaves as one BDAT LAST chunk, no DATA, and what Postfix delivers
 // into the mailbox is that chunk exactly, its dotted lines as the agent wrote them.
 func TestChunkingThroughPostfix(t *testing.T) {
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skip("no user nobody for Postfix's virtual delivery")
-	}
-	pf := startPostfixCF(t, fmt.Sprintf(`virtual_mailbox_domains = customer.test, example.com
-virtual_mailbox_base = {{dir}}/vmail
-virtual_mailbox_maps = static:all/
-virtual_uid_maps = static:%s
-virtual_gid_maps = static:%s
-virtual_minimum_uid = 1
-smtpd_relay_restrictions = permit_mynetworks, reject
-`, nobody.Uid, nobody.Gid), "virtual   unix  -       n       n       -       -       virtual\n")
+	pf := startPostfixCF(t, virtualMaildirCF(t, "customer.test, example.com"), virtualService)
 	tee := startTee(t, pf.smtpAddr)
 	d := startDaemon(t, options{upstream: fmt.Sprintf(`{address: "%s", tls: none, retry_min: 1s, retry_max: 2s}`, tee.addr)})
 	id := d.open(jane, nil, "Dots", "Please keep my dots.")

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/deskgate/deskgate/internal/postfixtest"
 )
 
 // postfixInstance is a private Postfix (its own config, queue and log under a temp dir)
@@ -21,29 +24,27 @@ type postfixInstance struct {
 
 func (p *postfixInstance) configDir() string { return filepath.Join(p.dir, "etc") }
 
-// The services a relay-only Postfix needs; chroot is off so paths under /tmp work.
-const postfixMasterCF = `%s inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-`
+// virtualMaildirCF is the main.cf lines of a Postfix that keeps the mail of domains in one
+// Maildir, {{dir}}/vmail/all/, as the user nobody, and relays for its own network only. The
+// master.cf line virtualService goes with it. It skips the test where there is no nobody.
+func virtualMaildirCF(t *testing.T, domains string) string {
+	t.Helper()
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody for Postfix's virtual delivery")
+	}
+	return fmt.Sprintf(`virtual_mailbox_domains = %s
+virtual_mailbox_base = {{dir}}/vmail
+virtual_mailbox_maps = static:all/
+virtual_uid_maps = static:%s
+virtual_gid_maps = static:%s
+virtual_minimum_uid = 1
+smtpd_relay_restrictions = permit_mynetworks, reject
+`, domains, nobody.Uid, nobody.Gid)
+}
+
+// virtualService is the master.cf line of Postfix's virtual delivery agent.
+const virtualService = "virtual   unix  -       n       n       -       -       virtual\n"
 
 func startPostfix(t *testing.T, lmtpDest string) *postfixInstance {
 	t.Helper()
@@ -77,29 +78,11 @@ func startPostfixCF(t *testing.T, extraMain, extraMaster string) *postfixInstanc
 	if out, err := exec.Command("chown", "postfix", filepath.Join(dir, "data")).CombinedOutput(); err != nil {
 		t.Fatalf("chown: %v %s", err, out)
 	}
-	mainCF := fmt.Sprintf(`compatibility_level = 3.6
-queue_directory = %[1]s/queue
-data_directory = %[1]s/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix.deskgate.test
-mydomain = deskgate.test
-myorigin = $myhostname
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-alias_maps =
-alias_database =
-smtputf8_enable = no
-biff = no
-maillog_file = %[1]s/maillog
-maillog_file_prefixes = %[1]s
-%[2]s`, dir, strings.ReplaceAll(extraMain, "{{dir}}", dir))
+	mainCF := postfixtest.MainCF(dir) + strings.ReplaceAll(extraMain, "{{dir}}", dir)
 	if err := os.WriteFile(filepath.Join(dir, "etc", "main.cf"), []byte(mainCF), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "etc", "master.cf"), []byte(fmt.Sprintf(postfixMasterCF, p.smtpAddr)+extraMaster), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "etc", "master.cf"), []byte(postfixtest.MasterCF(p.smtpAddr)+extraMaster), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(extraMain, "virtual_mailbox_base") {

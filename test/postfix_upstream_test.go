@@ -12,7 +12,6 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -70,22 +69,11 @@ func TestPostfixAsUpstreamWithSTARTTLSAndDKIM(t *testing.T) {
 	os.Chmod(keys, 0o755)
 	t.Cleanup(func() { os.RemoveAll(keys) })
 	caFile, certFile, keyFile := testCA(t, keys)
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skip("no user nobody for Postfix's virtual delivery")
-	}
-	pf := startPostfixCF(t, fmt.Sprintf(`virtual_mailbox_domains = customer.test, example.com
-virtual_mailbox_base = {{dir}}/vmail
-virtual_mailbox_maps = static:all/
-virtual_uid_maps = static:%s
-virtual_gid_maps = static:%s
-virtual_minimum_uid = 1
-smtpd_tls_cert_file = %s
+	pf := startPostfixCF(t, virtualMaildirCF(t, "customer.test, example.com")+fmt.Sprintf(`smtpd_tls_cert_file = %s
 smtpd_tls_key_file = %s
 smtpd_tls_security_level = may
 smtpd_tls_received_header = yes
-smtpd_relay_restrictions = permit_mynetworks, reject
-`, nobody.Uid, nobody.Gid, certFile, keyFile), "virtual   unix  -       n       n       -       -       virtual\ntlsmgr    unix  -       -       n       1000?   1       tlsmgr\n")
+`, certFile, keyFile), virtualService+"tlsmgr    unix  -       -       n       1000?   1       tlsmgr\n")
 	dkimFile, txt := dkimKey(t, keys)
 	d := startDaemon(t, options{
 		upstream:  fmt.Sprintf(`{address: "%s", tls: starttls, ca_file: %s, retry_min: 1s, retry_max: 2s}`, pf.smtpAddr, caFile),

@@ -7,7 +7,6 @@ import (
 	"mime"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -88,24 +87,11 @@ func utf8Mail(from, to, subject, messageID, inReplyTo, body string) []byte {
 // and files all of it in one Maildir, with SMTPUTF8 on or off: the upstream of these tests.
 func postfixMailboxes(t *testing.T, smtputf8 bool) (*postfixInstance, string) {
 	t.Helper()
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skip("no user nobody for Postfix's virtual delivery")
-	}
 	domains := "customer.test, xn--bcher-kva.test"
 	if smtputf8 {
 		domains += ", bücher.test"
 	}
-	pf := startPostfixCF(t, fmt.Sprintf(`smtputf8_enable = %s
-virtual_mailbox_domains = %s
-virtual_mailbox_base = {{dir}}/vmail
-virtual_mailbox_maps = static:all/
-virtual_uid_maps = static:%s
-virtual_gid_maps = static:%s
-virtual_minimum_uid = 1
-smtpd_relay_restrictions = permit_mynetworks, reject
-`, map[bool]string{true: "yes", false: "no"}[smtputf8], domains, nobody.Uid, nobody.Gid),
-		"virtual   unix  -       n       n       -       -       virtual\n")
+	pf := startPostfixCF(t, "smtputf8_enable = "+map[bool]string{true: "yes", false: "no"}[smtputf8]+"\n"+virtualMaildirCF(t, domains), virtualService)
 	return pf, filepath.Join(pf.dir, "vmail", "all", "new")
 }
 

@@ -16,59 +16,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/deskgate/deskgate/internal/postfixtest"
 )
 
 var pfBench = flag.Bool("postfix", true, "also measure a default Postfix doing the new-ticket job (queue the mail fsync'd, relay it into smtp-sink), in the new-ticket rounds (needs Debian's postfix, and root)")
-
-// postfixMasterCF is the services a relay-only Postfix needs, with Postfix's default process
-// limits. chroot is off so that the queue can live under the bench's directory; everything
-// else is as Postfix ships it.
-const postfixMasterCF = `%s inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-`
-
-// postfixMainCF leaves every performance setting at Postfix's default. The lines are only
-// what a private, unprivileged-port instance on loopback needs: its own directories, no
-// local delivery, relaying allowed from 127.0.0.1, everything relayed to the sink, a log
-// file since there may be no syslog daemon.
-const postfixMainCF = `compatibility_level = 3.6
-queue_directory = %[1]s/queue
-data_directory = %[1]s/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix.bench.deskgate.test
-mydomain = bench.deskgate.test
-myorigin = $myhostname
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [%[2]s]:%[3]s
-alias_maps =
-alias_database =
-smtputf8_enable = no
-biff = no
-maillog_file = %[1]s/maillog
-maillog_file_prefixes = %[1]s
-`
 
 // postfixBench is a private Postfix instance (its own configuration, queue and data
 // directories on the bench's disk) that relays everything to an smtp-sink of its own, which
@@ -157,11 +109,11 @@ func startPostfixBench(dir, sinkBin string) (*postfixBench, error) {
 	go p.countSink(out)
 	waitListen(sinkAddr)
 
-	if err := os.WriteFile(filepath.Join(dir, "etc", "main.cf"), []byte(fmt.Sprintf(postfixMainCF, dir, host, port)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "etc", "main.cf"), []byte(postfixtest.MainCF(dir)+fmt.Sprintf("relayhost = [%s]:%s\n", host, port)), 0o644); err != nil {
 		p.stop()
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "etc", "master.cf"), []byte(fmt.Sprintf(postfixMasterCF, p.smtp)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "etc", "master.cf"), []byte(postfixtest.MasterCF(p.smtp)), 0o644); err != nil {
 		p.stop()
 		return nil, err
 	}
