@@ -51,6 +51,31 @@ func TestOriginalsComeBackAsReceived(t *testing.T) {
 	})
 }
 
+// A database that may hold plain originals says so in its schema version, so that a deskgate
+// from before them refuses to open it rather than failing on every small original, in the API
+// and in erase, after a downgrade or on an old node of a cluster.
+func TestPlainOriginalsMarkTheDatabaseNewer(t *testing.T) {
+	eachBackend(t, func(t *testing.T, open opener) {
+		s, err := open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		err = s.Update(context.Background(), func(tx *Tx) error {
+			return tx.PutOriginal(1, PackOriginal([]byte("Subject: small\r\n\r\nhi\r\n")))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.View(func(tx *Tx) error {
+			if v := schemaVersion(tx.tx); v < plainOriginalsVersion {
+				t.Errorf("a database with plain originals records schema version %d; a deskgate of version %d would open it and misread them", v, plainOriginalsVersion-1)
+			}
+			return nil
+		})
+	})
+}
+
 // BenchmarkPackOriginal is the cost of readying a received mail for the store, by its size.
 func BenchmarkPackOriginal(b *testing.B) {
 	for _, n := range []int{1300, 8000} {

@@ -79,7 +79,15 @@ var migrations = []func(tx kvTx) error{
 		}
 		return nil
 	},
+	// 7: originals under plainBelow are kept as they came (originalPlain). Nothing is converted
+	// (deflated originals are still read), but a deskgate older than this would refuse every
+	// small original, in the API and in erase, so the version marks the database as theirs no
+	// more, as version 3 did.
+	func(tx kvTx) error { return nil },
 }
+
+// plainOriginalsVersion is the schema version from which small originals are kept plain.
+const plainOriginalsVersion = 7
 
 // SchemaVersion is the layout this deskgate writes.
 var SchemaVersion = len(migrations)
