@@ -50,7 +50,7 @@ func runNewTickets(source, sinkBin, dir string) (newTicketRounds, error) {
 	case postfixUnavailable() != "":
 		nt.pfSkipped = postfixUnavailable()
 	default:
-		if pf, err = startPostfixBench(postfixHome, sinkBin); err != nil {
+		if pf, err = startPostfixBench(sinkBin); err != nil {
 			return nt, fmt.Errorf("postfix: %w", err)
 		}
 		defer pf.stop()

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/deskgate/deskgate/internal/postfixtest"
@@ -59,29 +60,60 @@ func postfixUnavailable() string {
 	return ""
 }
 
-// postfixHome holds the Postfix instance: its configuration, queue and data. Not under -dir:
-// Postfix's daemons run as the postfix user and must be able to reach their queue, and a
-// checkout's var/ is often closed to other users (deskgate makes its data_dir 0750). /var/tmp
-// is on a disk, as the bench wants, where /tmp may be tmpfs.
-const postfixHome = "/var/tmp/deskgate-bench-postfix"
+// postfixHomes is where each run's Postfix instance gets a directory of its own (its
+// configuration, queue and data). Not under -dir: Postfix's daemons run as the postfix user and
+// must be able to reach their queue, and a checkout's var/ is often closed to other users
+// (deskgate makes its data_dir 0750). /var/tmp is on a disk, as the bench wants, where /tmp may
+// be tmpfs. The directory is made afresh by MkdirTemp, so nobody else can have prepared it: the
+// bench runs as root, and a name fixed in a world-writable directory could be a symlink.
+var postfixHomes = "/var/tmp/deskgate-bench-postfix-"
 
-// stopStalePostfix stops an instance an interrupted run left behind and removes it.
+// stopStalePostfix stops the instances interrupted runs left behind and removes them: only
+// directories this user made, and only those whose master is no longer running (another
+// bench may be using its own).
 func stopStalePostfix() {
-	conf := filepath.Join(postfixHome, "etc")
-	if _, err := os.Stat(filepath.Join(conf, "main.cf")); err == nil {
-		if bin, err := tool("postfix"); err == nil {
-			exec.Command(bin, "-c", conf, "stop").Run()
+	dirs, _ := filepath.Glob(postfixHomes + "*")
+	for _, dir := range dirs {
+		fi, err := os.Lstat(dir)
+		st, ok := sysStat(fi)
+		if err != nil || !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() {
+			continue
 		}
+		stale := &postfixBench{dir: dir}
+		if pid := stale.masterPid(); pid > 0 && syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		if bin, err := tool("postfix"); err == nil {
+			exec.Command(bin, "-c", stale.conf(), "stop").Run()
+		}
+		os.RemoveAll(dir)
 	}
-	os.RemoveAll(postfixHome)
 }
 
-// startPostfixBench starts the sink and the instance under dir.
-func startPostfixBench(dir, sinkBin string) (*postfixBench, error) {
+func sysStat(fi os.FileInfo) (*syscall.Stat_t, bool) {
+	if fi == nil {
+		return nil, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return st, ok
+}
+
+// startPostfixBench starts the sink and an instance in a new directory under postfixHomes.
+func startPostfixBench(sinkBin string) (*postfixBench, error) {
 	bin, err := tool("postfix")
 	if err != nil {
 		return nil, err
 	}
+	dir, err := os.MkdirTemp(filepath.Dir(postfixHomes), filepath.Base(postfixHomes))
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			os.RemoveAll(dir)
+		}
+	}()
 	p := &postfixBench{bin: bin, dir: dir, smtp: freePort(), sinkDone: make(chan struct{})}
 	// The daemons run as the postfix user: the directories must be traversable.
 	for _, sub := range []string{"etc", "queue", "data"} {
@@ -124,6 +156,7 @@ func startPostfixBench(dir, sinkBin string) (*postfixBench, error) {
 		}
 	}
 	waitListen(p.smtp)
+	started = true
 	return p, nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,5 +61,39 @@ func TestTreeTicksKeepsReapedChildren(t *testing.T) {
 	time.Sleep(10 * time.Millisecond)
 	if got := treeTicks(os.Getpid()) - before; got < 10 {
 		t.Errorf("tree grew by %d ticks after a child burned ~30", got)
+	}
+}
+
+// Only what an interrupted run of this user left is stopped and removed: not a symlink someone
+// planted under the name (the bench runs as root), and not another run's live instance.
+func TestStalePostfixCleanupTouchesOnlyDeadInstancesOfItsOwn(t *testing.T) {
+	base := t.TempDir()
+	old := postfixHomes
+	postfixHomes = filepath.Join(base, "pf-")
+	t.Cleanup(func() { postfixHomes = old })
+
+	victim := filepath.Join(base, "victim")
+	os.MkdirAll(victim, 0o755)
+	os.WriteFile(filepath.Join(victim, "precious"), []byte("x"), 0o644)
+	os.Symlink(victim, postfixHomes+"link")
+	for name, pid := range map[string]int{"live": os.Getpid(), "dead": 1 << 30} {
+		pidDir := filepath.Join(postfixHomes+name, "queue", "pid")
+		os.MkdirAll(pidDir, 0o755)
+		os.WriteFile(filepath.Join(pidDir, "master.pid"), []byte(fmt.Sprintf("%11d\n", pid)), 0o644)
+	}
+
+	stopStalePostfix()
+
+	if _, err := os.Stat(filepath.Join(victim, "precious")); err != nil {
+		t.Errorf("the cleanup followed a planted symlink: %v", err)
+	}
+	if _, err := os.Lstat(postfixHomes + "link"); err != nil {
+		t.Errorf("the planted symlink itself should be left alone: %v", err)
+	}
+	if _, err := os.Stat(postfixHomes + "live"); err != nil {
+		t.Errorf("another run's live instance was removed: %v", err)
+	}
+	if _, err := os.Stat(postfixHomes + "dead"); err == nil {
+		t.Error("an interrupted run's instance, its master gone, was left behind")
 	}
 }
