@@ -537,3 +537,48 @@ func BenchmarkTransact(b *testing.B) {
 		})
 	}
 }
+
+// A reply that is no refusal but not the one the command asks for (a 354 or 334 to the end of
+// the message, a 250 to DATA, a 354 to MAIL) is not an acceptance: the recipients are tried
+// again later, none is recorded as sent, and the session is dropped, its state unknown. This
+// holds over BDAT and over DATA, with PIPELINING and without.
+func TestRepliesOfTheWrongClassAreNoAcceptance(t *testing.T) {
+	cases := []struct {
+		name  string
+		ext   []string
+		wrong func(cmd string) (string, bool)
+	}{
+		{"354 to BDAT", []string{"PIPELINING", "CHUNKING"}, func(cmd string) (string, bool) {
+			return "354 go on", strings.HasPrefix(cmd, "BDAT")
+		}},
+		{"334 to BDAT without PIPELINING", []string{"CHUNKING"}, func(cmd string) (string, bool) {
+			return "334 what", strings.HasPrefix(cmd, "BDAT")
+		}},
+		{"354 to the final dot", []string{"PIPELINING"}, func(cmd string) (string, bool) { return "354 more", cmd == "." }},
+		{"250 to DATA", []string{"PIPELINING"}, func(cmd string) (string, bool) { return "250 2.0.0 fine", cmd == "DATA" }},
+		{"354 to MAIL", []string{"PIPELINING", "CHUNKING"}, func(cmd string) (string, bool) {
+			return "354 hm", strings.HasPrefix(cmd, "MAIL")
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, addr := startFake(t, c.ext, func(cmd string) string {
+				if r, ok := c.wrong(cmd); ok {
+					return r
+				}
+				return okAnswers(cmd)
+			})
+			s, _ := dialFake(t, addr)
+			errs, usable := s.transact("b@example.com", []string{"a@x.test"}, []byte("Subject: hi\r\n\r\nhello\r\n"), false)
+			if errs[0] == nil {
+				t.Fatalf("the recipient counts as delivered after %s", c.name)
+			}
+			if permanent(errs[0]) {
+				t.Errorf("%s failed the recipient for good (%v); it should be tried again", c.name, errs[0])
+			}
+			if usable {
+				t.Errorf("the session was kept after %s", c.name)
+			}
+		})
+	}
+}

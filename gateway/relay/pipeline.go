@@ -72,15 +72,37 @@ func (s *session) Quit() error  { return s.c.Quit() }
 func (s *session) Noop() error  { return s.c.Noop() }
 
 // reply reads one reply as go-smtp's error type (nil for 2xx and 3xx).
-func (s *session) reply() (int, error) {
+func (s *session) reply(class int) (int, error) {
 	code, msg, err := s.r.ReadResponse(0)
 	if err != nil {
 		return 0, err
 	}
-	if code < 400 {
-		return code, nil
+	switch {
+	case code >= 400:
+		return code, toSMTPError(code, msg)
+	case code/100 != class:
+		// Not a refusal, but not what the command asks for either (a 354 to the final dot, a
+		// 250 to DATA): where the upstream stands is unknown, so the message counts as not
+		// taken (tried again later) and the session is dropped, as after a lost connection.
+		return code, fmt.Errorf("the upstream answered %d %s where a %dxx reply was due", code, printableReply(msg), class)
 	}
-	return code, toSMTPError(code, msg)
+	return code, nil
+}
+
+// printableReply keeps an upstream's reply text short and to printable ASCII, as it goes into
+// logs and the delivery's record.
+func printableReply(msg string) string {
+	out := []rune{}
+	for _, r := range msg {
+		if len(out) == 80 {
+			break
+		}
+		if r < ' ' || r > '~' {
+			r = '?'
+		}
+		out = append(out, r)
+	}
+	return string(out)
 }
 
 func toSMTPError(code int, msg string) *smtp.SMTPError {
@@ -281,7 +303,11 @@ func (s *session) exchange(cmds []string, payload func(*bufio.Writer)) ([]reply,
 				return replies, err
 			}
 		}
-		code, err := s.reply()
+		class := 2
+		if cmds[i] == "DATA" {
+			class = 3
+		}
+		code, err := s.reply(class)
 		if err != nil && isConnError(err) {
 			return replies, err
 		}
@@ -339,7 +365,7 @@ func (s *session) data(msg []byte, errs []error) ([]error, bool) {
 	if err := s.w.Flush(); err != nil {
 		return failRest(errs, err), false
 	}
-	if _, err := s.reply(); err != nil {
+	if _, err := s.reply(2); err != nil {
 		return failRest(errs, err), !isConnError(err)
 	}
 	return errs, true
@@ -350,6 +376,6 @@ func (s *session) reset() bool {
 	if s.write([]string{"RSET"}, nil) != nil {
 		return false
 	}
-	_, err := s.reply()
+	_, err := s.reply(2)
 	return err == nil
 }
