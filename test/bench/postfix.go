@@ -23,9 +23,9 @@ import (
 
 var pfBench = flag.Bool("postfix", true, "also measure a default Postfix doing the new-ticket job (queue the mail fsync'd, relay it into smtp-sink), in the new-ticket rounds (needs Debian's postfix, and root)")
 
-// postfixBench is a private Postfix instance (its own configuration, queue and data
-// directories in a new directory under /var/tmp) that relays everything to an smtp-sink of its own, which
-// counts what it receives.
+// postfixBench is a private Postfix instance, its configuration, queue and data in a new
+// directory under /var/tmp, that relays everything to an smtp-sink of its own, which counts
+// what it receives.
 type postfixBench struct {
 	bin, dir, smtp string
 	sink           *exec.Cmd
