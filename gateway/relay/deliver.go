@@ -31,6 +31,14 @@ type Deliverer interface {
 	Close()
 }
 
+// chainer is a Deliverer that can hand several deliveries over one after another on one
+// session, sharing the waits for the upstream between them.
+type chainer interface {
+	// DeliverChain is Deliver for each of es, in order; the results are Deliver's, one slice
+	// per envelope.
+	DeliverChain(es []Envelope) [][]error
+}
+
 // Envelope is one attempt of one delivery as a Deliverer gets it.
 type Envelope struct {
 	// ID is the delivery's: a Maildir names its files after it.

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -369,6 +370,130 @@ func (s *session) data(msg []byte, errs []error) ([]error, bool) {
 		return failRest(errs, err), !isConnError(err)
 	}
 	return errs, true
+}
+
+// chain sends trs one after another over a pipelining session, each message's end in the same
+// flush as the next transaction's commands, and returns each recipient's error per transaction
+// and whether the session can carry more. Each transaction is judged as transact judges it.
+// Once the connection is lost or the upstream's state is unknown, the transactions not yet
+// answered are left to be tried again (errChainCut), never counted as sent.
+func (s *session) chain(trs []transaction) ([][]error, bool) {
+	out := make([][]error, len(trs))
+	for k, tr := range trs {
+		out[k] = make([]error, len(tr.rcpts))
+	}
+	if len(trs) == 0 {
+		return out, true
+	}
+	defer s.raw.SetDeadline(time.Time{})
+	cut := func(from int, err error) ([][]error, bool) {
+		for k := from; k < len(trs); k++ {
+			failRest(out[k], fmt.Errorf("%w: %v", errChainCut, err))
+		}
+		return out, false
+	}
+	cmds := func(k int) []string {
+		return append(s.commands(trs[k].from, trs[k].rcpts, trs[k].utf8), "DATA")
+	}
+	s.raw.SetDeadline(time.Now().Add(s.timeout))
+	if err := s.write(cmds(0), nil); err != nil {
+		return cut(0, err)
+	}
+	rset := false // an RSET went ahead of transaction k's commands
+	for k := range trs {
+		if rset {
+			if _, err := s.reply(2); err != nil {
+				return cut(k, err)
+			}
+			rset = false
+		}
+		replies, err := s.readReplies(cmds(k))
+		if err != nil {
+			return cut(k, err)
+		}
+		accepted := judge(replies, out[k])
+		data := replies[len(replies)-1]
+		if accepted == 0 || data.err != nil {
+			if data.code == 354 {
+				// The server wants a message nobody is to get: leave rather than send one.
+				return cut(k, fmt.Errorf("upstream accepted DATA without recipients"))
+			}
+			failRest(out[k], data.err)
+			if k+1 == len(trs) {
+				return out, s.reset()
+			}
+			s.raw.SetDeadline(time.Now().Add(s.timeout))
+			if err := s.write(append([]string{"RSET"}, cmds(k+1)...), nil); err != nil {
+				return cut(k+1, err)
+			}
+			rset = true
+			continue
+		}
+		var next []string
+		if k+1 < len(trs) {
+			next = cmds(k + 1)
+		}
+		s.raw.SetDeadline(time.Now().Add(2 * s.timeout))
+		if err := s.message(trs[k].msg, next); err != nil {
+			failRest(out[k], err)
+			return cut(k+1, err)
+		}
+		if _, err := s.reply(2); err != nil {
+			failRest(out[k], err)
+			if isConnError(err) {
+				return cut(k+1, err)
+			}
+		}
+	}
+	return out, true
+}
+
+// errChainCut marks a delivery whose turn in a chain never came: the connection ended, or the
+// upstream answered out of turn, before it. It is tried again, as after a lost connection.
+var errChainCut = errors.New("not sent: the session to the upstream ended before this message's turn")
+
+// readReplies reads one reply for each of cmds, already sent: a 2xx is due for each, a 3xx for
+// DATA. A reply that says the session is over ends the reading.
+func (s *session) readReplies(cmds []string) ([]reply, error) {
+	replies := make([]reply, 0, len(cmds))
+	for _, c := range cmds {
+		class := 2
+		if c == "DATA" {
+			class = 3
+		}
+		code, err := s.reply(class)
+		if err != nil && isConnError(err) {
+			return replies, err
+		}
+		replies = append(replies, reply{code: code, err: err})
+	}
+	return replies, nil
+}
+
+// message sends msg dot-stuffed with its final dot, then next's command lines, in one flush.
+// One write matters: an upstream that answers each piece of its input as it reads it, with
+// Nagle's algorithm on, would hold its second reply until this side's delayed ACK (40 ms).
+// The octets are those DATA's dot writer sends (dataOctets, stuffed).
+func (s *session) message(msg []byte, next []string) error {
+	chunk, tail := dataOctets(msg)
+	stuff := func(b []byte, atLineStart bool) bool {
+		for len(b) > 0 {
+			if atLineStart && b[0] == '.' {
+				s.w.WriteByte('.')
+			}
+			end := bytes.IndexByte(b, '\n') + 1
+			if end == 0 {
+				s.w.Write(b)
+				return false
+			}
+			s.w.Write(b[:end])
+			b, atLineStart = b[end:], true
+		}
+		return atLineStart
+	}
+	stuff(tail, stuff(chunk, true))
+	s.w.WriteString(".\r\n")
+	return s.write(next, nil)
 }
 
 // reset ends a transaction that sent no message, and reports whether the session survived.

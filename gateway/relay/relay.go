@@ -92,7 +92,9 @@ const recordWait = 2 * time.Millisecond
 
 // stages is what Run's dispatcher, senders and recorder share.
 type stages struct {
-	jobs     chan job
+	// jobs carries a few deliveries at a time (chunks): a Deliverer that chains them on one
+	// session (chainer) saves a wait for the upstream per message.
+	jobs     chan []job
 	results  chan attempt
 	recorded chan struct{} // a batch is in the store: the dispatcher looks for due work again
 	// fillTo is how many results the recorder waits for (recordWait at most) while more are in
@@ -112,7 +114,7 @@ func (w *Worker) Run(ctx context.Context) {
 	defer func() { w.deliverer().CloseIdle(0) }()
 	out := w.deliverer()
 	out.Recover(w.log)
-	p := &stages{jobs: make(chan job), results: make(chan attempt, 256), recorded: make(chan struct{}, 1),
+	p := &stages{jobs: make(chan []job), results: make(chan attempt, 256), recorded: make(chan struct{}, 1),
 		fillTo: out.Parallel() * unrecordedWindow * 3 / 4, inflight: map[uint64]bool{}}
 	var sendersDone sync.WaitGroup
 	for i := 0; i < out.Parallel(); i++ {
@@ -146,9 +148,10 @@ func (w *Worker) dispatch(ctx context.Context, p *stages) {
 			p.inflight[j.d.ID] = true
 		}
 		p.mu.Unlock()
-		for i, j := range batch {
+		size := chunkSize(len(batch), w.deliverer())
+		for i := 0; i < len(batch); i += size {
 			select {
-			case p.jobs <- j:
+			case p.jobs <- batch[i:min(i+size, len(batch))]:
 			case <-ctx.Done():
 				w.store.Release(p.forget(batch[i:]))
 			}
@@ -169,6 +172,20 @@ func (w *Worker) dispatch(ctx context.Context, p *stages) {
 	}
 }
 
+// maxChain is how many deliveries a sender chains on one session at most: enough that the
+// upstream's waits are shared, few enough that one slow message holds back little.
+const maxChain = 8
+
+// chunkSize is how many of n due deliveries go to one sender at a time: one each, unless the
+// Deliverer chains them, and then an even share of the senders', up to maxChain, so that no
+// sender idles while another has a long chain.
+func chunkSize(n int, out Deliverer) int {
+	if _, ok := out.(chainer); !ok {
+		return 1
+	}
+	return max(1, min(maxChain, (n+out.Parallel()-1)/out.Parallel()))
+}
+
 // forget takes jobs that no sender got out of the inflight set and returns their ids.
 func (p *stages) forget(jobs []job) []uint64 {
 	p.mu.Lock()
@@ -186,11 +203,14 @@ func (p *stages) forget(jobs []job) []uint64 {
 // those (into a Maildir, not even those), not every delivery handed over since the last record.
 func (w *Worker) send(p *stages) {
 	window := make(chan struct{}, unrecordedWindow)
-	for j := range p.jobs {
-		window <- struct{}{}
-		a := w.attempt(j.d, j.msg)
-		a.recorded = window
-		p.results <- a
+	for jobs := range p.jobs {
+		for range jobs {
+			window <- struct{}{}
+		}
+		for _, a := range w.attempts(jobs) {
+			a.recorded = window
+			p.results <- a
+		}
 	}
 }
 
@@ -390,6 +410,41 @@ func (w *Worker) attempt(d *store.Delivery, msg []byte) attempt {
 	a.errs = set.out.Deliver(Envelope{ID: d.ID, MaybeDone: d.Attempts > 0 || d.CreatedAt.Before(w.started),
 		From: d.From, Rcpts: a.rcpts, Msg: msg})
 	return a
+}
+
+// attempts hands jobs over, chained on one session when the Deliverer can (chainer).
+func (w *Worker) attempts(jobs []job) []attempt {
+	set := w.snapshot()
+	bd, ok := set.out.(chainer)
+	if !ok || len(jobs) == 1 || set.signErr != nil {
+		out := make([]attempt, len(jobs))
+		for i, j := range jobs {
+			out[i] = w.attempt(j.d, j.msg)
+		}
+		return out
+	}
+	start := time.Now()
+	out := make([]attempt, len(jobs))
+	envs := make([]Envelope, len(jobs))
+	for i, j := range jobs {
+		out[i] = attempt{d: j.d, via: set.out.Via()}
+		for _, r := range j.d.Recipients {
+			if r.State == model.DeliveryQueued {
+				out[i].rcpts = append(out[i].rcpts, r.Email)
+			}
+		}
+		envs[i] = Envelope{ID: j.d.ID, MaybeDone: j.d.Attempts > 0 || j.d.CreatedAt.Before(w.started),
+			From: j.d.From, Rcpts: out[i].rcpts, Msg: j.msg}
+	}
+	for i, errs := range bd.DeliverChain(envs) {
+		out[i].errs = errs
+	}
+	// Each delivery is observed at its share of the chain's time.
+	share := time.Since(start).Seconds() / float64(len(jobs))
+	for range jobs {
+		metrics.RelayDeliverySeconds.Observe(share)
+	}
+	return out
 }
 
 // permanent reports whether an upstream error fails the recipient for good (5xx).
