@@ -159,3 +159,35 @@ func TestChainedMessageIsWhatTheDotWriterSends(t *testing.T) {
 		}
 	}
 }
+
+// A 3xx to DATA with no recipient accepted, 354 or another, may have put the upstream in DATA
+// mode: nothing more is written into it (an RSET there would be message text), and the
+// session is dropped. Over DATA alone and in a chain.
+func TestThreeHundredToDATAWithoutRecipientsEndsTheSession(t *testing.T) {
+	answer := func(cmd string) string {
+		switch {
+		case strings.HasPrefix(cmd, "RCPT"):
+			return "550 5.1.1 no such user"
+		case cmd == "DATA":
+			return "334 go ahead"
+		}
+		return okAnswers(cmd)
+	}
+	f, addr := startFake(t, []string{"PIPELINING"}, answer)
+	s, _ := dialFake(t, addr)
+	errs, usable := s.transact("b@example.com", []string{"a@x.test"}, []byte("Subject: x\r\n\r\ny\r\n"), false)
+	if code(errs[0]) != 550 || usable {
+		t.Errorf("transact: %v, usable %v; want the 550 and the session dropped", errs[0], usable)
+	}
+	f2, addr2 := startFake(t, []string{"PIPELINING"}, answer)
+	s2, _ := dialFake(t, addr2)
+	out, usable := s2.chain(chainOf(2))
+	if code(out[0][0]) != 550 || out[1][0] == nil || usable {
+		t.Errorf("chain: %v, %v, usable %v; want the 550, the second left to retry, the session dropped", out[0][0], out[1][0], usable)
+	}
+	for _, fake := range []*fakeUpstream{f, f2} {
+		if lines, _ := fake.seen(); strings.Contains(strings.Join(lines, "\n"), "RSET") {
+			t.Errorf("an RSET was written after a 3xx to DATA: %q", lines)
+		}
+	}
+}

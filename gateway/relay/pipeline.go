@@ -156,7 +156,7 @@ func (s *session) transact(from string, rcpts []string, msg []byte, utf8 bool) (
 	accepted := judge(replies, errs)
 	data := replies[len(replies)-1]
 	if accepted == 0 || data.err != nil {
-		if data.code == 354 {
+		if data.code/100 == 3 {
 			// The server wants a message nobody is to get: leave rather than send one.
 			return failRest(errs, fmt.Errorf("upstream accepted DATA without recipients")), false
 		}
@@ -414,7 +414,7 @@ func (s *session) chain(trs []transaction) ([][]error, bool) {
 		accepted := judge(replies, out[k])
 		data := replies[len(replies)-1]
 		if accepted == 0 || data.err != nil {
-			if data.code == 354 {
+			if data.code/100 == 3 {
 				// The server wants a message nobody is to get: leave rather than send one.
 				return cut(k, fmt.Errorf("upstream accepted DATA without recipients"))
 			}

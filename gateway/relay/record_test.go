@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/deskgate/deskgate/gateway/metrics"
+	"github.com/deskgate/deskgate/gateway/model"
 	"github.com/deskgate/deskgate/internal/storetest"
 	"github.com/deskgate/deskgate/store"
 )
@@ -108,4 +110,28 @@ func TestRecordedResultsAreCountedAndLogged(t *testing.T) {
 			t.Errorf("level %v: no deferred line for busy@:\n%s", level, out)
 		}
 	}
+}
+
+// A delivery whose turn in a chain never came (the connection ended before it) was not tried:
+// no attempt is counted against it, no backoff delays it, and it stays queued and due.
+func TestCutFromAChainIsNoAttempt(t *testing.T) {
+	w, st := newWorker(t, testConfig(t, serve(t, &upstreamServer{}), nil))
+	id := queueOne(t, st, "a@customer.test", "b@customer.test")
+	var d *store.Delivery
+	st.View(func(tx *store.Tx) error { d, _ = tx.Delivery(id); return nil })
+	cut := fmt.Errorf("%w: 421 4.3.0 going down", errChainCut)
+	if !w.record([]attempt{{d: d, rcpts: []string{"a@customer.test", "b@customer.test"}, errs: []error{cut, cut}, via: "upstream"}}) {
+		t.Fatal("record failed")
+	}
+	st.View(func(tx *store.Tx) error {
+		got, err := tx.Delivery(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Attempts != 0 || got.State != model.DeliveryQueued || got.NextTry.After(time.Now()) {
+			t.Errorf("after a cut chain: attempts %d, state %s, next try in %v; want 0, queued, due now",
+				got.Attempts, got.State, time.Until(got.NextTry))
+		}
+		return nil
+	})
 }

@@ -447,6 +447,17 @@ func (w *Worker) attempts(jobs []job) []attempt {
 	return out
 }
 
+// neverTried says whether every recipient of an attempt was left unsent because the chain it
+// was in was cut before its turn (errChainCut).
+func neverTried(errs []error) bool {
+	for _, err := range errs {
+		if !errors.Is(err, errChainCut) {
+			return false
+		}
+	}
+	return len(errs) > 0
+}
+
 // permanent reports whether an upstream error fails the recipient for good (5xx).
 func permanent(err error) bool {
 	var se *smtp.SMTPError
@@ -491,6 +502,11 @@ func (w *Worker) record(results []attempt) bool {
 			}
 			if cur.State != model.DeliveryQueued {
 				continue // dropped by an operator meanwhile
+			}
+			if neverTried(a.errs) {
+				// Its turn in a chain never came: nothing was tried, so nothing is counted, and
+				// it stays due for the next pass (on a new connection).
+				continue
 			}
 			cur.Attempts++
 			answers := make([]rules.Answer, len(a.rcpts))
