@@ -147,27 +147,10 @@ func testConfig(t *testing.T, addr string, mod func(*config.Config)) *config.Con
 	return cfg
 }
 
-// queueOne stores a delivery for rcpts and returns the store and its id.
+// queueOne stores a delivery of a plain message to rcpts and returns its id.
 func queueOne(t *testing.T, st *store.Store, rcpts ...string) uint64 {
 	t.Helper()
-	var id uint64
-	err := st.Update(context.Background(), func(tx *store.Tx) error {
-		tk := &model.Ticket{Subject: "s", Status: "open"}
-		if err := tx.CreateTicket(tk); err != nil {
-			return err
-		}
-		id = st.NewIds().Delivery()
-		d := &store.Delivery{ID: id, TicketID: tk.ID, From: "support+bounce-1-x@example.com", State: model.DeliveryQueued, CreatedAt: time.Now()}
-		for _, r := range rcpts {
-			d.Recipients = append(d.Recipients, model.DeliveryRecipient{Email: r, As: "cc", Visible: true, State: model.DeliveryQueued})
-		}
-		msg := "From: Support <support@example.com>\r\nTo: a@customer.test\r\nSubject: hello\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-Id: <x@y>\r\n\r\nbody\r\n"
-		return tx.QueueDelivery(d, []byte(msg))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
+	return queueMsg(t, st, "From: Support <support@example.com>\r\nTo: a@customer.test\r\nSubject: hello\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-Id: <x@y>\r\n\r\nbody\r\n", rcpts...)
 }
 
 func TestMain(m *testing.M) { storetest.Main(m) }
