@@ -315,16 +315,8 @@ func addressValue(value string) ([]Address, int) {
 func looseAddresses(s string) ([]Address, int) {
 	var out []Address
 	left := 0
-	for rest := s; ; {
-		open := strings.IndexByte(rest, '<')
-		if open < 0 {
-			break
-		}
-		end := strings.IndexByte(rest[open:], '>')
-		if end < 0 {
-			break
-		}
-		inner := strings.TrimSpace(rest[open+1 : open+end])
+	for span := range addr.Bracketed(s) {
+		inner := strings.TrimSpace(span[1 : len(span)-1])
 		if at := strings.IndexByte(inner, '@'); at > 0 && at < len(inner)-1 && !strings.ContainsAny(inner, " \t,;<\"") {
 			if len(out) < MaxAddresses {
 				out = append(out, Address{Email: clean(inner)})
@@ -332,7 +324,6 @@ func looseAddresses(s string) ([]Address, int) {
 				left++
 			}
 		}
-		rest = rest[open+end+1:]
 	}
 	if len(out) > 0 {
 		return out, left

@@ -144,19 +144,10 @@ func downgradeField(f []byte) []byte {
 // are ASCII. "" when none is left, and the field is dropped.
 func asciiMsgIDs(value string) string {
 	var kept []string
-	for rest := value; ; {
-		open := strings.IndexByte(rest, '<')
-		if open < 0 {
-			break
-		}
-		end := strings.IndexByte(rest[open:], '>')
-		if end < 0 {
-			break
-		}
-		if id := rest[open : open+end+1]; addr.IsASCII(id) && !strings.ContainsAny(id, " \t\r\n") {
+	for id := range addr.Bracketed(value) {
+		if addr.IsASCII(id) && !strings.ContainsAny(id, " \t\r\n") {
 			kept = append(kept, id)
 		}
-		rest = rest[open+end+1:]
 	}
 	return strings.Join(kept, " ")
 }
