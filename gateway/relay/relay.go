@@ -392,38 +392,16 @@ type attempt struct {
 	recorded chan struct{}
 }
 
-// attempt hands one delivery to the Deliverer of the current config.
+// attempt hands one delivery over.
 func (w *Worker) attempt(d *store.Delivery, msg []byte) attempt {
-	defer func(start time.Time) { metrics.RelayDeliverySeconds.Observe(time.Since(start).Seconds()) }(time.Now())
-	set := w.snapshot()
-	a := attempt{d: d}
-	for _, r := range d.Recipients {
-		if r.State == model.DeliveryQueued {
-			a.rcpts = append(a.rcpts, r.Email)
-		}
-	}
-	if set.signErr != nil {
-		a.errs = failAll(len(a.rcpts), fmt.Errorf("cannot sign: %w", set.signErr))
-		return a
-	}
-	a.via = set.out.Via()
-	a.errs = set.out.Deliver(Envelope{ID: d.ID, MaybeDone: d.Attempts > 0 || d.CreatedAt.Before(w.started),
-		From: d.From, Rcpts: a.rcpts, Msg: msg})
-	return a
+	return w.attempts([]job{{d: d, msg: msg}})[0]
 }
 
-// attempts hands jobs over, chained on one session when the Deliverer can (chainer).
+// attempts hands jobs over, chained on one session when there are several and the
+// Deliverer can (chainer).
 func (w *Worker) attempts(jobs []job) []attempt {
-	set := w.snapshot()
-	bd, ok := set.out.(chainer)
-	if !ok || len(jobs) == 1 || set.signErr != nil {
-		out := make([]attempt, len(jobs))
-		for i, j := range jobs {
-			out[i] = w.attempt(j.d, j.msg)
-		}
-		return out
-	}
 	start := time.Now()
+	set := w.snapshot()
 	out := make([]attempt, len(jobs))
 	envs := make([]Envelope, len(jobs))
 	for i, j := range jobs {
@@ -436,10 +414,22 @@ func (w *Worker) attempts(jobs []job) []attempt {
 		envs[i] = Envelope{ID: j.d.ID, MaybeDone: j.d.Attempts > 0 || j.d.CreatedAt.Before(w.started),
 			From: j.d.From, Rcpts: out[i].rcpts, Msg: j.msg}
 	}
-	for i, errs := range bd.DeliverChain(envs) {
-		out[i].errs = errs
+	bd, chains := set.out.(chainer)
+	switch {
+	case set.signErr != nil:
+		for i := range out {
+			out[i].errs = failAll(len(out[i].rcpts), fmt.Errorf("cannot sign: %w", set.signErr))
+		}
+	case chains && len(jobs) > 1:
+		for i, errs := range bd.DeliverChain(envs) {
+			out[i].errs = errs
+		}
+	default:
+		for i := range out {
+			out[i].errs = set.out.Deliver(envs[i])
+		}
 	}
-	// Each delivery is observed at its share of the chain's time.
+	// Each delivery is observed at its share of the time.
 	share := time.Since(start).Seconds() / float64(len(jobs))
 	for range jobs {
 		metrics.RelayDeliverySeconds.Observe(share)

@@ -91,71 +91,62 @@ func (u *upstream) load(cfg *config.Config) error {
 	return nil
 }
 
-// Deliver sends one delivery in one transaction over a session of its own. What is sent
-// depends on the session (SMTPUTF8 or a downgrade: plan), and the signature must cover the
-// header as sent, so signing comes after the plan.
-func (u *upstream) Deliver(e Envelope) []error {
-	if u.err != nil {
-		return failAll(len(e.Rcpts), u.err)
-	}
-	c, err := u.session()
-	if err != nil {
-		return failAll(len(e.Rcpts), err)
-	}
-	tr, errs := plan(e.From, e.Rcpts, e.Msg, c.smtputf8, u.addr)
-	if len(tr.rcpts) == 0 {
-		u.release(c)
-		return errs
-	}
-	signed, err := u.sign.sign(tr.msg)
-	if err != nil {
-		u.release(c)
-		for _, i := range tr.index {
-			errs[i] = fmt.Errorf("DKIM signing failed: %w", err)
-		}
-		return errs
-	}
-	terrs, usable := c.transact(tr.from, tr.rcpts, signed, tr.utf8)
-	for j, i := range tr.index {
-		errs[i] = terrs[j]
-	}
-	if usable {
-		u.release(c)
-	} else {
-		c.Close()
-	}
-	return errs
-}
+// Deliver sends one delivery in one transaction over a session of its own.
+func (u *upstream) Deliver(e Envelope) []error { return u.DeliverChain([]Envelope{e})[0] }
 
-// DeliverChain hands es over one session, one transaction after another. With PIPELINING
-// (and no CHUNKING, whose BDAT already makes a transaction one wait), the end of each message
-// leaves with the next transaction's MAIL, RCPTs and DATA, as RFC 2920 allows message content
-// to begin a group of commands: n messages wait for the upstream n+1 times instead of 2n.
-// Otherwise each goes as Deliver sends it.
+// DeliverChain hands es over one session, one transaction after another. What is sent
+// depends on the session (SMTPUTF8 or a downgrade: plan), and the signature must cover the
+// header as sent, so signing comes after the plan. With PIPELINING (and no CHUNKING, whose
+// BDAT already makes a transaction one wait), the end of each message leaves with the next
+// transaction's MAIL, RCPTs and DATA, as RFC 2920 allows message content to begin a group of
+// commands: n messages wait for the upstream n+1 times instead of 2n. Once the session is
+// lost, the deliveries not yet tried are left for the next pass (errChainCut).
 func (u *upstream) DeliverChain(es []Envelope) [][]error {
 	out := make([][]error, len(es))
-	if u.err != nil {
-		for i, e := range es {
-			out[i] = failAll(len(e.Rcpts), u.err)
-		}
-		return out
+	err := u.err
+	var c *session
+	if err == nil {
+		c, err = u.session()
 	}
-	c, err := u.session()
 	if err != nil {
 		for i, e := range es {
 			out[i] = failAll(len(e.Rcpts), err)
 		}
 		return out
 	}
-	if !c.pipelining || c.chunking {
-		u.release(c)
-		for i, e := range es {
-			out[i] = u.Deliver(e)
+	trs, of := u.prepare(c, es, out)
+	var results [][]error
+	usable := true
+	if c.pipelining && !c.chunking && len(trs) > 1 {
+		results, usable = c.chain(trs)
+	} else {
+		for _, tr := range trs {
+			errs := failAll(len(tr.rcpts), errChainCut)
+			if usable {
+				errs, usable = c.transact(tr.from, tr.rcpts, tr.msg, tr.utf8)
+			}
+			results = append(results, errs)
 		}
-		return out
 	}
+	for k, i := range of {
+		for j, r := range trs[k].index {
+			out[i][r] = results[k][j]
+		}
+	}
+	if usable {
+		u.release(c)
+	} else {
+		c.Close()
+	}
+	return out
+}
+
+// prepare plans and signs each of es for session c. out gets each envelope's recipients'
+// errors so far (those the session cannot reach, a failed signature); the transactions to
+// send are returned with the index in es of each.
+func (u *upstream) prepare(c *session, es []Envelope, out [][]error) ([]transaction, []int) {
 	var trs []transaction
-	var of []int // which envelope each transaction carries
+	var of []int
 	for i, e := range es {
 		tr, errs := plan(e.From, e.Rcpts, e.Msg, c.smtputf8, u.addr)
 		out[i] = errs
@@ -173,18 +164,7 @@ func (u *upstream) DeliverChain(es []Envelope) [][]error {
 		trs = append(trs, tr)
 		of = append(of, i)
 	}
-	results, usable := c.chain(trs)
-	for k, i := range of {
-		for j, r := range trs[k].index {
-			out[i][r] = results[k][j]
-		}
-	}
-	if usable {
-		u.release(c)
-	} else {
-		c.Close()
-	}
-	return out
+	return trs, of
 }
 
 // transaction is what one SMTP transaction sends of a delivery.
