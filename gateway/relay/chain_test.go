@@ -8,6 +8,7 @@ import (
 	"net/textproto"
 	"strings"
 	"testing"
+	"time"
 )
 
 // chainOf is n transactions of one recipient each, to rcpt-1@x.test, rcpt-2@x.test, ...
@@ -189,5 +190,35 @@ func TestThreeHundredToDATAWithoutRecipientsEndsTheSession(t *testing.T) {
 		if lines, _ := fake.seen(); strings.Contains(strings.Join(lines, "\n"), "RSET") {
 			t.Errorf("an RSET was written after a 3xx to DATA: %q", lines)
 		}
+	}
+}
+
+// Over an upstream that offers CHUNKING, a chain goes as one BDAT transaction after another on
+// one session; once a 421 ends the session, the deliveries after it are left untried for the
+// next pass, not sent on a session that is gone nor counted as attempts.
+func TestChainOverCHUNKINGStopsAtALostSession(t *testing.T) {
+	n := 0
+	f, addr := startFake(t, []string{"PIPELINING", "CHUNKING"}, func(cmd string) string {
+		if strings.HasPrefix(cmd, "BDAT") {
+			n++
+			if n == 2 {
+				return "421 4.3.0 going down"
+			}
+		}
+		return okAnswers(cmd)
+	})
+	u := newUpstream(testConfig(t, addr, nil), nil, time.Now)
+	defer u.Close()
+	var es []Envelope
+	for i := 1; i <= 3; i++ {
+		es = append(es, Envelope{ID: uint64(i), From: "b@example.com", Rcpts: []string{fmt.Sprintf("rcpt-%d@x.test", i)},
+			Msg: []byte(fmt.Sprintf("Subject: %d\r\n\r\nhi\r\n", i))})
+	}
+	out := u.DeliverChain(es)
+	if out[0][0] != nil || code(out[1][0]) != 421 || !neverTried(out[2]) {
+		t.Errorf("got %v, %v, %v; want delivered, the 421, untried", out[0][0], out[1][0], out[2][0])
+	}
+	if _, messages := f.seen(); len(messages) != 2 {
+		t.Errorf("the upstream got %d chunks, want 2", len(messages))
 	}
 }
