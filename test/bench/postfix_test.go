@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -50,17 +51,45 @@ func TestQueueEmptySeesDeferredMail(t *testing.T) {
 }
 
 // The CPU of children that have exited and been reaped stays in the tree's figure, as
-// Postfix's daemons exit after 100 uses.
+// Postfix's daemons exit after 100 uses. The child burns CPU time, not wall time, so a busy
+// machine cannot starve it below the figure, and the tree must hold at least what wait(2)
+// reported for it.
 func TestTreeTicksKeepsReapedChildren(t *testing.T) {
+	if os.Getenv(burnCPUEnv) != "" {
+		burnCPU(300 * time.Millisecond)
+		os.Exit(0)
+	}
 	before := treeTicks(os.Getpid())
-	// About a third of a second of CPU in a child, then reaped by Wait.
-	cmd := exec.Command("sh", "-c", "i=0; end=$(($(date +%s%N)+300000000)); while [ $(date +%s%N) -lt $end ]; do i=$((i+1)); done")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestTreeTicksKeepsReapedChildren$")
+	cmd.Env = append(os.Environ(), burnCPUEnv+"=1")
 	if err := cmd.Run(); err != nil {
-		t.Skip("no sh:", err)
+		t.Fatalf("the burning child failed: %v", err)
 	}
 	time.Sleep(10 * time.Millisecond)
-	if got := treeTicks(os.Getpid()) - before; got < 10 {
-		t.Errorf("tree grew by %d ticks after a child burned ~30", got)
+	got := treeTicks(os.Getpid()) - before
+	childTicks := int64((cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()) / (10 * time.Millisecond))
+	if childTicks < 25 {
+		t.Fatalf("the child reported only %d ticks of CPU; it should have burned 30", childTicks)
+	}
+	// Each of utime and stime is rounded to a tick on its own.
+	if got < childTicks-2 {
+		t.Errorf("tree grew by %d ticks after a reaped child used %d", got, childTicks)
+	}
+}
+
+const burnCPUEnv = "DESKGATE_BENCH_TEST_BURN_CPU"
+
+// burnCPU spins until this process has used d of CPU time.
+func burnCPU(d time.Duration) {
+	for x := 0; ; x++ {
+		var ru syscall.Rusage
+		if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil &&
+			time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) >= d {
+			return
+		}
+		for i := 0; i < 100000; i++ {
+			x ^= i * 31
+		}
 	}
 }
 
