@@ -338,7 +338,7 @@ func containsFold(haystack []byte, needle string) bool {
 	if needle == "" {
 		return true
 	}
-	if !isASCII(needle) {
+	if !addr.IsASCII(needle) {
 		// Case can change a character's length and its first byte (ẞ and ß, Р and р): the
 		// search walks runes.
 		return indexFold(string(haystack), needle, 0) >= 0
@@ -359,15 +359,6 @@ func containsFold(haystack []byte, needle string) bool {
 		}
 	}
 	return false
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
 }
 
 // foldPrefix reports whether s begins with needle in any case (Unicode simple folding, as

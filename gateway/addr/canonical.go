@@ -42,7 +42,7 @@ func canonicalSlowly(address string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !isASCII(local) {
+	if !IsASCII(local) {
 		local = norm.NFC.String(local)
 	}
 	domain, asciiDomain, err := canonicalDomain(domain)
@@ -85,10 +85,9 @@ func ASCIIForm(address string) (string, bool) {
 	return local + "@" + a, true
 }
 
-// IsASCII reports whether s is seven-bit text.
-func IsASCII(s string) bool { return isASCII(s) }
-
-func isASCII(s string) bool {
+// IsASCII reports whether s is seven-bit text. It takes bytes too, so that a message's header
+// is checked where it lies, without a copy into a string.
+func IsASCII[T ~string | ~[]byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
 			return false
@@ -148,7 +147,7 @@ func canonicalDomain(domain string) (unicodeForm, asciiForm string, err error) {
 	if domain == "" {
 		return "", "", errors.New("is empty")
 	}
-	if isASCII(domain) && !hasALabel(domain) {
+	if IsASCII(domain) && !hasALabel(domain) {
 		// A plain ASCII host name is taken as mail servers take it, which is more than
 		// IDNA's rules for labels allow: an underscore (mail_gw.example.com) or hyphens in
 		// the third and fourth places are refused by no MTA, so they are not refused here.

@@ -893,7 +893,7 @@ func canonicalPath(address string, utf8 bool, who, enh string) (string, *reply) 
 	if address == "" || strings.EqualFold(address, "postmaster") {
 		return address, nil
 	}
-	if !utf8 && !isASCII(address) {
+	if !utf8 && !addr.IsASCII(address) {
 		return address, &reply{553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter on MAIL FROM"}
 	}
 	c, err := addr.Canonical(address)
@@ -901,13 +901,4 @@ func canonicalPath(address string, utf8 bool, who, enh string) (string, *reply) 
 		return address, &reply{553, enh, who + ": " + err.Error()}
 	}
 	return c, nil
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }

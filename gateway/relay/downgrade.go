@@ -40,12 +40,12 @@ var mediaFields = map[string]bool{"content-type": true, "content-disposition": t
 // base64. On a header that is ASCII already, the result is msg itself.
 func Downgrade7Bit(msg []byte) []byte {
 	end := headerEnd(msg)
-	if asciiBytes(msg[:end]) {
+	if addr.IsASCII(msg[:end]) {
 		return msg
 	}
 	out := make([]byte, 0, len(msg)+len(msg[:end])/2)
 	for _, f := range splitFields(msg[:end]) {
-		if asciiBytes(f) {
+		if addr.IsASCII(f) {
 			out = append(out, f...)
 			continue
 		}
@@ -73,16 +73,6 @@ func headerEnd(msg []byte) int {
 			return i
 		}
 	}
-}
-
-// asciiBytes is addr.IsASCII for bytes, without copying them into a string.
-func asciiBytes(b []byte) bool {
-	for _, c := range b {
-		if c >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // splitFields cuts a header into its fields, each with its continuation lines and line
@@ -319,7 +309,7 @@ func needsUTF8(from string, rcpts []string, msg []byte) bool {
 			return true
 		}
 	}
-	return !asciiBytes(msg[:headerEnd(msg)])
+	return !addr.IsASCII(msg[:headerEnd(msg)])
 }
 
 // utf8AddrXtext encodes an address for ORCPT=utf-8; as RFC 6533 3 says (utf-8-addr-xtext):
