@@ -282,33 +282,28 @@ func (s *session) commands(from string, rcpts []string, utf8 bool) []string {
 // its reply errNotSent. An error is the connection's: the session is lost, and the replies
 // returned are those read before it.
 func (s *session) exchange(cmds []string, payload func(*bufio.Writer)) ([]reply, error) {
-	last := len(cmds) - 1
-	replies := make([]reply, 0, len(cmds))
 	if s.pipelining {
 		if err := s.write(cmds, payload); err != nil {
-			return replies, err
+			return nil, err
 		}
+		return s.readReplies(cmds)
 	}
+	last := len(cmds) - 1
+	replies := make([]reply, 0, len(cmds))
 	acceptedRcpts := 0
 	for i := range cmds {
-		if !s.pipelining {
-			if (i > 0 && replies[0].err != nil) || (i == last && acceptedRcpts == 0) {
-				replies = append(replies, reply{err: errNotSent})
-				continue
-			}
-			var p func(*bufio.Writer)
-			if i == last {
-				p = payload
-			}
-			if err := s.write(cmds[i:i+1], p); err != nil {
-				return replies, err
-			}
+		if (i > 0 && replies[0].err != nil) || (i == last && acceptedRcpts == 0) {
+			replies = append(replies, reply{err: errNotSent})
+			continue
 		}
-		class := 2
-		if cmds[i] == "DATA" {
-			class = 3
+		var p func(*bufio.Writer)
+		if i == last {
+			p = payload
 		}
-		code, err := s.reply(class)
+		if err := s.write(cmds[i:i+1], p); err != nil {
+			return replies, err
+		}
+		code, err := s.reply(replyClass(cmds[i]))
 		if err != nil && isConnError(err) {
 			return replies, err
 		}
@@ -392,11 +387,12 @@ func (s *session) chain(trs []transaction) ([][]error, bool) {
 		}
 		return out, false
 	}
-	cmds := func(k int) []string {
-		return append(s.commands(trs[k].from, trs[k].rcpts, trs[k].utf8), "DATA")
+	cmds := make([][]string, len(trs))
+	for k, tr := range trs {
+		cmds[k] = append(s.commands(tr.from, tr.rcpts, tr.utf8), "DATA")
 	}
 	s.raw.SetDeadline(time.Now().Add(s.timeout))
-	if err := s.write(cmds(0), nil); err != nil {
+	if err := s.write(cmds[0], nil); err != nil {
 		return cut(0, err)
 	}
 	rset := false // an RSET went ahead of transaction k's commands
@@ -407,7 +403,7 @@ func (s *session) chain(trs []transaction) ([][]error, bool) {
 			}
 			rset = false
 		}
-		replies, err := s.readReplies(cmds(k))
+		replies, err := s.readReplies(cmds[k])
 		if err != nil {
 			return cut(k, err)
 		}
@@ -423,7 +419,7 @@ func (s *session) chain(trs []transaction) ([][]error, bool) {
 				return out, s.reset()
 			}
 			s.raw.SetDeadline(time.Now().Add(s.timeout))
-			if err := s.write(append([]string{"RSET"}, cmds(k+1)...), nil); err != nil {
+			if err := s.write(append([]string{"RSET"}, cmds[k+1]...), nil); err != nil {
 				return cut(k+1, err)
 			}
 			rset = true
@@ -431,7 +427,7 @@ func (s *session) chain(trs []transaction) ([][]error, bool) {
 		}
 		var next []string
 		if k+1 < len(trs) {
-			next = cmds(k + 1)
+			next = cmds[k+1]
 		}
 		s.raw.SetDeadline(time.Now().Add(2 * s.timeout))
 		if err := s.message(trs[k].msg, next); err != nil {
@@ -457,17 +453,21 @@ var errChainCut = errors.New("not sent: the session to the upstream ended before
 func (s *session) readReplies(cmds []string) ([]reply, error) {
 	replies := make([]reply, 0, len(cmds))
 	for _, c := range cmds {
-		class := 2
-		if c == "DATA" {
-			class = 3
-		}
-		code, err := s.reply(class)
+		code, err := s.reply(replyClass(c))
 		if err != nil && isConnError(err) {
 			return replies, err
 		}
 		replies = append(replies, reply{code: code, err: err})
 	}
 	return replies, nil
+}
+
+// replyClass is the class of reply that takes cmd forward: 3xx for DATA, 2xx for the rest.
+func replyClass(cmd string) int {
+	if cmd == "DATA" {
+		return 3
+	}
+	return 2
 }
 
 // message sends msg dot-stuffed with its final dot, then next's command lines, in one flush.
