@@ -157,43 +157,42 @@ func perRound(v []float64, format string) string {
 	return " (rounds: " + strings.Join(s, ", ") + ")"
 }
 
-// rate is the rounds' median rate of deskgate, the figure the other runs' ratios use.
-func (nt newTicketRounds) rate() float64 {
-	return median(each(nt.deskgate, func(r deskgateRound) float64 { return r.rate }))
+// rates are deskgate's rounds' rates.
+func (nt newTicketRounds) rates() []float64 {
+	return each(nt.deskgate, func(r deskgateRound) float64 { return r.rate })
 }
+
+// rate is the rounds' median rate of deskgate, the figure the other runs' ratios use.
+func (nt newTicketRounds) rate() float64 { return median(nt.rates()) }
 
 // print writes the rounds' lines: each product's rate, median first, then the ratios between
 // medians, and deskgate's costs per message.
 func (nt newTicketRounds) print() {
 	n := float64(*messages)
+	perMsg := func(ticks int64) float64 { return ticksToMicros(ticks) / n }
 	dg := nt.rate()
 	if len(nt.deskgate) > 1 {
 		fmt.Printf("new tickets in %d rounds of deskgate, Postfix, smtp-sink; medians, then each round\n", len(nt.deskgate))
 	}
-	fmt.Printf("%-34s %10.0f msg/s%s\n", "deskgate, new tickets (fsync)", dg, perRound(each(nt.deskgate, func(r deskgateRound) float64 { return r.rate }), "%.0f"))
+	fmt.Printf("%-34s %10.0f msg/s%s\n", "deskgate, new tickets (fsync)", dg, perRound(nt.rates(), "%.0f"))
+	pfRates := each(nt.postfix, func(r postfixRound) float64 { return r.rate })
 	if nt.pfSkipped != "" {
 		fmt.Printf("%-34s %10s (%s)\n", "Postfix, relaying to smtp-sink", "skipped", nt.pfSkipped)
 	} else {
-		fmt.Printf("%-34s %10.0f msg/s%s\n", "Postfix, relaying to smtp-sink", median(each(nt.postfix, func(r postfixRound) float64 { return r.rate })),
-			perRound(each(nt.postfix, func(r postfixRound) float64 { return r.rate }), "%.0f"))
-		fmt.Printf("%-34s %10.2f s after the last 250, every message in the sink%s\n", "Postfix's queue drained",
-			median(each(nt.postfix, func(r postfixRound) float64 { return r.drain.Seconds() })),
-			perRound(each(nt.postfix, func(r postfixRound) float64 { return r.drain.Seconds() }), "%.2f"))
+		drains := each(nt.postfix, func(r postfixRound) float64 { return r.drain.Seconds() })
+		fmt.Printf("%-34s %10.0f msg/s%s\n", "Postfix, relaying to smtp-sink", median(pfRates), perRound(pfRates, "%.0f"))
+		fmt.Printf("%-34s %10.2f s after the last 250, every message in the sink%s\n", "Postfix's queue drained", median(drains), perRound(drains, "%.2f"))
 	}
 	sink := median(nt.sink)
 	fmt.Printf("%-34s %10.0f msg/s%s\n", "smtp-sink (discards)", sink, perRound(nt.sink, "%.0f"))
 	if nt.pfSkipped == "" {
-		fmt.Printf("%-34s %10.2f   (goal >= 3.00)\n", "ratio deskgate / Postfix", dg/median(each(nt.postfix, func(r postfixRound) float64 { return r.rate })))
+		fmt.Printf("%-34s %10.2f   (goal >= 3.00)\n", "ratio deskgate / Postfix", dg/median(pfRates))
 	}
 	fmt.Printf("%-34s %10.2f   (goal >= 0.70)\n", "ratio deskgate / smtp-sink", dg/sink)
-	cpu := each(nt.deskgate, func(r deskgateRound) float64 { return ticksToMicros(r.ticks) / n })
-	sinkCPU := make([]float64, len(nt.sinkTicks))
-	for i, t := range nt.sinkTicks {
-		sinkCPU[i] = ticksToMicros(t) / n
-	}
-	fmt.Printf("%-34s %10.0f µs (smtp-sink: %.0f µs)%s\n", "CPU per message, deskgate", median(cpu), median(sinkCPU), perRound(cpu, "%.0f"))
+	cpu := each(nt.deskgate, func(r deskgateRound) float64 { return perMsg(r.ticks) })
+	fmt.Printf("%-34s %10.0f µs (smtp-sink: %.0f µs)%s\n", "CPU per message, deskgate", median(cpu), median(each(nt.sinkTicks, perMsg)), perRound(cpu, "%.0f"))
 	if nt.pfSkipped == "" {
-		pcpu := each(nt.postfix, func(r postfixRound) float64 { return ticksToMicros(r.ticks) / n })
+		pcpu := each(nt.postfix, func(r postfixRound) float64 { return perMsg(r.ticks) })
 		fmt.Printf("%-34s %10.0f µs (all its processes, burst and drain)%s\n", "CPU per message, Postfix", median(pcpu), perRound(pcpu, "%.0f"))
 	}
 	fmt.Printf("%-34s %10.0f (%.0f KiB)\n", "allocations per message, deskgate",
