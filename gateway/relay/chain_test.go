@@ -85,16 +85,7 @@ func TestChainJudgesEachTransaction(t *testing.T) {
 
 // A message whose end is refused fails on its own; the next, already announced, still goes.
 func TestChainRefusedMessageLeavesTheNext(t *testing.T) {
-	n := 0
-	_, addr := startFake(t, []string{"PIPELINING"}, func(cmd string) string {
-		if cmd == "." {
-			n++
-			if n == 1 {
-				return "554 5.7.1 rejected by content filter"
-			}
-		}
-		return okAnswers(cmd)
-	})
+	_, addr := startFake(t, []string{"PIPELINING"}, answerNth(".", 1, "554 5.7.1 rejected by content filter"))
 	s, _ := dialFake(t, addr)
 	out, usable := s.chain(chainOf(2))
 	if code(out[0][0]) != 554 || out[1][0] != nil || !usable {
@@ -105,16 +96,7 @@ func TestChainRefusedMessageLeavesTheNext(t *testing.T) {
 // When the upstream drops the session at a message's end (421), that message and every one
 // after it are left to be tried again, none counted as sent, and the session is not reused.
 func TestChainCutByA421LeavesTheRestToRetry(t *testing.T) {
-	n := 0
-	_, addr := startFake(t, []string{"PIPELINING"}, func(cmd string) string {
-		if cmd == "." {
-			n++
-			if n == 2 {
-				return "421 4.3.0 going down"
-			}
-		}
-		return okAnswers(cmd)
-	})
+	_, addr := startFake(t, []string{"PIPELINING"}, answerNth(".", 2, "421 4.3.0 going down"))
 	s, _ := dialFake(t, addr)
 	out, usable := s.chain(chainOf(4))
 	if out[0][0] != nil {
@@ -197,16 +179,7 @@ func TestThreeHundredToDATAWithoutRecipientsEndsTheSession(t *testing.T) {
 // one session; once a 421 ends the session, the deliveries after it are left untried for the
 // next pass, not sent on a session that is gone nor counted as attempts.
 func TestChainOverCHUNKINGStopsAtALostSession(t *testing.T) {
-	n := 0
-	f, addr := startFake(t, []string{"PIPELINING", "CHUNKING"}, func(cmd string) string {
-		if strings.HasPrefix(cmd, "BDAT") {
-			n++
-			if n == 2 {
-				return "421 4.3.0 going down"
-			}
-		}
-		return okAnswers(cmd)
-	})
+	f, addr := startFake(t, []string{"PIPELINING", "CHUNKING"}, answerNth("BDAT", 2, "421 4.3.0 going down"))
 	u := newUpstream(testConfig(t, addr, nil), nil, time.Now)
 	defer u.Close()
 	var es []Envelope

@@ -64,6 +64,21 @@ func okAnswers(cmd string) string {
 	return "250 2.0.0 Ok: queued as FAKE"
 }
 
+// answerNth is an upstream that gives answer to the nth command named verb ("." for a
+// message's end), and okAnswers to the rest.
+func answerNth(verb string, nth int, answer string) func(string) string {
+	n := 0
+	return func(cmd string) string {
+		if cmd == verb || strings.HasPrefix(cmd, verb+" ") {
+			n++
+			if n == nth {
+				return answer
+			}
+		}
+		return okAnswers(cmd)
+	}
+}
+
 func (f *fakeUpstream) record(line string, msg []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
