@@ -338,6 +338,8 @@ func TestA1_AmbiguousFrom(t *testing.T) {
 		{"alice@example.com, evil@x.test", "alice@example.com", "From names 2 addresses"},
 		{"\"Alice\" <evil@x.test>", "alice@example.com", "read as alice@example.com here but as evil@x.test"},
 		{"=?utf-8?q?alice=40example=2Ecom?= <evil@x.test>", "evil@x.test", ""},
+		// U+034F is mapped to nothing by IDNA: the domain is empty once in A-labels.
+		{"alice@\u034f", "", "From has no domain"},
 	}
 	for _, tc := range cases {
 		raw := z.sign(t, msgText(tc.from, "x"), "x.test", "s1", false)

@@ -105,10 +105,16 @@ func readFrom(fields []field, author string) HeaderFrom {
 		return HeaderFrom{Problem: fmt.Sprintf("From is read as %s here but as %s by the authentication check", author, address)}
 	}
 	at := strings.LastIndexByte(address, '@')
-	if at <= 0 || at == len(address)-1 {
+	if at <= 0 {
 		return HeaderFrom{Problem: "From has no domain"}
 	}
-	return HeaderFrom{Address: address, Domain: asciiDomain(address[at+1:])}
+	// A domain of characters that IDNA maps to nothing (a lone U+034F) is empty once
+	// in A-labels: there is no DMARC record to look up and nothing to align with.
+	domain := asciiDomain(address[at+1:])
+	if domain == "" {
+		return HeaderFrom{Problem: "From has no domain"}
+	}
+	return HeaderFrom{Address: address, Domain: domain}
 }
 
 // sameAddress compares the desk's author, which is canonical (addr.Canonical), with the
