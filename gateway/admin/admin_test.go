@@ -179,3 +179,20 @@ func TestReloadAnswers(t *testing.T) {
 		t.Errorf("reload that failed otherwise: %d %s", rec.Code, rec.Body.String())
 	}
 }
+
+// Profiles show what the daemon holds and does: only the token's holder gets them.
+func TestProfilesNeedTheToken(t *testing.T) {
+	h := testServer(t, nil)
+	for _, target := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/goroutine?debug=2", "/debug/pprof/allocs", "/debug/pprof/profile?seconds=1"} {
+		for _, auth := range []string{"", "Bearer wrong"} {
+			if rec := call(h, "GET", target, auth); rec.Code != http.StatusUnauthorized {
+				t.Errorf("%s with Authorization %q: %d, want 401", target, auth, rec.Code)
+			}
+		}
+	}
+	for _, target := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/goroutine?debug=2"} {
+		if rec := call(h, "GET", target, "Bearer s3cret"); rec.Code != http.StatusOK || rec.Body.Len() == 0 {
+			t.Errorf("%s with the token: %d, %d bytes, want 200 and a profile", target, rec.Code, rec.Body.Len())
+		}
+	}
+}
