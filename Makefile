@@ -62,6 +62,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzSession$$' -fuzztime=$(FUZZ_SMTP) ./gateway/inbound
 	$(GO) test -run='^$$' -fuzz='^FuzzTransact$$' -fuzztime=$(FUZZ_RELAY) ./gateway/relay
 	$(GO) test -run='^$$' -fuzz='^FuzzDowngrade7Bit$$' -fuzztime=$(FUZZ_DOWNGRADE) ./gateway/relay
+	$(GO) test -run='^$$' -fuzz='^FuzzDataOctets$$' -fuzztime=$(FUZZ_DOWNGRADE) ./gateway/relay
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeComment$$' -fuzztime=$(FUZZ_STORE) ./store
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeDelivery$$' -fuzztime=$(FUZZ_STORE) ./store
 

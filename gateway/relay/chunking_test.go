@@ -465,8 +465,9 @@ func TestChunking421OnBDATIsDeferred(t *testing.T) {
 	}
 }
 
-// FuzzDataOctets: for any message, the BDAT chunk is exactly what DATA's dot writer sends once
-// the dot-stuffing and the final dot are taken away, as the receiver takes them.
+// FuzzDataOctets: for any message, what DATA sends (message) is exactly what textproto's dot
+// writer sends, and the BDAT chunk is that once the dot-stuffing and the final dot are taken
+// away, as the receiver takes them.
 func FuzzDataOctets(f *testing.F) {
 	for _, s := range []string{"", dotty, "a", "a\n", "a\r", "\r\r\n", ".\n.", "\n\n.", "x\r\r\r\n.y", "\r.\r\n..\r"} {
 		f.Add([]byte(s))
@@ -477,6 +478,14 @@ func FuzzDataOctets(f *testing.F) {
 		dw := textproto.NewWriter(bw).DotWriter()
 		dw.Write(msg)
 		dw.Close()
+		var stuffed bytes.Buffer
+		s := &session{w: bufio.NewWriter(&stuffed)}
+		if err := s.message(append([]byte(nil), msg...), nil); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(stuffed.Bytes(), sent.Bytes()) {
+			t.Fatalf("%q: DATA sends %q, the dot writer %q", msg, stuffed.Bytes(), sent.Bytes())
+		}
 		body, ok := bytes.CutSuffix(sent.Bytes(), []byte(".\r\n"))
 		if !ok {
 			t.Fatalf("the dot writer ended %q without a dot", sent.Bytes())

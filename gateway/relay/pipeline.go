@@ -204,13 +204,13 @@ func (s *session) chunked(cmds []string, msg []byte, errs []error) ([]error, boo
 	return errs, true
 }
 
-// dataOctets are the octets an upstream stores for msg sent over DATA: what DATA's dot
-// writer (textproto's, which data uses) sends, once the upstream has taken the dot-stuffing
-// and the final dot away. A lone LF becomes CRLF, and a message whose last line has no line
-// break gets one. BDAT must carry the same octets, so that a message (and its DKIM
-// signature) arrives the same either way. They are returned as msg, or a copy of it with
-// the line breaks mended, and what its end lacks; msg is not copied when it needs no
-// mending inside (the composer's CRLF lines never do).
+// dataOctets are the octets an upstream stores for msg: what textproto's dot writer would
+// send over DATA, once the upstream has taken the dot-stuffing and the final dot away. A lone
+// LF becomes CRLF, and a message whose last line has no line break gets one. BDAT carries
+// these octets, and message sends them stuffed, so that a message (and its DKIM signature)
+// arrives the same either way. They are returned as msg, or a copy of it with the line breaks
+// mended, and what its end lacks; msg is not copied when it needs no mending inside (the
+// composer's CRLF lines never do).
 func dataOctets(msg []byte) ([]byte, []byte) {
 	const (
 		lineStart = iota
@@ -351,14 +351,7 @@ func judge(replies []reply, errs []error) int {
 // is closing it (421).
 func (s *session) data(msg []byte, errs []error) ([]error, bool) {
 	s.raw.SetDeadline(time.Now().Add(2 * s.timeout))
-	dw := textproto.NewWriter(s.w).DotWriter()
-	if _, err := dw.Write(msg); err != nil {
-		return failRest(errs, err), false
-	}
-	if err := dw.Close(); err != nil {
-		return failRest(errs, err), false
-	}
-	if err := s.w.Flush(); err != nil {
+	if err := s.message(msg, nil); err != nil {
 		return failRest(errs, err), false
 	}
 	if _, err := s.reply(2); err != nil {
@@ -470,10 +463,11 @@ func replyClass(cmd string) int {
 	return 2
 }
 
-// message sends msg dot-stuffed with its final dot, then next's command lines, in one flush.
-// One write matters: an upstream that answers each piece of its input as it reads it, with
-// Nagle's algorithm on, would hold its second reply until this side's delayed ACK (40 ms).
-// The octets are those DATA's dot writer sends (dataOctets, stuffed).
+// message sends msg dot-stuffed with its final dot, then next's command lines, in one flush:
+// the message of every DATA transaction, alone or chained. One write matters in a chain: an
+// upstream that answers each piece of its input as it reads it, with Nagle's algorithm on,
+// would hold its second reply until this side's delayed ACK (40 ms). The octets are those
+// textproto's dot writer sends (dataOctets, stuffed), so that DATA and BDAT carry the same.
 func (s *session) message(msg []byte, next []string) error {
 	chunk, tail := dataOctets(msg)
 	stuff := func(b []byte, atLineStart bool) bool {
