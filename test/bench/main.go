@@ -416,19 +416,24 @@ func rssKiB(pid int) int {
 
 // cpuTicks is a process's user+system CPU time in clock ticks (/proc/PID/stat).
 func cpuTicks(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The command name may hold spaces; the fields we want follow its ')'.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	f := statFields(pid)
 	if len(f) < 13 {
 		return 0
 	}
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return utime + stime
+}
+
+// statFields is /proc/PID/stat after the command name, which may hold spaces: field 0 is the
+// state, 1 the parent's pid, 11 and 12 the process's user and system time.
+func statFields(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 }
 
 // ticksToMicros assumes the kernel's USER_HZ of 100, as on every Linux we run on.
